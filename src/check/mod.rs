@@ -1,0 +1,261 @@
+//! The exhaustive engine: a spec in, verdicts and shortest counterexample traces out.
+
+pub mod search;
+pub mod world;
+
+use std::fmt::Debug;
+
+use serde::Serialize;
+
+use crate::property::PropertyName;
+use crate::protocol::{Machine, NodeId, Observation, Protocol};
+use crate::registry::{self, Visit};
+use crate::spec::{Loaded, SpecError, Verdict};
+use crate::system::LockSystem;
+use crate::trace::{Step, Trace};
+use search::{Found, Limits};
+use world::{Act, Action, State, World};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PropResult {
+    pub property: PropertyName,
+    pub verdict: Verdict,
+    pub expected: Option<Verdict>,
+    /// The property held only because its `sometimes` partner never happened.
+    pub vacuous: bool,
+    #[serde(skip)]
+    pub trace: Option<Trace>,
+}
+
+impl PropResult {
+    pub fn ok(&self) -> bool {
+        self.expected.is_none_or(|e| e == self.verdict)
+            && !(self.vacuous && self.verdict == Verdict::Holds)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub spec: String,
+    pub name: String,
+    pub description: String,
+    pub results: Vec<PropResult>,
+    pub generated: u64,
+    pub unique: u64,
+    pub max_depth: u32,
+    pub seconds: f64,
+    /// False when the state limit cut the search short: no `holds` can be claimed.
+    pub complete: bool,
+    pub participants: Vec<String>,
+}
+
+impl Outcome {
+    /// Every verdict matches its expectation (or, without one, nothing is violated).
+    pub fn ok(&self) -> bool {
+        self.complete
+            && self
+                .results
+                .iter()
+                .all(|r| r.ok() && (r.expected.is_some() || r.verdict == Verdict::Holds))
+    }
+}
+
+/// The properties judged for a spec, after checking its `expect` names only those.
+pub fn properties(spec: &Loaded, tokens: bool) -> Result<Vec<PropertyName>, SpecError> {
+    let workload = spec.spec.setup.workload;
+    for p in PropertyName::ALL {
+        if spec.spec.expect.get(p).is_some() && !p.applies(workload, tokens) {
+            let why = if p == PropertyName::TokenMonotonic && workload.uses_lock() {
+                "this protocol configuration issues no tokens".to_string()
+            } else {
+                format!("not judged for workload {:?}", workload).to_lowercase()
+            };
+            return Err(SpecError::field(
+                &spec.path,
+                format!("expect.{}", p.name()),
+                why,
+            ));
+        }
+    }
+    Ok(PropertyName::ALL
+        .into_iter()
+        .filter(|p| p.applies(workload, tokens))
+        .collect())
+}
+
+struct CheckVisit<'a> {
+    spec: &'a Loaded,
+    limits: &'a Limits,
+}
+
+impl Visit for CheckVisit<'_> {
+    type Out = Result<Outcome, SpecError>;
+    fn visit<P: Protocol>(self, system: LockSystem<P>) -> Self::Out {
+        let props = properties(self.spec, system.proto.issues_tokens())?;
+        let world = World::new(system, self.spec, props);
+        let found = search::bfs(&world, self.limits);
+        Ok(outcome(self.spec, &world, &found))
+    }
+}
+
+pub fn check(spec: &Loaded, limits: &Limits) -> Result<Outcome, SpecError> {
+    registry::build(spec, CheckVisit { spec, limits })?
+}
+
+pub fn reproduce_command(spec: &Loaded) -> String {
+    format!("lockcheck check {}", spec.path.display())
+}
+
+fn outcome<M: Machine>(spec: &Loaded, w: &World<M>, found: &Found) -> Outcome {
+    let results = found
+        .violation
+        .iter()
+        .map(|&(p, v)| {
+            let witnessed = found.witnessed.iter().any(|&(q, seen)| q == p && seen);
+            PropResult {
+                property: p,
+                verdict: if v.is_some() {
+                    Verdict::Violated
+                } else {
+                    Verdict::Holds
+                },
+                expected: spec.spec.expect.get(p),
+                vacuous: v.is_none() && !witnessed,
+                trace: v.map(|state| trace(spec, w, p, &found.path_to(state))),
+            }
+        })
+        .collect();
+    Outcome {
+        spec: spec.path.display().to_string(),
+        name: spec.name.clone(),
+        description: spec.spec.description.clone(),
+        results,
+        generated: found.generated,
+        unique: found.unique,
+        max_depth: found.max_depth,
+        seconds: found.seconds,
+        complete: found.complete,
+        participants: w.machine.nodes().iter().map(|n| n.name.clone()).collect(),
+    }
+}
+
+fn trace<M: Machine>(spec: &Loaded, w: &World<M>, p: PropertyName, path: &[u32]) -> Trace {
+    let steps = search::replay_path(w, path)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (a, after, obs))| describe(w, i as u32 + 1, &a, &after, &obs))
+        .collect();
+    Trace {
+        spec: spec.path.display().to_string(),
+        engine: "check".into(),
+        seed: None,
+        property: p.name().into(),
+        steps,
+        reproduce: reproduce_command(spec),
+    }
+}
+
+/// `Lock(Acquire)` → `Acquire`: the wire wrapper says nothing a reader needs.
+fn short<T: Debug>(t: &T) -> String {
+    let s = format!("{t:?}");
+    for wrapper in ["Lock(", "Res(", "ResReply("] {
+        if let Some(inner) = s.strip_prefix(wrapper).and_then(|r| r.strip_suffix(')')) {
+            return inner.to_string();
+        }
+    }
+    s
+}
+
+pub fn observation_text(o: &Observation, name: &dyn Fn(NodeId) -> String) -> String {
+    let tok = |t: &Option<u64>| t.map(|t| format!(" (token {t})")).unwrap_or_default();
+    match o {
+        Observation::Waiting { client } => format!("{} waits for the lock", name(*client)),
+        Observation::Granted { client, token } => {
+            format!("lock granted to {}{}", name(*client), tok(token))
+        }
+        Observation::Acquired { client, depth: 1 } => {
+            format!("{} believes it holds the lock", name(*client))
+        }
+        Observation::Acquired { client, depth } => {
+            format!("{} holds the lock {depth} times", name(*client))
+        }
+        Observation::NestedDenied { client } => {
+            format!("{}'s nested acquire is refused", name(*client))
+        }
+        Observation::Released { client, depth: 0 } => {
+            format!("{} releases the lock", name(*client))
+        }
+        Observation::Released { client, depth } => {
+            format!("{} releases once, still holds {depth}", name(*client))
+        }
+        Observation::LeaseLapsed { client } => {
+            format!("{}'s own lease check ends its hold", name(*client))
+        }
+        Observation::Expired { client } => format!("lease of {} expires", name(*client)),
+        Observation::Read {
+            client,
+            token,
+            stock,
+        } => format!("read by {}{}: stock {stock}", name(*client), tok(token)),
+        Observation::WriteAccepted {
+            client,
+            token,
+            value,
+            ..
+        } => {
+            format!(
+                "ACCEPTS write stock={value} from {}{}",
+                name(*client),
+                tok(token)
+            )
+        }
+        Observation::WriteRejected { client, token } => {
+            format!("REJECTS request from {}{}", name(*client), tok(token))
+        }
+        Observation::Decremented { client, stock } => {
+            format!("decrements stock to {stock} for {}", name(*client))
+        }
+        Observation::SoldOut { client } => format!("sold out for {}", name(*client)),
+        Observation::Done { client } => format!("{} finishes", name(*client)),
+    }
+}
+
+fn describe<M: Machine>(
+    w: &World<M>,
+    step: u32,
+    a: &Act<M>,
+    after: &State<M>,
+    obs: &[Observation],
+) -> Step {
+    let name = |id: NodeId| w.node_name(id).to_string();
+    let node = w.actor(a).map(name).unwrap_or_else(|| "world".into());
+    let (kind, mut detail) = match a {
+        Action::Deliver(e) => ("receive", format!("{} → {}: {}", name(e.src), name(e.dst), short(&e.msg))),
+        Action::Fire(_, t) => ("timer", format!("timer {} fires", short(t))),
+        Action::Tick(None) => ("tick", format!("time passes to {}", after.tick)),
+        Action::Tick(Some(id)) => ("tick", format!("time passes to {}; clock of {} stands still (drift)", after.tick, name(*id))),
+        Action::Rush(id) => ("drift", format!("clock of {} gains a tick", name(*id))),
+        Action::Pause(id) => ("pause", format!("GcPause: {} stops the world", name(*id))),
+        Action::Resume(id) => ("resume", format!("{} resumes, unaware it was paused", name(*id))),
+        Action::Crash(id) => ("crash", format!("{} crashes", name(*id))),
+        Action::Restart { node, keep_disk } => {
+            ("restart", format!("{} restarts, {}", name(*node), if *keep_disk { "disk kept" } else { "disk lost" }))
+        }
+        Action::Partition(id) => ("partition", format!("{} is cut off from the others", name(*id))),
+        Action::Heal => ("heal", "the partition heals".into()),
+        Action::HealAll => ("heal", "fault window over: every paused node resumes, partitions heal, crashed servers restart".into()),
+        Action::Lose(e) => ("loss", format!("message lost: {} → {}: {}", name(e.src), name(e.dst), short(&e.msg))),
+        Action::ClockJump(id) => ("jump", format!("ClockJump: clock of {} jumps {} ticks ahead", name(*id), w.jump)),
+    };
+    if !obs.is_empty() {
+        let o: Vec<_> = obs.iter().map(|o| observation_text(o, &name)).collect();
+        detail.push_str(&format!(" ⇒ {}", o.join("; ")));
+    }
+    Step {
+        step,
+        time: w.timed.then_some(i64::from(after.tick)),
+        node,
+        kind: kind.into(),
+        detail,
+    }
+}

@@ -1,0 +1,265 @@
+//! Exhaustive breadth-first search over a [`World`], keeping the whole state graph.
+//!
+//! Why not stateright's own BFS: it keeps the *last* discovery of a property, so its paths are not
+//! always shortest, and it judges `eventually` only at terminal states. Here a state is numbered in
+//! the order BFS discovers it, which is also the order of its distance from the start, so the first
+//! violating state found ends a shortest counterexample. The graph (edges with their [`Class`]) is
+//! kept so that liveness can be judged exactly: a state is dead when no path of allowed steps leads
+//! from it to a state where every live client has finished.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use super::world::{Act, Class, State, World};
+use crate::property::PropertyName;
+use crate::protocol::Machine;
+
+/// What one search found.
+pub struct Found {
+    /// Per property: the state ending the shortest counterexample, if any.
+    pub violation: Vec<(PropertyName, Option<u32>)>,
+    /// Per property: whether its `sometimes` partner was seen.
+    pub witnessed: Vec<(PropertyName, bool)>,
+    pub generated: u64,
+    pub unique: u64,
+    pub max_depth: u32,
+    pub seconds: f64,
+    pub complete: bool,
+    parent: Vec<(u32, u32)>,
+}
+
+impl Found {
+    /// Action positions (index into `actions_of`) from the initial state to `state`.
+    pub fn path_to(&self, state: u32) -> Vec<u32> {
+        let mut path = Vec::new();
+        let mut at = state;
+        while at != 0 {
+            let (p, a) = self.parent[at as usize];
+            path.push(a);
+            at = p;
+        }
+        path.reverse();
+        path
+    }
+}
+
+fn fingerprint<T: Hash>(t: &T) -> u64 {
+    let mut h = DefaultHasher::new();
+    t.hash(&mut h);
+    h.finish()
+}
+
+pub struct Limits {
+    pub max_states: u64,
+    pub progress: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_states: 30_000_000,
+            progress: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
+    let started = Instant::now();
+    let props = &w.properties;
+    let liveness = props.iter().any(|p| p.is_liveness());
+    let mut index: HashMap<u64, u32> = HashMap::new();
+    let mut parent: Vec<(u32, u32)> = Vec::new();
+    let mut depth: Vec<u32> = Vec::new();
+    let mut goal: Vec<(bool, bool)> = Vec::new();
+    let mut edges: Vec<(u32, u32, Class)> = Vec::new();
+    let mut violation: Vec<(PropertyName, Option<u32>)> =
+        props.iter().map(|p| (*p, None)).collect();
+    let mut witnessed: Vec<(PropertyName, bool)> = props.iter().map(|p| (*p, false)).collect();
+    let mut queue: VecDeque<(u32, State<M>)> = VecDeque::new();
+    let mut generated = 0u64;
+    let mut complete = true;
+    let mut last_report = Instant::now();
+
+    let mut visit = |s: &State<M>, idx: u32, violation: &mut Vec<(PropertyName, Option<u32>)>| {
+        for (p, v) in violation.iter_mut() {
+            if v.is_none() && !s.monitor.holds(*p) {
+                *v = Some(idx);
+            }
+        }
+        for (p, seen) in witnessed.iter_mut() {
+            *seen |= s.monitor.witness(*p);
+        }
+    };
+
+    let init = w.init();
+    index.insert(fingerprint(&init), 0);
+    parent.push((0, 0));
+    depth.push(0);
+    goal.push(w.goals(&init));
+    visit(&init, 0, &mut violation);
+    queue.push_back((0, init));
+
+    let mut actions = Vec::new();
+    while let Some((from, s)) = queue.pop_front() {
+        if !liveness && violation.iter().all(|(_, v)| v.is_some()) {
+            break;
+        }
+        actions.clear();
+        w.actions_of(&s, &mut actions);
+        for (pos, a) in actions.drain(..).enumerate() {
+            let class = a.class();
+            let Some(next) = w.step(&s, &a, None) else {
+                continue;
+            };
+            generated += 1;
+            let fp = fingerprint(&next);
+            let to = match index.get(&fp) {
+                Some(&i) => i,
+                None => {
+                    if parent.len() as u64 >= limits.max_states {
+                        complete = false;
+                        continue;
+                    }
+                    let i = parent.len() as u32;
+                    index.insert(fp, i);
+                    parent.push((from, pos as u32));
+                    depth.push(depth[from as usize] + 1);
+                    goal.push(w.goals(&next));
+                    visit(&next, i, &mut violation);
+                    queue.push_back((i, next));
+                    i
+                }
+            };
+            if liveness {
+                edges.push((from, to, class));
+            }
+        }
+        if limits.progress && last_report.elapsed().as_millis() >= 500 {
+            last_report = Instant::now();
+            let secs = started.elapsed().as_secs_f64();
+            eprint!(
+                "\r  {} states, {:.0} states/s, depth {}   ",
+                parent.len(),
+                parent.len() as f64 / secs,
+                depth[from as usize]
+            );
+        }
+    }
+    if limits.progress {
+        eprint!("\r{}\r", " ".repeat(60));
+    }
+
+    if liveness && complete {
+        for (p, v) in violation.iter_mut().filter(|(p, _)| p.is_liveness()) {
+            let (allowed, goal): (fn(Class) -> bool, Vec<bool>) = match p {
+                PropertyName::DeadlockFree => {
+                    (|c| c != Class::Fault, goal.iter().map(|g| g.0).collect())
+                }
+                _ => (|c| c == Class::Normal, goal.iter().map(|g| g.1).collect()),
+            };
+            *v = first_dead(parent.len(), &edges, &goal, allowed);
+        }
+    }
+
+    Found {
+        violation,
+        witnessed,
+        generated,
+        unique: parent.len() as u64,
+        max_depth: depth.iter().copied().max().unwrap_or(0),
+        seconds: started.elapsed().as_secs_f64(),
+        complete,
+        parent,
+    }
+}
+
+/// The first state (in BFS order, hence nearest to the start) from which no path of `allowed` steps
+/// reaches a goal state.
+fn first_dead(
+    n: usize,
+    edges: &[(u32, u32, Class)],
+    goal: &[bool],
+    allowed: fn(Class) -> bool,
+) -> Option<u32> {
+    let mut rev_start = vec![0u32; n + 1];
+    for &(_, to, c) in edges {
+        if allowed(c) {
+            rev_start[to as usize + 1] += 1;
+        }
+    }
+    for i in 0..n {
+        rev_start[i + 1] += rev_start[i];
+    }
+    let mut fill = rev_start.clone();
+    let mut rev = vec![0u32; rev_start[n] as usize];
+    for &(from, to, c) in edges {
+        if allowed(c) {
+            rev[fill[to as usize] as usize] = from;
+            fill[to as usize] += 1;
+        }
+    }
+    let mut alive = goal.to_vec();
+    let mut stack: Vec<u32> = (0..n as u32).filter(|&i| goal[i as usize]).collect();
+    while let Some(x) = stack.pop() {
+        for &p in &rev[rev_start[x as usize] as usize..rev_start[x as usize + 1] as usize] {
+            if !alive[p as usize] {
+                alive[p as usize] = true;
+                stack.push(p);
+            }
+        }
+    }
+    alive.iter().position(|a| !a).map(|i| i as u32)
+}
+
+/// Re-walks a path, returning every action taken and the observations each one produced.
+pub fn replay_path<M: Machine>(
+    w: &World<M>,
+    path: &[u32],
+) -> Vec<(Act<M>, State<M>, Vec<crate::protocol::Observation>)> {
+    let mut s = w.init();
+    let mut out = Vec::new();
+    let mut actions = Vec::new();
+    for &pos in path {
+        actions.clear();
+        w.actions_of(&s, &mut actions);
+        let a = actions.swap_remove(pos as usize);
+        let mut log = Vec::new();
+        let next = w
+            .step(&s, &a, Some(&mut log))
+            .expect("a recorded path replays");
+        out.push((a, next.clone(), log));
+        s = next;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_dead_finds_a_state_that_cannot_reach_the_goal() {
+        // 0 -> 1 -> 2 (goal); 0 -> 3 (stuck); 1 -> 3 only by a fault.
+        let edges = [
+            (0, 1, Class::Normal),
+            (1, 2, Class::Normal),
+            (0, 3, Class::Normal),
+            (1, 3, Class::Fault),
+        ];
+        let goal = [false, false, true, false];
+        assert_eq!(first_dead(4, &edges, &goal, |c| c != Class::Fault), Some(3));
+        let healed = [
+            (0, 1, Class::Normal),
+            (1, 2, Class::Normal),
+            (0, 3, Class::Normal),
+            (3, 2, Class::Heal),
+        ];
+        assert_eq!(first_dead(4, &healed, &goal, |c| c != Class::Fault), None);
+        assert_eq!(
+            first_dead(4, &healed, &goal, |c| c == Class::Normal),
+            Some(3)
+        );
+    }
+}

@@ -1,0 +1,542 @@
+//! The world the model checker explores: nodes of one [`Machine`], the network, timers, clocks,
+//! faults and the property monitor, as a `stateright::Model`.
+//!
+//! Network: an unordered multiset of envelopes, nothing duplicated; loss and partitions are fault
+//! actions. Time, as the spec says:
+//! - untimed: any armed timer may fire at any moment, over-approximating every pause and clock error;
+//! - discrete: a global tick counter up to a horizon. A node's clock reads `tick + offset`; bounded
+//!   drift moves the offset within `±drift` (a fast clock gains a tick, a slow one stands still for
+//!   one), a clock jump moves it by `jump_ticks` at once. A timer fires when its node's clock
+//!   reaches it. Time advances only when nothing is due: messages take less than a tick and timers
+//!   fire on time, so only a fault (a pause, a jump) can make a node late.
+//! Faults are budgeted actions; in discrete mode they may happen only before the fault window ends.
+
+use serde::Serialize;
+
+use crate::property::{Monitor, PropertyName};
+use crate::protocol::{Cx, Effect, Machine, NodeId, NodeKind, Observation};
+use crate::spec::{FaultBudget, Loaded, Targets, TimeMode};
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Envelope<Msg> {
+    pub src: NodeId,
+    pub dst: NodeId,
+    pub msg: Msg,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Slot<S, T, D> {
+    /// `None` while crashed.
+    pub state: Option<S>,
+    pub paused: bool,
+    pub offset: i16,
+    /// Armed timers and their deadlines on this node's clock, sorted by timer.
+    pub timers: Vec<(T, i64)>,
+    pub durable: Option<D>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Used {
+    pub pauses: u8,
+    pub crashes: u8,
+    pub lost_disks: u8,
+    pub partitions: u8,
+    pub jumps: u8,
+    pub losses: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct WorldState<S, Msg, T, D> {
+    pub tick: u16,
+    pub nodes: Vec<Slot<S, T, D>>,
+    /// In-flight messages, sorted: a multiset.
+    pub net: Vec<Envelope<Msg>>,
+    /// Nodes cut off from the rest by a partition (bit per node).
+    pub cut: u64,
+    pub used: Used,
+    pub monitor: Monitor,
+}
+
+pub type State<M> = WorldState<
+    <M as Machine>::State,
+    <M as Machine>::Msg,
+    <M as Machine>::Timer,
+    <M as Machine>::Durable,
+>;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Action<Msg, T> {
+    Deliver(Envelope<Msg>),
+    Fire(NodeId, T),
+    /// Time advances one tick; the named node's clock (if any) stands still (slow drift).
+    Tick(Option<NodeId>),
+    /// A node's clock gains a tick (fast drift).
+    Rush(NodeId),
+    Pause(NodeId),
+    Resume(NodeId),
+    Crash(NodeId),
+    Restart {
+        node: NodeId,
+        keep_disk: bool,
+    },
+    Partition(NodeId),
+    Heal,
+    /// The fault window is over: paused nodes resume, partitions heal, crashed servers restart.
+    HealAll,
+    Lose(Envelope<Msg>),
+    ClockJump(NodeId),
+}
+
+pub type Act<M> = Action<<M as Machine>::Msg, <M as Machine>::Timer>;
+
+/// How an action counts for liveness: faults stop once the world heals; heals are allowed then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Normal,
+    Heal,
+    Fault,
+}
+
+impl<Msg, T> Action<Msg, T> {
+    pub fn class(&self) -> Class {
+        match self {
+            // A stop-the-world pause always ends by itself.
+            Action::Deliver(_)
+            | Action::Fire(..)
+            | Action::Tick(_)
+            | Action::Rush(_)
+            | Action::Resume(_) => Class::Normal,
+            Action::Heal
+            | Action::HealAll
+            | Action::Restart {
+                keep_disk: true, ..
+            } => Class::Heal,
+            Action::Pause(_)
+            | Action::Crash(_)
+            | Action::Restart {
+                keep_disk: false, ..
+            }
+            | Action::Partition(_)
+            | Action::Lose(_)
+            | Action::ClockJump(_) => Class::Fault,
+        }
+    }
+}
+
+pub struct World<M: Machine> {
+    pub machine: M,
+    pub timed: bool,
+    pub horizon: u16,
+    pub fault_window: u16,
+    pub drift: i64,
+    pub jump: i64,
+    pub budget: FaultBudget,
+    pub clients: usize,
+    pub stock: i64,
+    pub properties: Vec<PropertyName>,
+}
+
+impl<M: Machine> World<M> {
+    pub fn new(machine: M, spec: &Loaded, properties: Vec<PropertyName>) -> Self {
+        let s = &spec.spec;
+        World {
+            machine,
+            timed: s.time.mode == TimeMode::Discrete,
+            horizon: spec.horizon(),
+            fault_window: spec.fault_window(),
+            drift: s.time.drift,
+            jump: spec.jump(),
+            budget: s.faults.clone(),
+            clients: s.setup.clients,
+            stock: s.setup.stock,
+            properties,
+        }
+    }
+
+    pub fn node_name(&self, id: NodeId) -> &str {
+        &self.machine.nodes()[id].name
+    }
+
+    fn kind(&self, id: NodeId) -> NodeKind {
+        self.machine.nodes()[id].kind
+    }
+
+    fn reading(&self, s: &State<M>, id: NodeId) -> i64 {
+        if self.timed {
+            i64::from(s.tick) + i64::from(s.nodes[id].offset)
+        } else {
+            0
+        }
+    }
+
+    fn targets(&self, t: Targets, id: NodeId) -> bool {
+        match (t, self.kind(id)) {
+            (_, NodeKind::Storage) => false,
+            (Targets::Any, _) => true,
+            (Targets::Clients, k) => k == NodeKind::Client,
+            (Targets::Servers, k) => k == NodeKind::Server,
+        }
+    }
+
+    fn in_window(&self, s: &State<M>) -> bool {
+        !self.timed || s.tick < self.fault_window
+    }
+
+    fn runnable(&self, s: &State<M>, id: NodeId) -> bool {
+        let slot = &s.nodes[id];
+        slot.state.is_some() && !slot.paused
+    }
+
+    fn crosses_cut(s: &State<M>, a: NodeId, b: NodeId) -> bool {
+        ((s.cut >> a) & 1) != ((s.cut >> b) & 1)
+    }
+
+    fn deliverable(&self, s: &State<M>, e: &Envelope<M::Msg>) -> bool {
+        self.runnable(s, e.dst) && !Self::crosses_cut(s, e.src, e.dst)
+    }
+
+    fn due(&self, s: &State<M>, id: NodeId, deadline: i64) -> bool {
+        !self.timed || deadline <= self.reading(s, id)
+    }
+
+    pub fn init(&self) -> State<M> {
+        let n = self.machine.nodes().len();
+        let mut s = WorldState {
+            tick: 0,
+            nodes: (0..n)
+                .map(|_| Slot {
+                    state: None,
+                    paused: false,
+                    offset: 0,
+                    timers: Vec::new(),
+                    durable: None,
+                })
+                .collect(),
+            net: Vec::new(),
+            cut: 0,
+            used: Used::default(),
+            monitor: Monitor::new(self.clients, self.stock),
+        };
+        let mut pending = Vec::new();
+        for id in 0..n {
+            let mut cx = Cx::new(id, 0);
+            s.nodes[id].state = Some(self.machine.start(&mut cx));
+            pending.push(cx);
+        }
+        for cx in pending {
+            self.apply(&mut s, cx, &mut None);
+        }
+        s
+    }
+
+    /// Carries out a handler's effects.
+    fn apply(
+        &self,
+        s: &mut State<M>,
+        cx: Cx<M::Msg, M::Timer, M::Durable>,
+        log: &mut Option<&mut Vec<Observation>>,
+    ) {
+        let me = cx.me;
+        for e in cx.effects {
+            match e {
+                Effect::Send { to, msg } => {
+                    if s.nodes[to].state.is_some() {
+                        let env = Envelope {
+                            src: me,
+                            dst: to,
+                            msg,
+                        };
+                        let at = s.net.partition_point(|x| x <= &env);
+                        s.net.insert(at, env);
+                    }
+                }
+                Effect::SetTimer { timer, after } => {
+                    let deadline = if self.timed { cx.now + after } else { 0 };
+                    let timers = &mut s.nodes[me].timers;
+                    match timers.binary_search_by(|(t, _)| t.cmp(&timer)) {
+                        Ok(i) => timers[i].1 = deadline,
+                        Err(i) => timers.insert(i, (timer, deadline)),
+                    }
+                }
+                Effect::CancelTimer { timer } => s.nodes[me].timers.retain(|(t, _)| t != &timer),
+                Effect::Persist(d) => s.nodes[me].durable = Some(d),
+                Effect::Observe(o) => {
+                    s.monitor.observe(&o);
+                    if let Some(l) = log.as_deref_mut() {
+                        l.push(o);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn actions_of(&self, s: &State<M>, out: &mut Vec<Act<M>>) {
+        let n = s.nodes.len();
+        let mut urgent = false;
+        let mut last: Option<&Envelope<M::Msg>> = None;
+        for e in &s.net {
+            if last == Some(e) {
+                continue;
+            }
+            last = Some(e);
+            if self.deliverable(s, e) {
+                urgent = true;
+                out.push(Action::Deliver(e.clone()));
+            }
+        }
+        for id in 0..n {
+            if !self.runnable(s, id) {
+                continue;
+            }
+            for (t, deadline) in &s.nodes[id].timers {
+                if self.due(s, id, *deadline) {
+                    urgent = true;
+                    out.push(Action::Fire(id, t.clone()));
+                }
+            }
+        }
+        if self.timed {
+            if !self.in_window(s) && self.unhealed(s) {
+                out.push(Action::HealAll);
+                urgent = true;
+            }
+            if !urgent && s.tick < self.horizon {
+                out.push(Action::Tick(None));
+                for id in 0..n {
+                    if self.drift > 0
+                        && s.nodes[id].state.is_some()
+                        && i64::from(s.nodes[id].offset) > -self.drift
+                    {
+                        out.push(Action::Tick(Some(id)));
+                    }
+                }
+            }
+            if self.drift > 0 {
+                for id in 0..n {
+                    if s.nodes[id].state.is_some() && i64::from(s.nodes[id].offset) < self.drift {
+                        out.push(Action::Rush(id));
+                    }
+                }
+            }
+        }
+        self.fault_actions(s, out);
+    }
+
+    fn unhealed(&self, s: &State<M>) -> bool {
+        s.cut != 0
+            || s.nodes
+                .iter()
+                .enumerate()
+                .any(|(id, n)| n.paused || (n.state.is_none() && self.kind(id) == NodeKind::Server))
+    }
+
+    /// Liveness goals. `healed`: every client finished or crashed. `in_place`: the same, but a
+    /// client cut off by a partition is excused (the faults stay, so it cannot be expected to finish).
+    pub fn goals(&self, s: &State<M>) -> (bool, bool) {
+        let healed = s.monitor.finished();
+        let in_place = healed
+            || (0..self.clients).all(|c| s.monitor.client_finished(c) || (s.cut >> c) & 1 == 1);
+        (healed, in_place)
+    }
+
+    fn fault_actions(&self, s: &State<M>, out: &mut Vec<Act<M>>) {
+        let (b, u) = (&self.budget, &s.used);
+        let window = self.in_window(s);
+        for id in 0..s.nodes.len() {
+            let slot = &s.nodes[id];
+            if slot.paused {
+                out.push(Action::Resume(id));
+            }
+            if slot.state.is_none() && self.kind(id) == NodeKind::Server {
+                out.push(Action::Restart {
+                    node: id,
+                    keep_disk: true,
+                });
+                if u.lost_disks < b.restarts_lose_state && window {
+                    out.push(Action::Restart {
+                        node: id,
+                        keep_disk: false,
+                    });
+                }
+            }
+            if !window || slot.state.is_none() {
+                continue;
+            }
+            if u.pauses < b.pauses && !slot.paused && self.targets(b.pause_targets, id) {
+                out.push(Action::Pause(id));
+            }
+            if u.crashes < b.crashes && self.targets(b.crash_targets, id) {
+                out.push(Action::Crash(id));
+            }
+            if u.jumps < b.clock_jumps && self.targets(b.jump_targets, id) {
+                out.push(Action::ClockJump(id));
+            }
+            if u.partitions < b.partitions && s.cut == 0 {
+                out.push(Action::Partition(id));
+            }
+        }
+        if s.cut != 0 {
+            out.push(Action::Heal);
+        }
+        if window && u.losses < b.message_loss {
+            let mut last: Option<&Envelope<M::Msg>> = None;
+            for e in &s.net {
+                if last != Some(e) {
+                    out.push(Action::Lose(e.clone()));
+                }
+                last = Some(e);
+            }
+        }
+    }
+
+    /// The successor of `s` under `a`, recording observations into `log` when given.
+    pub fn step(
+        &self,
+        s: &State<M>,
+        a: &Act<M>,
+        mut log: Option<&mut Vec<Observation>>,
+    ) -> Option<State<M>> {
+        let mut s = s.clone();
+        match a {
+            Action::Deliver(e) => {
+                let i = s.net.binary_search(e).ok()?;
+                let e = s.net.remove(i);
+                let now = self.reading(&s, e.dst);
+                let mut cx = Cx::new(e.dst, now);
+                let mut st = s.nodes[e.dst].state.take()?;
+                self.machine.on_message(&mut st, e.src, e.msg, &mut cx);
+                s.nodes[e.dst].state = Some(st);
+                self.apply(&mut s, cx, &mut log);
+            }
+            Action::Fire(id, t) => {
+                let now = self.reading(&s, *id);
+                s.nodes[*id].timers.retain(|(x, _)| x != t);
+                let mut cx = Cx::new(*id, now);
+                let mut st = s.nodes[*id].state.take()?;
+                self.machine.on_timer(&mut st, t.clone(), &mut cx);
+                s.nodes[*id].state = Some(st);
+                self.apply(&mut s, cx, &mut log);
+            }
+            Action::Tick(slow) => {
+                s.tick += 1;
+                if let Some(id) = slow {
+                    s.nodes[*id].offset -= 1;
+                }
+            }
+            Action::Rush(id) => s.nodes[*id].offset += 1,
+            Action::Pause(id) => {
+                s.used.pauses += 1;
+                s.nodes[*id].paused = true;
+            }
+            Action::Resume(id) => s.nodes[*id].paused = false,
+            Action::Crash(id) => {
+                s.used.crashes += 1;
+                let slot = &mut s.nodes[*id];
+                slot.state = None;
+                slot.paused = false;
+                slot.timers.clear();
+                s.net.retain(|e| e.dst != *id);
+                s.monitor.crashed(*id);
+            }
+            Action::Restart { node, keep_disk } => {
+                if !keep_disk {
+                    s.used.lost_disks += 1;
+                    s.nodes[*node].durable = None;
+                }
+                let now = self.reading(&s, *node);
+                let mut cx = Cx::new(*node, now);
+                let st = self
+                    .machine
+                    .restart(s.nodes[*node].durable.as_ref(), &mut cx);
+                s.nodes[*node].state = Some(st);
+                self.apply(&mut s, cx, &mut log);
+            }
+            Action::Partition(id) => {
+                s.used.partitions += 1;
+                s.cut = 1 << id;
+            }
+            Action::Heal => s.cut = 0,
+            Action::HealAll => {
+                s.cut = 0;
+                for id in 0..s.nodes.len() {
+                    s.nodes[id].paused = false;
+                    if s.nodes[id].state.is_none() && self.kind(id) == NodeKind::Server {
+                        let mut cx = Cx::new(id, self.reading(&s, id));
+                        s.nodes[id].state =
+                            Some(self.machine.restart(s.nodes[id].durable.as_ref(), &mut cx));
+                        self.apply(&mut s, cx, &mut log);
+                    }
+                }
+            }
+            Action::Lose(e) => {
+                s.used.losses += 1;
+                let i = s.net.binary_search(e).ok()?;
+                s.net.remove(i);
+            }
+            Action::ClockJump(id) => {
+                s.used.jumps += 1;
+                s.nodes[*id].offset += self.jump as i16;
+            }
+        }
+        Some(s)
+    }
+
+    /// Which node an action happens at, for traces.
+    pub fn actor(&self, a: &Act<M>) -> Option<NodeId> {
+        match a {
+            Action::Deliver(e) | Action::Lose(e) => Some(e.dst),
+            Action::Fire(id, _)
+            | Action::Rush(id)
+            | Action::Pause(id)
+            | Action::Resume(id)
+            | Action::Crash(id)
+            | Action::Partition(id)
+            | Action::ClockJump(id)
+            | Action::Restart { node: id, .. } => Some(*id),
+            Action::Tick(slow) => *slow,
+            Action::Heal | Action::HealAll => None,
+        }
+    }
+}
+
+impl<M: Machine> stateright::Model for World<M> {
+    type State = State<M>;
+    type Action = Act<M>;
+
+    fn init_states(&self) -> Vec<Self::State> {
+        vec![self.init()]
+    }
+
+    fn actions(&self, state: &Self::State, actions: &mut Vec<Self::Action>) {
+        self.actions_of(state, actions);
+    }
+
+    fn next_state(&self, last: &Self::State, action: Self::Action) -> Option<Self::State> {
+        self.step(last, &action, None)
+    }
+
+    fn properties(&self) -> Vec<stateright::Property<Self>> {
+        use stateright::Property;
+        fn p<M: Machine>(w: &World<M>, s: &State<M>, p: PropertyName) -> bool {
+            !w.properties.contains(&p) || s.monitor.holds(p)
+        }
+        vec![
+            Property::always("mutual_exclusion", |w, s| {
+                p(w, s, PropertyName::MutualExclusion)
+            }),
+            Property::always("no_stale_write", |w, s| p(w, s, PropertyName::NoStaleWrite)),
+            Property::always("no_oversell", |w, s| p(w, s, PropertyName::NoOversell)),
+            Property::always("reentrant", |w, s| p(w, s, PropertyName::Reentrant)),
+            Property::always("token_monotonic", |w, s| {
+                p(w, s, PropertyName::TokenMonotonic)
+            }),
+            Property::sometimes("every client finishes", |_, s: &State<M>| {
+                s.monitor.finished()
+            }),
+        ]
+    }
+
+    fn within_boundary(&self, _: &Self::State) -> bool {
+        true
+    }
+}

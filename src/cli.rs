@@ -1,0 +1,344 @@
+//! What the CLI prints and writes; `main.rs` only parses arguments and maps results to exit codes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::check::{Outcome, PropResult};
+use crate::spec::{Loaded, SpecError, load_model};
+use crate::trace::Trace;
+
+/// Exit codes of the contract.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_MISMATCH: i32 = 1;
+pub const EXIT_BAD_INPUT: i32 = 2;
+
+/// A spec file, or a folder whose `*.toml` files are taken in name order.
+pub fn spec_files(args: &[PathBuf]) -> Result<Vec<PathBuf>, SpecError> {
+    let mut out = Vec::new();
+    for a in args {
+        if a.is_dir() {
+            let rd = std::fs::read_dir(a).map_err(|e| SpecError::File {
+                file: a.display().to_string(),
+                message: format!("cannot read folder: {e}"),
+            })?;
+            let mut files: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(SpecError::File {
+                    file: a.display().to_string(),
+                    message: "folder holds no .toml spec".into(),
+                });
+            }
+            out.extend(files);
+        } else {
+            out.push(a.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Loads and validates every spec before anything runs, so bad input writes nothing.
+pub fn load_all(args: &[PathBuf]) -> Result<Vec<Loaded>, SpecError> {
+    let specs: Vec<Loaded> = spec_files(args)?
+        .iter()
+        .map(|p| load_model(p))
+        .collect::<Result<_, _>>()?;
+    for s in &specs {
+        crate::registry::build(s, ValidateOnly)??;
+    }
+    Ok(specs)
+}
+
+/// Builds the protocol and judges which properties apply, without exploring anything.
+struct ValidateOnly;
+impl crate::registry::Visit for ValidateOnly {
+    type Out = Result<(), SpecError>;
+    fn visit<P: crate::protocol::Protocol>(self, _: crate::system::LockSystem<P>) -> Self::Out {
+        Ok(())
+    }
+}
+
+/// Writes a file whole or not at all.
+pub fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)
+}
+
+pub fn trace_path(out: &Path, spec_name: &str, property: &str) -> PathBuf {
+    out.join(spec_name).join(format!("{property}.json"))
+}
+
+/// Writes `<out>/<spec>/<property>.json` and `.md` for each violation.
+pub fn write_traces(o: &Outcome, out: &Path) -> std::io::Result<()> {
+    for r in &o.results {
+        if let Some(t) = &r.trace {
+            let json = trace_path(out, &o.name, r.property.name());
+            write_atomic(&json, &t.to_json())?;
+            write_atomic(&json.with_extension("md"), &t.to_markdown(&o.participants))?;
+        }
+    }
+    Ok(())
+}
+
+fn verdict_cell(r: &PropResult) -> String {
+    let mut v = r.verdict.to_string();
+    if r.vacuous {
+        v.push_str(" (vacuous)");
+    }
+    v
+}
+
+pub fn print_human(o: &Outcome, w: &mut impl Write) -> std::io::Result<()> {
+    writeln!(w, "== {}", o.spec)?;
+    writeln!(w, "   {}", o.description)?;
+    writeln!(
+        w,
+        "   {:<17} {:<9} {:<19} {:>10} {:>9} {:>6} {:>8}",
+        "property", "expected", "verdict", "states", "unique", "depth", "seconds"
+    )?;
+    for r in &o.results {
+        let expected = r
+            .expected
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "-".into());
+        let depth = r
+            .trace
+            .as_ref()
+            .map(|t| t.steps.len() as u32)
+            .unwrap_or(o.max_depth);
+        let mark = if r.ok() { "" } else { "  <-- MISMATCH" };
+        writeln!(
+            w,
+            "   {:<17} {:<9} {:<19} {:>10} {:>9} {:>6} {:>8.2}{mark}",
+            r.property.name(),
+            expected,
+            verdict_cell(r),
+            o.generated,
+            o.unique,
+            depth,
+            o.seconds
+        )?;
+    }
+    if !o.complete {
+        writeln!(
+            w,
+            "   search stopped at the state limit: no property can be claimed to hold"
+        )?;
+    }
+    for r in &o.results {
+        if let Some(t) = &r.trace {
+            writeln!(
+                w,
+                "-- {} violated in {} steps: {}",
+                r.property.name(),
+                t.steps.len(),
+                r.property.sentence().0
+            )?;
+            write!(w, "{}", indent(&t.to_text()))?;
+            writeln!(w, "   reproduce: {}", t.reproduce)?;
+        }
+    }
+    writeln!(w)
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+pub fn json_line(o: &Outcome, out: Option<&Path>) -> String {
+    let results: Vec<serde_json::Value> = o
+        .results
+        .iter()
+        .map(|r| {
+            let trace = match (&r.trace, out) {
+                (Some(_), Some(dir)) => serde_json::Value::String(
+                    trace_path(dir, &o.name, r.property.name())
+                        .display()
+                        .to_string(),
+                ),
+                _ => serde_json::Value::Null,
+            };
+            serde_json::json!({
+                "property": r.property.name(),
+                "verdict": r.verdict,
+                "expected": r.expected,
+                "vacuous": r.vacuous,
+                "depth": r.trace.as_ref().map(|t| t.steps.len()),
+                "trace": trace,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "spec": o.spec,
+        "engine": "check",
+        "ok": o.ok(),
+        "complete": o.complete,
+        "states": o.generated,
+        "unique": o.unique,
+        "max_depth": o.max_depth,
+        "seconds": (o.seconds * 1000.0).round() / 1000.0,
+        "results": results,
+    })
+    .to_string()
+}
+
+/// Parses a stored trace, naming the file and field on error.
+pub fn read_trace(path: &Path) -> Result<Trace, SpecError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| SpecError::File {
+        file: file.clone(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let mut de = serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let message = e.inner().to_string();
+        if field == "." {
+            SpecError::File {
+                file,
+                message: format!("not a lockcheck trace: {message}"),
+            }
+        } else {
+            SpecError::Field {
+                file,
+                field,
+                message,
+            }
+        }
+    })
+}
+
+/// Protocols, knobs, and each spec in `models` with its claims.
+pub fn list(models: &Path, w: &mut impl Write) -> anyhow::Result<()> {
+    writeln!(w, "protocols:")?;
+    for f in crate::registry::FAMILIES {
+        writeln!(w, "  {:<13} {}", f.name, f.models)?;
+        writeln!(w, "  {:<13} knobs: {}", "", f.knobs)?;
+    }
+    writeln!(w, "\nproperties:")?;
+    for p in crate::property::PropertyName::ALL {
+        writeln!(w, "  {:<17} {}", p.name(), p.sentence().0)?;
+    }
+    if models.is_dir() {
+        writeln!(w, "\n{}:", models.display())?;
+        for path in spec_files(&[models.to_path_buf()])? {
+            match load_model(&path) {
+                Ok(l) => {
+                    let claims: Vec<String> = crate::property::PropertyName::ALL
+                        .into_iter()
+                        .filter_map(|p| l.spec.expect.get(p).map(|v| format!("{}={v}", p.name())))
+                        .collect();
+                    writeln!(
+                        w,
+                        "  {:<34} {:<13} {}",
+                        l.name,
+                        l.spec.protocol,
+                        claims.join(" ")
+                    )?;
+                }
+                Err(e) => writeln!(w, "  {e}")?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Re-derives a stored trace: re-checks its spec and compares the trace for the same property.
+pub fn replay(path: &Path) -> Result<(bool, String), SpecError> {
+    let stored = read_trace(path)?;
+    if stored.engine != "check" {
+        return Err(SpecError::field(
+            path,
+            "engine",
+            format!(
+                "`{}` traces cannot be replayed by this build",
+                stored.engine
+            ),
+        ));
+    }
+    let specs = load_all(&[PathBuf::from(&stored.spec)])?;
+    let outcome = crate::check::check(&specs[0], &crate::check::search::Limits::default())?;
+    let Some(result) = outcome
+        .results
+        .iter()
+        .find(|r| r.property.name() == stored.property)
+    else {
+        return Err(SpecError::field(
+            path,
+            "property",
+            format!("`{}` is not judged for {}", stored.property, stored.spec),
+        ));
+    };
+    Ok(match &result.trace {
+        Some(t) if t.to_json() == stored.to_json() => (
+            true,
+            format!(
+                "identical: {} steps re-derived for {}",
+                t.steps.len(),
+                stored.property
+            ),
+        ),
+        Some(t) => {
+            let at = t
+                .steps
+                .iter()
+                .zip(&stored.steps)
+                .position(|(a, b)| a != b)
+                .unwrap_or(t.steps.len().min(stored.steps.len()));
+            (
+                false,
+                format!(
+                    "differs from step {}: re-derived {} steps, stored {}",
+                    at + 1,
+                    t.steps.len(),
+                    stored.steps.len()
+                ),
+            )
+        }
+        None => (
+            false,
+            format!(
+                "{} now holds: the stored counterexample no longer exists",
+                stored.property
+            ),
+        ),
+    })
+}
+
+struct Explore<'a> {
+    spec: &'a Loaded,
+    addr: &'a str,
+}
+
+impl crate::registry::Visit for Explore<'_> {
+    type Out = anyhow::Result<()>;
+    fn visit<P: crate::protocol::Protocol>(
+        self,
+        system: crate::system::LockSystem<P>,
+    ) -> Self::Out {
+        use stateright::Model;
+        let props = crate::check::properties(self.spec, system.proto.issues_tokens())?;
+        let world = crate::check::world::World::new(system, self.spec, props);
+        // stateright's server panics on a bad address; find out first.
+        std::net::TcpListener::bind(self.addr)
+            .map_err(|e| anyhow::anyhow!("--addr {}: cannot listen: {e}", self.addr))?;
+        eprintln!(
+            "Explorer for {} at http://{}/ (Ctrl-C to stop)",
+            self.spec.path.display(),
+            self.addr
+        );
+        world.checker().serve(self.addr);
+        Ok(())
+    }
+}
+
+pub fn explore(spec: &Loaded, addr: &str) -> anyhow::Result<()> {
+    crate::registry::build(spec, Explore { spec, addr })?
+}

@@ -1,0 +1,123 @@
+//! The `lockcheck` command: parse, dispatch, print, exit code. No logic lives here.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use lockcheck::check::search::Limits;
+use lockcheck::cli::{self, EXIT_BAD_INPUT, EXIT_MISMATCH, EXIT_OK};
+use lockcheck::spec::SpecError;
+
+#[derive(Parser)]
+#[command(
+    name = "lockcheck",
+    version,
+    about = "Is this distributed lock safe? Model-check it and see."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Protocols and their knobs, and the specs in models/.
+    List {
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+    },
+    /// Exhaustively check spec files (or folders of them).
+    Check {
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
+        /// Write each counterexample to DIR/<spec>/<property>.{json,md}.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads (the exact shortest-counterexample search runs on one; kept for the contract).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Print one JSON object per spec (JSON Lines) instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Stop exploring after this many unique states (no `holds` verdict is then claimed).
+        #[arg(long, default_value_t = 30_000_000)]
+        max_states: u64,
+    },
+    /// Re-derive a stored trace; exit 0 only if it comes out identical.
+    Replay { trace: PathBuf },
+    /// Serve stateright's Explorer on the model of a spec.
+    Explore {
+        spec: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        addr: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(spec) = e.downcast_ref::<SpecError>() {
+                eprintln!("error: {spec}");
+                EXIT_BAD_INPUT
+            } else {
+                eprintln!("error: {e:#}");
+                EXIT_BAD_INPUT
+            }
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::List { models } => lockcheck::cli::list(&models, &mut std::io::stdout())
+            .map(|_| EXIT_OK)
+            .map_err(Into::into),
+        Cmd::Check {
+            specs,
+            out,
+            threads,
+            json,
+            max_states,
+        } => {
+            if threads == 0 {
+                anyhow::bail!("--threads must be at least 1");
+            }
+            let loaded = cli::load_all(&specs)?;
+            let limits = Limits {
+                max_states,
+                ..Limits::default()
+            };
+            let mut all_ok = true;
+            let stdout = std::io::stdout();
+            for spec in &loaded {
+                let outcome = lockcheck::check::check(spec, &limits)?;
+                if let Some(dir) = &out {
+                    cli::write_traces(&outcome, dir)?;
+                }
+                let mut w = stdout.lock();
+                if json {
+                    writeln!(w, "{}", cli::json_line(&outcome, out.as_deref()))?;
+                } else {
+                    cli::print_human(&outcome, &mut w)?;
+                }
+                all_ok &= outcome.ok();
+            }
+            Ok(if all_ok { EXIT_OK } else { EXIT_MISMATCH })
+        }
+        Cmd::Replay { trace } => {
+            let (same, msg) = cli::replay(&trace)?;
+            println!("{msg}");
+            Ok(if same { EXIT_OK } else { EXIT_MISMATCH })
+        }
+        Cmd::Explore { spec, addr } => {
+            let loaded = cli::load_all(std::slice::from_ref(&spec))?;
+            cli::explore(&loaded[0], &addr)?;
+            Ok(EXIT_OK)
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! Properties, judged on observations only, identically in both engines.
+//!
+//! A [`Monitor`] folds the observations of a run into a small summary that lives in the world
+//! state. Safety properties are predicates on it; `deadlock_free` and `available` are judged on the
+//! explored graph (can every live client still finish?) by the engine, using [`Monitor::finished`].
+//! Each property has a `sometimes` partner: a pass whose partner never happened is vacuous.
+
+use serde::Serialize;
+
+use crate::protocol::{NodeId, Observation};
+use crate::spec::Workload;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PropertyName {
+    MutualExclusion,
+    NoStaleWrite,
+    NoOversell,
+    DeadlockFree,
+    Reentrant,
+    Available,
+    TokenMonotonic,
+}
+
+impl PropertyName {
+    pub const ALL: [PropertyName; 7] = [
+        PropertyName::MutualExclusion,
+        PropertyName::NoStaleWrite,
+        PropertyName::NoOversell,
+        PropertyName::DeadlockFree,
+        PropertyName::Reentrant,
+        PropertyName::Available,
+        PropertyName::TokenMonotonic,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PropertyName::MutualExclusion => "mutual_exclusion",
+            PropertyName::NoStaleWrite => "no_stale_write",
+            PropertyName::NoOversell => "no_oversell",
+            PropertyName::DeadlockFree => "deadlock_free",
+            PropertyName::Reentrant => "reentrant",
+            PropertyName::Available => "available",
+            PropertyName::TokenMonotonic => "token_monotonic",
+        }
+    }
+
+    /// The property as a sentence, and its `sometimes` partner.
+    pub fn sentence(self) -> (&'static str, &'static str) {
+        match self {
+            PropertyName::MutualExclusion => (
+                "at most one live client believes it holds the lock",
+                "some client holds the lock",
+            ),
+            PropertyName::NoStaleWrite => (
+                "the resource never accepts a write under a grant older than one it has already served",
+                "some write is accepted",
+            ),
+            PropertyName::NoOversell => (
+                "stock never drops below 0 and always equals initial stock minus accepted sales",
+                "some sale is accepted",
+            ),
+            PropertyName::DeadlockFree => (
+                "once faults stop and the world heals, every live client can still finish",
+                "every client finishes",
+            ),
+            PropertyName::Reentrant => (
+                "an owner's nested acquire is granted and the lock stays its own until the last release",
+                "some owner holds the lock twice",
+            ),
+            PropertyName::Available => (
+                "with crashed nodes left down and partitions left in place (pauses end), every live client can still finish",
+                "every client finishes",
+            ),
+            PropertyName::TokenMonotonic => (
+                "every grant carries a larger token than the one before",
+                "two grants are issued",
+            ),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// Whether the property says anything about a run of this workload and protocol.
+    pub fn applies(self, workload: Workload, tokens: bool) -> bool {
+        match self {
+            PropertyName::MutualExclusion
+            | PropertyName::NoStaleWrite
+            | PropertyName::Available => workload.uses_lock(),
+            PropertyName::NoOversell => {
+                matches!(workload, Workload::Oversell | Workload::AtomicDecrement)
+            }
+            PropertyName::DeadlockFree => true,
+            PropertyName::Reentrant => workload == Workload::Reentrant,
+            PropertyName::TokenMonotonic => tokens && workload.uses_lock(),
+        }
+    }
+
+    /// Liveness properties are judged on the whole explored graph, not on one state.
+    pub fn is_liveness(self) -> bool {
+        matches!(self, PropertyName::DeadlockFree | PropertyName::Available)
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// The run so far, as properties need it. Small on purpose: it is part of every world state.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Monitor {
+    /// Nesting depth of each client's hold; > 0 means it believes it holds the lock.
+    depth: Vec<u8>,
+    /// Sequence number (in grant order) of each client's latest grant; 0: none yet.
+    grant_of: Vec<u8>,
+    grants: u8,
+    /// Highest grant sequence number the resource has served a request under.
+    resource_seen: u8,
+    last_token: Option<u64>,
+    stock: i64,
+    sales: i64,
+    writes: u8,
+    /// Clients that released one level of a nested hold and still hold the rest.
+    partial: u32,
+    done: u32,
+    dead: u32,
+    /// Sticky: properties broken by an event (bit = PropertyName as u8).
+    broken: u8,
+    initial_stock: i64,
+}
+
+impl Monitor {
+    pub fn new(clients: usize, stock: i64) -> Self {
+        Monitor {
+            depth: vec![0; clients],
+            grant_of: vec![0; clients],
+            grants: 0,
+            resource_seen: 0,
+            last_token: None,
+            stock,
+            sales: 0,
+            writes: 0,
+            partial: 0,
+            done: 0,
+            dead: 0,
+            broken: 0,
+            initial_stock: stock,
+        }
+    }
+
+    fn clients(&self) -> usize {
+        self.depth.len()
+    }
+
+    fn break_(&mut self, p: PropertyName) {
+        self.broken |= p.bit();
+    }
+
+    fn seq(&self, client: NodeId) -> u8 {
+        self.grant_of.get(client).copied().unwrap_or(0)
+    }
+
+    fn check_stock(&mut self) {
+        if self.stock < 0 || self.stock != self.initial_stock - self.sales {
+            self.break_(PropertyName::NoOversell);
+        }
+    }
+
+    pub fn observe(&mut self, obs: &Observation) {
+        match *obs {
+            Observation::Granted { client, token } => {
+                if (0..self.clients()).any(|d| d != client && self.partial & (1 << d) != 0) {
+                    self.break_(PropertyName::Reentrant);
+                }
+                if let (Some(t), Some(last)) = (token, self.last_token)
+                    && t <= last
+                {
+                    self.break_(PropertyName::TokenMonotonic);
+                }
+                if token.is_some() {
+                    self.last_token = token;
+                }
+                self.grants = self.grants.saturating_add(1);
+                if let Some(g) = self.grant_of.get_mut(client) {
+                    *g = self.grants;
+                }
+            }
+            Observation::Acquired { client, depth } => self.depth[client] = depth,
+            Observation::Released { client, depth } => {
+                self.depth[client] = depth;
+                if depth > 0 {
+                    self.partial |= 1 << client;
+                } else {
+                    self.partial &= !(1 << client);
+                }
+            }
+            Observation::LeaseLapsed { client } => {
+                self.depth[client] = 0;
+                self.partial &= !(1 << client);
+            }
+            Observation::NestedDenied { .. } => self.break_(PropertyName::Reentrant),
+            Observation::Read { client, .. } => {
+                self.resource_seen = self.resource_seen.max(self.seq(client))
+            }
+            Observation::WriteAccepted {
+                client,
+                value,
+                sale,
+                ..
+            } => {
+                let seq = self.seq(client);
+                if seq < self.resource_seen {
+                    self.break_(PropertyName::NoStaleWrite);
+                }
+                self.resource_seen = self.resource_seen.max(seq);
+                self.writes = self.writes.saturating_add(1).min(2);
+                if sale {
+                    self.sales += 1;
+                    self.stock = value;
+                    self.check_stock();
+                }
+            }
+            Observation::Decremented { stock, .. } => {
+                self.sales += 1;
+                self.stock = stock;
+                self.check_stock();
+            }
+            Observation::Done { client } => self.done |= 1 << client,
+            Observation::Waiting { .. }
+            | Observation::Expired { .. }
+            | Observation::WriteRejected { .. }
+            | Observation::SoldOut { .. } => {}
+        }
+    }
+
+    /// A crashed client believes nothing and will never finish.
+    pub fn crashed(&mut self, client: NodeId) {
+        if client < self.clients() {
+            self.depth[client] = 0;
+            self.partial &= !(1 << client);
+            self.dead |= 1 << client;
+        }
+    }
+
+    pub fn client_finished(&self, c: NodeId) -> bool {
+        (self.done | self.dead) & (1 << c) != 0
+    }
+
+    /// Every client has finished or died: the goal of the liveness properties.
+    pub fn finished(&self) -> bool {
+        let all = (1u32 << self.clients()) - 1;
+        (self.done | self.dead) == all
+    }
+
+    /// Whether the safety property `p` holds in this state (liveness properties: always true here).
+    pub fn holds(&self, p: PropertyName) -> bool {
+        match p {
+            PropertyName::MutualExclusion => self.depth.iter().filter(|&&d| d > 0).count() <= 1,
+            PropertyName::DeadlockFree | PropertyName::Available => true,
+            _ => self.broken & p.bit() == 0,
+        }
+    }
+
+    /// Whether the `sometimes` partner of `p` is true in this state.
+    pub fn witness(&self, p: PropertyName) -> bool {
+        match p {
+            PropertyName::MutualExclusion => self.depth.iter().any(|&d| d > 0),
+            PropertyName::NoStaleWrite => self.writes > 0,
+            PropertyName::NoOversell => self.sales > 0,
+            PropertyName::DeadlockFree | PropertyName::Available => {
+                self.finished() && self.dead == 0
+            }
+            PropertyName::Reentrant => self.depth.iter().any(|&d| d > 1),
+            PropertyName::TokenMonotonic => self.grants >= 2,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Observation::*;
+
+    fn run(clients: usize, stock: i64, obs: &[Observation]) -> Monitor {
+        let mut m = Monitor::new(clients, stock);
+        for o in obs {
+            m.observe(o);
+        }
+        m
+    }
+
+    #[test]
+    fn two_believers_break_mutual_exclusion_until_one_crashes() {
+        let mut m = run(
+            2,
+            1,
+            &[
+                Acquired {
+                    client: 0,
+                    depth: 1,
+                },
+                Acquired {
+                    client: 1,
+                    depth: 1,
+                },
+            ],
+        );
+        assert!(!m.holds(PropertyName::MutualExclusion));
+        m.crashed(0);
+        assert!(m.holds(PropertyName::MutualExclusion));
+    }
+
+    #[test]
+    fn a_write_under_an_older_grant_after_a_newer_one_was_served_is_stale() {
+        let base = [
+            Granted {
+                client: 0,
+                token: None,
+            },
+            Granted {
+                client: 1,
+                token: None,
+            },
+            Read {
+                client: 1,
+                token: None,
+                stock: 1,
+            },
+        ];
+        let stale = WriteAccepted {
+            client: 0,
+            token: None,
+            value: 0,
+            sale: true,
+        };
+        let m = run(2, 1, &[&base[..], &[stale.clone()]].concat());
+        assert!(!m.holds(PropertyName::NoStaleWrite));
+        let m = run(2, 1, &[&base[..2], &[stale]].concat());
+        assert!(
+            m.holds(PropertyName::NoStaleWrite),
+            "nobody newer had touched the resource yet"
+        );
+    }
+
+    #[test]
+    fn lost_update_is_an_oversell() {
+        let w = |c| WriteAccepted {
+            client: c,
+            token: None,
+            value: 0,
+            sale: true,
+        };
+        assert!(run(2, 1, &[w(0)]).holds(PropertyName::NoOversell));
+        assert!(!run(2, 1, &[w(0), w(1)]).holds(PropertyName::NoOversell));
+    }
+
+    #[test]
+    fn a_repeated_token_breaks_monotonicity() {
+        let g = |c, t| Granted {
+            client: c,
+            token: Some(t),
+        };
+        assert!(run(2, 1, &[g(0, 1), g(1, 2)]).holds(PropertyName::TokenMonotonic));
+        assert!(!run(2, 1, &[g(0, 1), g(1, 1)]).holds(PropertyName::TokenMonotonic));
+    }
+
+    #[test]
+    fn granting_another_client_during_a_partial_release_breaks_reentrancy() {
+        let obs = [
+            Acquired {
+                client: 0,
+                depth: 2,
+            },
+            Released {
+                client: 0,
+                depth: 1,
+            },
+            Granted {
+                client: 1,
+                token: None,
+            },
+        ];
+        assert!(!run(2, 1, &obs).holds(PropertyName::Reentrant));
+        assert!(run(2, 1, &obs[..2]).holds(PropertyName::Reentrant));
+    }
+}

@@ -1,0 +1,311 @@
+//! One linearizable server holding one lock record: the machine behind the `redis`, `fenced_lease`
+//! and `db` families. Each family file turns its own knobs into a [`LeaseCfg`] and documents which
+//! real system it models; the behaviour they share is written once, here.
+//!
+//! Grant: the record is free (or held by the asker and reentrancy is on) → it becomes the asker's,
+//! with an expiry timer if leases expire. Otherwise the asker is told `Busy` (it polls) or queued
+//! (a blocking `SELECT .. FOR UPDATE`). Release: compare-and-delete (only the owner's release counts)
+//! or a plain `DEL` that removes whatever record is there.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{ClientLease, LockEvent, NodeId, Observation, PCx, Protocol, ResourceHome};
+use crate::resource::{Fencing, ResReq, Resource};
+use crate::spec::Env;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Persist {
+    /// Nothing survives a restart.
+    Nothing,
+    /// Lock record, token counter and data are written through to disk.
+    Everything,
+    /// Data and token counter survive; lock records die with the process (transaction locks).
+    DataOnly,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseCfg {
+    pub server: &'static str,
+    /// The record expires `ttl` ticks after it was granted (on the server's clock).
+    pub expires: bool,
+    /// Release deletes only the caller's own record (compare-and-delete / `WHERE owner = me`).
+    pub release_checks_owner: bool,
+    pub persist: Persist,
+    /// Grants carry a strictly increasing token.
+    pub tokens: bool,
+    pub fencing: Fencing,
+    pub reentrant: bool,
+    /// Waiters queue on the server instead of polling.
+    pub queue: bool,
+    /// The stock lives in this server (a database) rather than in a separate storage node.
+    pub hosts_resource: bool,
+    /// Resource requests count only inside the holder's live transaction, and a write commits it.
+    pub txn_bound: bool,
+    pub client_margin: Option<i64>,
+    pub ttl: i64,
+    pub stock: i64,
+    /// The server is the node right after the clients.
+    pub server_node: NodeId,
+}
+
+impl LeaseCfg {
+    /// The settings every family starts from; each family overrides what its knobs say.
+    pub fn base(server: &'static str, env: &Env) -> Self {
+        LeaseCfg {
+            server,
+            expires: true,
+            release_checks_owner: true,
+            persist: Persist::Everything,
+            tokens: false,
+            fencing: Fencing::None,
+            reentrant: false,
+            queue: false,
+            hosts_resource: false,
+            txn_bound: false,
+            client_margin: None,
+            ttl: env.ttl,
+            stock: env.stock,
+            server_node: env.clients,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Hold {
+    pub owner: NodeId,
+    pub count: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Server {
+    pub hold: Option<Hold>,
+    pub counter: u64,
+    pub waiters: Vec<NodeId>,
+    pub resource: Option<Resource>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Durable {
+    pub hold: Option<Hold>,
+    pub counter: u64,
+    pub resource: Option<Resource>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Msg {
+    Acquire,
+    Grant { token: Option<u64> },
+    Busy,
+    Release,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Timer {
+    /// The lease granted to this client runs out.
+    Expire(NodeId),
+}
+
+pub struct LeaseLock {
+    pub cfg: LeaseCfg,
+}
+
+impl LeaseLock {
+    pub fn new(cfg: LeaseCfg) -> Self {
+        LeaseLock { cfg }
+    }
+
+    fn fresh(&self) -> Server {
+        Server {
+            hold: None,
+            counter: 0,
+            waiters: Vec::new(),
+            resource: self
+                .cfg
+                .hosts_resource
+                .then(|| Resource::new(self.cfg.stock, self.cfg.fencing)),
+        }
+    }
+
+    fn save(&self, s: &Server, cx: &mut PCx<Self>) {
+        let durable = match self.cfg.persist {
+            Persist::Nothing => return,
+            Persist::Everything => Durable {
+                hold: s.hold.clone(),
+                counter: s.counter,
+                resource: s.resource.clone(),
+            },
+            Persist::DataOnly => Durable {
+                hold: None,
+                counter: s.counter,
+                resource: s.resource.clone(),
+            },
+        };
+        cx.persist(durable);
+    }
+
+    fn grant(&self, s: &mut Server, to: NodeId, cx: &mut PCx<Self>) {
+        let token = if self.cfg.tokens {
+            s.counter += 1;
+            Some(s.counter)
+        } else {
+            None
+        };
+        s.hold = Some(Hold {
+            owner: to,
+            count: 1,
+        });
+        if self.cfg.expires {
+            cx.set_lock_timer(Timer::Expire(to), self.cfg.ttl);
+        }
+        cx.observe(Observation::Granted { client: to, token });
+        cx.send_lock(to, Msg::Grant { token });
+        self.save(s, cx);
+    }
+
+    /// The record is gone: hand it to the next queued waiter, if any.
+    fn vacate(&self, s: &mut Server, cx: &mut PCx<Self>) {
+        s.hold = None;
+        if !s.waiters.is_empty() {
+            let next = s.waiters.remove(0);
+            self.grant(s, next, cx);
+        } else {
+            self.save(s, cx);
+        }
+    }
+}
+
+impl Protocol for LeaseLock {
+    type Server = Server;
+    type Msg = Msg;
+    type Timer = Timer;
+    type Durable = Durable;
+
+    fn servers(&self) -> Vec<String> {
+        vec![self.cfg.server.to_string()]
+    }
+
+    fn resource(&self) -> ResourceHome {
+        if self.cfg.hosts_resource {
+            ResourceHome::Server
+        } else {
+            ResourceHome::Storage(self.cfg.fencing)
+        }
+    }
+
+    fn issues_tokens(&self) -> bool {
+        self.cfg.tokens
+    }
+
+    fn client_lease(&self) -> Option<ClientLease> {
+        self.cfg.client_margin.map(|margin| ClientLease {
+            ttl: self.cfg.ttl,
+            margin,
+        })
+    }
+
+    fn server_start(&self, _: usize, _: &mut PCx<Self>) -> Server {
+        self.fresh()
+    }
+
+    fn server_restart(&self, _: usize, durable: Option<&Durable>, cx: &mut PCx<Self>) -> Server {
+        let mut s = self.fresh();
+        if let Some(d) = durable {
+            s.hold = d.hold.clone();
+            s.counter = d.counter;
+            if d.resource.is_some() {
+                s.resource = d.resource.clone();
+            }
+        }
+        // The expiry instant is not on disk in this model: a restored lease gets a full TTL again.
+        if let (Some(h), true) = (&s.hold, self.cfg.expires) {
+            cx.set_lock_timer(Timer::Expire(h.owner), self.cfg.ttl);
+        }
+        s
+    }
+
+    fn server_on_msg(&self, s: &mut Server, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
+        match msg {
+            Msg::Acquire => match &mut s.hold {
+                None => self.grant(s, from, cx),
+                Some(h) if h.owner == from && self.cfg.reentrant => {
+                    h.count += 1;
+                    if self.cfg.expires {
+                        cx.set_lock_timer(Timer::Expire(from), self.cfg.ttl);
+                    }
+                    let token = self.cfg.tokens.then_some(s.counter);
+                    cx.send_lock(from, Msg::Grant { token });
+                    self.save(s, cx);
+                }
+                Some(_) if self.cfg.queue => {
+                    if !s.waiters.contains(&from) {
+                        s.waiters.push(from);
+                    }
+                }
+                Some(_) => cx.send_lock(from, Msg::Busy),
+            },
+            Msg::Release => {
+                let Some(h) = &mut s.hold else { return };
+                if self.cfg.release_checks_owner && h.owner != from {
+                    return;
+                }
+                if self.cfg.reentrant && h.owner == from && h.count > 1 {
+                    h.count -= 1;
+                    self.save(s, cx);
+                    return;
+                }
+                let owner = h.owner;
+                if self.cfg.expires {
+                    cx.cancel_lock_timer(Timer::Expire(owner));
+                }
+                self.vacate(s, cx);
+            }
+            Msg::Grant { .. } | Msg::Busy => {}
+        }
+    }
+
+    fn server_on_timer(&self, s: &mut Server, timer: Timer, cx: &mut PCx<Self>) {
+        let Timer::Expire(owner) = timer;
+        if s.hold.as_ref().is_some_and(|h| h.owner == owner) {
+            cx.observe(Observation::Expired { client: owner });
+            self.vacate(s, cx);
+        }
+    }
+
+    fn server_on_resource(&self, s: &mut Server, from: NodeId, req: ResReq, cx: &mut PCx<Self>) {
+        let in_txn = s.hold.as_ref().is_some_and(|h| h.owner == from);
+        if self.cfg.txn_bound && !in_txn {
+            Resource::refuse(from, &req, cx);
+            return;
+        }
+        let commits = self.cfg.txn_bound && matches!(req, ResReq::Write { .. });
+        if let Some(r) = &mut s.resource {
+            r.handle(from, req, cx);
+        }
+        if commits {
+            if self.cfg.expires {
+                cx.cancel_lock_timer(Timer::Expire(from));
+            }
+            self.vacate(s, cx);
+        } else {
+            self.save(s, cx);
+        }
+    }
+
+    fn acquire(&self, cx: &mut PCx<Self>) -> Option<LockEvent> {
+        cx.send_lock(self.cfg.server_node, Msg::Acquire);
+        None
+    }
+
+    fn release(&self, _token: Option<u64>, cx: &mut PCx<Self>) {
+        cx.send_lock(self.cfg.server_node, Msg::Release);
+    }
+
+    fn client_on_msg(&self, _from: NodeId, msg: Msg, _cx: &mut PCx<Self>) -> LockEvent {
+        match msg {
+            Msg::Grant { token } => LockEvent::Granted { token },
+            Msg::Busy => LockEvent::Busy,
+            Msg::Acquire | Msg::Release => LockEvent::Ignore,
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The sans-IO protocol interface.
+//!
+//! Two layers:
+//! - [`Machine`]: what the engines run. A set of named nodes, each a deterministic state machine fed
+//!   `start`, `message`, `timer` and `restart` inputs together with the node's local clock reading,
+//!   recording [`Effect`]s into a [`Cx`]. Engines, faults and renderers depend on this trait only.
+//! - [`Protocol`]: what a lock family implements (one file per family). [`crate::system::LockSystem`]
+//!   turns a protocol plus the shared workload clients and storage into a `Machine`, so a new
+//!   protocol only writes its servers and the client side of its wire protocol.
+
+pub mod db;
+pub mod fenced_lease;
+pub mod lease;
+pub mod none;
+pub mod redis;
+
+use serde::Serialize;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use crate::resource::{Fencing, ResReq};
+
+/// Index of a node in [`Machine::nodes`]. Clients come first, so a client's id is its number.
+pub type NodeId = usize;
+
+/// Everything a protocol puts into a world state must be cloneable, ordered, hashable and printable,
+/// so that the model checker can deduplicate it and traces can show it.
+pub trait Data: Clone + Eq + Ord + Hash + Debug + Serialize + Send + Sync + 'static {}
+impl<T: Clone + Eq + Ord + Hash + Debug + Serialize + Send + Sync + 'static> Data for T {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    Client,
+    Server,
+    Storage,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub kind: NodeKind,
+}
+
+/// What properties see. Nothing else of a protocol's state is visible to them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Observation {
+    /// A client starts trying to acquire.
+    Waiting {
+        client: NodeId,
+    },
+    /// A lock service granted the lock (server side).
+    Granted {
+        client: NodeId,
+        token: Option<u64>,
+    },
+    /// A client learned it holds the lock; `depth` counts nested acquisitions.
+    Acquired {
+        client: NodeId,
+        depth: u8,
+    },
+    /// The owner's nested acquire was refused.
+    NestedDenied {
+        client: NodeId,
+    },
+    /// A client released one level; at depth 0 it no longer believes it holds the lock.
+    Released {
+        client: NodeId,
+        depth: u8,
+    },
+    /// A client's own lease-validity check ended its belief before it finished.
+    LeaseLapsed {
+        client: NodeId,
+    },
+    /// A server let a lease go (TTL, session or transaction timeout).
+    Expired {
+        client: NodeId,
+    },
+    Read {
+        client: NodeId,
+        token: Option<u64>,
+        stock: i64,
+    },
+    WriteAccepted {
+        client: NodeId,
+        token: Option<u64>,
+        value: i64,
+        sale: bool,
+    },
+    WriteRejected {
+        client: NodeId,
+        token: Option<u64>,
+    },
+    Decremented {
+        client: NodeId,
+        stock: i64,
+    },
+    SoldOut {
+        client: NodeId,
+    },
+    /// The client's workload has finished.
+    Done {
+        client: NodeId,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect<M, T, D> {
+    Send { to: NodeId, msg: M },
+    SetTimer { timer: T, after: i64 },
+    CancelTimer { timer: T },
+    Persist(D),
+    Observe(Observation),
+}
+
+/// The context of one handler call: who runs, its local clock reading, and the effects it records.
+pub struct Cx<M, T, D> {
+    pub me: NodeId,
+    pub now: i64,
+    pub effects: Vec<Effect<M, T, D>>,
+}
+
+impl<M, T, D> Cx<M, T, D> {
+    pub fn new(me: NodeId, now: i64) -> Self {
+        Cx {
+            me,
+            now,
+            effects: Vec::new(),
+        }
+    }
+    pub fn send(&mut self, to: NodeId, msg: M) {
+        self.effects.push(Effect::Send { to, msg });
+    }
+    pub fn set_timer(&mut self, timer: T, after: i64) {
+        self.effects.push(Effect::SetTimer { timer, after });
+    }
+    pub fn cancel_timer(&mut self, timer: T) {
+        self.effects.push(Effect::CancelTimer { timer });
+    }
+    pub fn persist(&mut self, durable: D) {
+        self.effects.push(Effect::Persist(durable));
+    }
+    pub fn observe(&mut self, obs: Observation) {
+        self.effects.push(Effect::Observe(obs));
+    }
+}
+
+/// A closed system of nodes, run by both engines.
+pub trait Machine: Send + Sync + 'static {
+    type State: Data;
+    type Msg: Data;
+    type Timer: Data;
+    type Durable: Data;
+
+    fn nodes(&self) -> &[NodeInfo];
+    fn start(&self, cx: &mut MCx<Self>) -> Self::State;
+    fn on_message(&self, state: &mut Self::State, from: NodeId, msg: Self::Msg, cx: &mut MCx<Self>);
+    fn on_timer(&self, state: &mut Self::State, timer: Self::Timer, cx: &mut MCx<Self>);
+    /// A crashed node comes back, with what it persisted if the disk survived.
+    fn restart(&self, durable: Option<&Self::Durable>, cx: &mut MCx<Self>) -> Self::State;
+}
+
+pub type MCx<M> = Cx<<M as Machine>::Msg, <M as Machine>::Timer, <M as Machine>::Durable>;
+
+/// Messages on the wire: the protocol's own, or requests to and replies from the protected resource.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Wire<M> {
+    Lock(M),
+    Res(ResReq),
+    ResReply(crate::resource::ResReply),
+}
+
+/// Timers: the protocol's own, or the workload client's.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Tmr<T> {
+    Lock(T),
+    /// A waiting client asks again.
+    Retry,
+    /// The client's own view of its lease ran out.
+    Validity,
+}
+
+pub type PCx<P> =
+    Cx<Wire<<P as Protocol>::Msg>, Tmr<<P as Protocol>::Timer>, <P as Protocol>::Durable>;
+
+impl<M, T, D> Cx<Wire<M>, Tmr<T>, D> {
+    pub fn send_lock(&mut self, to: NodeId, msg: M) {
+        self.send(to, Wire::Lock(msg));
+    }
+    pub fn set_lock_timer(&mut self, timer: T, after: i64) {
+        self.set_timer(Tmr::Lock(timer), after);
+    }
+    pub fn cancel_lock_timer(&mut self, timer: T) {
+        self.cancel_timer(Tmr::Lock(timer));
+    }
+}
+
+/// What a client's lock library reports to the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockEvent {
+    Granted { token: Option<u64> },
+    Busy,
+    Ignore,
+}
+
+/// Where the protected resource lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceHome {
+    /// A separate `storage` node, checking fencing tokens as told.
+    Storage(Fencing),
+    /// Inside server 0 (a database that holds both the lock and the stock).
+    Server,
+}
+
+/// A client-side lease check (Redlock's validity rule): the client stops believing it holds the lock
+/// once `ttl - margin` has passed on its own clock since it sent the acquire request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientLease {
+    pub ttl: i64,
+    pub margin: i64,
+}
+
+/// A lock protocol family. Server handlers and the client side of the wire protocol; the workload
+/// (what a client does while holding the lock) and the storage are shared and live elsewhere.
+pub trait Protocol: Sized + Send + Sync + 'static {
+    type Server: Data;
+    type Msg: Data;
+    type Timer: Data;
+    type Durable: Data;
+
+    /// Names of the server nodes (`redis`, `db`, `lease-0`, ...).
+    fn servers(&self) -> Vec<String>;
+    fn resource(&self) -> ResourceHome;
+    /// Whether grants carry tokens meant to increase (judged by `token_monotonic`).
+    fn issues_tokens(&self) -> bool;
+    fn client_lease(&self) -> Option<ClientLease> {
+        None
+    }
+
+    fn server_start(&self, index: usize, cx: &mut PCx<Self>) -> Self::Server;
+    fn server_restart(
+        &self,
+        index: usize,
+        durable: Option<&Self::Durable>,
+        cx: &mut PCx<Self>,
+    ) -> Self::Server;
+    fn server_on_msg(&self, s: &mut Self::Server, from: NodeId, msg: Self::Msg, cx: &mut PCx<Self>);
+    fn server_on_timer(&self, s: &mut Self::Server, timer: Self::Timer, cx: &mut PCx<Self>);
+    /// For [`ResourceHome::Server`]: a resource request reaches the server. The default is for
+    /// protocols whose resource is a separate node, where this is never called.
+    fn server_on_resource(
+        &self,
+        _s: &mut Self::Server,
+        _from: NodeId,
+        _req: ResReq,
+        _cx: &mut PCx<Self>,
+    ) {
+    }
+
+    /// Start acquiring (also used for nested and retried acquires). May decide at once.
+    fn acquire(&self, cx: &mut PCx<Self>) -> Option<LockEvent>;
+    fn release(&self, token: Option<u64>, cx: &mut PCx<Self>);
+    fn client_on_msg(&self, from: NodeId, msg: Self::Msg, cx: &mut PCx<Self>) -> LockEvent;
+}
+
+/// Checks a `validity_margin` knob: it needs expiring leases and must leave some lease to use.
+pub(crate) fn check_margin(
+    margin: Option<i64>,
+    expires: bool,
+    env: &crate::spec::Env,
+) -> Result<Option<i64>, (String, String)> {
+    let Some(m) = margin else { return Ok(None) };
+    if !expires {
+        return Err((
+            "validity_margin".into(),
+            "needs leases that expire (ttl = true)".into(),
+        ));
+    }
+    if !env.timed {
+        return Err((
+            "validity_margin".into(),
+            "needs time.mode = \"discrete\" (untimed runs have no durations)".into(),
+        ));
+    }
+    if m < 0 || m >= env.ttl {
+        return Err((
+            "validity_margin".into(),
+            format!("must be 0..ttl_ticks ({}), got {m}", env.ttl),
+        ));
+    }
+    Ok(Some(m))
+}

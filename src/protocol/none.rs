@@ -1,0 +1,54 @@
+//! `none`: no lock at all. Every acquire succeeds at once, locally.
+//!
+//! The baseline of the seed note's oversell example: Case 1 (read, subtract in the program, write
+//! the target count) without a lock loses updates (catalog #30, `no_oversell`), while Case 2
+//! (`workload = "atomic_decrement"`, a conditional decrement in the database) needs no lock.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{LockEvent, NodeId, Observation, PCx, Protocol, ResourceHome};
+use crate::resource::Fencing;
+use crate::spec::Env;
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {}
+
+pub struct NoLock;
+
+pub fn build(_: Options, _: &Env) -> Result<NoLock, (String, String)> {
+    Ok(NoLock)
+}
+
+impl Protocol for NoLock {
+    type Server = ();
+    type Msg = ();
+    type Timer = ();
+    type Durable = ();
+
+    fn servers(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn resource(&self) -> ResourceHome {
+        ResourceHome::Storage(Fencing::None)
+    }
+    fn issues_tokens(&self) -> bool {
+        false
+    }
+    fn server_start(&self, _: usize, _: &mut PCx<Self>) {}
+    fn server_restart(&self, _: usize, _: Option<&()>, _: &mut PCx<Self>) {}
+    fn server_on_msg(&self, _: &mut (), _: NodeId, _: (), _: &mut PCx<Self>) {}
+    fn server_on_timer(&self, _: &mut (), _: (), _: &mut PCx<Self>) {}
+
+    fn acquire(&self, cx: &mut PCx<Self>) -> Option<LockEvent> {
+        cx.observe(Observation::Granted {
+            client: cx.me,
+            token: None,
+        });
+        Some(LockEvent::Granted { token: None })
+    }
+    fn release(&self, _: Option<u64>, _: &mut PCx<Self>) {}
+    fn client_on_msg(&self, _: NodeId, _: (), _: &mut PCx<Self>) -> LockEvent {
+        LockEvent::Ignore
+    }
+}

@@ -1,0 +1,222 @@
+//! The protected resource: one stock counter, as in the seed note's inventory example.
+//!
+//! It serves reads, absolute writes (Case 1: the client computed the new count) and conditional
+//! decrements (Case 2: `UPDATE .. SET stock = stock - 1 WHERE stock >= 1`). With fencing it remembers
+//! the highest token it has seen and rejects lower ones (Kleppmann 2016; catalog S1). Fencing reads
+//! too closes the gap of catalog S1(c): a late write landing before the next holder's first write.
+
+use serde::Serialize;
+
+use crate::protocol::{Cx, NodeId, Observation, Wire};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fencing {
+    None,
+    Writes,
+    ReadsAndWrites,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum ResReq {
+    Read {
+        token: Option<u64>,
+    },
+    /// `sale` marks a write that sells one item (the oversell workload).
+    Write {
+        token: Option<u64>,
+        value: i64,
+        sale: bool,
+    },
+    Decrement,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum ResReply {
+    Stock(i64),
+    WriteOk,
+    Rejected,
+    Decremented,
+    SoldOut,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Resource {
+    pub stock: i64,
+    pub max_token: Option<u64>,
+    pub fencing: Fencing,
+}
+
+impl Resource {
+    pub fn new(stock: i64, fencing: Fencing) -> Self {
+        Resource {
+            stock,
+            max_token: None,
+            fencing,
+        }
+    }
+
+    /// A token lower than the highest seen is stale; an equal one is the current holder's.
+    fn admits(&mut self, token: Option<u64>, registers: bool) -> bool {
+        let Some(t) = token else { return true };
+        if self.fencing == Fencing::None {
+            return true;
+        }
+        if self.max_token.is_some_and(|m| t < m) {
+            return false;
+        }
+        if registers {
+            self.max_token = Some(t);
+        }
+        true
+    }
+
+    /// Serves one request, replying to `from` and recording what happened.
+    pub fn handle<M, T, D>(&mut self, from: NodeId, req: ResReq, cx: &mut Cx<Wire<M>, T, D>) {
+        let reply = match req {
+            ResReq::Read { token } => {
+                let registers = self.fencing == Fencing::ReadsAndWrites;
+                if self.admits(token, registers) {
+                    cx.observe(Observation::Read {
+                        client: from,
+                        token,
+                        stock: self.stock,
+                    });
+                    ResReply::Stock(self.stock)
+                } else {
+                    cx.observe(Observation::WriteRejected {
+                        client: from,
+                        token,
+                    });
+                    ResReply::Rejected
+                }
+            }
+            ResReq::Write { token, value, sale } => {
+                if self.admits(token, true) {
+                    self.stock = value;
+                    cx.observe(Observation::WriteAccepted {
+                        client: from,
+                        token,
+                        value,
+                        sale,
+                    });
+                    ResReply::WriteOk
+                } else {
+                    cx.observe(Observation::WriteRejected {
+                        client: from,
+                        token,
+                    });
+                    ResReply::Rejected
+                }
+            }
+            ResReq::Decrement => {
+                if self.stock >= 1 {
+                    self.stock -= 1;
+                    cx.observe(Observation::Decremented {
+                        client: from,
+                        stock: self.stock,
+                    });
+                    ResReply::Decremented
+                } else {
+                    cx.observe(Observation::SoldOut { client: from });
+                    ResReply::SoldOut
+                }
+            }
+        };
+        cx.send(from, Wire::ResReply(reply));
+    }
+
+    /// A request refused before it reached the data (e.g. its transaction was aborted).
+    pub fn refuse<M, T, D>(from: NodeId, req: &ResReq, cx: &mut Cx<Wire<M>, T, D>) {
+        let token = match req {
+            ResReq::Read { token } | ResReq::Write { token, .. } => *token,
+            ResReq::Decrement => None,
+        };
+        cx.observe(Observation::WriteRejected {
+            client: from,
+            token,
+        });
+        cx.send(from, Wire::ResReply(ResReply::Rejected));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type C = Cx<Wire<()>, (), ()>;
+
+    #[test]
+    fn fencing_rejects_a_lower_token_and_admits_an_equal_one() {
+        let mut r = Resource::new(5, Fencing::Writes);
+        let mut cx = C::new(9, 0);
+        r.handle(
+            0,
+            ResReq::Write {
+                token: Some(2),
+                value: 4,
+                sale: true,
+            },
+            &mut cx,
+        );
+        r.handle(
+            1,
+            ResReq::Write {
+                token: Some(1),
+                value: 3,
+                sale: true,
+            },
+            &mut cx,
+        );
+        r.handle(
+            0,
+            ResReq::Write {
+                token: Some(2),
+                value: 3,
+                sale: true,
+            },
+            &mut cx,
+        );
+        assert_eq!(r.stock, 3);
+        let rejected = cx
+            .effects
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    crate::protocol::Effect::Observe(Observation::WriteRejected { .. })
+                )
+            })
+            .count();
+        assert_eq!(rejected, 1);
+    }
+
+    #[test]
+    fn write_only_fencing_lets_a_stale_write_in_before_the_new_holder_writes() {
+        for (fencing, stale_accepted) in [(Fencing::Writes, true), (Fencing::ReadsAndWrites, false)]
+        {
+            let mut r = Resource::new(1, fencing);
+            let mut cx = C::new(9, 0);
+            r.handle(1, ResReq::Read { token: Some(2) }, &mut cx);
+            r.handle(
+                0,
+                ResReq::Write {
+                    token: Some(1),
+                    value: 0,
+                    sale: true,
+                },
+                &mut cx,
+            );
+            assert_eq!(r.stock == 0, stale_accepted, "{fencing:?}");
+        }
+    }
+
+    #[test]
+    fn decrement_never_goes_below_zero() {
+        let mut r = Resource::new(1, Fencing::None);
+        let mut cx = C::new(9, 0);
+        r.handle(0, ResReq::Decrement, &mut cx);
+        r.handle(1, ResReq::Decrement, &mut cx);
+        assert_eq!(r.stock, 0);
+    }
+}

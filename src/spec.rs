@@ -1,0 +1,432 @@
+//! Spec files (`models/*.toml`): parsing and validation.
+//!
+//! Every error names the file and the field (`models/x.toml: time.horizon_ticks: ...`) on one line.
+//! Limits, chosen so that every accepted spec finishes on a laptop: at most [`MAX_CLIENTS`] clients,
+//! at most [`MAX_BUDGET`] of each fault, a horizon of at most [`MAX_HORIZON`] ticks.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use crate::property::PropertyName;
+
+pub const MAX_CLIENTS: usize = 6;
+pub const MAX_BUDGET: u8 = 3;
+pub const MAX_HORIZON: u16 = 64;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+    #[error("{file}: {field}: {message}")]
+    Field {
+        file: String,
+        field: String,
+        message: String,
+    },
+}
+
+impl SpecError {
+    pub fn field(file: &Path, field: impl Into<String>, message: impl Into<String>) -> Self {
+        SpecError::Field {
+            file: file.display().to_string(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Workload {
+    /// Acquire, write your name to the storage, release.
+    CriticalWrite,
+    /// The seed's Case 1: acquire, read the stock, write stock - 1, release.
+    Oversell,
+    /// The seed's Case 2: no lock, one conditional decrement in the database.
+    AtomicDecrement,
+    /// Acquire, acquire again (nested), release once, write, release.
+    Reentrant,
+}
+
+impl Workload {
+    pub fn uses_lock(self) -> bool {
+        self != Workload::AtomicDecrement
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Setup {
+    pub clients: usize,
+    pub workload: Workload,
+    #[serde(default = "one")]
+    pub stock: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeMode {
+    #[default]
+    Untimed,
+    Discrete,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeCfg {
+    #[serde(default)]
+    pub mode: TimeMode,
+    pub ttl_ticks: Option<i64>,
+    pub horizon_ticks: Option<u16>,
+    /// Bound on how far a node's clock may wander from true time, in ticks.
+    #[serde(default)]
+    pub drift: i64,
+    /// Faults happen only before this tick; afterwards the world heals (default: the horizon).
+    pub fault_window: Option<u16>,
+    /// How far one clock jump moves a clock forward (default: the TTL).
+    pub jump_ticks: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Targets {
+    Clients,
+    Servers,
+    #[default]
+    Any,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultBudget {
+    #[serde(default)]
+    pub pauses: u8,
+    #[serde(default)]
+    pub crashes: u8,
+    #[serde(default)]
+    pub restarts_lose_state: u8,
+    #[serde(default)]
+    pub partitions: u8,
+    #[serde(default)]
+    pub clock_jumps: u8,
+    #[serde(default)]
+    pub message_loss: u8,
+    #[serde(default = "clients")]
+    pub pause_targets: Targets,
+    #[serde(default)]
+    pub crash_targets: Targets,
+    #[serde(default = "servers")]
+    pub jump_targets: Targets,
+}
+
+fn clients() -> Targets {
+    Targets::Clients
+}
+fn servers() -> Targets {
+    Targets::Servers
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Holds,
+    Violated,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Holds => "holds",
+            Verdict::Violated => "violated",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub mutual_exclusion: Option<Verdict>,
+    pub no_stale_write: Option<Verdict>,
+    pub no_oversell: Option<Verdict>,
+    pub deadlock_free: Option<Verdict>,
+    pub reentrant: Option<Verdict>,
+    pub available: Option<Verdict>,
+    pub token_monotonic: Option<Verdict>,
+}
+
+impl Expect {
+    pub fn get(&self, p: PropertyName) -> Option<Verdict> {
+        match p {
+            PropertyName::MutualExclusion => self.mutual_exclusion,
+            PropertyName::NoStaleWrite => self.no_stale_write,
+            PropertyName::NoOversell => self.no_oversell,
+            PropertyName::DeadlockFree => self.deadlock_free,
+            PropertyName::Reentrant => self.reentrant,
+            PropertyName::Available => self.available,
+            PropertyName::TokenMonotonic => self.token_monotonic,
+        }
+    }
+}
+
+/// A model-check spec as written in `models/`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub description: String,
+    pub protocol: String,
+    #[serde(default)]
+    pub options: toml::Table,
+    pub setup: Setup,
+    #[serde(default)]
+    pub time: TimeCfg,
+    #[serde(default)]
+    pub faults: FaultBudget,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+/// What a protocol learns of the spec when it is built.
+#[derive(Clone, Debug)]
+pub struct Env {
+    pub clients: usize,
+    pub workload: Workload,
+    pub timed: bool,
+    /// Lease length in ticks (1 in untimed mode, where only the order of events matters).
+    pub ttl: i64,
+    pub drift: i64,
+    pub stock: i64,
+}
+
+/// A parsed, validated spec with its name (the file stem) and path.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub name: String,
+    pub path: PathBuf,
+    pub spec: ModelSpec,
+}
+
+impl Loaded {
+    pub fn env(&self) -> Env {
+        let t = &self.spec.time;
+        Env {
+            clients: self.spec.setup.clients,
+            workload: self.spec.setup.workload,
+            timed: t.mode == TimeMode::Discrete,
+            ttl: t.ttl_ticks.unwrap_or(1),
+            drift: t.drift,
+            stock: self.spec.setup.stock,
+        }
+    }
+    pub fn horizon(&self) -> u16 {
+        self.spec.time.horizon_ticks.unwrap_or(0)
+    }
+    /// Faults stop here, leaving `ttl + clients + 1` ticks for every waiting client to get its turn.
+    pub fn fault_window(&self) -> u16 {
+        self.spec
+            .time
+            .fault_window
+            .unwrap_or_else(|| self.horizon().saturating_sub(self.settle_ticks()))
+    }
+    fn settle_ticks(&self) -> u16 {
+        (self.env().ttl as u16).saturating_add(self.spec.setup.clients as u16 + 1)
+    }
+    pub fn jump(&self) -> i64 {
+        self.spec.time.jump_ticks.unwrap_or(self.env().ttl)
+    }
+}
+
+/// Reads and parses a TOML file into `T`, naming the offending field on error.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SpecError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| SpecError::File {
+        file: file.clone(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+        let msg = e.message().replace('\n', " ");
+        SpecError::File {
+            file: file.clone(),
+            message: match line {
+                Some(l) => format!("line {l}: malformed TOML: {msg}"),
+                None => format!("malformed TOML: {msg}"),
+            },
+        }
+    })?;
+    from_table(path, toml::Value::Table(table))
+}
+
+/// Deserializes a TOML value, turning serde's error into one naming the field path.
+pub fn from_table<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    value: toml::Value,
+) -> Result<T, SpecError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        let message = e.inner().to_string().replace('\n', " ");
+        if field == "." {
+            SpecError::File {
+                file: path.display().to_string(),
+                message,
+            }
+        } else {
+            SpecError::field(path, field, message)
+        }
+    })
+}
+
+pub fn load_model(path: &Path) -> Result<Loaded, SpecError> {
+    let spec: ModelSpec = parse_toml(path)?;
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("spec")
+        .to_string();
+    let loaded = Loaded {
+        name,
+        path: path.to_path_buf(),
+        spec,
+    };
+    validate(&loaded)?;
+    Ok(loaded)
+}
+
+fn validate(l: &Loaded) -> Result<(), SpecError> {
+    let (s, p) = (&l.spec, l.path.as_path());
+    let err = |field: &str, msg: String| Err(SpecError::field(p, field, msg));
+    if s.description.trim().is_empty() {
+        return err("description", "must say what the spec shows".into());
+    }
+    if s.setup.clients == 0 || s.setup.clients > MAX_CLIENTS {
+        return err(
+            "setup.clients",
+            format!("must be 1..={MAX_CLIENTS}, got {}", s.setup.clients),
+        );
+    }
+    if !(0..=100).contains(&s.setup.stock) {
+        return err(
+            "setup.stock",
+            format!("must be 0..=100, got {}", s.setup.stock),
+        );
+    }
+    let f = &s.faults;
+    for (name, v) in [
+        ("pauses", f.pauses),
+        ("crashes", f.crashes),
+        ("restarts_lose_state", f.restarts_lose_state),
+        ("partitions", f.partitions),
+        ("clock_jumps", f.clock_jumps),
+        ("message_loss", f.message_loss),
+    ] {
+        if v > MAX_BUDGET {
+            return err(
+                &format!("faults.{name}"),
+                format!("at most {MAX_BUDGET} per spec, got {v}"),
+            );
+        }
+    }
+    if f.restarts_lose_state > f.crashes {
+        return err(
+            "faults.restarts_lose_state",
+            "cannot exceed faults.crashes (a restart follows a crash)".into(),
+        );
+    }
+    let t = &s.time;
+    match t.mode {
+        TimeMode::Untimed => {
+            for (name, set) in [
+                ("ttl_ticks", t.ttl_ticks.is_some()),
+                ("horizon_ticks", t.horizon_ticks.is_some()),
+                ("fault_window", t.fault_window.is_some()),
+                ("jump_ticks", t.jump_ticks.is_some()),
+                ("drift", t.drift != 0),
+            ] {
+                if set {
+                    return err(
+                        &format!("time.{name}"),
+                        "only meaningful with mode = \"discrete\"".into(),
+                    );
+                }
+            }
+            if f.pauses > 0 {
+                return err(
+                    "faults.pauses",
+                    "untimed mode already lets any timer fire at any moment, which covers every pause; use time.mode = \"discrete\" to see one".into(),
+                );
+            }
+            if f.clock_jumps > 0 {
+                return err(
+                    "faults.clock_jumps",
+                    "clocks exist only with time.mode = \"discrete\"".into(),
+                );
+            }
+        }
+        TimeMode::Discrete => {
+            let Some(ttl) = t.ttl_ticks else {
+                return err("time.ttl_ticks", "required with mode = \"discrete\"".into());
+            };
+            let Some(h) = t.horizon_ticks else {
+                return err(
+                    "time.horizon_ticks",
+                    "required with mode = \"discrete\"".into(),
+                );
+            };
+            if ttl < 1 {
+                return err("time.ttl_ticks", format!("must be at least 1, got {ttl}"));
+            }
+            if h > MAX_HORIZON {
+                return err(
+                    "time.horizon_ticks",
+                    format!("at most {MAX_HORIZON}, got {h}"),
+                );
+            }
+            if i64::from(h) <= ttl {
+                return err(
+                    "time.horizon_ticks",
+                    format!(
+                        "{h} is not longer than time.ttl_ticks = {ttl}: no lease could ever expire"
+                    ),
+                );
+            }
+            if t.drift < 0 || t.drift >= ttl {
+                return err(
+                    "time.drift",
+                    format!("must be 0..ttl_ticks ({ttl}), got {}", t.drift),
+                );
+            }
+            let settle = l.settle_ticks();
+            match t.fault_window {
+                Some(w) if u32::from(w) + u32::from(settle) > u32::from(h) => {
+                    return err(
+                        "time.fault_window",
+                        format!(
+                            "{w} leaves less than ttl_ticks + clients + 1 = {settle} ticks before the horizon {h} for clients to finish"
+                        ),
+                    );
+                }
+                None if h <= settle => {
+                    return err(
+                        "time.horizon_ticks",
+                        format!(
+                            "{h} leaves no fault window: it must exceed ttl_ticks + clients + 1 = {settle}"
+                        ),
+                    );
+                }
+                _ => {}
+            }
+            if let Some(j) = t.jump_ticks
+                && !(1..=i64::from(h)).contains(&j)
+            {
+                return err(
+                    "time.jump_ticks",
+                    format!("must be 1..=horizon_ticks, got {j}"),
+                );
+            }
+        }
+    }
+    Ok(())
+}

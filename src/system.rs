@@ -1,0 +1,302 @@
+//! A lock protocol, its workload clients and the protected resource, as one [`Machine`].
+//!
+//! Node layout: `client-0..client-{n-1}`, then the protocol's servers, then `storage` when the
+//! resource is a separate node. The workload client is written here once for every protocol: it
+//! drives the protocol's client side (`acquire`, `release`, replies) and talks to the resource.
+
+use serde::Serialize;
+
+use crate::protocol::{
+    ClientLease, LockEvent, Machine, NodeId, NodeInfo, NodeKind, Observation, PCx, Protocol,
+    ResourceHome, Tmr, Wire,
+};
+use crate::resource::{ResReply, ResReq, Resource};
+use crate::spec::{Env, Workload};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Phase {
+    Acquiring,
+    /// Holding once, asking again (reentrant workload).
+    Nesting,
+    Reading,
+    Writing,
+    Decrementing,
+    Done,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Client {
+    pub phase: Phase,
+    pub token: Option<u64>,
+    pub depth: u8,
+    /// Local time the pending acquire was sent; kept only for a client-side lease check.
+    pub asked_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum NodeState<S> {
+    Client(Client),
+    Server(S),
+    Storage(Resource),
+}
+
+pub struct LockSystem<P: Protocol> {
+    pub proto: P,
+    env: Env,
+    nodes: Vec<NodeInfo>,
+    resource_node: NodeId,
+    lease: Option<ClientLease>,
+}
+
+type Cx<P> = PCx<P>;
+
+impl<P: Protocol> LockSystem<P> {
+    pub fn new(proto: P, env: Env) -> Self {
+        let mut nodes: Vec<NodeInfo> = (0..env.clients)
+            .map(|i| NodeInfo {
+                name: format!("client-{i}"),
+                kind: NodeKind::Client,
+            })
+            .collect();
+        nodes.extend(proto.servers().into_iter().map(|name| NodeInfo {
+            name,
+            kind: NodeKind::Server,
+        }));
+        let resource_node = match proto.resource() {
+            ResourceHome::Server => env.clients,
+            ResourceHome::Storage(_) => {
+                nodes.push(NodeInfo {
+                    name: "storage".into(),
+                    kind: NodeKind::Storage,
+                });
+                nodes.len() - 1
+            }
+        };
+        let lease = proto.client_lease();
+        LockSystem {
+            proto,
+            env,
+            nodes,
+            resource_node,
+            lease,
+        }
+    }
+
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    fn ask(&self, c: &mut Client, cx: &mut Cx<P>) {
+        if self.lease.is_some() {
+            c.asked_at = cx.now;
+        }
+        if let Some(ev) = self.proto.acquire(cx) {
+            self.on_lock_event(c, ev, cx);
+        }
+    }
+
+    fn to_resource(&self, req: ResReq, cx: &mut Cx<P>) {
+        cx.send(self.resource_node, Wire::Res(req));
+    }
+
+    /// The critical section proper, once the client holds the lock.
+    fn work(&self, c: &mut Client, cx: &mut Cx<P>) {
+        match self.env.workload {
+            Workload::Oversell => {
+                c.phase = Phase::Reading;
+                self.to_resource(ResReq::Read { token: c.token }, cx);
+            }
+            Workload::CriticalWrite | Workload::Reentrant => {
+                c.phase = Phase::Writing;
+                self.to_resource(
+                    ResReq::Write {
+                        token: c.token,
+                        value: cx.me as i64,
+                        sale: false,
+                    },
+                    cx,
+                );
+            }
+            Workload::AtomicDecrement => self.finish(c, cx),
+        }
+    }
+
+    fn finish(&self, c: &mut Client, cx: &mut Cx<P>) {
+        if c.depth > 0 {
+            self.proto.release(c.token, cx);
+            c.depth = 0;
+            cx.observe(Observation::Released {
+                client: cx.me,
+                depth: 0,
+            });
+        }
+        if self.lease.is_some() {
+            cx.cancel_timer(Tmr::Validity);
+        }
+        c.phase = Phase::Done;
+        c.token = None;
+        c.asked_at = 0;
+        cx.observe(Observation::Done { client: cx.me });
+    }
+
+    fn on_lock_event(&self, c: &mut Client, ev: LockEvent, cx: &mut Cx<P>) {
+        let me = cx.me;
+        match (c.phase, ev) {
+            (Phase::Acquiring, LockEvent::Granted { token }) => {
+                if let Some(l) = self.lease {
+                    let left = c.asked_at + l.ttl - l.margin - cx.now;
+                    if left <= 0 {
+                        // Granted too late to be of use: let it go and ask again.
+                        self.proto.release(token, cx);
+                        cx.set_timer(Tmr::Retry, 1);
+                        return;
+                    }
+                    cx.set_timer(Tmr::Validity, left);
+                }
+                c.token = token;
+                c.depth = 1;
+                cx.observe(Observation::Acquired {
+                    client: me,
+                    depth: 1,
+                });
+                if self.env.workload == Workload::Reentrant {
+                    c.phase = Phase::Nesting;
+                    self.ask(c, cx);
+                } else {
+                    self.work(c, cx);
+                }
+            }
+            (Phase::Acquiring, LockEvent::Busy) => cx.set_timer(Tmr::Retry, 1),
+            (Phase::Nesting, LockEvent::Granted { .. }) => {
+                cx.observe(Observation::Acquired {
+                    client: me,
+                    depth: 2,
+                });
+                self.proto.release(c.token, cx);
+                cx.observe(Observation::Released {
+                    client: me,
+                    depth: 1,
+                });
+                c.depth = 1;
+                self.work(c, cx);
+            }
+            (Phase::Nesting, LockEvent::Busy) => {
+                cx.observe(Observation::NestedDenied { client: me });
+                self.finish(c, cx);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_reply(&self, c: &mut Client, reply: ResReply, cx: &mut Cx<P>) {
+        match (c.phase, reply) {
+            (Phase::Reading, ResReply::Stock(s)) if s >= 1 => {
+                c.phase = Phase::Writing;
+                self.to_resource(
+                    ResReq::Write {
+                        token: c.token,
+                        value: s - 1,
+                        sale: true,
+                    },
+                    cx,
+                );
+            }
+            (Phase::Reading, _) | (Phase::Writing, _) | (Phase::Decrementing, _) => {
+                self.finish(c, cx)
+            }
+            _ => {}
+        }
+    }
+
+    fn client_start(&self, cx: &mut Cx<P>) -> Client {
+        let mut c = Client {
+            phase: Phase::Acquiring,
+            token: None,
+            depth: 0,
+            asked_at: 0,
+        };
+        if self.env.workload.uses_lock() {
+            cx.observe(Observation::Waiting { client: cx.me });
+            self.ask(&mut c, cx);
+        } else {
+            c.phase = Phase::Decrementing;
+            self.to_resource(ResReq::Decrement, cx);
+        }
+        c
+    }
+
+    fn server_index(&self, id: NodeId) -> usize {
+        id - self.env.clients
+    }
+}
+
+impl<P: Protocol> Machine for LockSystem<P> {
+    type State = NodeState<P::Server>;
+    type Msg = Wire<P::Msg>;
+    type Timer = Tmr<P::Timer>;
+    type Durable = P::Durable;
+
+    fn nodes(&self) -> &[NodeInfo] {
+        &self.nodes
+    }
+
+    fn start(&self, cx: &mut Cx<P>) -> Self::State {
+        match self.nodes[cx.me].kind {
+            NodeKind::Client => NodeState::Client(self.client_start(cx)),
+            NodeKind::Server => {
+                NodeState::Server(self.proto.server_start(self.server_index(cx.me), cx))
+            }
+            NodeKind::Storage => NodeState::Storage(Resource::new(self.env.stock, self.fencing())),
+        }
+    }
+
+    fn on_message(&self, state: &mut Self::State, from: NodeId, msg: Self::Msg, cx: &mut Cx<P>) {
+        match (state, msg) {
+            (NodeState::Client(c), Wire::Lock(m)) => {
+                let ev = self.proto.client_on_msg(from, m, cx);
+                self.on_lock_event(c, ev, cx);
+            }
+            (NodeState::Client(c), Wire::ResReply(r)) => self.on_reply(c, r, cx),
+            (NodeState::Server(s), Wire::Lock(m)) => self.proto.server_on_msg(s, from, m, cx),
+            (NodeState::Server(s), Wire::Res(req)) => {
+                self.proto.server_on_resource(s, from, req, cx)
+            }
+            (NodeState::Storage(r), Wire::Res(req)) => r.handle(from, req, cx),
+            _ => {}
+        }
+    }
+
+    fn on_timer(&self, state: &mut Self::State, timer: Self::Timer, cx: &mut Cx<P>) {
+        match (state, timer) {
+            (NodeState::Client(c), Tmr::Retry) if c.phase == Phase::Acquiring => self.ask(c, cx),
+            (NodeState::Client(c), Tmr::Validity) if c.depth > 0 => {
+                c.depth = 0;
+                cx.observe(Observation::LeaseLapsed { client: cx.me });
+                self.finish(c, cx);
+            }
+            (NodeState::Server(s), Tmr::Lock(t)) => self.proto.server_on_timer(s, t, cx),
+            _ => {}
+        }
+    }
+
+    fn restart(&self, durable: Option<&Self::Durable>, cx: &mut Cx<P>) -> Self::State {
+        match self.nodes[cx.me].kind {
+            NodeKind::Server => NodeState::Server(self.proto.server_restart(
+                self.server_index(cx.me),
+                durable,
+                cx,
+            )),
+            // Clients never come back (a dead process's work is not resumed); storage never crashes.
+            _ => self.start(cx),
+        }
+    }
+}
+
+impl<P: Protocol> LockSystem<P> {
+    fn fencing(&self) -> crate::resource::Fencing {
+        match self.proto.resource() {
+            ResourceHome::Storage(f) => f,
+            ResourceHome::Server => crate::resource::Fencing::None,
+        }
+    }
+}
