@@ -115,6 +115,9 @@ pub struct FaultBudget {
     pub clock_jumps: u8,
     #[serde(default)]
     pub message_loss: u8,
+    /// Messages held back past the tick they were sent in (discrete time; untimed delays anything).
+    #[serde(default)]
+    pub delays: u8,
     #[serde(default = "clients")]
     pub pause_targets: Targets,
     #[serde(default)]
@@ -267,7 +270,7 @@ pub fn from_table<T: serde::de::DeserializeOwned>(
 ) -> Result<T, SpecError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
-        let message = e.inner().to_string().replace('\n', " ");
+        let message = e.inner().to_string().replace('\n', " ").trim().to_string();
         if field == "." {
             SpecError::File {
                 file: path.display().to_string(),
@@ -321,6 +324,7 @@ fn validate(l: &Loaded) -> Result<(), SpecError> {
         ("partitions", f.partitions),
         ("clock_jumps", f.clock_jumps),
         ("message_loss", f.message_loss),
+        ("delays", f.delays),
     ] {
         if v > MAX_BUDGET {
             return err(
@@ -357,6 +361,9 @@ fn validate(l: &Loaded) -> Result<(), SpecError> {
                     "faults.pauses",
                     "untimed mode already lets any timer fire at any moment, which covers every pause; use time.mode = \"discrete\" to see one".into(),
                 );
+            }
+            if f.delays > 0 {
+                return err("faults.delays", "untimed mode already delays every message arbitrarily; use time.mode = \"discrete\"".into());
             }
             if f.clock_jumps > 0 {
                 return err(

@@ -28,9 +28,9 @@ pub enum Phase {
 pub struct Client {
     pub phase: Phase,
     pub token: Option<u64>,
+    /// When the request that won the current hold was sent (identifies the hold on release).
+    pub asked: i64,
     pub depth: u8,
-    /// Local time the pending acquire was sent; kept only for a client-side lease check.
-    pub asked_at: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -87,8 +87,10 @@ impl<P: Protocol> LockSystem<P> {
     }
 
     fn ask(&self, c: &mut Client, cx: &mut Cx<P>) {
-        if self.lease.is_some() {
-            c.asked_at = cx.now;
+        // With durations, an unanswered request times out and is sent again (a lost request or a
+        // crashed server must not hang the client). Untimed runs have no durations to wait.
+        if self.env.timed && c.phase == Phase::Acquiring {
+            cx.set_timer(Tmr::Retry, 1);
         }
         if let Some(ev) = self.proto.acquire(cx) {
             self.on_lock_event(c, ev, cx);
@@ -123,7 +125,7 @@ impl<P: Protocol> LockSystem<P> {
 
     fn finish(&self, c: &mut Client, cx: &mut Cx<P>) {
         if c.depth > 0 {
-            self.proto.release(c.token, cx);
+            self.proto.release(c.token, c.asked, cx);
             c.depth = 0;
             cx.observe(Observation::Released {
                 client: cx.me,
@@ -135,25 +137,29 @@ impl<P: Protocol> LockSystem<P> {
         }
         c.phase = Phase::Done;
         c.token = None;
-        c.asked_at = 0;
+        c.asked = 0;
         cx.observe(Observation::Done { client: cx.me });
     }
 
     fn on_lock_event(&self, c: &mut Client, ev: LockEvent, cx: &mut Cx<P>) {
         let me = cx.me;
         match (c.phase, ev) {
-            (Phase::Acquiring, LockEvent::Granted { token }) => {
+            (Phase::Acquiring, LockEvent::Granted { token, asked }) => {
+                if self.env.timed {
+                    cx.cancel_timer(Tmr::Retry);
+                }
                 if let Some(l) = self.lease {
-                    let left = c.asked_at + l.ttl - l.margin - cx.now;
+                    let left = asked + l.ttl - l.margin - cx.now;
                     if left <= 0 {
                         // Granted too late to be of use: let it go and ask again.
-                        self.proto.release(token, cx);
+                        self.proto.release(token, asked, cx);
                         cx.set_timer(Tmr::Retry, 1);
                         return;
                     }
                     cx.set_timer(Tmr::Validity, left);
                 }
                 c.token = token;
+                c.asked = asked;
                 c.depth = 1;
                 cx.observe(Observation::Acquired {
                     client: me,
@@ -172,7 +178,7 @@ impl<P: Protocol> LockSystem<P> {
                     client: me,
                     depth: 2,
                 });
-                self.proto.release(c.token, cx);
+                self.proto.release(c.token, c.asked, cx);
                 cx.observe(Observation::Released {
                     client: me,
                     depth: 1,
@@ -212,8 +218,8 @@ impl<P: Protocol> LockSystem<P> {
         let mut c = Client {
             phase: Phase::Acquiring,
             token: None,
+            asked: 0,
             depth: 0,
-            asked_at: 0,
         };
         if self.env.workload.uses_lock() {
             cx.observe(Observation::Waiting { client: cx.me });
@@ -270,8 +276,10 @@ impl<P: Protocol> Machine for LockSystem<P> {
         match (state, timer) {
             (NodeState::Client(c), Tmr::Retry) if c.phase == Phase::Acquiring => self.ask(c, cx),
             (NodeState::Client(c), Tmr::Validity) if c.depth > 0 => {
-                c.depth = 0;
+                // The work is abandoned, but `unlock()` still runs, as in a `finally` block.
                 cx.observe(Observation::LeaseLapsed { client: cx.me });
+                self.proto.release(c.token, c.asked, cx);
+                c.depth = 0;
                 self.finish(c, cx);
             }
             (NodeState::Server(s), Tmr::Lock(t)) => self.proto.server_on_timer(s, t, cx),

@@ -230,6 +230,9 @@ fn describe<M: Machine>(
     let name = |id: NodeId| w.node_name(id).to_string();
     let node = w.actor(a).map(name).unwrap_or_else(|| "world".into());
     let (kind, mut detail) = match a {
+        Action::Deliver(e) if after.nodes[e.dst].state.is_none() => {
+            ("drop", format!("{} is down; lost: {} → {}: {}", name(e.dst), name(e.src), name(e.dst), short(&e.msg)))
+        }
         Action::Deliver(e) => ("receive", format!("{} → {}: {}", name(e.src), name(e.dst), short(&e.msg))),
         Action::Fire(_, t) => ("timer", format!("timer {} fires", short(t))),
         Action::Tick(None) => ("tick", format!("time passes to {}", after.tick)),
@@ -244,6 +247,7 @@ fn describe<M: Machine>(
         Action::Partition(id) => ("partition", format!("{} is cut off from the others", name(*id))),
         Action::Heal => ("heal", "the partition heals".into()),
         Action::HealAll => ("heal", "fault window over: every paused node resumes, partitions heal, crashed servers restart".into()),
+        Action::Delay(e) => ("delay", format!("network delay holds back {} → {}: {}", name(e.src), name(e.dst), short(&e.msg))),
         Action::Lose(e) => ("loss", format!("message lost: {} → {}: {}", name(e.src), name(e.dst), short(&e.msg))),
         Action::ClockJump(id) => ("jump", format!("ClockJump: clock of {} jumps {} ticks ahead", name(*id), w.jump)),
     };

@@ -22,6 +22,8 @@ pub struct Envelope<Msg> {
     pub src: NodeId,
     pub dst: NodeId,
     pub msg: Msg,
+    /// Held back by a network delay fault: it may arrive at any later moment, time goes on meanwhile.
+    pub late: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -43,6 +45,7 @@ pub struct Used {
     pub partitions: u8,
     pub jumps: u8,
     pub losses: u8,
+    pub delays: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -84,6 +87,8 @@ pub enum Action<Msg, T> {
     /// The fault window is over: paused nodes resume, partitions heal, crashed servers restart.
     HealAll,
     Lose(Envelope<Msg>),
+    /// A network delay: the message will arrive, but not before time has passed.
+    Delay(Envelope<Msg>),
     ClockJump(NodeId),
 }
 
@@ -118,6 +123,7 @@ impl<Msg, T> Action<Msg, T> {
             }
             | Action::Partition(_)
             | Action::Lose(_)
+            | Action::Delay(_)
             | Action::ClockJump(_) => Class::Fault,
         }
     }
@@ -191,8 +197,9 @@ impl<M: Machine> World<M> {
         ((s.cut >> a) & 1) != ((s.cut >> b) & 1)
     }
 
+    /// A message to a crashed node can still arrive: it is then lost. One to a paused node waits.
     fn deliverable(&self, s: &State<M>, e: &Envelope<M::Msg>) -> bool {
-        self.runnable(s, e.dst) && !Self::crosses_cut(s, e.src, e.dst)
+        !s.nodes[e.dst].paused && !Self::crosses_cut(s, e.src, e.dst)
     }
 
     fn due(&self, s: &State<M>, id: NodeId, deadline: i64) -> bool {
@@ -239,17 +246,17 @@ impl<M: Machine> World<M> {
         let me = cx.me;
         for e in cx.effects {
             match e {
-                Effect::Send { to, msg } => {
-                    if s.nodes[to].state.is_some() {
-                        let env = Envelope {
-                            src: me,
-                            dst: to,
-                            msg,
-                        };
-                        let at = s.net.partition_point(|x| x <= &env);
-                        s.net.insert(at, env);
-                    }
-                }
+                // A node that is down refuses the connection: the message is never sent.
+                Effect::Send { to, msg } if s.nodes[to].state.is_some() => Self::post(
+                    s,
+                    Envelope {
+                        src: me,
+                        dst: to,
+                        msg,
+                        late: false,
+                    },
+                ),
+                Effect::Send { .. } => {}
                 Effect::SetTimer { timer, after } => {
                     let deadline = if self.timed { cx.now + after } else { 0 };
                     let timers = &mut s.nodes[me].timers;
@@ -270,6 +277,11 @@ impl<M: Machine> World<M> {
         }
     }
 
+    fn post(s: &mut State<M>, env: Envelope<M::Msg>) {
+        let at = s.net.partition_point(|x| x <= &env);
+        s.net.insert(at, env);
+    }
+
     pub fn actions_of(&self, s: &State<M>, out: &mut Vec<Act<M>>) {
         let n = s.nodes.len();
         let mut urgent = false;
@@ -280,7 +292,7 @@ impl<M: Machine> World<M> {
             }
             last = Some(e);
             if self.deliverable(s, e) {
-                urgent = true;
+                urgent |= !e.late;
                 out.push(Action::Deliver(e.clone()));
             }
         }
@@ -378,11 +390,20 @@ impl<M: Machine> World<M> {
         if s.cut != 0 {
             out.push(Action::Heal);
         }
-        if window && u.losses < b.message_loss {
+        let (lose, delay) = (
+            window && u.losses < b.message_loss,
+            window && u.delays < b.delays,
+        );
+        if lose || delay {
             let mut last: Option<&Envelope<M::Msg>> = None;
             for e in &s.net {
                 if last != Some(e) {
-                    out.push(Action::Lose(e.clone()));
+                    if lose {
+                        out.push(Action::Lose(e.clone()));
+                    }
+                    if delay && !e.late {
+                        out.push(Action::Delay(e.clone()));
+                    }
                 }
                 last = Some(e);
             }
@@ -403,7 +424,9 @@ impl<M: Machine> World<M> {
                 let e = s.net.remove(i);
                 let now = self.reading(&s, e.dst);
                 let mut cx = Cx::new(e.dst, now);
-                let mut st = s.nodes[e.dst].state.take()?;
+                let Some(mut st) = s.nodes[e.dst].state.take() else {
+                    return Some(s);
+                };
                 self.machine.on_message(&mut st, e.src, e.msg, &mut cx);
                 s.nodes[e.dst].state = Some(st);
                 self.apply(&mut s, cx, &mut log);
@@ -435,7 +458,6 @@ impl<M: Machine> World<M> {
                 slot.state = None;
                 slot.paused = false;
                 slot.timers.clear();
-                s.net.retain(|e| e.dst != *id);
                 s.monitor.crashed(*id);
             }
             Action::Restart { node, keep_disk } => {
@@ -473,6 +495,13 @@ impl<M: Machine> World<M> {
                 let i = s.net.binary_search(e).ok()?;
                 s.net.remove(i);
             }
+            Action::Delay(e) => {
+                s.used.delays += 1;
+                let i = s.net.binary_search(e).ok()?;
+                let mut e = s.net.remove(i);
+                e.late = true;
+                Self::post(&mut s, e);
+            }
             Action::ClockJump(id) => {
                 s.used.jumps += 1;
                 s.nodes[*id].offset += self.jump as i16;
@@ -484,7 +513,7 @@ impl<M: Machine> World<M> {
     /// Which node an action happens at, for traces.
     pub fn actor(&self, a: &Act<M>) -> Option<NodeId> {
         match a {
-            Action::Deliver(e) | Action::Lose(e) => Some(e.dst),
+            Action::Deliver(e) | Action::Lose(e) | Action::Delay(e) => Some(e.dst),
             Action::Fire(id, _)
             | Action::Rush(id)
             | Action::Pause(id)

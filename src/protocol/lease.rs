@@ -74,6 +74,8 @@ impl LeaseCfg {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Hold {
     pub owner: NodeId,
+    /// The request this hold answers: with the owner, the record's unique value.
+    pub asked: i64,
     pub count: u8,
 }
 
@@ -81,7 +83,8 @@ pub struct Hold {
 pub struct Server {
     pub hold: Option<Hold>,
     pub counter: u64,
-    pub waiters: Vec<NodeId>,
+    /// Queued `(client, asked)` requests, oldest first.
+    pub waiters: Vec<(NodeId, i64)>,
     pub resource: Option<Resource>,
 }
 
@@ -94,10 +97,18 @@ pub struct Durable {
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Msg {
-    Acquire,
-    Grant { token: Option<u64> },
+    /// `asked`: the client's clock reading at sending; echoed in the grant (0 in untimed runs).
+    Acquire {
+        asked: i64,
+    },
+    Grant {
+        token: Option<u64>,
+        asked: i64,
+    },
     Busy,
-    Release,
+    Release {
+        asked: i64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -144,7 +155,7 @@ impl LeaseLock {
         cx.persist(durable);
     }
 
-    fn grant(&self, s: &mut Server, to: NodeId, cx: &mut PCx<Self>) {
+    fn grant(&self, s: &mut Server, to: NodeId, asked: i64, cx: &mut PCx<Self>) {
         let token = if self.cfg.tokens {
             s.counter += 1;
             Some(s.counter)
@@ -153,13 +164,14 @@ impl LeaseLock {
         };
         s.hold = Some(Hold {
             owner: to,
+            asked,
             count: 1,
         });
         if self.cfg.expires {
             cx.set_lock_timer(Timer::Expire(to), self.cfg.ttl);
         }
         cx.observe(Observation::Granted { client: to, token });
-        cx.send_lock(to, Msg::Grant { token });
+        cx.send_lock(to, Msg::Grant { token, asked });
         self.save(s, cx);
     }
 
@@ -167,8 +179,8 @@ impl LeaseLock {
     fn vacate(&self, s: &mut Server, cx: &mut PCx<Self>) {
         s.hold = None;
         if !s.waiters.is_empty() {
-            let next = s.waiters.remove(0);
-            self.grant(s, next, cx);
+            let (next, asked) = s.waiters.remove(0);
+            self.grant(s, next, asked, cx);
         } else {
             self.save(s, cx);
         }
@@ -226,27 +238,30 @@ impl Protocol for LeaseLock {
 
     fn server_on_msg(&self, s: &mut Server, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
         match msg {
-            Msg::Acquire => match &mut s.hold {
-                None => self.grant(s, from, cx),
+            Msg::Acquire { asked } => match &mut s.hold {
+                None => self.grant(s, from, asked, cx),
                 Some(h) if h.owner == from && self.cfg.reentrant => {
                     h.count += 1;
                     if self.cfg.expires {
                         cx.set_lock_timer(Timer::Expire(from), self.cfg.ttl);
                     }
                     let token = self.cfg.tokens.then_some(s.counter);
-                    cx.send_lock(from, Msg::Grant { token });
+                    cx.send_lock(from, Msg::Grant { token, asked });
                     self.save(s, cx);
                 }
                 Some(_) if self.cfg.queue => {
-                    if !s.waiters.contains(&from) {
-                        s.waiters.push(from);
+                    if !s.waiters.iter().any(|(w, _)| *w == from) {
+                        s.waiters.push((from, asked));
                     }
                 }
                 Some(_) => cx.send_lock(from, Msg::Busy),
             },
-            Msg::Release => {
+            Msg::Release { asked } => {
                 let Some(h) = &mut s.hold else { return };
-                if self.cfg.release_checks_owner && h.owner != from {
+                // Reentrant locks identify the holder by owner (Redisson's `uuid:threadId` field);
+                // others by the value of this very grant (a fresh random value per attempt).
+                let mine = h.owner == from && (self.cfg.reentrant || h.asked == asked);
+                if self.cfg.release_checks_owner && !mine {
                     return;
                 }
                 if self.cfg.reentrant && h.owner == from && h.count > 1 {
@@ -293,19 +308,20 @@ impl Protocol for LeaseLock {
     }
 
     fn acquire(&self, cx: &mut PCx<Self>) -> Option<LockEvent> {
-        cx.send_lock(self.cfg.server_node, Msg::Acquire);
+        let asked = cx.now;
+        cx.send_lock(self.cfg.server_node, Msg::Acquire { asked });
         None
     }
 
-    fn release(&self, _token: Option<u64>, cx: &mut PCx<Self>) {
-        cx.send_lock(self.cfg.server_node, Msg::Release);
+    fn release(&self, _token: Option<u64>, asked: i64, cx: &mut PCx<Self>) {
+        cx.send_lock(self.cfg.server_node, Msg::Release { asked });
     }
 
     fn client_on_msg(&self, _from: NodeId, msg: Msg, _cx: &mut PCx<Self>) -> LockEvent {
         match msg {
-            Msg::Grant { token } => LockEvent::Granted { token },
+            Msg::Grant { token, asked } => LockEvent::Granted { token, asked },
             Msg::Busy => LockEvent::Busy,
-            Msg::Acquire | Msg::Release => LockEvent::Ignore,
+            Msg::Acquire { .. } | Msg::Release { .. } => LockEvent::Ignore,
         }
     }
 }

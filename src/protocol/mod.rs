@@ -199,7 +199,12 @@ impl<M, T, D> Cx<Wire<M>, Tmr<T>, D> {
 /// What a client's lock library reports to the application.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LockEvent {
-    Granted { token: Option<u64> },
+    /// `asked`: the client's clock when it sent the request this grant answers (echoed by the
+    /// server), so that a late grant is judged by when it was asked for.
+    Granted {
+        token: Option<u64>,
+        asked: i64,
+    },
     Busy,
     Ignore,
 }
@@ -260,7 +265,8 @@ pub trait Protocol: Sized + Send + Sync + 'static {
 
     /// Start acquiring (also used for nested and retried acquires). May decide at once.
     fn acquire(&self, cx: &mut PCx<Self>) -> Option<LockEvent>;
-    fn release(&self, token: Option<u64>, cx: &mut PCx<Self>);
+    /// Release the hold granted for the request sent at `asked` (the grant's `asked`).
+    fn release(&self, token: Option<u64>, asked: i64, cx: &mut PCx<Self>);
     fn client_on_msg(&self, from: NodeId, msg: Self::Msg, cx: &mut PCx<Self>) -> LockEvent;
 }
 

@@ -45,9 +45,12 @@ impl Protocol for NoLock {
             client: cx.me,
             token: None,
         });
-        Some(LockEvent::Granted { token: None })
+        Some(LockEvent::Granted {
+            token: None,
+            asked: cx.now,
+        })
     }
-    fn release(&self, _: Option<u64>, _: &mut PCx<Self>) {}
+    fn release(&self, _: Option<u64>, _: i64, _: &mut PCx<Self>) {}
     fn client_on_msg(&self, _: NodeId, _: (), _: &mut PCx<Self>) -> LockEvent {
         LockEvent::Ignore
     }
