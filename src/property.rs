@@ -128,6 +128,8 @@ pub struct Monitor {
     dead: u32,
     /// Sticky: properties broken by an event (bit = PropertyName as u8).
     broken: u8,
+    /// Sticky: some owner was granted a nested hold (the reentrancy witness is an event).
+    nested: bool,
     initial_stock: i64,
 }
 
@@ -146,6 +148,7 @@ impl Monitor {
             done: 0,
             dead: 0,
             broken: 0,
+            nested: false,
             initial_stock: stock,
         }
     }
@@ -187,7 +190,10 @@ impl Monitor {
                     *g = self.grants;
                 }
             }
-            Observation::Acquired { client, depth } => self.depth[client] = depth,
+            Observation::Acquired { client, depth } => {
+                self.depth[client] = depth;
+                self.nested |= depth > 1;
+            }
             Observation::Released { client, depth } => {
                 self.depth[client] = depth;
                 if depth > 0 {
@@ -272,7 +278,7 @@ impl Monitor {
             PropertyName::DeadlockFree | PropertyName::Available => {
                 self.finished() && self.dead == 0
             }
-            PropertyName::Reentrant => self.depth.iter().any(|&d| d > 1),
+            PropertyName::Reentrant => self.nested,
             PropertyName::TokenMonotonic => self.grants >= 2,
         }
     }

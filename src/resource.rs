@@ -19,16 +19,29 @@ pub enum Fencing {
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum ResReq {
+    /// `session`: which of the client's grants the request is made under (a database connection's
+    /// transaction); only a store that binds requests to the lock (`db` `for_update`) looks at it.
     Read {
         token: Option<u64>,
+        session: i64,
     },
     /// `sale` marks a write that sells one item (the oversell workload).
     Write {
         token: Option<u64>,
+        session: i64,
         value: i64,
         sale: bool,
     },
     Decrement,
+}
+
+impl ResReq {
+    pub fn session(&self) -> Option<i64> {
+        match self {
+            ResReq::Read { session, .. } | ResReq::Write { session, .. } => Some(*session),
+            ResReq::Decrement => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -74,7 +87,7 @@ impl Resource {
     /// Serves one request, replying to `from` and recording what happened.
     pub fn handle<M, T, D>(&mut self, from: NodeId, req: ResReq, cx: &mut Cx<Wire<M>, T, D>) {
         let reply = match req {
-            ResReq::Read { token } => {
+            ResReq::Read { token, .. } => {
                 let registers = self.fencing == Fencing::ReadsAndWrites;
                 if self.admits(token, registers) {
                     cx.observe(Observation::Read {
@@ -91,7 +104,9 @@ impl Resource {
                     ResReply::Rejected
                 }
             }
-            ResReq::Write { token, value, sale } => {
+            ResReq::Write {
+                token, value, sale, ..
+            } => {
                 if self.admits(token, true) {
                     self.stock = value;
                     cx.observe(Observation::WriteAccepted {
@@ -129,7 +144,7 @@ impl Resource {
     /// A request refused before it reached the data (e.g. its transaction was aborted).
     pub fn refuse<M, T, D>(from: NodeId, req: &ResReq, cx: &mut Cx<Wire<M>, T, D>) {
         let token = match req {
-            ResReq::Read { token } | ResReq::Write { token, .. } => *token,
+            ResReq::Read { token, .. } | ResReq::Write { token, .. } => *token,
             ResReq::Decrement => None,
         };
         cx.observe(Observation::WriteRejected {
@@ -154,6 +169,7 @@ mod tests {
             0,
             ResReq::Write {
                 token: Some(2),
+                session: 0,
                 value: 4,
                 sale: true,
             },
@@ -163,6 +179,7 @@ mod tests {
             1,
             ResReq::Write {
                 token: Some(1),
+                session: 0,
                 value: 3,
                 sale: true,
             },
@@ -172,6 +189,7 @@ mod tests {
             0,
             ResReq::Write {
                 token: Some(2),
+                session: 0,
                 value: 3,
                 sale: true,
             },
@@ -197,11 +215,19 @@ mod tests {
         {
             let mut r = Resource::new(1, fencing);
             let mut cx = C::new(9, 0);
-            r.handle(1, ResReq::Read { token: Some(2) }, &mut cx);
+            r.handle(
+                1,
+                ResReq::Read {
+                    token: Some(2),
+                    session: 0,
+                },
+                &mut cx,
+            );
             r.handle(
                 0,
                 ResReq::Write {
                     token: Some(1),
+                    session: 0,
                     value: 0,
                     sale: true,
                 },

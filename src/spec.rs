@@ -61,6 +61,9 @@ pub struct Setup {
     pub workload: Workload,
     #[serde(default = "one")]
     pub stock: i64,
+    /// Ticks a holder spends in its critical section before touching the resource (discrete time).
+    #[serde(default)]
+    pub work_ticks: i64,
 }
 
 fn one() -> i64 {
@@ -202,6 +205,7 @@ pub struct Env {
     pub ttl: i64,
     pub drift: i64,
     pub stock: i64,
+    pub work_ticks: i64,
 }
 
 /// A parsed, validated spec with its name (the file stem) and path.
@@ -222,12 +226,13 @@ impl Loaded {
             ttl: t.ttl_ticks.unwrap_or(1),
             drift: t.drift,
             stock: self.spec.setup.stock,
+            work_ticks: self.spec.setup.work_ticks,
         }
     }
     pub fn horizon(&self) -> u16 {
         self.spec.time.horizon_ticks.unwrap_or(0)
     }
-    /// Faults stop here, leaving `ttl + clients + 1` ticks for every waiting client to get its turn.
+    /// Faults stop here, leaving `ttl + clients × (work + 1) + 1` ticks for every client to get its turn.
     pub fn fault_window(&self) -> u16 {
         self.spec
             .time
@@ -235,7 +240,8 @@ impl Loaded {
             .unwrap_or_else(|| self.horizon().saturating_sub(self.settle_ticks()))
     }
     fn settle_ticks(&self) -> u16 {
-        (self.env().ttl as u16).saturating_add(self.spec.setup.clients as u16 + 1)
+        let per_client = self.spec.setup.work_ticks as u16 + 1;
+        (self.env().ttl as u16).saturating_add(self.spec.setup.clients as u16 * per_client + 1)
     }
     pub fn jump(&self) -> i64 {
         self.spec.time.jump_ticks.unwrap_or(self.env().ttl)
@@ -314,6 +320,19 @@ fn validate(l: &Loaded) -> Result<(), SpecError> {
         return err(
             "setup.stock",
             format!("must be 0..=100, got {}", s.setup.stock),
+        );
+    }
+    let t = &s.time;
+    if s.setup.work_ticks != 0 && t.mode != TimeMode::Discrete {
+        return err(
+            "setup.work_ticks",
+            "only meaningful with time.mode = \"discrete\"".into(),
+        );
+    }
+    if !(0..=i64::from(MAX_HORIZON)).contains(&s.setup.work_ticks) {
+        return err(
+            "setup.work_ticks",
+            format!("must be 0..={MAX_HORIZON}, got {}", s.setup.work_ticks),
         );
     }
     let f = &s.faults;

@@ -18,6 +18,8 @@ pub enum Phase {
     Acquiring,
     /// Holding once, asking again (reentrant workload).
     Nesting,
+    /// Holding the lock, busy with its own work before touching the resource.
+    Working,
     Reading,
     Writing,
     Decrementing,
@@ -101,18 +103,29 @@ impl<P: Protocol> LockSystem<P> {
         cx.send(self.resource_node, Wire::Res(req));
     }
 
-    /// The critical section proper, once the client holds the lock.
+    /// The client holds the lock: work for `work_ticks` (if any), then touch the resource.
     fn work(&self, c: &mut Client, cx: &mut Cx<P>) {
+        if self.env.timed && self.env.work_ticks > 0 {
+            c.phase = Phase::Working;
+            cx.set_timer(Tmr::Work, self.env.work_ticks);
+        } else {
+            self.touch_resource(c, cx);
+        }
+    }
+
+    fn touch_resource(&self, c: &mut Client, cx: &mut Cx<P>) {
+        let (token, session) = (c.token, c.asked);
         match self.env.workload {
             Workload::Oversell => {
                 c.phase = Phase::Reading;
-                self.to_resource(ResReq::Read { token: c.token }, cx);
+                self.to_resource(ResReq::Read { token, session }, cx);
             }
             Workload::CriticalWrite | Workload::Reentrant => {
                 c.phase = Phase::Writing;
                 self.to_resource(
                     ResReq::Write {
-                        token: c.token,
+                        token,
+                        session,
                         value: cx.me as i64,
                         sale: false,
                     },
@@ -198,9 +211,11 @@ impl<P: Protocol> LockSystem<P> {
         match (c.phase, reply) {
             (Phase::Reading, ResReply::Stock(s)) if s >= 1 => {
                 c.phase = Phase::Writing;
+                let (token, session) = (c.token, c.asked);
                 self.to_resource(
                     ResReq::Write {
-                        token: c.token,
+                        token,
+                        session,
                         value: s - 1,
                         sale: true,
                     },
@@ -275,6 +290,9 @@ impl<P: Protocol> Machine for LockSystem<P> {
     fn on_timer(&self, state: &mut Self::State, timer: Self::Timer, cx: &mut Cx<P>) {
         match (state, timer) {
             (NodeState::Client(c), Tmr::Retry) if c.phase == Phase::Acquiring => self.ask(c, cx),
+            (NodeState::Client(c), Tmr::Work) if c.phase == Phase::Working => {
+                self.touch_resource(c, cx)
+            }
             (NodeState::Client(c), Tmr::Validity) if c.depth > 0 => {
                 // The work is abandoned, but `unlock()` still runs, as in a `finally` block.
                 cx.observe(Observation::LeaseLapsed { client: cx.me });

@@ -30,7 +30,7 @@ pub struct PropResult {
 impl PropResult {
     pub fn ok(&self) -> bool {
         self.expected.is_none_or(|e| e == self.verdict)
-            && !(self.vacuous && self.verdict == Verdict::Holds)
+            && !(self.vacuous && self.expected == Some(Verdict::Holds))
     }
 }
 
@@ -236,8 +236,13 @@ fn describe<M: Machine>(
         Action::Deliver(e) => ("receive", format!("{} → {}: {}", name(e.src), name(e.dst), short(&e.msg))),
         Action::Fire(_, t) => ("timer", format!("timer {} fires", short(t))),
         Action::Tick(None) => ("tick", format!("time passes to {}", after.tick)),
-        Action::Tick(Some(id)) => ("tick", format!("time passes to {}; clock of {} stands still (drift)", after.tick, name(*id))),
-        Action::Rush(id) => ("drift", format!("clock of {} gains a tick", name(*id))),
+        Action::Tick(Some((id, d))) => {
+            let how = match d {
+                world::Drift::Slow => "stands still",
+                world::Drift::Fast => "gains a tick",
+            };
+            ("tick", format!("time passes to {}; clock of {} {how} (drift)", after.tick, name(*id)))
+        }
         Action::Pause(id) => ("pause", format!("GcPause: {} stops the world", name(*id))),
         Action::Resume(id) => ("resume", format!("{} resumes, unaware it was paused", name(*id))),
         Action::Crash(id) => ("crash", format!("{} crashes", name(*id))),

@@ -71,10 +71,9 @@ pub type State<M> = WorldState<
 pub enum Action<Msg, T> {
     Deliver(Envelope<Msg>),
     Fire(NodeId, T),
-    /// Time advances one tick; the named node's clock (if any) stands still (slow drift).
-    Tick(Option<NodeId>),
-    /// A node's clock gains a tick (fast drift).
-    Rush(NodeId),
+    /// Time advances one tick. With drift, one node's clock may advance by 0 (`Slow`) or 2 (`Fast`)
+    /// instead: clocks drift at a bounded rate and stay within `±drift` of true time.
+    Tick(Option<(NodeId, Drift)>),
     Pause(NodeId),
     Resume(NodeId),
     Crash(NodeId),
@@ -92,6 +91,12 @@ pub enum Action<Msg, T> {
     ClockJump(NodeId),
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Drift {
+    Slow,
+    Fast,
+}
+
 pub type Act<M> = Action<<M as Machine>::Msg, <M as Machine>::Timer>;
 
 /// How an action counts for liveness: faults stop once the world heals; heals are allowed then.
@@ -106,11 +111,9 @@ impl<Msg, T> Action<Msg, T> {
     pub fn class(&self) -> Class {
         match self {
             // A stop-the-world pause always ends by itself.
-            Action::Deliver(_)
-            | Action::Fire(..)
-            | Action::Tick(_)
-            | Action::Rush(_)
-            | Action::Resume(_) => Class::Normal,
+            Action::Deliver(_) | Action::Fire(..) | Action::Tick(_) | Action::Resume(_) => {
+                Class::Normal
+            }
             Action::Heal
             | Action::HealAll
             | Action::Restart {
@@ -314,19 +317,13 @@ impl<M: Machine> World<M> {
             }
             if !urgent && s.tick < self.horizon {
                 out.push(Action::Tick(None));
-                for id in 0..n {
-                    if self.drift > 0
-                        && s.nodes[id].state.is_some()
-                        && i64::from(s.nodes[id].offset) > -self.drift
-                    {
-                        out.push(Action::Tick(Some(id)));
+                for id in (0..n).filter(|&id| self.drift > 0 && s.nodes[id].state.is_some()) {
+                    let offset = i64::from(s.nodes[id].offset);
+                    if offset > -self.drift {
+                        out.push(Action::Tick(Some((id, Drift::Slow))));
                     }
-                }
-            }
-            if self.drift > 0 {
-                for id in 0..n {
-                    if s.nodes[id].state.is_some() && i64::from(s.nodes[id].offset) < self.drift {
-                        out.push(Action::Rush(id));
+                    if offset < self.drift {
+                        out.push(Action::Tick(Some((id, Drift::Fast))));
                     }
                 }
             }
@@ -440,13 +437,14 @@ impl<M: Machine> World<M> {
                 s.nodes[*id].state = Some(st);
                 self.apply(&mut s, cx, &mut log);
             }
-            Action::Tick(slow) => {
+            Action::Tick(drift) => {
                 s.tick += 1;
-                if let Some(id) = slow {
-                    s.nodes[*id].offset -= 1;
+                match drift {
+                    Some((id, Drift::Slow)) => s.nodes[*id].offset -= 1,
+                    Some((id, Drift::Fast)) => s.nodes[*id].offset += 1,
+                    None => {}
                 }
             }
-            Action::Rush(id) => s.nodes[*id].offset += 1,
             Action::Pause(id) => {
                 s.used.pauses += 1;
                 s.nodes[*id].paused = true;
@@ -515,14 +513,13 @@ impl<M: Machine> World<M> {
         match a {
             Action::Deliver(e) | Action::Lose(e) | Action::Delay(e) => Some(e.dst),
             Action::Fire(id, _)
-            | Action::Rush(id)
             | Action::Pause(id)
             | Action::Resume(id)
             | Action::Crash(id)
             | Action::Partition(id)
             | Action::ClockJump(id)
             | Action::Restart { node: id, .. } => Some(*id),
-            Action::Tick(slow) => *slow,
+            Action::Tick(drift) => drift.map(|(id, _)| id),
             Action::Heal | Action::HealAll => None,
         }
     }

@@ -288,7 +288,10 @@ impl Protocol for LeaseLock {
     }
 
     fn server_on_resource(&self, s: &mut Server, from: NodeId, req: ResReq, cx: &mut PCx<Self>) {
-        let in_txn = s.hold.as_ref().is_some_and(|h| h.owner == from);
+        let in_txn = s
+            .hold
+            .as_ref()
+            .is_some_and(|h| h.owner == from && Some(h.asked) == req.session());
         if self.cfg.txn_bound && !in_txn {
             Resource::refuse(from, &req, cx);
             return;

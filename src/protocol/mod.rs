@@ -179,6 +179,8 @@ pub enum Tmr<T> {
     Retry,
     /// The client's own view of its lease ran out.
     Validity,
+    /// The client's work inside the critical section is done.
+    Work,
 }
 
 pub type PCx<P> =
