@@ -47,17 +47,20 @@ pub fn load_all(args: &[PathBuf]) -> Result<Vec<Loaded>, SpecError> {
         .map(|p| load_model(p))
         .collect::<Result<_, _>>()?;
     for s in &specs {
-        crate::registry::build(s, ValidateOnly)??;
+        crate::registry::build(s, ValidateOnly(s))??;
     }
     Ok(specs)
 }
 
 /// Builds the protocol and judges which properties apply, without exploring anything.
-struct ValidateOnly;
-impl crate::registry::Visit for ValidateOnly {
+struct ValidateOnly<'a>(&'a Loaded);
+impl crate::registry::Visit for ValidateOnly<'_> {
     type Out = Result<(), SpecError>;
-    fn visit<P: crate::protocol::Protocol>(self, _: crate::system::LockSystem<P>) -> Self::Out {
-        Ok(())
+    fn visit<P: crate::protocol::Protocol>(
+        self,
+        system: crate::system::LockSystem<P>,
+    ) -> Self::Out {
+        crate::check::properties(self.0, system.proto.issues_tokens()).map(|_| ())
     }
 }
 

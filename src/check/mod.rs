@@ -68,7 +68,10 @@ pub fn properties(spec: &Loaded, tokens: bool) -> Result<Vec<PropertyName>, Spec
             let why = if p == PropertyName::TokenMonotonic && workload.uses_lock() {
                 "this protocol configuration issues no tokens".to_string()
             } else {
-                format!("not judged for workload {:?}", workload).to_lowercase()
+                format!(
+                    "not judged for workload {}",
+                    serde_json::to_string(&workload).unwrap_or_default()
+                )
             };
             return Err(SpecError::field(
                 &spec.path,

@@ -1,0 +1,275 @@
+//! The `lockcheck` command end to end: exit codes, output files, bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn lockcheck(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lockcheck"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn scratch() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "lockcheck-cli-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+const GOOD: &str = r#"
+description = "test spec"
+protocol = "redis"
+[setup]
+clients = 2
+workload = "critical_write"
+[faults]
+crashes = 1
+crash_targets = "clients"
+[expect]
+deadlock_free = "holds"
+mutual_exclusion = "violated"
+no_stale_write = "violated"
+available = "holds"
+"#;
+
+#[test]
+fn check_models_exits_0_and_prints_every_verdict_with_a_reproduce_line() {
+    let o = lockcheck(&["check", "models/"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    for f in std::fs::read_dir("models").unwrap() {
+        let name = f.unwrap().path().display().to_string();
+        assert!(out.contains(&format!("== {name}")), "{name} missing");
+    }
+    assert!(out.contains("reproduce: lockcheck check models/redis_gc_pause.toml"));
+}
+
+#[test]
+fn a_verdict_that_differs_from_expect_exits_1() {
+    let d = scratch();
+    let p = d.join("wrong.toml");
+    std::fs::write(
+        &p,
+        GOOD.replace("deadlock_free = \"holds\"", "deadlock_free = \"violated\""),
+    )
+    .unwrap();
+    let o = lockcheck(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("MISMATCH"));
+}
+
+#[test]
+fn json_lines_and_traces_on_disk_and_replay() {
+    let d = scratch();
+    let out = d.join("out");
+    let o = lockcheck(&[
+        "check",
+        "models/redis_gc_pause.toml",
+        "models/redis_ttl_crash.toml",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["spec"], "models/redis_gc_pause.toml");
+    assert_eq!(lines[0]["engine"], "check");
+    let stale = lines[0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["property"] == "no_stale_write")
+        .unwrap();
+    assert_eq!(stale["verdict"], "violated");
+    let trace = PathBuf::from(stale["trace"].as_str().unwrap());
+    assert!(trace.exists());
+    assert!(trace.with_extension("md").exists());
+    let md = std::fs::read_to_string(trace.with_extension("md")).unwrap();
+    assert!(md.contains("sequenceDiagram") && md.contains("client_0->>storage"));
+
+    let again = lockcheck(&["replay", trace.to_str().unwrap()]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&again),
+        stderr(&again)
+    );
+
+    let mut t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    t["steps"][3]["detail"] = "something else".into();
+    let tampered = d.join("tampered.json");
+    std::fs::write(&tampered, serde_json::to_string(&t).unwrap()).unwrap();
+    let o = lockcheck(&["replay", tampered.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("differs from step 4"), "{}", stdout(&o));
+
+    let corrupt = d.join("corrupt.json");
+    std::fs::write(&corrupt, "{\"spec\": 3}").unwrap();
+    let o = lockcheck(&["replay", corrupt.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("corrupt.json: spec:"), "{}", stderr(&o));
+}
+
+#[test]
+fn the_same_check_twice_writes_identical_files() {
+    let (a, b) = (scratch(), scratch());
+    for dir in [&a, &b] {
+        let o = lockcheck(&[
+            "check",
+            "models/redis_release_del.toml",
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0));
+    }
+    for f in [
+        "mutual_exclusion.json",
+        "mutual_exclusion.md",
+        "no_stale_write.json",
+    ] {
+        let read = |d: &Path| std::fs::read(d.join("redis_release_del").join(f)).unwrap();
+        assert_eq!(read(&a), read(&b), "{f}");
+    }
+}
+
+/// Each bad input: exit 2, one line naming the file and the field, and nothing written.
+#[test]
+fn bad_input_names_file_and_field_and_writes_nothing() {
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "unknown_protocol",
+            GOOD.replace("\"redis\"", "\"zookeeper9\""),
+            "protocol: unknown protocol `zookeeper9`",
+        ),
+        (
+            "unknown_knob",
+            GOOD.replace("[setup]", "[options]\nttll = true\n[setup]"),
+            "options.ttll: unknown field",
+        ),
+        (
+            "wrong_type",
+            GOOD.replace("[setup]", "[options]\nttl = \"yes\"\n[setup]"),
+            "options.ttl: invalid type",
+        ),
+        (
+            "zero_clients",
+            GOOD.replace("clients = 2", "clients = 0"),
+            "setup.clients: must be 1..=6",
+        ),
+        (
+            "budget",
+            GOOD.replace("crashes = 1", "crashes = 9"),
+            "faults.crashes: at most 3",
+        ),
+        (
+            "unknown_field",
+            GOOD.replace("[setup]", "colour = 1\n[setup]"),
+            "unknown field `colour`",
+        ),
+        (
+            "bad_expect",
+            GOOD.replace("deadlock_free = \"holds\"", "deadlock_free = \"maybe\""),
+            "expect.deadlock_free: unknown variant",
+        ),
+        (
+            "wrong_property",
+            GOOD.replace("[expect]", "[expect]\nno_oversell = \"holds\""),
+            "expect.no_oversell: not judged for workload",
+        ),
+        (
+            "short_horizon",
+            GOOD.replace(
+                "[faults]",
+                "[time]\nmode = \"discrete\"\nttl_ticks = 5\nhorizon_ticks = 4\n[faults]",
+            ),
+            "time.horizon_ticks: 4 is not longer than time.ttl_ticks = 5",
+        ),
+        (
+            "untimed_pause",
+            GOOD.replace("crashes = 1", "pauses = 1"),
+            "faults.pauses: untimed mode",
+        ),
+        (
+            "malformed",
+            "description = \"x\nprotocol = ".into(),
+            "malformed TOML",
+        ),
+    ];
+    for (name, text, needle) in cases {
+        let d = scratch();
+        let spec = d.join(format!("{name}.toml"));
+        std::fs::write(&spec, text).unwrap();
+        let out = d.join("out");
+        let o = lockcheck(&[
+            "check",
+            "models/redis_gc_pause.toml",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{name}: one line, got {err}"
+        );
+        assert!(
+            err.contains(&format!("{name}.toml: ")),
+            "{name}: names the file: {err}"
+        );
+        assert!(err.contains(needle), "{name}: expected `{needle}` in {err}");
+        assert!(!out.exists(), "{name}: nothing may be written");
+        assert!(
+            stdout(&o).is_empty(),
+            "{name}: no verdicts before input is known good"
+        );
+    }
+}
+
+#[test]
+fn unreadable_file_and_usage_errors_exit_2() {
+    let o = lockcheck(&["check", "models/no_such_spec.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("models/no_such_spec.toml: cannot read"));
+    assert_eq!(lockcheck(&["check"]).status.code(), Some(2));
+    assert_eq!(lockcheck(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn list_shows_protocols_knobs_and_model_claims() {
+    let o = lockcheck(&["list"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    for needle in [
+        "redis",
+        "fenced_lease",
+        "db",
+        "release=",
+        "redis_gc_pause",
+        "no_stale_write=violated",
+    ] {
+        assert!(out.contains(needle), "missing {needle}");
+    }
+}

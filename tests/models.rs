@@ -1,0 +1,125 @@
+//! Every spec in `models/` is a test case: the engine must re-derive each `expect` claim.
+
+use std::path::Path;
+
+use lockcheck::check::{check, search::Limits};
+use lockcheck::spec::load_model;
+
+fn quiet() -> Limits {
+    Limits {
+        progress: false,
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn every_model_spec_matches_its_expectations() {
+    let mut files: Vec<_> = std::fs::read_dir("models")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 15,
+        "models/ should hold the catalogue of specs"
+    );
+    let mut failures = Vec::new();
+    for f in &files {
+        let spec = load_model(f).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            lockcheck::property::PropertyName::ALL.iter().any(|p| spec
+                .spec
+                .expect
+                .get(*p)
+                .is_some()),
+            "{}: a spec must claim something",
+            f.display()
+        );
+        let o = check(&spec, &quiet()).unwrap();
+        for r in o.results.iter().filter(|r| {
+            !r.ok() || (r.expected.is_none() && r.verdict == lockcheck::spec::Verdict::Violated)
+        }) {
+            failures.push(format!(
+                "{}: {} expected {:?} got {} (vacuous: {})",
+                f.display(),
+                r.property.name(),
+                r.expected,
+                r.verdict,
+                r.vacuous
+            ));
+        }
+        assert!(o.complete, "{} hit the state limit", f.display());
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// The expectation is re-derived, not copied: flipping a claim must make the check fail.
+#[test]
+fn a_wrong_claim_is_caught() {
+    let text = std::fs::read_to_string("models/redis_gc_pause.toml")
+        .unwrap()
+        .replace(
+            "no_stale_write = \"violated\"",
+            "no_stale_write = \"holds\"",
+        );
+    let dir = std::env::temp_dir().join(format!("lockcheck-claim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("flipped.toml");
+    std::fs::write(&p, text).unwrap();
+    let o = check(&load_model(&p).unwrap(), &quiet()).unwrap();
+    assert!(!o.ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_fenced_variant_rejects_the_write_the_unfenced_one_accepts() {
+    let verdict = |file: &str, prop: &str| {
+        let o = check(&load_model(Path::new(file)).unwrap(), &quiet()).unwrap();
+        o.results
+            .iter()
+            .find(|r| r.property.name() == prop)
+            .unwrap()
+            .verdict
+    };
+    use lockcheck::spec::Verdict::*;
+    assert_eq!(
+        verdict("models/redis_gc_pause.toml", "no_stale_write"),
+        Violated
+    );
+    assert_eq!(
+        verdict("models/redis_fenced_gc_pause.toml", "no_stale_write"),
+        Holds
+    );
+    assert_eq!(
+        verdict("models/fenced_lease_gc_pause.toml", "no_stale_write"),
+        Holds
+    );
+    assert_eq!(
+        verdict("models/fenced_lease_counter_lost.toml", "no_stale_write"),
+        Violated
+    );
+    assert_eq!(
+        verdict("models/redis_release_del.toml", "mutual_exclusion"),
+        Violated
+    );
+    assert_eq!(
+        verdict("models/redis_release_cad.toml", "mutual_exclusion"),
+        Holds
+    );
+    assert_eq!(
+        verdict("models/redis_no_ttl_crash.toml", "deadlock_free"),
+        Violated
+    );
+    assert_eq!(
+        verdict("models/redis_ttl_crash.toml", "deadlock_free"),
+        Holds
+    );
+    assert_eq!(
+        verdict("models/db_for_update_faults.toml", "no_oversell"),
+        Holds
+    );
+    assert_eq!(
+        verdict("models/db_expiry_column_gc_pause.toml", "no_oversell"),
+        Violated
+    );
+}
