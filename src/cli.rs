@@ -187,6 +187,7 @@ pub fn json_line(o: &Outcome, out: Option<&Path>) -> String {
         "unique": o.unique,
         "max_depth": o.max_depth,
         "seconds": (o.seconds * 1000.0).round() / 1000.0,
+        "peak_memory_mb": peak_memory_mb(),
         "results": results,
     })
     .to_string()
@@ -344,4 +345,18 @@ impl crate::registry::Visit for Explore<'_> {
 
 pub fn explore(spec: &Loaded, addr: &str) -> anyhow::Result<()> {
     crate::registry::build(spec, Explore { spec, addr })?
+}
+
+/// The process's peak resident memory (Linux `VmHWM`), if the platform tells.
+pub fn peak_memory_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some((kb / 1024.0 * 10.0).round() / 10.0)
 }

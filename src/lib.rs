@@ -4,6 +4,7 @@
 //! ([`protocol`], composed with the shared workload and [`resource`] by [`system`]) → the engines
 //! ([`check`]) → [`property`] verdicts → [`trace`]s and reports.
 
+pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod property;

@@ -44,6 +44,20 @@ enum Cmd {
         /// Stop exploring after this many unique states (no `holds` verdict is then claimed).
         #[arg(long, default_value_t = 30_000_000)]
         max_states: u64,
+        /// Judge only the properties named in each spec's `expect`.
+        #[arg(long)]
+        claimed_only: bool,
+        /// Search order: bfs gives shortest counterexamples, dfs a smaller frontier.
+        #[arg(long, value_enum, default_value = "bfs")]
+        strategy: lockcheck::check::search::Strategy,
+        /// Count states that differ only by renaming clients once (symmetry reduction).
+        #[arg(long)]
+        symmetry: bool,
+    },
+    /// Per spec: unique states, states/s, seconds and peak memory (each in its own process).
+    Bench {
+        #[arg(default_values = ["benches/spin", "benches/scale"])]
+        specs: Vec<PathBuf>,
     },
     /// Re-derive a stored trace; exit 0 only if it comes out identical.
     Replay { trace: PathBuf },
@@ -83,6 +97,9 @@ fn run(cli: Cli) -> Result<i32> {
             threads,
             json,
             max_states,
+            claimed_only,
+            strategy,
+            symmetry,
         } => {
             if threads == 0 {
                 anyhow::bail!("--threads must be at least 1");
@@ -90,6 +107,9 @@ fn run(cli: Cli) -> Result<i32> {
             let loaded = cli::load_all(&specs)?;
             let limits = Limits {
                 max_states,
+                claimed_only,
+                strategy,
+                symmetry,
                 ..Limits::default()
             };
             let mut all_ok = true;
@@ -108,6 +128,15 @@ fn run(cli: Cli) -> Result<i32> {
                 all_ok &= outcome.ok();
             }
             Ok(if all_ok { EXIT_OK } else { EXIT_MISMATCH })
+        }
+        Cmd::Bench { specs } => {
+            let rows = lockcheck::bench::run(&std::env::current_exe()?, &specs)?;
+            lockcheck::bench::print(&rows, &mut std::io::stdout())?;
+            Ok(if rows.iter().all(|r| r.ok) {
+                EXIT_OK
+            } else {
+                EXIT_MISMATCH
+            })
         }
         Cmd::Replay { trace } => {
             let (same, msg) = cli::replay(&trace)?;

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::protocol::{NodeId, Observation};
-use crate::spec::Workload;
+use crate::spec::{MAX_CLIENTS, Workload};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,9 +112,9 @@ impl PropertyName {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Monitor {
     /// Nesting depth of each client's hold; > 0 means it believes it holds the lock.
-    depth: Vec<u8>,
+    depth: [u8; MAX_CLIENTS],
     /// Sequence number (in grant order) of each client's latest grant; 0: none yet.
-    grant_of: Vec<u8>,
+    grant_of: [u8; MAX_CLIENTS],
     grants: u8,
     /// Highest grant sequence number the resource has served a request under.
     resource_seen: u8,
@@ -131,13 +131,14 @@ pub struct Monitor {
     /// Sticky: some owner was granted a nested hold (the reentrancy witness is an event).
     nested: bool,
     initial_stock: i64,
+    clients: u8,
 }
 
 impl Monitor {
     pub fn new(clients: usize, stock: i64) -> Self {
         Monitor {
-            depth: vec![0; clients],
-            grant_of: vec![0; clients],
+            depth: [0; MAX_CLIENTS],
+            grant_of: [0; MAX_CLIENTS],
             grants: 0,
             resource_seen: 0,
             last_token: None,
@@ -150,11 +151,12 @@ impl Monitor {
             broken: 0,
             nested: false,
             initial_stock: stock,
+            clients: clients as u8,
         }
     }
 
     fn clients(&self) -> usize {
-        self.depth.len()
+        self.clients as usize
     }
 
     fn break_(&mut self, p: PropertyName) {
@@ -239,6 +241,32 @@ impl Monitor {
             | Observation::WriteRejected { .. }
             | Observation::SoldOut { .. } => {}
         }
+    }
+
+    /// What the monitor knows of one client, without its id (orders clients for symmetry).
+    pub fn client_key(&self, c: NodeId) -> (u8, u8, u32) {
+        let bits = |m: u32| (m >> c) & 1;
+        (
+            self.depth[c],
+            self.grant_of[c],
+            bits(self.partial) | bits(self.done) << 1 | bits(self.dead) << 2,
+        )
+    }
+
+    /// Renames clients: client `c` becomes `map[c]`.
+    pub fn permute(&mut self, map: &[NodeId]) {
+        let (depth, grant_of) = (self.depth, self.grant_of);
+        let (partial, done, dead) = (self.partial, self.done, self.dead);
+        let (mut p, mut d, mut x) = (0, 0, 0);
+        for c in 0..self.clients() {
+            let to = map[c];
+            self.depth[to] = depth[c];
+            self.grant_of[to] = grant_of[c];
+            p |= ((partial >> c) & 1) << to;
+            d |= ((done >> c) & 1) << to;
+            x |= ((dead >> c) & 1) << to;
+        }
+        (self.partial, self.done, self.dead) = (p, d, x);
     }
 
     /// A crashed client believes nothing and will never finish.

@@ -246,3 +246,5 @@ mod tests {
         assert_eq!(r.stock, 0);
     }
 }
+
+crate::no_ids!(ResReq, ResReply, Resource);

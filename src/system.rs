@@ -126,7 +126,8 @@ impl<P: Protocol> LockSystem<P> {
                     ResReq::Write {
                         token,
                         session,
-                        value: cx.me as i64,
+                        // Every client writes the same: clients stay interchangeable.
+                        value: 1,
                         sale: false,
                     },
                     cx,
@@ -323,6 +324,16 @@ impl<P: Protocol> LockSystem<P> {
         match self.proto.resource() {
             ResourceHome::Storage(f) => f,
             ResourceHome::Server => crate::resource::Fencing::None,
+        }
+    }
+}
+
+crate::no_ids!(Client);
+
+impl<S: crate::protocol::Ids> crate::protocol::Ids for NodeState<S> {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        if let NodeState::Server(s) = self {
+            s.map_ids(f);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The exhaustive engine: a spec in, verdicts and shortest counterexample traces out.
 
+pub mod hash;
 pub mod search;
 pub mod world;
 
@@ -94,7 +95,10 @@ struct CheckVisit<'a> {
 impl Visit for CheckVisit<'_> {
     type Out = Result<Outcome, SpecError>;
     fn visit<P: Protocol>(self, system: LockSystem<P>) -> Self::Out {
-        let props = properties(self.spec, system.proto.issues_tokens())?;
+        let mut props = properties(self.spec, system.proto.issues_tokens())?;
+        if self.limits.claimed_only {
+            props.retain(|p| self.spec.spec.expect.get(*p).is_some());
+        }
         let world = World::new(system, self.spec, props);
         let found = search::bfs(&world, self.limits);
         Ok(outcome(self.spec, &world, &found))

@@ -7,11 +7,11 @@
 //! kept so that liveness can be judged exactly: a state is dead when no path of allowed steps leads
 //! from it to a state where every live client has finished.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::time::Instant;
 
+use super::hash::{FingerprintMap, fingerprint};
 use super::world::{Act, Class, State, World};
 use crate::property::PropertyName;
 use crate::protocol::Machine;
@@ -45,22 +45,34 @@ impl Found {
     }
 }
 
-fn fingerprint<T: Hash>(t: &T) -> u64 {
-    let mut h = DefaultHasher::new();
-    t.hash(&mut h);
-    h.finish()
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    /// Breadth first: every counterexample is a shortest one.
+    Bfs,
+    /// Depth first: a smaller frontier; counterexamples are valid but not always shortest.
+    Dfs,
 }
 
 pub struct Limits {
+    pub strategy: Strategy,
     pub max_states: u64,
     pub progress: bool,
+    /// Judge only the properties the spec makes claims about (lets a search stop at the first
+    /// counterexample, as SPIN's BFS does).
+    pub claimed_only: bool,
+    /// Treat states that differ only by a renaming of clients as one (exact: properties do not
+    /// care which client is which, and paths are still walked on real states).
+    pub symmetry: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            strategy: Strategy::Bfs,
             max_states: 30_000_000,
             progress: std::io::stderr().is_terminal(),
+            claimed_only: false,
+            symmetry: false,
         }
     }
 }
@@ -69,7 +81,7 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
     let started = Instant::now();
     let props = &w.properties;
     let liveness = props.iter().any(|p| p.is_liveness());
-    let mut index: HashMap<u64, u32> = HashMap::new();
+    let mut index: FingerprintMap<u32> = FingerprintMap::default();
     let mut parent: Vec<(u32, u32)> = Vec::new();
     let mut depth: Vec<u32> = Vec::new();
     let mut goal: Vec<(bool, bool)> = Vec::new();
@@ -93,8 +105,15 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
         }
     };
 
+    let key = |s: &State<M>| {
+        if limits.symmetry {
+            fingerprint(&w.canonical(s))
+        } else {
+            fingerprint(s)
+        }
+    };
     let init = w.init();
-    index.insert(fingerprint(&init), 0);
+    index.insert(key(&init), 0);
     parent.push((0, 0));
     depth.push(0);
     goal.push(w.goals(&init));
@@ -102,7 +121,11 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
     queue.push_back((0, init));
 
     let mut actions = Vec::new();
-    while let Some((from, s)) = queue.pop_front() {
+    let next_job = |q: &mut VecDeque<(u32, State<M>)>| match limits.strategy {
+        Strategy::Bfs => q.pop_front(),
+        Strategy::Dfs => q.pop_back(),
+    };
+    while let Some((from, s)) = next_job(&mut queue) {
         if !liveness && violation.iter().all(|(_, v)| v.is_some()) {
             break;
         }
@@ -114,7 +137,7 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
                 continue;
             };
             generated += 1;
-            let fp = fingerprint(&next);
+            let fp = key(&next);
             let to = match index.get(&fp) {
                 Some(&i) => i,
                 None => {

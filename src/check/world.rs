@@ -12,9 +12,10 @@
 //! Faults are budgeted actions; in discrete mode they may happen only before the fault window ends.
 
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::property::{Monitor, PropertyName};
-use crate::protocol::{Cx, Effect, Machine, NodeId, NodeKind, Observation};
+use crate::protocol::{Cx, Effect, Ids, Machine, NodeId, NodeKind, Observation};
 use crate::spec::{FaultBudget, Loaded, Targets, TimeMode};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -33,7 +34,7 @@ pub struct Slot<S, T, D> {
     pub paused: bool,
     pub offset: i16,
     /// Armed timers and their deadlines on this node's clock, sorted by timer.
-    pub timers: Vec<(T, i64)>,
+    pub timers: SmallVec<[(T, i64); 2]>,
     pub durable: Option<D>,
 }
 
@@ -218,7 +219,7 @@ impl<M: Machine> World<M> {
                     state: None,
                     paused: false,
                     offset: 0,
-                    timers: Vec::new(),
+                    timers: SmallVec::new(),
                     durable: None,
                 })
                 .collect(),
@@ -283,6 +284,52 @@ impl<M: Machine> World<M> {
     fn post(s: &mut State<M>, env: Envelope<M::Msg>) {
         let at = s.net.partition_point(|x| x <= &env);
         s.net.insert(at, env);
+    }
+
+    /// A representative of the states that differ from `s` only by a renaming of clients: clients
+    /// sorted by what they are (their slot and what the monitor knows of them), ids rewritten
+    /// everywhere. Equal representatives mean the same future up to renaming.
+    pub fn canonical(&self, s: &State<M>) -> State<M> {
+        let n = self.clients;
+        let mut order: Vec<NodeId> = (0..n).collect();
+        order.sort_by(|&a, &b| {
+            (&s.nodes[a], s.monitor.client_key(a), (s.cut >> a) & 1).cmp(&(
+                &s.nodes[b],
+                s.monitor.client_key(b),
+                (s.cut >> b) & 1,
+            ))
+        });
+        if order.iter().enumerate().all(|(i, &c)| i == c) {
+            return s.clone();
+        }
+        let mut map: Vec<NodeId> = (0..s.nodes.len()).collect();
+        for (new, &old) in order.iter().enumerate() {
+            map[old] = new;
+        }
+        let f = |id: NodeId| map[id];
+        let mut t = s.clone();
+        for (new, &old) in order.iter().enumerate() {
+            t.nodes[new] = s.nodes[old].clone();
+        }
+        for slot in &mut t.nodes {
+            slot.state.map_ids(&f);
+            slot.durable.map_ids(&f);
+            for (timer, _) in slot.timers.iter_mut() {
+                timer.map_ids(&f);
+            }
+            slot.timers.sort();
+        }
+        for e in &mut t.net {
+            e.src = f(e.src);
+            e.dst = f(e.dst);
+            e.msg.map_ids(&f);
+        }
+        t.net.sort();
+        t.cut = (0..s.nodes.len())
+            .filter(|&i| (s.cut >> i) & 1 == 1)
+            .fold(0, |acc, i| acc | 1 << f(i));
+        t.monitor.permute(&map);
+        t
     }
 
     pub fn actions_of(&self, s: &State<M>, out: &mut Vec<Act<M>>) {

@@ -328,3 +328,31 @@ impl Protocol for LeaseLock {
         }
     }
 }
+
+impl crate::protocol::Ids for Server {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        self.hold.map_ids(f);
+        self.waiters.iter_mut().for_each(|(w, _)| *w = f(*w));
+    }
+}
+
+impl crate::protocol::Ids for Hold {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        self.owner = f(self.owner);
+    }
+}
+
+impl crate::protocol::Ids for Durable {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        self.hold.map_ids(f);
+    }
+}
+
+impl crate::protocol::Ids for Timer {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        let Timer::Expire(owner) = self;
+        *owner = f(*owner);
+    }
+}
+
+crate::no_ids!(Msg);

@@ -25,8 +25,51 @@ pub type NodeId = usize;
 
 /// Everything a protocol puts into a world state must be cloneable, ordered, hashable and printable,
 /// so that the model checker can deduplicate it and traces can show it.
-pub trait Data: Clone + Eq + Ord + Hash + Debug + Serialize + Send + Sync + 'static {}
-impl<T: Clone + Eq + Ord + Hash + Debug + Serialize + Send + Sync + 'static> Data for T {}
+pub trait Data: Clone + Eq + Ord + Hash + Debug + Serialize + Send + Sync + Ids + 'static {}
+impl<T: Clone + Eq + Ord + Hash + Debug + Serialize + Send + Sync + Ids + 'static> Data for T {}
+
+/// Where a value mentions node ids. Clients are interchangeable, so the model checker may rename
+/// them (symmetry reduction); every protocol type says which of its fields hold a node id.
+pub trait Ids {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId);
+}
+
+/// Types that hold no node id.
+#[macro_export]
+macro_rules! no_ids {
+    ($($t:ty),*) => { $(impl $crate::protocol::Ids for $t { fn map_ids(&mut self, _: &dyn Fn($crate::protocol::NodeId) -> $crate::protocol::NodeId) {} })* };
+}
+no_ids!((), bool, u8, i64, u64);
+
+impl<T: Ids> Ids for Option<T> {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        if let Some(t) = self {
+            t.map_ids(f);
+        }
+    }
+}
+
+impl<T: Ids> Ids for Vec<T> {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        self.iter_mut().for_each(|t| t.map_ids(f));
+    }
+}
+
+impl<M: Ids> Ids for Wire<M> {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        if let Wire::Lock(m) = self {
+            m.map_ids(f);
+        }
+    }
+}
+
+impl<T: Ids> Ids for Tmr<T> {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        if let Tmr::Lock(t) = self {
+            t.map_ids(f);
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
