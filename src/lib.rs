@@ -14,3 +14,4 @@ pub mod resource;
 pub mod spec;
 pub mod system;
 pub mod trace;
+pub mod sim;

@@ -59,6 +59,31 @@ enum Cmd {
         #[arg(default_values = ["benches/spin", "benches/scale"])]
         specs: Vec<PathBuf>,
     },
+    /// Simulate scenario files (or folders of them) over seeds.
+    Sim {
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
+        /// Run this one seed.
+        #[arg(long, conflicts_with = "seeds")]
+        seed: Option<u64>,
+        /// Run seeds A..B (default: 0..the scenario's `seeds`).
+        #[arg(long)]
+        seeds: Option<String>,
+        /// Parallel runs; results are identical to --jobs 1.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Run only every N-th seed starting at K (K/N), to spread a sweep over machines.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Write the first failing seed's trace (and its shrunk form) per property under DIR.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Do not search for a smaller failing fault plan.
+        #[arg(long)]
+        no_shrink: bool,
+    },
     /// Re-derive a stored trace; exit 0 only if it comes out identical.
     Replay { trace: PathBuf },
     /// Serve stateright's Explorer on the model of a spec.
@@ -137,6 +162,41 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 EXIT_MISMATCH
             })
+        }
+        Cmd::Sim { specs, seed, seeds, jobs, shard, out, json, no_shrink } => {
+            if jobs == 0 {
+                anyhow::bail!("--jobs must be at least 1");
+            }
+            let range = seeds.as_deref().map(cli::parse_seeds).transpose().map_err(anyhow::Error::msg)?;
+            let shard = shard.as_deref().map(cli::parse_shard).transpose().map_err(anyhow::Error::msg)?;
+            let sims = cli::load_all_sims(&specs)?;
+            let opts = lockcheck::sim::Options { jobs, shrink: !no_shrink, ..lockcheck::sim::default_options() };
+            let mut all_ok = true;
+            for sim in &sims {
+                let (from, to) = match (seed, range) {
+                    (Some(s), _) => (s, s + 1),
+                    (None, Some(r)) => r,
+                    (None, None) => (0, sim.spec.seeds),
+                };
+                let seeds = lockcheck::sim::Seeds { from, to, shard };
+                let (outcome, _) = lockcheck::sim::simulate(sim, &seeds, &opts, None)?;
+                if let Some(dir) = &out {
+                    cli::write_sim_traces(&outcome, dir)?;
+                }
+                let mut w = std::io::stdout().lock();
+                if json {
+                    writeln!(w, "{}", cli::sim_json_line(&outcome, out.as_deref()))?;
+                } else {
+                    let label = match shard {
+                        Some((k, n)) => format!("{from}..{to} shard {k}/{n}"),
+                        None => format!("{from}..{to}"),
+                    };
+                    cli::print_sim_human(&outcome, &label, &mut w)?;
+                }
+                // A single seed says nothing of a sweep's `holds`; judge it only on what it found.
+                all_ok &= outcome.ok() || seed.is_some() && outcome.results.iter().all(|r| r.expected != Some(lockcheck::spec::Verdict::Holds) || r.verdict == lockcheck::spec::Verdict::Holds);
+            }
+            Ok(if all_ok { EXIT_OK } else { EXIT_MISMATCH })
         }
         Cmd::Replay { trace } => {
             let (same, msg) = cli::replay(&trace)?;

@@ -5,11 +5,11 @@
 //! the highest token it has seen and rejects lower ones (Kleppmann 2016; catalog S1). Fencing reads
 //! too closes the gap of catalog S1(c): a late write landing before the next holder's first write.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Cx, NodeId, Observation, Wire};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fencing {
     None,
@@ -17,7 +17,7 @@ pub enum Fencing {
     ReadsAndWrites,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ResReq {
     /// `session`: which of the client's grants the request is made under (a database connection's
     /// transaction); only a store that binds requests to the lock (`db` `for_update`) looks at it.
@@ -44,7 +44,7 @@ impl ResReq {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ResReply {
     Stock(i64),
     WriteOk,
@@ -53,7 +53,7 @@ pub enum ResReply {
     SoldOut,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Resource {
     pub stock: i64,
     pub max_token: Option<u64>,

@@ -4,7 +4,7 @@
 //! resource is a separate node. The workload client is written here once for every protocol: it
 //! drives the protocol's client side (`acquire`, `release`, replies) and talks to the resource.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::protocol::{
     ClientLease, LockEvent, Machine, NodeId, NodeInfo, NodeKind, Observation, PCx, Protocol,
@@ -13,7 +13,7 @@ use crate::protocol::{
 use crate::resource::{ResReply, ResReq, Resource};
 use crate::spec::{Env, Workload};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Phase {
     Acquiring,
     /// Holding once, asking again (reentrant workload).
@@ -26,7 +26,7 @@ pub enum Phase {
     Done,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Client {
     pub phase: Phase,
     pub token: Option<u64>,
@@ -35,7 +35,7 @@ pub struct Client {
     pub depth: u8,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum NodeState<S> {
     Client(Client),
     Server(S),
@@ -304,6 +304,10 @@ impl<P: Protocol> Machine for LockSystem<P> {
             (NodeState::Server(s), Tmr::Lock(t)) => self.proto.server_on_timer(s, t, cx),
             _ => {}
         }
+    }
+
+    fn is_store_request(&self, msg: &Self::Msg) -> bool {
+        matches!(msg, Wire::Res(_))
     }
 
     fn restart(&self, durable: Option<&Self::Durable>, cx: &mut Cx<P>) -> Self::State {

@@ -23,6 +23,9 @@ pub struct Trace {
     pub property: String,
     pub steps: Vec<Step>,
     pub reproduce: String,
+    /// The simulator's fault plan (what was drawn from the seed), so a trace replays as it ran.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub plan: Option<serde_json::Value>,
 }
 
 impl Trace {
@@ -115,6 +118,7 @@ mod tests {
                 detail: "client-0 → redis: Acquire".into(),
             }],
             reproduce: "lockcheck check models/x.toml".into(),
+            plan: None,
         };
         let back: Trace = serde_json::from_str(&t.to_json()).unwrap();
         assert_eq!(back, t);

@@ -159,11 +159,12 @@ fn trace<M: Machine>(spec: &Loaded, w: &World<M>, p: PropertyName, path: &[u32])
         property: p.name().into(),
         steps,
         reproduce: reproduce_command(spec),
+        plan: None,
     }
 }
 
 /// `Lock(Acquire)` → `Acquire`: the wire wrapper says nothing a reader needs.
-fn short<T: Debug>(t: &T) -> String {
+pub fn short<T: Debug>(t: &T) -> String {
     let s = format!("{t:?}");
     for wrapper in ["Lock(", "Res(", "ResReply("] {
         if let Some(inner) = s.strip_prefix(wrapper).and_then(|r| r.strip_suffix(')')) {

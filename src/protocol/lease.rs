@@ -71,7 +71,7 @@ impl LeaseCfg {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Hold {
     pub owner: NodeId,
     /// The request this hold answers: with the owner, the record's unique value.
@@ -79,7 +79,7 @@ pub struct Hold {
     pub count: u8,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Server {
     pub hold: Option<Hold>,
     pub counter: u64,
@@ -88,14 +88,14 @@ pub struct Server {
     pub resource: Option<Resource>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Durable {
     pub hold: Option<Hold>,
     pub counter: u64,
     pub resource: Option<Resource>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Msg {
     /// `asked`: the client's clock reading at sending; echoed in the grant (0 in untimed runs).
     Acquire {
@@ -111,7 +111,7 @@ pub enum Msg {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Timer {
     /// The lease granted to this client runs out.
     Expire(NodeId),

@@ -14,7 +14,7 @@ pub mod lease;
 pub mod none;
 pub mod redis;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -25,8 +25,8 @@ pub type NodeId = usize;
 
 /// Everything a protocol puts into a world state must be cloneable, ordered, hashable and printable,
 /// so that the model checker can deduplicate it and traces can show it.
-pub trait Data: Clone + Eq + Ord + Hash + Debug + Serialize + Send + Sync + Ids + 'static {}
-impl<T: Clone + Eq + Ord + Hash + Debug + Serialize + Send + Sync + Ids + 'static> Data for T {}
+pub trait Data: Clone + Eq + Ord + Hash + Debug + Serialize + serde::de::DeserializeOwned + Send + Sync + Ids + 'static {}
+impl<T: Clone + Eq + Ord + Hash + Debug + Serialize + serde::de::DeserializeOwned + Send + Sync + Ids + 'static> Data for T {}
 
 /// Where a value mentions node ids. Clients are interchangeable, so the model checker may rename
 /// them (symmetry reduction); every protocol type says which of its fields hold a node id.
@@ -71,7 +71,7 @@ impl<T: Ids> Ids for Tmr<T> {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
     Client,
@@ -86,7 +86,7 @@ pub struct NodeInfo {
 }
 
 /// What properties see. Nothing else of a protocol's state is visible to them.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Observation {
     /// A client starts trying to acquire.
@@ -200,6 +200,10 @@ pub trait Machine: Send + Sync + 'static {
     fn start(&self, cx: &mut MCx<Self>) -> Self::State;
     fn on_message(&self, state: &mut Self::State, from: NodeId, msg: Self::Msg, cx: &mut MCx<Self>);
     fn on_timer(&self, state: &mut Self::State, timer: Self::Timer, cx: &mut MCx<Self>);
+    /// Whether a message is a request to the protected resource (counted by the simulator).
+    fn is_store_request(&self, _msg: &Self::Msg) -> bool {
+        false
+    }
     /// A crashed node comes back, with what it persisted if the disk survived.
     fn restart(&self, durable: Option<&Self::Durable>, cx: &mut MCx<Self>) -> Self::State;
 }
@@ -207,7 +211,7 @@ pub trait Machine: Send + Sync + 'static {
 pub type MCx<M> = Cx<<M as Machine>::Msg, <M as Machine>::Timer, <M as Machine>::Durable>;
 
 /// Messages on the wire: the protocol's own, or requests to and replies from the protected resource.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Wire<M> {
     Lock(M),
     Res(ResReq),
@@ -215,7 +219,7 @@ pub enum Wire<M> {
 }
 
 /// Timers: the protocol's own, or the workload client's.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Tmr<T> {
     Lock(T),
     /// A waiting client asks again.

@@ -1,0 +1,458 @@
+//! One simulated run: every node a turmoil host running the very same [`Machine`] in a tokio loop,
+//! faults applied from a [`Plan`] between simulation steps, observations judged by the same
+//! [`Monitor`] as the model checker.
+//!
+//! Determinism: turmoil is seeded from the plan, hosts are registered in node order, every
+//! `select!` is `biased;`, timers live in a `BTreeMap`, message loss is drawn from a ChaCha8 stream
+//! in send order; no wall clock is read.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::plan::{Fault, Plan};
+use crate::check::{observation_text, short};
+use crate::property::{Monitor, PropertyName};
+use crate::protocol::{Cx, Effect, MCx, Machine, NodeId, NodeKind, Observation};
+use crate::trace::Step;
+
+const PORT: u16 = 9000;
+
+/// What a run needs besides its plan.
+#[derive(Clone, Debug)]
+pub struct RunCfg {
+    pub tick_ms: u64,
+    pub fault_window_ms: u64,
+    pub settle_ms: u64,
+    pub latency_ms: (u64, u64),
+    pub loss: f64,
+    pub stock: i64,
+    pub properties: Vec<PropertyName>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Metrics {
+    pub acquisitions: u64,
+    pub messages: u64,
+    pub store_requests: u64,
+    pub rejected_writes: u64,
+    /// Simulated milliseconds from a client's first request to its grant, per acquisition.
+    pub acquire_latency_ms: Vec<u64>,
+    pub simulated_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Violation {
+    pub property: PropertyName,
+    pub at_ms: u64,
+    /// The run's steps up to and including the one that broke the property.
+    pub steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOutcome {
+    pub seed: u64,
+    pub plan: Plan,
+    pub violations: Vec<Violation>,
+    pub metrics: Metrics,
+}
+
+struct Shared<D> {
+    monitor: Monitor,
+    steps: Vec<Step>,
+    names: Vec<String>,
+    kinds: Vec<NodeKind>,
+    paused: Vec<bool>,
+    dead: Vec<bool>,
+    started: Vec<bool>,
+    durable: Vec<Option<D>>,
+    offset_ms: Vec<f64>,
+    rate: Vec<f64>,
+    loss: f64,
+    rng: ChaCha8Rng,
+    tick_ms: u64,
+    properties: Vec<PropertyName>,
+    violations: Vec<Violation>,
+    metrics: Metrics,
+    asked_at: Vec<Option<u64>>,
+    stop: bool,
+    /// Simulated time as the driver last saw it, for steps recorded between simulation steps.
+    driver_ms: u64,
+}
+
+impl<D> Shared<D> {
+    fn now_ms(&self) -> u64 {
+        turmoil::sim_elapsed().map(|d| d.as_millis() as u64).unwrap_or(self.driver_ms)
+    }
+
+    fn local_ms(&self, id: NodeId, sim_ms: f64) -> f64 {
+        self.offset_ms[id] + sim_ms * self.rate[id]
+    }
+
+    /// The node's clock in protocol ticks.
+    fn reading(&self, id: NodeId) -> i64 {
+        let sim = turmoil::sim_elapsed().unwrap_or_default().as_secs_f64() * 1000.0;
+        (self.local_ms(id, sim) / self.tick_ms as f64).floor() as i64
+    }
+
+    /// How long, in simulated time, until the node's clock reads `deadline` ticks.
+    fn until(&self, id: NodeId, deadline: i64) -> Duration {
+        let sim = turmoil::sim_elapsed().unwrap_or_default().as_secs_f64() * 1000.0;
+        let target_local = deadline as f64 * self.tick_ms as f64;
+        let target_sim = (target_local - self.offset_ms[id]) / self.rate[id];
+        Duration::from_secs_f64(((target_sim - sim) / 1000.0).max(0.0))
+    }
+
+    fn record(&mut self, node: NodeId, kind: &str, detail: String) {
+        let name = self.names[node].clone();
+        self.record_as(name, kind, detail);
+    }
+
+    fn record_as(&mut self, node: String, kind: &str, detail: String) {
+        let step = self.steps.len() as u32 + 1;
+        let time = Some(self.now_ms() as i64);
+        self.steps.push(Step { step, time, node, kind: kind.into(), detail });
+    }
+
+    fn observe(&mut self, o: &Observation) {
+        let now = self.now_ms();
+        match o {
+            Observation::Waiting { client } => self.asked_at[*client] = Some(now),
+            Observation::Acquired { client, depth: 1 } => {
+                self.metrics.acquisitions += 1;
+                if let Some(t) = self.asked_at[*client].take() {
+                    self.metrics.acquire_latency_ms.push(now - t);
+                }
+            }
+            Observation::WriteRejected { .. } => self.metrics.rejected_writes += 1,
+            _ => {}
+        }
+        self.monitor.observe(o);
+    }
+
+    /// After each handled input: record any property that just broke, with the steps so far.
+    fn judge(&mut self) {
+        for p in self.properties.clone() {
+            if !p.is_liveness() && !self.monitor.holds(p) && !self.violations.iter().any(|v| v.property == p) {
+                let at_ms = self.now_ms();
+                self.violations.push(Violation { property: p, at_ms, steps: self.steps.clone() });
+            }
+        }
+        let safety = self.properties.iter().filter(|p| !p.is_liveness()).count();
+        if safety > 0 && self.violations.iter().filter(|v| !v.property.is_liveness()).count() == safety {
+            self.stop = true;
+        }
+    }
+}
+
+type Sh<M> = Rc<RefCell<Shared<<M as Machine>::Durable>>>;
+
+/// Carries out one handler's effects; returns the messages to put on the wire.
+fn apply<M: Machine>(
+    m: &M,
+    sh: &Sh<M>,
+    id: NodeId,
+    input: (&str, String),
+    cx: MCx<M>,
+    timers: &mut BTreeMap<M::Timer, i64>,
+) -> Vec<(NodeId, Vec<u8>)> {
+    let mut s = sh.borrow_mut();
+    let mut sends = Vec::new();
+    let mut notes = Vec::new();
+    for e in cx.effects {
+        match e {
+            Effect::Send { to, msg } => {
+                s.metrics.messages += 1;
+                if m.is_store_request(&msg) {
+                    s.metrics.store_requests += 1;
+                }
+                let loss = s.loss;
+                let lost = loss > 0.0 && s.rng.random_bool(loss);
+                if lost {
+                    notes.push(format!("lost on the way: {} → {}: {}", s.names[id], s.names[to], short(&msg)));
+                } else {
+                    sends.push((to, serde_json::to_vec(&msg).expect("messages serialize")));
+                }
+            }
+            Effect::SetTimer { timer, after } => {
+                timers.insert(timer, cx.now + after);
+            }
+            Effect::CancelTimer { timer } => {
+                timers.remove(&timer);
+            }
+            Effect::Persist(d) => s.durable[id] = Some(d),
+            Effect::Observe(o) => {
+                s.observe(&o);
+                let names = s.names.clone();
+                notes.push(observation_text(&o, &|n| names[n].clone()));
+            }
+        }
+    }
+    let (kind, mut detail) = input;
+    if !notes.is_empty() {
+        detail.push_str(&format!(" ⇒ {}", notes.join("; ")));
+    }
+    s.record(id, kind, detail);
+    s.judge();
+    sends
+}
+
+async fn node_loop<M: Machine>(id: NodeId, m: Arc<M>, sh: Sh<M>) -> turmoil::Result {
+    let sock = turmoil::net::UdpSocket::bind((IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT)).await?;
+    let names = sh.borrow().names.clone();
+    let addrs: Vec<IpAddr> = names.iter().map(|n| turmoil::lookup(n.as_str())).collect();
+    let mut timers: BTreeMap<M::Timer, i64> = BTreeMap::new();
+    let (mut state, sends) = {
+        let (restart, durable) = {
+            let mut s = sh.borrow_mut();
+            let restart = s.started[id];
+            s.started[id] = true;
+            (restart, s.durable[id].clone())
+        };
+        let now = sh.borrow().reading(id);
+        let mut cx = Cx::new(id, now);
+        let st = if restart { m.restart(durable.as_ref(), &mut cx) } else { m.start(&mut cx) };
+        let what = if restart {
+            ("restart", format!("{} starts again{}", names[id], if durable.is_some() { " from its disk" } else { " empty" }))
+        } else {
+            ("start", format!("{} starts", names[id]))
+        };
+        let sends = apply::<M>(&m, &sh, id, what, cx, &mut timers);
+        (st, sends)
+    };
+    for (to, bytes) in sends {
+        sock.send_to(&bytes, (addrs[to], PORT)).await?;
+    }
+    let mut inbox: VecDeque<(NodeId, M::Msg)> = VecDeque::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let poll = Duration::from_millis(1);
+    loop {
+        {
+            let s = sh.borrow();
+            if s.stop || s.dead[id] {
+                return Ok(());
+            }
+            if s.kinds[id] == NodeKind::Client && s.monitor.client_finished(id) {
+                return Ok(());
+            }
+        }
+        if sh.borrow().paused[id] {
+            tokio::time::sleep(poll).await;
+            continue;
+        }
+        let now = sh.borrow().reading(id);
+        let sends = if let Some((from, msg)) = inbox.pop_front() {
+            let detail = format!("{} → {}: {}", names[from], names[id], short(&msg));
+            let mut cx = Cx::new(id, now);
+            m.on_message(&mut state, from, msg, &mut cx);
+            apply::<M>(&m, &sh, id, ("receive", detail), cx, &mut timers)
+        } else if let Some(t) = timers.iter().find(|(_, d)| **d <= now).map(|(t, _)| t.clone()) {
+            timers.remove(&t);
+            let detail = format!("timer {} fires", short(&t));
+            let mut cx = Cx::new(id, now);
+            m.on_timer(&mut state, t, &mut cx);
+            apply::<M>(&m, &sh, id, ("timer", detail), cx, &mut timers)
+        } else {
+            let wait = timers.values().min().map(|d| sh.borrow().until(id, *d).min(poll * 10)).unwrap_or(poll * 10).max(poll);
+            tokio::select! {
+                biased;
+                r = sock.recv_from(&mut buf) => {
+                    let (n, from) = r?;
+                    let Some(src) = addrs.iter().position(|a| *a == from.ip()) else { continue };
+                    let msg: M::Msg = serde_json::from_slice(&buf[..n])?;
+                    inbox.push_back((src, msg));
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+            continue;
+        };
+        for (to, bytes) in sends {
+            sock.send_to(&bytes, (addrs[to], PORT)).await?;
+        }
+    }
+}
+
+/// Runs seed `seed` under `plan` to the end of the settle time or until every safety property broke.
+pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result<RunOutcome, String> {
+    let nodes = m.nodes().to_vec();
+    let n = nodes.len();
+    let clients = nodes.iter().filter(|x| x.kind == NodeKind::Client).count();
+    let sh: Sh<M> = Rc::new(RefCell::new(Shared {
+        monitor: Monitor::new(clients, cfg.stock),
+        steps: Vec::new(),
+        names: nodes.iter().map(|x| x.name.clone()).collect(),
+        kinds: nodes.iter().map(|x| x.kind).collect(),
+        paused: vec![false; n],
+        dead: vec![false; n],
+        started: vec![false; n],
+        durable: (0..n).map(|_| None).collect(),
+        offset_ms: vec![0.0; n],
+        rate: plan.drift_ppm.iter().map(|p| 1.0 + *p as f64 / 1e6).collect(),
+        loss: cfg.loss,
+        rng: ChaCha8Rng::seed_from_u64(plan.loss_seed),
+        tick_ms: cfg.tick_ms,
+        properties: cfg.properties.clone(),
+        violations: Vec::new(),
+        metrics: Metrics::default(),
+        asked_at: vec![None; clients],
+        stop: false,
+        driver_ms: 0,
+    }));
+    let end_ms = cfg.fault_window_ms + cfg.settle_ms;
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(Duration::from_millis(end_ms + 1000))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_millis(cfg.latency_ms.0))
+        .max_message_latency(Duration::from_millis(cfg.latency_ms.1))
+        .udp_capacity(4096)
+        .rng_seed(plan.turmoil_seed)
+        .build();
+    for (id, node) in nodes.iter().enumerate() {
+        let (m, sh) = (m.clone(), sh.clone());
+        if node.kind == NodeKind::Client {
+            sim.client(node.name.as_str(), node_loop::<M>(id, m, sh));
+        } else {
+            sim.host(node.name.as_str(), move || node_loop::<M>(id, m.clone(), sh.clone()));
+        }
+    }
+
+    // The plan as timed events: (at, order, event); faults end by the close of the fault window.
+    enum Ev {
+        Fault(Fault),
+        Resume(NodeId),
+        Restart(NodeId),
+        Repair(NodeId),
+        HealAll,
+    }
+    let mut events: Vec<(u64, usize, Ev)> = Vec::new();
+    let window = cfg.fault_window_ms;
+    for (i, f) in plan.faults.iter().enumerate() {
+        match f {
+            Fault::Pause { node, at_ms, for_ms } => events.push(((at_ms + for_ms).min(window), i, Ev::Resume(*node))),
+            Fault::Crash { node, at_ms, restart_after_ms: Some(r), .. } => events.push(((at_ms + r).min(window), i, Ev::Restart(*node))),
+            Fault::Partition { node, at_ms, for_ms, .. } => events.push(((at_ms + for_ms).min(window), i, Ev::Repair(*node))),
+            _ => {}
+        }
+        events.push((f.at(), i, Ev::Fault(f.clone())));
+    }
+    events.push((window, usize::MAX, Ev::HealAll));
+    events.sort_by_key(|(at, i, _)| (*at, *i));
+    let mut events = VecDeque::from(events);
+
+    let names = sh.borrow().names.clone();
+    let others = |node: NodeId| (0..n).filter(move |&o| o != node).map(|o| names[o].clone()).collect::<Vec<_>>();
+    let mut down: Vec<bool> = vec![false; n];
+    let mut cut: Vec<bool> = vec![false; n];
+    let mut deadlock_at = None;
+    loop {
+        let now = sim.elapsed().as_millis() as u64;
+        sh.borrow_mut().driver_ms = now;
+        while events.front().is_some_and(|(at, ..)| *at <= now) {
+            let (_, _, ev) = events.pop_front().expect("checked");
+            let mut s = sh.borrow_mut();
+            match ev {
+                Ev::Fault(Fault::Pause { node, .. }) => {
+                    s.paused[node] = true;
+                    s.record(node, "pause", format!("GcPause: {} stops the world", names[node]));
+                }
+                Ev::Resume(node) if s.paused[node] => {
+                    s.paused[node] = false;
+                    s.record(node, "resume", format!("{} resumes, unaware it was paused", names[node]));
+                }
+                Ev::Fault(Fault::Crash { node, lose_disk, .. }) => {
+                    s.record(node, "crash", format!("{} crashes", names[node]));
+                    if s.kinds[node] == NodeKind::Client {
+                        s.dead[node] = true;
+                        s.monitor.crashed(node);
+                    } else {
+                        down[node] = true;
+                        if lose_disk {
+                            s.durable[node] = None;
+                        }
+                        drop(s);
+                        sim.crash(names[node].as_str());
+                    }
+                }
+                Ev::Restart(node) if down[node] => {
+                    down[node] = false;
+                    drop(s);
+                    sim.bounce(names[node].as_str());
+                }
+                Ev::Fault(Fault::Partition { node, one_way, .. }) => {
+                    cut[node] = true;
+                    s.record(node, "partition", format!("{} is cut off{}", names[node], if one_way { " (it still hears the others)" } else { "" }));
+                    drop(s);
+                    for o in others(node) {
+                        if one_way {
+                            sim.partition_oneway(names[node].as_str(), o.as_str());
+                        } else {
+                            sim.partition(names[node].as_str(), o.as_str());
+                        }
+                    }
+                }
+                Ev::Repair(node) if cut[node] => {
+                    cut[node] = false;
+                    s.record(node, "heal", format!("{} reachable again", names[node]));
+                    drop(s);
+                    for o in others(node) {
+                        sim.repair(names[node].as_str(), o.as_str());
+                    }
+                }
+                Ev::Fault(Fault::ClockJump { node, by_ms, .. }) => {
+                    s.offset_ms[node] += by_ms as f64;
+                    s.record(node, "jump", format!("ClockJump: clock of {} steps {by_ms} ms ahead", names[node]));
+                }
+                Ev::HealAll => {
+                    for node in 0..n {
+                        s.paused[node] = false;
+                    }
+                    s.record_as("world".into(), "heal", "fault window over: paused nodes resume, partitions heal, crashed servers restart".into());
+                    drop(s);
+                    for node in 0..n {
+                        if cut[node] {
+                            cut[node] = false;
+                            for o in others(node) {
+                                sim.repair(names[node].as_str(), o.as_str());
+                            }
+                        }
+                        if down[node] {
+                            down[node] = false;
+                            sim.bounce(names[node].as_str());
+                        }
+                    }
+                }
+                Ev::Resume(_) | Ev::Restart(_) | Ev::Repair(_) => {}
+            }
+        }
+        {
+            let s = sh.borrow();
+            if s.stop || s.monitor.finished() {
+                break;
+            }
+        }
+        if now >= end_ms {
+            deadlock_at = Some(now);
+            break;
+        }
+        sim.step().map_err(|e| format!("seed {seed}: a node failed: {e}"))?;
+    }
+    let mut s = sh.borrow_mut();
+    if let Some(at) = deadlock_at
+        && s.properties.contains(&PropertyName::DeadlockFree)
+        && !s.monitor.finished()
+    {
+        let waiting: Vec<String> = (0..clients).filter(|&c| !s.monitor.client_finished(c)).map(|c| names[c].clone()).collect();
+        s.record_as("world".into(), "deadline", format!("{} ms after the faults stopped, {} still waiting", cfg.settle_ms, waiting.join(", ")));
+        let steps = s.steps.clone();
+        s.violations.push(Violation { property: PropertyName::DeadlockFree, at_ms: at, steps });
+    }
+    s.metrics.simulated_ms = sim.elapsed().as_millis() as u64;
+    Ok(RunOutcome { seed, plan, violations: std::mem::take(&mut s.violations), metrics: std::mem::take(&mut s.metrics) })
+}

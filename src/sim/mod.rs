@@ -1,0 +1,324 @@
+//! The simulator: the same protocol machines under a seeded turmoil network with faults.
+//!
+//! A scenario (`sims/*.toml`) runs once per seed. Each seed draws a fault [`plan::Plan`] from a
+//! ChaCha8 stream; [`driver::run`] plays it. A sweep judges each claim over all its seeds: `holds`
+//! means no seed violated it, `violated` means at least one did. Seeds run on `--jobs` threads and
+//! results are put back in seed order, so the output does not depend on the number of threads.
+
+pub mod driver;
+pub mod plan;
+pub mod spec;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::property::PropertyName;
+use crate::protocol::{Machine, Protocol};
+use crate::registry::{self, Visit};
+use crate::spec::{SpecError, Verdict};
+use crate::system::LockSystem;
+use crate::trace::Trace;
+use driver::{RunCfg, RunOutcome, Violation};
+use plan::Plan;
+use spec::LoadedSim;
+
+/// Which seeds to run: a range, optionally every `of`-th starting at `index` (a shard).
+#[derive(Clone, Debug)]
+pub struct Seeds {
+    pub from: u64,
+    pub to: u64,
+    pub shard: Option<(u64, u64)>,
+}
+
+impl Seeds {
+    pub fn list(&self) -> Vec<u64> {
+        (self.from..self.to).filter(|s| self.shard.is_none_or(|(k, n)| s % n == k)).collect()
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PropSummary {
+    pub property: PropertyName,
+    pub verdict: Verdict,
+    pub expected: Option<Verdict>,
+    pub violations: u64,
+    /// Wilson 95 % interval of the violation rate.
+    pub rate: f64,
+    pub rate_low: f64,
+    pub rate_high: f64,
+    pub first_seed: Option<u64>,
+    #[serde(skip)]
+    pub trace: Option<Trace>,
+    #[serde(skip)]
+    pub shrunk: Option<Trace>,
+}
+
+impl PropSummary {
+    pub fn ok(&self) -> bool {
+        self.expected.is_none_or(|e| e == self.verdict) && (self.expected.is_some() || self.verdict == Verdict::Holds)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SweepMetrics {
+    pub acquisitions: u64,
+    pub messages_per_acquisition: f64,
+    pub store_requests_per_acquisition: f64,
+    pub acquire_latency_p50_ms: u64,
+    pub acquire_latency_p99_ms: u64,
+    pub critical_sections_per_second: f64,
+    pub rejected_writes: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct SimOutcome {
+    pub spec: String,
+    pub name: String,
+    pub description: String,
+    pub runs: u64,
+    pub results: Vec<PropSummary>,
+    pub metrics: SweepMetrics,
+    pub seconds: f64,
+    pub participants: Vec<String>,
+}
+
+impl SimOutcome {
+    pub fn ok(&self) -> bool {
+        self.results.iter().all(PropSummary::ok)
+    }
+}
+
+pub struct Options {
+    pub jobs: usize,
+    pub shrink: bool,
+    pub progress: bool,
+}
+
+fn wilson(k: u64, n: u64) -> (f64, f64, f64) {
+    if n == 0 {
+        return (0.0, 0.0, 1.0);
+    }
+    let (k, n, z) = (k as f64, n as f64, 1.96f64);
+    let p = k / n;
+    let d = 1.0 + z * z / n;
+    let c = (p + z * z / (2.0 * n)) / d;
+    let h = z * ((p * (1.0 - p) / n) + z * z / (4.0 * n * n)).sqrt() / d;
+    (p, (c - h).max(0.0), (c + h).min(1.0))
+}
+
+fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[(((sorted.len() - 1) as f64) * q).round() as usize]
+}
+
+pub fn reproduce_command(sim: &LoadedSim, seed: u64) -> String {
+    format!("lockcheck sim {} --seed {seed}", sim.path.display())
+}
+
+/// Builds the trace of a violation, with the plan it ran under.
+pub fn trace_of(sim: &LoadedSim, seed: u64, plan: &Plan, v: &Violation, names: &[String]) -> Trace {
+    Trace {
+        spec: sim.path.display().to_string(),
+        engine: "sim".into(),
+        seed: Some(seed),
+        property: v.property.name().into(),
+        steps: v.steps.clone(),
+        reproduce: reproduce_command(sim, seed),
+        plan: Some(serde_json::json!({ "plan": plan, "described": plan.describe(names) })),
+    }
+}
+
+struct SimVisit<'a> {
+    sim: &'a LoadedSim,
+    seeds: &'a Seeds,
+    opts: &'a Options,
+    fixed_plan: Option<Plan>,
+}
+
+fn run_cfg(sim: &LoadedSim, props: Vec<PropertyName>) -> RunCfg {
+    let s = &sim.spec;
+    RunCfg {
+        tick_ms: s.time.tick_ms,
+        fault_window_ms: s.time.fault_window_ms,
+        settle_ms: s.time.settle_ms,
+        latency_ms: (s.network.latency_ms.0, s.network.latency_ms.1),
+        loss: s.network.loss,
+        stock: s.setup.stock,
+        properties: props,
+    }
+}
+
+impl Visit for SimVisit<'_> {
+    type Out = Result<(SimOutcome, Vec<RunOutcome>), SpecError>;
+    fn visit<P: Protocol>(self, system: LockSystem<P>) -> Self::Out {
+        let props: Vec<PropertyName> = crate::check::properties(&self.sim.as_model(), system.proto.issues_tokens())?
+            .into_iter()
+            .filter(|p| *p != PropertyName::Available)
+            .collect();
+        let machine = Arc::new(system);
+        let cfg = run_cfg(self.sim, props.clone());
+        let started = Instant::now();
+        let seeds = self.seeds.list();
+        let runs = sweep(&machine, self.sim, &cfg, &seeds, self.opts, self.fixed_plan.as_ref())?;
+        let names: Vec<String> = machine.nodes().iter().map(|n| n.name.clone()).collect();
+        let mut results = Vec::new();
+        for p in props {
+            let failing: Vec<&RunOutcome> = runs.iter().filter(|r| r.violations.iter().any(|v| v.property == p)).collect();
+            let (rate, lo, hi) = wilson(failing.len() as u64, runs.len() as u64);
+            let first = failing.first();
+            let trace = first.map(|r| {
+                let v = r.violations.iter().find(|v| v.property == p).expect("failing");
+                trace_of(self.sim, r.seed, &r.plan, v, &names)
+            });
+            let shrunk = match (first, self.opts.shrink) {
+                (Some(r), true) => shrink(&machine, &cfg, r, p).map(|(plan, v)| trace_of(self.sim, r.seed, &plan, &v, &names)),
+                _ => None,
+            };
+            results.push(PropSummary {
+                property: p,
+                verdict: if failing.is_empty() { Verdict::Holds } else { Verdict::Violated },
+                expected: self.sim.spec.expect.get(p),
+                violations: failing.len() as u64,
+                rate,
+                rate_low: lo,
+                rate_high: hi,
+                first_seed: first.map(|r| r.seed),
+                trace,
+                shrunk,
+            });
+        }
+        let metrics = aggregate(&runs);
+        let outcome = SimOutcome {
+            spec: self.sim.path.display().to_string(),
+            name: self.sim.name.clone(),
+            description: self.sim.spec.description.clone(),
+            runs: runs.len() as u64,
+            results,
+            metrics,
+            seconds: started.elapsed().as_secs_f64(),
+            participants: names,
+        };
+        Ok((outcome, runs))
+    }
+}
+
+fn aggregate(runs: &[RunOutcome]) -> SweepMetrics {
+    let mut lat: Vec<u64> = runs.iter().flat_map(|r| r.metrics.acquire_latency_ms.iter().copied()).collect();
+    lat.sort_unstable();
+    let acq: u64 = runs.iter().map(|r| r.metrics.acquisitions).sum();
+    let msgs: u64 = runs.iter().map(|r| r.metrics.messages).sum();
+    let store: u64 = runs.iter().map(|r| r.metrics.store_requests).sum();
+    let ms: u64 = runs.iter().map(|r| r.metrics.simulated_ms).sum();
+    let per = |x: u64| if acq == 0 { 0.0 } else { x as f64 / acq as f64 };
+    SweepMetrics {
+        acquisitions: acq,
+        messages_per_acquisition: per(msgs),
+        store_requests_per_acquisition: per(store),
+        acquire_latency_p50_ms: percentile(&lat, 0.5),
+        acquire_latency_p99_ms: percentile(&lat, 0.99),
+        critical_sections_per_second: if ms == 0 { 0.0 } else { acq as f64 * 1000.0 / ms as f64 },
+        rejected_writes: runs.iter().map(|r| r.metrics.rejected_writes).sum(),
+    }
+}
+
+fn one<M: Machine>(m: &Arc<M>, sim: &LoadedSim, cfg: &RunCfg, seed: u64, fixed: Option<&Plan>) -> Result<RunOutcome, SpecError> {
+    let plan = fixed.cloned().unwrap_or_else(|| plan::draw_plan(sim, m.nodes(), seed));
+    driver::run(m.clone(), cfg, seed, plan).map_err(|message| SpecError::File { file: sim.path.display().to_string(), message })
+}
+
+fn sweep<M: Machine>(
+    m: &Arc<M>,
+    sim: &LoadedSim,
+    cfg: &RunCfg,
+    seeds: &[u64],
+    opts: &Options,
+    fixed: Option<&Plan>,
+) -> Result<Vec<RunOutcome>, SpecError> {
+    let done = AtomicUsize::new(0);
+    let started = Instant::now();
+    let jobs = opts.jobs.max(1).min(seeds.len().max(1));
+    let results: Vec<Result<Vec<RunOutcome>, SpecError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..jobs)
+            .map(|j| {
+                let done = &done;
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    for &seed in seeds.iter().skip(j).step_by(jobs) {
+                        out.push(one(m, sim, cfg, seed, fixed)?);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        if opts.progress {
+            while handles.iter().any(|h| !h.is_finished()) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let d = done.load(Ordering::Relaxed);
+                eprint!("\r  {d}/{} seeds, {:.0} runs/s   ", seeds.len(), d as f64 / started.elapsed().as_secs_f64());
+            }
+            eprint!("\r{}\r", " ".repeat(50));
+        }
+        handles.into_iter().map(|h| h.join().expect("a sweep thread panicked")).collect()
+    });
+    let mut runs = Vec::new();
+    for r in results {
+        runs.extend(r?);
+    }
+    runs.sort_by_key(|r| r.seed);
+    Ok(runs)
+}
+
+/// Looks for a smaller plan under which the same seed still breaks `p`: drop faults one at a time,
+/// then shorten the ones left, keeping every change that still fails.
+fn shrink<M: Machine>(m: &Arc<M>, cfg: &RunCfg, failing: &RunOutcome, p: PropertyName) -> Option<(Plan, Violation)> {
+    let fails = |plan: &Plan| -> Option<Violation> {
+        let r = driver::run(m.clone(), cfg, failing.seed, plan.clone()).ok()?;
+        r.violations.into_iter().find(|v| v.property == p)
+    };
+    let mut best = failing.plan.clone();
+    let mut best_v = failing.violations.iter().find(|v| v.property == p)?.clone();
+    let mut tries = 0;
+    let mut changed = true;
+    while changed && tries < 64 {
+        changed = false;
+        for i in 0..best.faults.len() {
+            let mut cand = best.clone();
+            cand.faults.remove(i);
+            tries += 1;
+            if let Some(v) = fails(&cand) {
+                (best, best_v, changed) = (cand, v, true);
+                break;
+            }
+        }
+        if changed {
+            continue;
+        }
+        for i in 0..best.faults.len() {
+            let Some(shorter) = best.faults[i].halved() else { continue };
+            let mut cand = best.clone();
+            cand.faults[i] = shorter;
+            tries += 1;
+            if let Some(v) = fails(&cand) {
+                (best, best_v, changed) = (cand, v, true);
+                break;
+            }
+        }
+    }
+    (best != failing.plan || best_v.steps.len() < failing.violations.iter().find(|v| v.property == p)?.steps.len()).then_some((best, best_v))
+}
+
+/// Runs a scenario over `seeds` (or one seed under a stored plan).
+pub fn simulate(sim: &LoadedSim, seeds: &Seeds, opts: &Options, fixed_plan: Option<Plan>) -> Result<(SimOutcome, Vec<RunOutcome>), SpecError> {
+    registry::build(&sim.as_model(), SimVisit { sim, seeds, opts, fixed_plan })?
+}
+
+pub fn default_options() -> Options {
+    Options { jobs: 1, shrink: true, progress: std::io::stderr().is_terminal() }
+}

@@ -1,0 +1,249 @@
+//! Simulation scenarios (`sims/*.toml`): the same protocol, options, setup and claims as a model
+//! spec, plus a network, fault rates and distributions, durations and a seed range.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use crate::spec::{Env, Expect, Setup, SpecError, Targets, Verdict, parse_toml};
+
+/// `[a, b]` in the file: a value drawn uniformly from the closed range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Range(pub u64, pub u64);
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimTime {
+    /// Simulated milliseconds per protocol tick (the unit of TTLs and retry intervals).
+    #[serde(default = "ten")]
+    pub tick_ms: u64,
+    pub ttl_ticks: i64,
+    /// Faults happen before this instant (ms); then the world heals.
+    pub fault_window_ms: u64,
+    /// After the fault window every live client must finish within this long, else `deadlock_free`
+    /// is violated.
+    pub settle_ms: u64,
+    /// Every node's clock runs at a rate drawn from 1 ± drift_ppm/10⁶.
+    #[serde(default)]
+    pub drift_ppm: u64,
+}
+
+fn ten() -> u64 {
+    10
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// One-way latency of each message, drawn per message by turmoil (ms).
+    #[serde(default = "latency")]
+    pub latency_ms: Range,
+    /// Probability that any one message is lost.
+    #[serde(default)]
+    pub loss: f64,
+}
+
+/// An absent table means what an empty one means: every field at its default.
+fn empty_table<T: serde::de::DeserializeOwned>() -> T {
+    toml::Table::new().try_into().expect("every field has a default")
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        empty_table()
+    }
+}
+
+impl Default for SimFaults {
+    fn default() -> Self {
+        empty_table()
+    }
+}
+
+fn latency() -> Range {
+    Range(1, 5)
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimFaults {
+    /// Up to this many stop-the-world pauses per run (the count is drawn from 0..=n).
+    #[serde(default)]
+    pub pauses: u8,
+    #[serde(default = "pause_len")]
+    pub pause_ms: Range,
+    #[serde(default = "clients")]
+    pub pause_targets: Targets,
+    #[serde(default)]
+    pub crashes: u8,
+    #[serde(default)]
+    pub crash_targets: Targets,
+    /// A crashed server comes back this long after (clients stay dead).
+    #[serde(default = "restart")]
+    pub restart_after_ms: Range,
+    /// Whether a restart loses what the server persisted.
+    #[serde(default)]
+    pub restarts_lose_state: bool,
+    #[serde(default)]
+    pub partitions: u8,
+    #[serde(default = "pause_len")]
+    pub partition_ms: Range,
+    /// One-way partitions: the node hears but is not heard.
+    #[serde(default)]
+    pub one_way: bool,
+    #[serde(default)]
+    pub clock_jumps: u8,
+    #[serde(default = "jump")]
+    pub jump_ms: Range,
+    #[serde(default = "servers")]
+    pub jump_targets: Targets,
+}
+
+fn pause_len() -> Range {
+    Range(50, 500)
+}
+fn restart() -> Range {
+    Range(10, 200)
+}
+fn jump() -> Range {
+    Range(100, 1000)
+}
+fn clients() -> Targets {
+    Targets::Clients
+}
+fn servers() -> Targets {
+    Targets::Servers
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimSpec {
+    pub description: String,
+    pub protocol: String,
+    #[serde(default)]
+    pub options: toml::Table,
+    pub setup: Setup,
+    pub time: SimTime,
+    #[serde(default)]
+    pub network: Network,
+    #[serde(default)]
+    pub faults: SimFaults,
+    /// Seeds `0..seeds` are the scenario's default sweep.
+    pub seeds: u64,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadedSim {
+    pub name: String,
+    pub path: PathBuf,
+    pub spec: SimSpec,
+}
+
+impl LoadedSim {
+    pub fn env(&self) -> Env {
+        Env {
+            clients: self.spec.setup.clients,
+            workload: self.spec.setup.workload,
+            timed: true,
+            ttl: self.spec.time.ttl_ticks,
+            drift: 0,
+            stock: self.spec.setup.stock,
+            work_ticks: self.spec.setup.work_ticks,
+        }
+    }
+
+    /// As a model-check spec, so the registry can build the protocol the same way for both engines.
+    pub fn as_model(&self) -> crate::spec::Loaded {
+        let s = &self.spec;
+        crate::spec::Loaded {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            spec: crate::spec::ModelSpec {
+                description: s.description.clone(),
+                protocol: s.protocol.clone(),
+                options: s.options.clone(),
+                setup: s.setup.clone(),
+                time: crate::spec::TimeCfg {
+                    mode: crate::spec::TimeMode::Discrete,
+                    ttl_ticks: Some(s.time.ttl_ticks),
+                    horizon_ticks: None,
+                    drift: 0,
+                    fault_window: None,
+                    jump_ticks: None,
+                },
+                faults: Default::default(),
+                expect: s.expect.clone(),
+            },
+        }
+    }
+
+    pub fn claims(&self) -> impl Iterator<Item = (crate::property::PropertyName, Verdict)> + '_ {
+        crate::property::PropertyName::ALL.into_iter().filter_map(|p| self.spec.expect.get(p).map(|v| (p, v)))
+    }
+}
+
+pub const MAX_SEEDS: u64 = 1_000_000;
+pub const MAX_SIM_MS: u64 = 600_000;
+
+pub fn load_sim(path: &Path) -> Result<LoadedSim, SpecError> {
+    let spec: SimSpec = parse_toml(path)?;
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("sim").to_string();
+    let l = LoadedSim { name, path: path.to_path_buf(), spec };
+    validate(&l)?;
+    Ok(l)
+}
+
+fn validate(l: &LoadedSim) -> Result<(), SpecError> {
+    let (s, p) = (&l.spec, l.path.as_path());
+    let err = |field: &str, msg: String| Err(SpecError::field(p, field, msg));
+    if s.description.trim().is_empty() {
+        return err("description", "must say what the scenario shows".into());
+    }
+    if s.setup.clients == 0 || s.setup.clients > crate::spec::MAX_CLIENTS {
+        return err("setup.clients", format!("must be 1..={}, got {}", crate::spec::MAX_CLIENTS, s.setup.clients));
+    }
+    let t = &s.time;
+    if t.tick_ms == 0 || t.tick_ms > 1000 {
+        return err("time.tick_ms", format!("must be 1..=1000, got {}", t.tick_ms));
+    }
+    if t.ttl_ticks < 1 {
+        return err("time.ttl_ticks", format!("must be at least 1, got {}", t.ttl_ticks));
+    }
+    if t.fault_window_ms + t.settle_ms > MAX_SIM_MS {
+        return err("time.settle_ms", format!("fault window plus settle time is over {MAX_SIM_MS} ms"));
+    }
+    if t.settle_ms < t.ttl_ticks as u64 * t.tick_ms {
+        return err("time.settle_ms", format!("{} ms is shorter than one TTL ({} ms): no waiter could be judged", t.settle_ms, t.ttl_ticks as u64 * t.tick_ms));
+    }
+    if t.drift_ppm >= 1_000_000 {
+        return err("time.drift_ppm", format!("must be below 1000000, got {}", t.drift_ppm));
+    }
+    if !(0.0..1.0).contains(&s.network.loss) {
+        return err("network.loss", format!("must be a probability below 1, got {}", s.network.loss));
+    }
+    let ranges = [
+        ("network.latency_ms", s.network.latency_ms),
+        ("faults.pause_ms", s.faults.pause_ms),
+        ("faults.restart_after_ms", s.faults.restart_after_ms),
+        ("faults.partition_ms", s.faults.partition_ms),
+        ("faults.jump_ms", s.faults.jump_ms),
+    ];
+    for (name, Range(a, b)) in ranges {
+        if a > b {
+            return err(name, format!("[{a}, {b}] is empty: the first bound must not exceed the second"));
+        }
+        if b > MAX_SIM_MS {
+            return err(name, format!("{b} ms is over the {MAX_SIM_MS} ms limit"));
+        }
+    }
+    for (name, v) in [("pauses", s.faults.pauses), ("crashes", s.faults.crashes), ("partitions", s.faults.partitions), ("clock_jumps", s.faults.clock_jumps)] {
+        if v > 8 {
+            return err(&format!("faults.{name}"), format!("at most 8 per run, got {v}"));
+        }
+    }
+    if s.seeds == 0 || s.seeds > MAX_SEEDS {
+        return err("seeds", format!("must be 1..={MAX_SEEDS}, got {}", s.seeds));
+    }
+    Ok(())
+}
