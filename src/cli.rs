@@ -254,18 +254,20 @@ pub fn list(models: &Path, w: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Re-derives a stored trace: re-checks its spec and compares the trace for the same property.
+/// Re-derives a stored trace: re-checks its spec (or re-runs its seed under its plan) and compares
+/// the trace for the same property.
 pub fn replay(path: &Path) -> Result<(bool, String), SpecError> {
     let stored = read_trace(path)?;
-    if stored.engine != "check" {
-        return Err(SpecError::field(
-            path,
-            "engine",
-            format!(
-                "`{}` traces cannot be replayed by this build",
-                stored.engine
-            ),
-        ));
+    match stored.engine.as_str() {
+        "check" => {}
+        "sim" => return replay_sim(path, &stored),
+        other => {
+            return Err(SpecError::field(
+                path,
+                "engine",
+                format!("unknown engine `{other}` (check or sim)"),
+            ));
+        }
     }
     let specs = load_all(&[PathBuf::from(&stored.spec)])?;
     let outcome = crate::check::check(&specs[0], &crate::check::search::Limits::default())?;
@@ -363,8 +365,15 @@ pub fn peak_memory_mb() -> Option<f64> {
 
 /// `--seeds A..B` or `--shard K/N`, checked.
 pub fn parse_seeds(s: &str) -> Result<(u64, u64), String> {
-    let (a, b) = s.split_once("..").ok_or_else(|| format!("--seeds {s}: expected A..B"))?;
-    let (a, b): (u64, u64) = (a.parse().map_err(|_| format!("--seeds {s}: `{a}` is not a number"))?, b.parse().map_err(|_| format!("--seeds {s}: `{b}` is not a number"))?);
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("--seeds {s}: expected A..B"))?;
+    let (a, b): (u64, u64) = (
+        a.parse()
+            .map_err(|_| format!("--seeds {s}: `{a}` is not a number"))?,
+        b.parse()
+            .map_err(|_| format!("--seeds {s}: `{b}` is not a number"))?,
+    );
     if a >= b {
         return Err(format!("--seeds {s}: the range is empty"));
     }
@@ -372,8 +381,15 @@ pub fn parse_seeds(s: &str) -> Result<(u64, u64), String> {
 }
 
 pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
-    let (k, n) = s.split_once('/').ok_or_else(|| format!("--shard {s}: expected K/N"))?;
-    let (k, n): (u64, u64) = (k.parse().map_err(|_| format!("--shard {s}: `{k}` is not a number"))?, n.parse().map_err(|_| format!("--shard {s}: `{n}` is not a number"))?);
+    let (k, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("--shard {s}: expected K/N"))?;
+    let (k, n): (u64, u64) = (
+        k.parse()
+            .map_err(|_| format!("--shard {s}: `{k}` is not a number"))?,
+        n.parse()
+            .map_err(|_| format!("--shard {s}: `{n}` is not a number"))?,
+    );
     if n == 0 || k >= n {
         return Err(format!("--shard {s}: need 0 <= K < N"));
     }
@@ -381,7 +397,10 @@ pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
 }
 
 pub fn load_all_sims(args: &[PathBuf]) -> Result<Vec<crate::sim::spec::LoadedSim>, SpecError> {
-    let sims: Vec<_> = spec_files(args)?.iter().map(|p| crate::sim::spec::load_sim(p)).collect::<Result<_, _>>()?;
+    let sims: Vec<_> = spec_files(args)?
+        .iter()
+        .map(|p| crate::sim::spec::load_sim(p))
+        .collect::<Result<_, _>>()?;
     for s in &sims {
         crate::registry::build(&s.as_model(), ValidateOnly(&s.as_model()))??;
     }
@@ -389,14 +408,18 @@ pub fn load_all_sims(args: &[PathBuf]) -> Result<Vec<crate::sim::spec::LoadedSim
 }
 
 pub fn sim_trace_path(out: &Path, name: &str, property: &str, seed: u64, shrunk: bool) -> PathBuf {
-    out.join(name).join(format!("{property}.seed{seed}{}.json", if shrunk { ".shrunk" } else { "" }))
+    out.join(name).join(format!(
+        "{property}.seed{seed}{}.json",
+        if shrunk { ".shrunk" } else { "" }
+    ))
 }
 
 pub fn write_sim_traces(o: &crate::sim::SimOutcome, out: &Path) -> std::io::Result<()> {
     for r in &o.results {
         for (t, shrunk) in [(&r.trace, false), (&r.shrunk, true)] {
             if let Some(t) = t {
-                let json = sim_trace_path(out, &o.name, r.property.name(), t.seed.unwrap_or(0), shrunk);
+                let json =
+                    sim_trace_path(out, &o.name, r.property.name(), t.seed.unwrap_or(0), shrunk);
                 write_atomic(&json, &t.to_json())?;
                 write_atomic(&json.with_extension("md"), &t.to_markdown(&o.participants))?;
             }
@@ -410,41 +433,110 @@ fn plan_lines(t: &Trace) -> Vec<String> {
         .as_ref()
         .and_then(|p| p.get("described"))
         .and_then(|d| d.as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
-pub fn print_sim_human(o: &crate::sim::SimOutcome, seeds: &str, w: &mut impl Write) -> std::io::Result<()> {
-    writeln!(w, "== {} (seeds {seeds}: {} runs, {:.2} s)", o.spec, o.runs, o.seconds)?;
+/// `plan`: for a single run, its fault plan, printed first.
+pub fn print_sim_human(
+    o: &crate::sim::SimOutcome,
+    seeds: &str,
+    plan: Option<Vec<String>>,
+    w: &mut impl Write,
+) -> std::io::Result<()> {
+    writeln!(
+        w,
+        "== {} (seeds {seeds}: {} runs, {:.2} s)",
+        o.spec, o.runs, o.seconds
+    )?;
     writeln!(w, "   {}", o.description)?;
-    writeln!(w, "   {:<17} {:<9} {:<9} {:>10} {:>24} {:>10}", "property", "expected", "verdict", "violations", "rate [95% interval]", "first seed")?;
+    if let Some(plan) = plan {
+        writeln!(
+            w,
+            "   fault plan: {}",
+            if plan.is_empty() {
+                "no faults".to_string()
+            } else {
+                plan.join("; ")
+            }
+        )?;
+    }
+    writeln!(
+        w,
+        "   {:<17} {:<9} {:<9} {:>10} {:>24} {:>10}",
+        "property", "expected", "verdict", "violations", "rate [95% interval]", "first seed"
+    )?;
     for r in &o.results {
-        let expected = r.expected.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
+        let expected = r
+            .expected
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "-".into());
         let rate = format!("{:.3} [{:.3}, {:.3}]", r.rate, r.rate_low, r.rate_high);
-        let first = r.first_seed.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+        let first = r
+            .first_seed
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into());
         let mark = if r.ok() { "" } else { "  <-- MISMATCH" };
-        writeln!(w, "   {:<17} {:<9} {:<9} {:>10} {:>24} {:>10}{mark}", r.property.name(), expected, r.verdict.to_string(), r.violations, rate, first)?;
+        writeln!(
+            w,
+            "   {:<17} {:<9} {:<9} {:>10} {:>24} {:>10}{mark}",
+            r.property.name(),
+            expected,
+            r.verdict.to_string(),
+            r.violations,
+            rate,
+            first
+        )?;
     }
     let m = &o.metrics;
     writeln!(
         w,
         "   metrics: {} acquisitions, {:.1} messages and {:.1} store requests per acquisition, acquire latency p50 {} ms p99 {} ms, {:.1} critical sections per simulated second, {} writes rejected by fencing",
-        m.acquisitions, m.messages_per_acquisition, m.store_requests_per_acquisition, m.acquire_latency_p50_ms, m.acquire_latency_p99_ms, m.critical_sections_per_second, m.rejected_writes
+        m.acquisitions,
+        m.messages_per_acquisition,
+        m.store_requests_per_acquisition,
+        m.acquire_latency_p50_ms,
+        m.acquire_latency_p99_ms,
+        m.critical_sections_per_second,
+        m.rejected_writes
     )?;
     for r in &o.results {
         let Some(t) = &r.trace else { continue };
-        writeln!(w, "-- {} violated, first at seed {}: {}", r.property.name(), t.seed.unwrap_or(0), r.property.sentence().0)?;
+        writeln!(
+            w,
+            "-- {} violated, first at seed {}: {}",
+            r.property.name(),
+            t.seed.unwrap_or(0),
+            r.property.sentence().0
+        )?;
         for l in plan_lines(t) {
             writeln!(w, "   plan: {l}")?;
         }
         let shown = 40;
         if t.steps.len() > shown {
-            writeln!(w, "   ... {} earlier steps (all of them in the trace file)", t.steps.len() - shown)?;
+            writeln!(
+                w,
+                "   ... {} earlier steps (all of them in the trace file)",
+                t.steps.len() - shown
+            )?;
         }
-        let tail = Trace { steps: t.steps[t.steps.len().saturating_sub(shown)..].to_vec(), ..t.clone() };
+        let tail = Trace {
+            steps: t.steps[t.steps.len().saturating_sub(shown)..].to_vec(),
+            ..t.clone()
+        };
         write!(w, "{}", indent(&tail.to_text()))?;
         if let Some(s) = &r.shrunk {
-            writeln!(w, "   shrunk to {} steps with plan: {}", s.steps.len(), plan_lines(s).join("; "))?;
+            let plan = plan_lines(s);
+            let plan = if plan.is_empty() {
+                "no faults (the seed's latencies and losses suffice)".to_string()
+            } else {
+                plan.join("; ")
+            };
+            writeln!(w, "   shrunk to {} steps with plan: {plan}", s.steps.len())?;
         }
         writeln!(w, "   reproduce: {}", t.reproduce)?;
     }
@@ -453,7 +545,11 @@ pub fn print_sim_human(o: &crate::sim::SimOutcome, seeds: &str, w: &mut impl Wri
 
 pub fn sim_json_line(o: &crate::sim::SimOutcome, out: Option<&Path>) -> String {
     let path = |t: &Option<Trace>, r: &crate::sim::PropSummary, shrunk: bool| match (t, out) {
-        (Some(t), Some(dir)) => serde_json::Value::String(sim_trace_path(dir, &o.name, r.property.name(), t.seed.unwrap_or(0), shrunk).display().to_string()),
+        (Some(t), Some(dir)) => serde_json::Value::String(
+            sim_trace_path(dir, &o.name, r.property.name(), t.seed.unwrap_or(0), shrunk)
+                .display()
+                .to_string(),
+        ),
         _ => serde_json::Value::Null,
     };
     let results: Vec<serde_json::Value> = o
@@ -480,28 +576,68 @@ pub fn sim_json_line(o: &crate::sim::SimOutcome, out: Option<&Path>) -> String {
 
 /// Replays a simulator trace: the stored seed under the stored plan must give the same steps.
 pub fn replay_sim(path: &Path, stored: &Trace) -> Result<(bool, String), SpecError> {
-    let seed = stored.seed.ok_or_else(|| SpecError::field(path, "seed", "a simulator trace needs its seed"))?;
+    let seed = stored
+        .seed
+        .ok_or_else(|| SpecError::field(path, "seed", "a simulator trace needs its seed"))?;
     let plan: crate::sim::plan::Plan = stored
         .plan
         .as_ref()
         .and_then(|p| p.get("plan"))
         .ok_or_else(|| SpecError::field(path, "plan", "a simulator trace needs its plan"))
-        .and_then(|p| serde_json::from_value(p.clone()).map_err(|e| SpecError::field(path, "plan", e.to_string())))?;
+        .and_then(|p| {
+            serde_json::from_value(p.clone())
+                .map_err(|e| SpecError::field(path, "plan", e.to_string()))
+        })?;
     let sims = load_all_sims(&[PathBuf::from(&stored.spec)])?;
-    let seeds = crate::sim::Seeds { from: seed, to: seed + 1, shard: None };
-    let opts = crate::sim::Options { jobs: 1, shrink: false, progress: false };
+    let seeds = crate::sim::Seeds {
+        from: seed,
+        to: seed + 1,
+        shard: None,
+    };
+    let opts = crate::sim::Options {
+        jobs: 1,
+        shrink: false,
+        progress: false,
+    };
     let (o, runs) = crate::sim::simulate(&sims[0], &seeds, &opts, Some(plan.clone()))?;
-    let v = runs.first().and_then(|r| r.violations.iter().find(|v| v.property.name() == stored.property));
+    let v = runs.first().and_then(|r| {
+        r.violations
+            .iter()
+            .find(|v| v.property.name() == stored.property)
+    });
     Ok(match v {
         Some(v) => {
             let t = crate::sim::trace_of(&sims[0], seed, &plan, v, &o.participants);
             if t.to_json() == stored.to_json() {
-                (true, format!("identical: {} steps re-derived for {} at seed {seed}", t.steps.len(), stored.property))
+                (
+                    true,
+                    format!(
+                        "identical: {} steps re-derived for {} at seed {seed}",
+                        t.steps.len(),
+                        stored.property
+                    ),
+                )
             } else {
-                let at = t.steps.iter().zip(&stored.steps).position(|(a, b)| a != b).unwrap_or(t.steps.len().min(stored.steps.len()));
-                (false, format!("differs from step {}: re-derived {} steps, stored {}", at + 1, t.steps.len(), stored.steps.len()))
+                let at = t
+                    .steps
+                    .iter()
+                    .zip(&stored.steps)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(t.steps.len().min(stored.steps.len()));
+                (
+                    false,
+                    format!(
+                        "differs from step {}: re-derived {} steps, stored {}",
+                        at + 1,
+                        t.steps.len(),
+                        stored.steps.len()
+                    ),
+                )
             }
         }
-        None => (false, format!("seed {seed} no longer violates {}", stored.property)),
+        None => (
+            false,
+            format!("seed {seed} no longer violates {}", stored.property),
+        ),
     })
 }

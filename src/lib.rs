@@ -11,7 +11,7 @@ pub mod property;
 pub mod protocol;
 pub mod registry;
 pub mod resource;
+pub mod sim;
 pub mod spec;
 pub mod system;
 pub mod trace;
-pub mod sim;

@@ -163,14 +163,35 @@ fn run(cli: Cli) -> Result<i32> {
                 EXIT_MISMATCH
             })
         }
-        Cmd::Sim { specs, seed, seeds, jobs, shard, out, json, no_shrink } => {
+        Cmd::Sim {
+            specs,
+            seed,
+            seeds,
+            jobs,
+            shard,
+            out,
+            json,
+            no_shrink,
+        } => {
             if jobs == 0 {
                 anyhow::bail!("--jobs must be at least 1");
             }
-            let range = seeds.as_deref().map(cli::parse_seeds).transpose().map_err(anyhow::Error::msg)?;
-            let shard = shard.as_deref().map(cli::parse_shard).transpose().map_err(anyhow::Error::msg)?;
+            let range = seeds
+                .as_deref()
+                .map(cli::parse_seeds)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let shard = shard
+                .as_deref()
+                .map(cli::parse_shard)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let sims = cli::load_all_sims(&specs)?;
-            let opts = lockcheck::sim::Options { jobs, shrink: !no_shrink, ..lockcheck::sim::default_options() };
+            let opts = lockcheck::sim::Options {
+                jobs,
+                shrink: !no_shrink,
+                ..lockcheck::sim::default_options()
+            };
             let mut all_ok = true;
             for sim in &sims {
                 let (from, to) = match (seed, range) {
@@ -179,7 +200,7 @@ fn run(cli: Cli) -> Result<i32> {
                     (None, None) => (0, sim.spec.seeds),
                 };
                 let seeds = lockcheck::sim::Seeds { from, to, shard };
-                let (outcome, _) = lockcheck::sim::simulate(sim, &seeds, &opts, None)?;
+                let (outcome, runs) = lockcheck::sim::simulate(sim, &seeds, &opts, None)?;
                 if let Some(dir) = &out {
                     cli::write_sim_traces(&outcome, dir)?;
                 }
@@ -191,10 +212,17 @@ fn run(cli: Cli) -> Result<i32> {
                         Some((k, n)) => format!("{from}..{to} shard {k}/{n}"),
                         None => format!("{from}..{to}"),
                     };
-                    cli::print_sim_human(&outcome, &label, &mut w)?;
+                    let plan =
+                        (runs.len() == 1).then(|| runs[0].plan.describe(&outcome.participants));
+                    cli::print_sim_human(&outcome, &label, plan, &mut w)?;
                 }
                 // A single seed says nothing of a sweep's `holds`; judge it only on what it found.
-                all_ok &= outcome.ok() || seed.is_some() && outcome.results.iter().all(|r| r.expected != Some(lockcheck::spec::Verdict::Holds) || r.verdict == lockcheck::spec::Verdict::Holds);
+                all_ok &= outcome.ok()
+                    || seed.is_some()
+                        && outcome.results.iter().all(|r| {
+                            r.expected != Some(lockcheck::spec::Verdict::Holds)
+                                || r.verdict == lockcheck::spec::Verdict::Holds
+                        });
             }
             Ok(if all_ok { EXIT_OK } else { EXIT_MISMATCH })
         }

@@ -273,3 +273,114 @@ fn list_shows_protocols_knobs_and_model_claims() {
         assert!(out.contains(needle), "missing {needle}");
     }
 }
+
+const SIM: &str = r#"
+description = "test scenario"
+protocol = "redis"
+seeds = 20
+[setup]
+clients = 2
+workload = "critical_write"
+[time]
+ttl_ticks = 30
+fault_window_ms = 500
+settle_ms = 800
+[faults]
+pauses = 1
+[expect]
+deadlock_free = "holds"
+"#;
+
+#[test]
+fn sim_bad_input_names_file_and_field_and_writes_nothing() {
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "sim_unknown_protocol",
+            SIM.replace("\"redis\"", "\"etcd3\""),
+            "protocol: unknown protocol",
+        ),
+        (
+            "sim_empty_range",
+            SIM.replace("pauses = 1", "pauses = 1\npause_ms = [500, 100]"),
+            "faults.pause_ms: [500, 100] is empty",
+        ),
+        (
+            "sim_loss",
+            SIM.replace("[faults]", "[network]\nloss = 1.5\n[faults]"),
+            "network.loss: must be a probability",
+        ),
+        (
+            "sim_settle",
+            SIM.replace("settle_ms = 800", "settle_ms = 100"),
+            "time.settle_ms: 100 ms is shorter than one TTL",
+        ),
+        (
+            "sim_seeds",
+            SIM.replace("seeds = 20", "seeds = 0"),
+            "seeds: must be 1..=",
+        ),
+        (
+            "sim_unknown_field",
+            SIM.replace("[faults]", "[faults]\nmeteors = 2"),
+            "faults.meteors: unknown field",
+        ),
+    ];
+    for (name, text, needle) in cases {
+        let d = scratch();
+        let spec = d.join(format!("{name}.toml"));
+        std::fs::write(&spec, text).unwrap();
+        let out = d.join("out");
+        let o = lockcheck(&[
+            "sim",
+            "sims/redis_gc_pause.toml",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: {err}");
+        assert!(
+            err.contains(&format!("{name}.toml: ")) && err.contains(needle),
+            "{name}: expected `{needle}` in {err}"
+        );
+        assert!(!out.exists(), "{name}: nothing may be written");
+    }
+    for args in [["--shard", "3/2"], ["--seeds", "9..3"], ["--jobs", "0"]] {
+        let o = lockcheck(&["sim", "sims/redis_gc_pause.toml", args[0], args[1]]);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert_eq!(stderr(&o).trim_end().lines().count(), 1);
+    }
+}
+
+#[test]
+fn sim_json_reports_rates_metrics_and_trace_paths() {
+    let d = scratch();
+    let o = lockcheck(&[
+        "sim",
+        "sims/redis_gc_pause.toml",
+        "--seeds",
+        "20..40",
+        "--jobs",
+        "2",
+        "--json",
+        "--out",
+        d.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["engine"], "sim");
+    assert_eq!(v["runs"], 20);
+    assert!(v["metrics"]["acquisitions"].as_u64().unwrap() > 0);
+    assert!(v["metrics"]["messages_per_acquisition"].as_f64().unwrap() > 1.0);
+    let stale = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["property"] == "no_stale_write")
+        .unwrap();
+    assert_eq!(stale["verdict"], "violated");
+    assert!(stale["rate_low"].as_f64().unwrap() <= stale["rate"].as_f64().unwrap());
+    assert!(Path::new(stale["trace"].as_str().unwrap()).exists());
+    assert!(Path::new(stale["shrunk_trace"].as_str().unwrap()).exists());
+}

@@ -25,8 +25,35 @@ pub type NodeId = usize;
 
 /// Everything a protocol puts into a world state must be cloneable, ordered, hashable and printable,
 /// so that the model checker can deduplicate it and traces can show it.
-pub trait Data: Clone + Eq + Ord + Hash + Debug + Serialize + serde::de::DeserializeOwned + Send + Sync + Ids + 'static {}
-impl<T: Clone + Eq + Ord + Hash + Debug + Serialize + serde::de::DeserializeOwned + Send + Sync + Ids + 'static> Data for T {}
+pub trait Data:
+    Clone
+    + Eq
+    + Ord
+    + Hash
+    + Debug
+    + Serialize
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + Ids
+    + 'static
+{
+}
+impl<
+    T: Clone
+        + Eq
+        + Ord
+        + Hash
+        + Debug
+        + Serialize
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + Ids
+        + 'static,
+> Data for T
+{
+}
 
 /// Where a value mentions node ids. Clients are interchangeable, so the model checker may rename
 /// them (symmetry reduction); every protocol type says which of its fields hold a node id.

@@ -89,7 +89,9 @@ struct Shared<D> {
 
 impl<D> Shared<D> {
     fn now_ms(&self) -> u64 {
-        turmoil::sim_elapsed().map(|d| d.as_millis() as u64).unwrap_or(self.driver_ms)
+        turmoil::sim_elapsed()
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(self.driver_ms)
     }
 
     fn local_ms(&self, id: NodeId, sim_ms: f64) -> f64 {
@@ -118,7 +120,13 @@ impl<D> Shared<D> {
     fn record_as(&mut self, node: String, kind: &str, detail: String) {
         let step = self.steps.len() as u32 + 1;
         let time = Some(self.now_ms() as i64);
-        self.steps.push(Step { step, time, node, kind: kind.into(), detail });
+        self.steps.push(Step {
+            step,
+            time,
+            node,
+            kind: kind.into(),
+            detail,
+        });
     }
 
     fn observe(&mut self, o: &Observation) {
@@ -140,13 +148,27 @@ impl<D> Shared<D> {
     /// After each handled input: record any property that just broke, with the steps so far.
     fn judge(&mut self) {
         for p in self.properties.clone() {
-            if !p.is_liveness() && !self.monitor.holds(p) && !self.violations.iter().any(|v| v.property == p) {
+            if !p.is_liveness()
+                && !self.monitor.holds(p)
+                && !self.violations.iter().any(|v| v.property == p)
+            {
                 let at_ms = self.now_ms();
-                self.violations.push(Violation { property: p, at_ms, steps: self.steps.clone() });
+                self.violations.push(Violation {
+                    property: p,
+                    at_ms,
+                    steps: self.steps.clone(),
+                });
             }
         }
         let safety = self.properties.iter().filter(|p| !p.is_liveness()).count();
-        if safety > 0 && self.violations.iter().filter(|v| !v.property.is_liveness()).count() == safety {
+        if safety > 0
+            && self
+                .violations
+                .iter()
+                .filter(|v| !v.property.is_liveness())
+                .count()
+                == safety
+        {
             self.stop = true;
         }
     }
@@ -176,7 +198,12 @@ fn apply<M: Machine>(
                 let loss = s.loss;
                 let lost = loss > 0.0 && s.rng.random_bool(loss);
                 if lost {
-                    notes.push(format!("lost on the way: {} → {}: {}", s.names[id], s.names[to], short(&msg)));
+                    notes.push(format!(
+                        "lost on the way: {} → {}: {}",
+                        s.names[id],
+                        s.names[to],
+                        short(&msg)
+                    ));
                 } else {
                     sends.push((to, serde_json::to_vec(&msg).expect("messages serialize")));
                 }
@@ -218,9 +245,24 @@ async fn node_loop<M: Machine>(id: NodeId, m: Arc<M>, sh: Sh<M>) -> turmoil::Res
         };
         let now = sh.borrow().reading(id);
         let mut cx = Cx::new(id, now);
-        let st = if restart { m.restart(durable.as_ref(), &mut cx) } else { m.start(&mut cx) };
+        let st = if restart {
+            m.restart(durable.as_ref(), &mut cx)
+        } else {
+            m.start(&mut cx)
+        };
         let what = if restart {
-            ("restart", format!("{} starts again{}", names[id], if durable.is_some() { " from its disk" } else { " empty" }))
+            (
+                "restart",
+                format!(
+                    "{} starts again{}",
+                    names[id],
+                    if durable.is_some() {
+                        " from its disk"
+                    } else {
+                        " empty"
+                    }
+                ),
+            )
         } else {
             ("start", format!("{} starts", names[id]))
         };
@@ -253,14 +295,23 @@ async fn node_loop<M: Machine>(id: NodeId, m: Arc<M>, sh: Sh<M>) -> turmoil::Res
             let mut cx = Cx::new(id, now);
             m.on_message(&mut state, from, msg, &mut cx);
             apply::<M>(&m, &sh, id, ("receive", detail), cx, &mut timers)
-        } else if let Some(t) = timers.iter().find(|(_, d)| **d <= now).map(|(t, _)| t.clone()) {
+        } else if let Some(t) = timers
+            .iter()
+            .find(|(_, d)| **d <= now)
+            .map(|(t, _)| t.clone())
+        {
             timers.remove(&t);
             let detail = format!("timer {} fires", short(&t));
             let mut cx = Cx::new(id, now);
             m.on_timer(&mut state, t, &mut cx);
             apply::<M>(&m, &sh, id, ("timer", detail), cx, &mut timers)
         } else {
-            let wait = timers.values().min().map(|d| sh.borrow().until(id, *d).min(poll * 10)).unwrap_or(poll * 10).max(poll);
+            let wait = timers
+                .values()
+                .min()
+                .map(|d| sh.borrow().until(id, *d).min(poll * 10))
+                .unwrap_or(poll * 10)
+                .max(poll);
             tokio::select! {
                 biased;
                 r = sock.recv_from(&mut buf) => {
@@ -280,7 +331,12 @@ async fn node_loop<M: Machine>(id: NodeId, m: Arc<M>, sh: Sh<M>) -> turmoil::Res
 }
 
 /// Runs seed `seed` under `plan` to the end of the settle time or until every safety property broke.
-pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result<RunOutcome, String> {
+pub fn run<M: Machine>(
+    m: Arc<M>,
+    cfg: &RunCfg,
+    seed: u64,
+    plan: Plan,
+) -> Result<RunOutcome, String> {
     let nodes = m.nodes().to_vec();
     let n = nodes.len();
     let clients = nodes.iter().filter(|x| x.kind == NodeKind::Client).count();
@@ -294,7 +350,11 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
         started: vec![false; n],
         durable: (0..n).map(|_| None).collect(),
         offset_ms: vec![0.0; n],
-        rate: plan.drift_ppm.iter().map(|p| 1.0 + *p as f64 / 1e6).collect(),
+        rate: plan
+            .drift_ppm
+            .iter()
+            .map(|p| 1.0 + *p as f64 / 1e6)
+            .collect(),
         loss: cfg.loss,
         rng: ChaCha8Rng::seed_from_u64(plan.loss_seed),
         tick_ms: cfg.tick_ms,
@@ -319,7 +379,9 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
         if node.kind == NodeKind::Client {
             sim.client(node.name.as_str(), node_loop::<M>(id, m, sh));
         } else {
-            sim.host(node.name.as_str(), move || node_loop::<M>(id, m.clone(), sh.clone()));
+            sim.host(node.name.as_str(), move || {
+                node_loop::<M>(id, m.clone(), sh.clone())
+            });
         }
     }
 
@@ -335,9 +397,23 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
     let window = cfg.fault_window_ms;
     for (i, f) in plan.faults.iter().enumerate() {
         match f {
-            Fault::Pause { node, at_ms, for_ms } => events.push(((at_ms + for_ms).min(window), i, Ev::Resume(*node))),
-            Fault::Crash { node, at_ms, restart_after_ms: Some(r), .. } => events.push(((at_ms + r).min(window), i, Ev::Restart(*node))),
-            Fault::Partition { node, at_ms, for_ms, .. } => events.push(((at_ms + for_ms).min(window), i, Ev::Repair(*node))),
+            Fault::Pause {
+                node,
+                at_ms,
+                for_ms,
+            } => events.push(((at_ms + for_ms).min(window), i, Ev::Resume(*node))),
+            Fault::Crash {
+                node,
+                at_ms,
+                restart_after_ms: Some(r),
+                ..
+            } => events.push(((at_ms + r).min(window), i, Ev::Restart(*node))),
+            Fault::Partition {
+                node,
+                at_ms,
+                for_ms,
+                ..
+            } => events.push(((at_ms + for_ms).min(window), i, Ev::Repair(*node))),
             _ => {}
         }
         events.push((f.at(), i, Ev::Fault(f.clone())));
@@ -347,7 +423,12 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
     let mut events = VecDeque::from(events);
 
     let names = sh.borrow().names.clone();
-    let others = |node: NodeId| (0..n).filter(move |&o| o != node).map(|o| names[o].clone()).collect::<Vec<_>>();
+    let others = |node: NodeId| {
+        (0..n)
+            .filter(move |&o| o != node)
+            .map(|o| names[o].clone())
+            .collect::<Vec<_>>()
+    };
     let mut down: Vec<bool> = vec![false; n];
     let mut cut: Vec<bool> = vec![false; n];
     let mut deadlock_at = None;
@@ -360,13 +441,23 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
             match ev {
                 Ev::Fault(Fault::Pause { node, .. }) => {
                     s.paused[node] = true;
-                    s.record(node, "pause", format!("GcPause: {} stops the world", names[node]));
+                    s.record(
+                        node,
+                        "pause",
+                        format!("GcPause: {} stops the world", names[node]),
+                    );
                 }
                 Ev::Resume(node) if s.paused[node] => {
                     s.paused[node] = false;
-                    s.record(node, "resume", format!("{} resumes, unaware it was paused", names[node]));
+                    s.record(
+                        node,
+                        "resume",
+                        format!("{} resumes, unaware it was paused", names[node]),
+                    );
                 }
-                Ev::Fault(Fault::Crash { node, lose_disk, .. }) => {
+                Ev::Fault(Fault::Crash {
+                    node, lose_disk, ..
+                }) => {
                     s.record(node, "crash", format!("{} crashes", names[node]));
                     if s.kinds[node] == NodeKind::Client {
                         s.dead[node] = true;
@@ -387,7 +478,19 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
                 }
                 Ev::Fault(Fault::Partition { node, one_way, .. }) => {
                     cut[node] = true;
-                    s.record(node, "partition", format!("{} is cut off{}", names[node], if one_way { " (it still hears the others)" } else { "" }));
+                    s.record(
+                        node,
+                        "partition",
+                        format!(
+                            "{} is cut off{}",
+                            names[node],
+                            if one_way {
+                                " (it still hears the others)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    );
                     drop(s);
                     for o in others(node) {
                         if one_way {
@@ -407,7 +510,11 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
                 }
                 Ev::Fault(Fault::ClockJump { node, by_ms, .. }) => {
                     s.offset_ms[node] += by_ms as f64;
-                    s.record(node, "jump", format!("ClockJump: clock of {} steps {by_ms} ms ahead", names[node]));
+                    s.record(
+                        node,
+                        "jump",
+                        format!("ClockJump: clock of {} steps {by_ms} ms ahead", names[node]),
+                    );
                 }
                 Ev::HealAll => {
                     for node in 0..n {
@@ -441,18 +548,39 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
             deadlock_at = Some(now);
             break;
         }
-        sim.step().map_err(|e| format!("seed {seed}: a node failed: {e}"))?;
+        sim.step()
+            .map_err(|e| format!("seed {seed}: a node failed: {e}"))?;
     }
     let mut s = sh.borrow_mut();
     if let Some(at) = deadlock_at
         && s.properties.contains(&PropertyName::DeadlockFree)
         && !s.monitor.finished()
     {
-        let waiting: Vec<String> = (0..clients).filter(|&c| !s.monitor.client_finished(c)).map(|c| names[c].clone()).collect();
-        s.record_as("world".into(), "deadline", format!("{} ms after the faults stopped, {} still waiting", cfg.settle_ms, waiting.join(", ")));
+        let waiting: Vec<String> = (0..clients)
+            .filter(|&c| !s.monitor.client_finished(c))
+            .map(|c| names[c].clone())
+            .collect();
+        s.record_as(
+            "world".into(),
+            "deadline",
+            format!(
+                "{} ms after the faults stopped, {} still waiting",
+                cfg.settle_ms,
+                waiting.join(", ")
+            ),
+        );
         let steps = s.steps.clone();
-        s.violations.push(Violation { property: PropertyName::DeadlockFree, at_ms: at, steps });
+        s.violations.push(Violation {
+            property: PropertyName::DeadlockFree,
+            at_ms: at,
+            steps,
+        });
     }
     s.metrics.simulated_ms = sim.elapsed().as_millis() as u64;
-    Ok(RunOutcome { seed, plan, violations: std::mem::take(&mut s.violations), metrics: std::mem::take(&mut s.metrics) })
+    Ok(RunOutcome {
+        seed,
+        plan,
+        violations: std::mem::take(&mut s.violations),
+        metrics: std::mem::take(&mut s.metrics),
+    })
 }
