@@ -101,3 +101,82 @@ pub fn print(rows: &[Row], w: &mut impl std::io::Write) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Simulator figures for one scenario: seeds/s and simulated time per wall time on 1 and 2 jobs,
+/// and the same scenario once in real time over loopback sockets.
+pub fn sim(path: &Path, seeds: u64, w: &mut impl std::io::Write) -> anyhow::Result<()> {
+    use crate::sim::{Options, Seeds, simulate};
+    let mut sim = crate::sim::spec::load_sim(path)?;
+    let per_run_ms = sim.spec.time.fault_window_ms + sim.spec.time.settle_ms;
+    writeln!(
+        w,
+        "\nsimulator: {} ({seeds} seeds of {per_run_ms} simulated ms)",
+        path.display()
+    )?;
+    writeln!(
+        w,
+        "{:<28} {:>10} {:>12} {:>16}",
+        "run", "seconds", "seeds/s", "sim time / wall"
+    )?;
+    let steps = [1, sim.spec.time.step_ms.max(2)];
+    for (step, jobs) in steps.iter().flat_map(|s| [(*s, 1), (*s, 2)]) {
+        sim.spec.time.step_ms = step;
+        let opts = Options {
+            jobs,
+            shrink: false,
+            progress: false,
+            full_duration: true,
+        };
+        let started = std::time::Instant::now();
+        let (o, _) = simulate(
+            &sim,
+            &Seeds {
+                from: 0,
+                to: seeds,
+                shard: None,
+            },
+            &opts,
+            None,
+        )?;
+        let secs = started.elapsed().as_secs_f64();
+        let ratio = (o.runs * per_run_ms) as f64 / 1000.0 / secs;
+        writeln!(
+            w,
+            "{:<28} {:>10.2} {:>12.0} {:>15.0}x",
+            format!("turmoil step {step} ms, {jobs} job(s)"),
+            secs,
+            o.runs as f64 / secs,
+            ratio
+        )?;
+    }
+    let started = std::time::Instant::now();
+    let m = crate::registry::build(&sim.as_model(), RealTime(&sim))??;
+    let secs = started.elapsed().as_secs_f64();
+    writeln!(
+        w,
+        "{:<28} {:>10.2} {:>12.2} {:>15.2}x  ({} acquisitions)",
+        "real time, loopback UDP",
+        secs,
+        1.0 / secs,
+        per_run_ms as f64 / 1000.0 / secs,
+        m.acquisitions
+    )?;
+    Ok(())
+}
+
+struct RealTime<'a>(&'a crate::sim::spec::LoadedSim);
+
+impl crate::registry::Visit for RealTime<'_> {
+    type Out = anyhow::Result<crate::sim::driver::Metrics>;
+    fn visit<P: crate::protocol::Protocol>(
+        self,
+        system: crate::system::LockSystem<P>,
+    ) -> Self::Out {
+        use crate::protocol::Machine;
+        let props = crate::check::properties(&self.0.as_model(), system.proto.issues_tokens())?;
+        let cfg = crate::sim::run_cfg(self.0, props);
+        let plan = crate::sim::plan::draw_plan(self.0, system.nodes(), 0);
+        crate::sim::driver::run_realtime(std::sync::Arc::new(system), &cfg, &plan)
+            .map_err(anyhow::Error::msg)
+    }
+}

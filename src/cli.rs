@@ -598,6 +598,7 @@ pub fn replay_sim(path: &Path, stored: &Trace) -> Result<(bool, String), SpecErr
         jobs: 1,
         shrink: false,
         progress: false,
+        full_duration: false,
     };
     let (o, runs) = crate::sim::simulate(&sims[0], &seeds, &opts, Some(plan.clone()))?;
     let v = runs.first().and_then(|r| {

@@ -54,10 +54,16 @@ enum Cmd {
         #[arg(long)]
         symmetry: bool,
     },
-    /// Per spec: unique states, states/s, seconds and peak memory (each in its own process).
+    /// Per spec: unique states, states/s, seconds and peak memory (each in its own process);
+    /// then the simulator's seeds/s against the same scenario in real time.
     Bench {
         #[arg(default_values = ["benches/spin", "benches/scale"])]
         specs: Vec<PathBuf>,
+        #[arg(long, default_value = "benches/sim/redis_5hosts.toml")]
+        sim: PathBuf,
+        /// Seeds per simulator measurement.
+        #[arg(long, default_value_t = 200)]
+        sim_seeds: u64,
     },
     /// Simulate scenario files (or folders of them) over seeds.
     Sim {
@@ -154,9 +160,14 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(if all_ok { EXIT_OK } else { EXIT_MISMATCH })
         }
-        Cmd::Bench { specs } => {
+        Cmd::Bench {
+            specs,
+            sim,
+            sim_seeds,
+        } => {
             let rows = lockcheck::bench::run(&std::env::current_exe()?, &specs)?;
             lockcheck::bench::print(&rows, &mut std::io::stdout())?;
+            lockcheck::bench::sim(&sim, sim_seeds, &mut std::io::stdout())?;
             Ok(if rows.iter().all(|r| r.ok) {
                 EXIT_OK
             } else {

@@ -192,12 +192,14 @@ fn run_with(file: &str, faults: Vec<Fault>, drift_ppm: Vec<i64>) -> driver::RunO
         .collect();
     let cfg = RunCfg {
         tick_ms: sim.spec.time.tick_ms,
+        step_ms: sim.spec.time.step_ms,
         fault_window_ms: sim.spec.time.fault_window_ms,
         settle_ms: sim.spec.time.settle_ms,
         latency_ms: (1, 1),
         loss: 0.0,
         stock: sim.spec.setup.stock,
         properties: props,
+        full_duration: false,
     };
     let plan = Plan {
         drift_ppm,

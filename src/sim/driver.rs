@@ -29,12 +29,16 @@ const PORT: u16 = 9000;
 #[derive(Clone, Debug)]
 pub struct RunCfg {
     pub tick_ms: u64,
+    /// turmoil's step: the resolution of simulated time, and its cost (work is per step and host).
+    pub step_ms: u64,
     pub fault_window_ms: u64,
     pub settle_ms: u64,
     pub latency_ms: (u64, u64),
     pub loss: f64,
     pub stock: i64,
     pub properties: Vec<PropertyName>,
+    /// Keep simulating to the end of the settle time even when every client is done (benchmarks).
+    pub full_duration: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -85,11 +89,56 @@ struct Shared<D> {
     stop: bool,
     /// Simulated time as the driver last saw it, for steps recorded between simulation steps.
     driver_ms: u64,
+    /// Set only for the real-time comparison run: time then comes from the machine's clock.
+    epoch: Option<std::time::Instant>,
 }
 
 impl<D> Shared<D> {
+    fn new(
+        nodes: &[crate::protocol::NodeInfo],
+        cfg: &RunCfg,
+        plan: &Plan,
+        epoch: Option<std::time::Instant>,
+    ) -> Self {
+        let n = nodes.len();
+        let clients = nodes.iter().filter(|x| x.kind == NodeKind::Client).count();
+        Shared {
+            monitor: Monitor::new(clients, cfg.stock),
+            steps: Vec::new(),
+            names: nodes.iter().map(|x| x.name.clone()).collect(),
+            kinds: nodes.iter().map(|x| x.kind).collect(),
+            paused: vec![false; n],
+            dead: vec![false; n],
+            started: vec![false; n],
+            durable: (0..n).map(|_| None).collect(),
+            offset_ms: vec![0.0; n],
+            rate: plan
+                .drift_ppm
+                .iter()
+                .map(|p| 1.0 + *p as f64 / 1e6)
+                .collect(),
+            loss: cfg.loss,
+            rng: ChaCha8Rng::seed_from_u64(plan.loss_seed),
+            tick_ms: cfg.tick_ms,
+            properties: cfg.properties.clone(),
+            violations: Vec::new(),
+            metrics: Metrics::default(),
+            asked_at: vec![None; clients],
+            stop: false,
+            driver_ms: 0,
+            epoch,
+        }
+    }
+
+    fn elapsed(&self) -> Option<Duration> {
+        match self.epoch {
+            Some(e) => Some(e.elapsed()),
+            None => turmoil::sim_elapsed(),
+        }
+    }
+
     fn now_ms(&self) -> u64 {
-        turmoil::sim_elapsed()
+        self.elapsed()
             .map(|d| d.as_millis() as u64)
             .unwrap_or(self.driver_ms)
     }
@@ -100,13 +149,13 @@ impl<D> Shared<D> {
 
     /// The node's clock in protocol ticks.
     fn reading(&self, id: NodeId) -> i64 {
-        let sim = turmoil::sim_elapsed().unwrap_or_default().as_secs_f64() * 1000.0;
+        let sim = self.elapsed().unwrap_or_default().as_secs_f64() * 1000.0;
         (self.local_ms(id, sim) / self.tick_ms as f64).floor() as i64
     }
 
     /// How long, in simulated time, until the node's clock reads `deadline` ticks.
     fn until(&self, id: NodeId, deadline: i64) -> Duration {
-        let sim = turmoil::sim_elapsed().unwrap_or_default().as_secs_f64() * 1000.0;
+        let sim = self.elapsed().unwrap_or_default().as_secs_f64() * 1000.0;
         let target_local = deadline as f64 * self.tick_ms as f64;
         let target_sim = (target_local - self.offset_ms[id]) / self.rate[id];
         Duration::from_secs_f64(((target_sim - sim) / 1000.0).max(0.0))
@@ -176,6 +225,48 @@ impl<D> Shared<D> {
 
 type Sh<M> = Rc<RefCell<Shared<<M as Machine>::Durable>>>;
 
+/// How a node's loop reaches the others: turmoil's simulated UDP, or real loopback sockets.
+trait Link {
+    fn send(
+        &self,
+        to: NodeId,
+        bytes: &[u8],
+    ) -> impl std::future::Future<Output = std::io::Result<()>>;
+    /// A datagram and which node sent it (`None`: not one of ours).
+    fn recv(
+        &self,
+        buf: &mut [u8],
+    ) -> impl std::future::Future<Output = std::io::Result<(usize, Option<NodeId>)>>;
+}
+
+struct TurmoilLink {
+    sock: turmoil::net::UdpSocket,
+    addrs: Vec<IpAddr>,
+}
+
+impl TurmoilLink {
+    async fn bind(names: &[String]) -> std::io::Result<Self> {
+        let sock = turmoil::net::UdpSocket::bind((IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT)).await?;
+        Ok(TurmoilLink {
+            sock,
+            addrs: names.iter().map(|n| turmoil::lookup(n.as_str())).collect(),
+        })
+    }
+}
+
+impl Link for TurmoilLink {
+    async fn send(&self, to: NodeId, bytes: &[u8]) -> std::io::Result<()> {
+        self.sock
+            .send_to(bytes, (self.addrs[to], PORT))
+            .await
+            .map(|_| ())
+    }
+    async fn recv(&self, buf: &mut [u8]) -> std::io::Result<(usize, Option<NodeId>)> {
+        let (n, from) = self.sock.recv_from(buf).await?;
+        Ok((n, self.addrs.iter().position(|a| *a == from.ip())))
+    }
+}
+
 /// Carries out one handler's effects; returns the messages to put on the wire.
 fn apply<M: Machine>(
     m: &M,
@@ -231,10 +322,20 @@ fn apply<M: Machine>(
     sends
 }
 
-async fn node_loop<M: Machine>(id: NodeId, m: Arc<M>, sh: Sh<M>) -> turmoil::Result {
-    let sock = turmoil::net::UdpSocket::bind((IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT)).await?;
+async fn turmoil_node<M: Machine>(id: NodeId, m: Arc<M>, sh: Sh<M>) -> turmoil::Result {
     let names = sh.borrow().names.clone();
-    let addrs: Vec<IpAddr> = names.iter().map(|n| turmoil::lookup(n.as_str())).collect();
+    let link = TurmoilLink::bind(&names).await?;
+    node_loop(id, m, sh, link).await
+}
+
+/// One node: feeds the machine its inputs with the node's clock reading, carries out its effects.
+async fn node_loop<M: Machine, L: Link>(
+    id: NodeId,
+    m: Arc<M>,
+    sh: Sh<M>,
+    link: L,
+) -> turmoil::Result {
+    let names = sh.borrow().names.clone();
     let mut timers: BTreeMap<M::Timer, i64> = BTreeMap::new();
     let (mut state, sends) = {
         let (restart, durable) = {
@@ -270,7 +371,7 @@ async fn node_loop<M: Machine>(id: NodeId, m: Arc<M>, sh: Sh<M>) -> turmoil::Res
         (st, sends)
     };
     for (to, bytes) in sends {
-        sock.send_to(&bytes, (addrs[to], PORT)).await?;
+        link.send(to, &bytes).await?;
     }
     let mut inbox: VecDeque<(NodeId, M::Msg)> = VecDeque::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -314,9 +415,9 @@ async fn node_loop<M: Machine>(id: NodeId, m: Arc<M>, sh: Sh<M>) -> turmoil::Res
                 .max(poll);
             tokio::select! {
                 biased;
-                r = sock.recv_from(&mut buf) => {
+                r = link.recv(&mut buf) => {
                     let (n, from) = r?;
-                    let Some(src) = addrs.iter().position(|a| *a == from.ip()) else { continue };
+                    let Some(src) = from else { continue };
                     let msg: M::Msg = serde_json::from_slice(&buf[..n])?;
                     inbox.push_back((src, msg));
                 }
@@ -325,7 +426,7 @@ async fn node_loop<M: Machine>(id: NodeId, m: Arc<M>, sh: Sh<M>) -> turmoil::Res
             continue;
         };
         for (to, bytes) in sends {
-            sock.send_to(&bytes, (addrs[to], PORT)).await?;
+            link.send(to, &bytes).await?;
         }
     }
 }
@@ -340,35 +441,11 @@ pub fn run<M: Machine>(
     let nodes = m.nodes().to_vec();
     let n = nodes.len();
     let clients = nodes.iter().filter(|x| x.kind == NodeKind::Client).count();
-    let sh: Sh<M> = Rc::new(RefCell::new(Shared {
-        monitor: Monitor::new(clients, cfg.stock),
-        steps: Vec::new(),
-        names: nodes.iter().map(|x| x.name.clone()).collect(),
-        kinds: nodes.iter().map(|x| x.kind).collect(),
-        paused: vec![false; n],
-        dead: vec![false; n],
-        started: vec![false; n],
-        durable: (0..n).map(|_| None).collect(),
-        offset_ms: vec![0.0; n],
-        rate: plan
-            .drift_ppm
-            .iter()
-            .map(|p| 1.0 + *p as f64 / 1e6)
-            .collect(),
-        loss: cfg.loss,
-        rng: ChaCha8Rng::seed_from_u64(plan.loss_seed),
-        tick_ms: cfg.tick_ms,
-        properties: cfg.properties.clone(),
-        violations: Vec::new(),
-        metrics: Metrics::default(),
-        asked_at: vec![None; clients],
-        stop: false,
-        driver_ms: 0,
-    }));
+    let sh: Sh<M> = Rc::new(RefCell::new(Shared::new(&nodes, cfg, &plan, None)));
     let end_ms = cfg.fault_window_ms + cfg.settle_ms;
     let mut sim = turmoil::Builder::new()
         .simulation_duration(Duration::from_millis(end_ms + 1000))
-        .tick_duration(Duration::from_millis(1))
+        .tick_duration(Duration::from_millis(cfg.step_ms))
         .min_message_latency(Duration::from_millis(cfg.latency_ms.0))
         .max_message_latency(Duration::from_millis(cfg.latency_ms.1))
         .udp_capacity(4096)
@@ -377,10 +454,10 @@ pub fn run<M: Machine>(
     for (id, node) in nodes.iter().enumerate() {
         let (m, sh) = (m.clone(), sh.clone());
         if node.kind == NodeKind::Client {
-            sim.client(node.name.as_str(), node_loop::<M>(id, m, sh));
+            sim.client(node.name.as_str(), turmoil_node::<M>(id, m, sh));
         } else {
             sim.host(node.name.as_str(), move || {
-                node_loop::<M>(id, m.clone(), sh.clone())
+                turmoil_node::<M>(id, m.clone(), sh.clone())
             });
         }
     }
@@ -540,12 +617,12 @@ pub fn run<M: Machine>(
         }
         {
             let s = sh.borrow();
-            if s.stop || s.monitor.finished() {
+            if !cfg.full_duration && (s.stop || s.monitor.finished()) {
                 break;
             }
         }
         if now >= end_ms {
-            deadlock_at = Some(now);
+            deadlock_at = (!sh.borrow().monitor.finished()).then_some(now);
             break;
         }
         sim.step()
@@ -582,5 +659,74 @@ pub fn run<M: Machine>(
         plan,
         violations: std::mem::take(&mut s.violations),
         metrics: std::mem::take(&mut s.metrics),
+    })
+}
+
+struct LoopbackLink {
+    sock: tokio::net::UdpSocket,
+    addrs: Vec<std::net::SocketAddr>,
+}
+
+impl Link for LoopbackLink {
+    async fn send(&self, to: NodeId, bytes: &[u8]) -> std::io::Result<()> {
+        self.sock.send_to(bytes, self.addrs[to]).await.map(|_| ())
+    }
+    async fn recv(&self, buf: &mut [u8]) -> std::io::Result<(usize, Option<NodeId>)> {
+        let (n, from) = self.sock.recv_from(buf).await?;
+        Ok((n, self.addrs.iter().position(|a| *a == from)))
+    }
+}
+
+/// The comparison a Jepsen-style harness would make: the same machines and node loops over real
+/// UDP sockets on 127.0.0.1 with real timers, for `cfg`'s full duration of wall-clock time. Not
+/// deterministic, and not meant to be: it measures what simulation saves.
+pub fn run_realtime<M: Machine>(m: Arc<M>, cfg: &RunCfg, plan: &Plan) -> Result<Metrics, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        let nodes = m.nodes().to_vec();
+        let mut socks = Vec::new();
+        for _ in &nodes {
+            socks.push(
+                tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let addrs: Vec<std::net::SocketAddr> = socks
+            .iter()
+            .map(|s| s.local_addr())
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let sh: Sh<M> = Rc::new(RefCell::new(Shared::new(
+            &nodes,
+            cfg,
+            plan,
+            Some(std::time::Instant::now()),
+        )));
+        let tasks: Vec<_> = socks
+            .into_iter()
+            .enumerate()
+            .map(|(id, sock)| {
+                let link = LoopbackLink {
+                    sock,
+                    addrs: addrs.clone(),
+                };
+                tokio::task::spawn_local(node_loop(id, m.clone(), sh.clone(), link))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(cfg.fault_window_ms + cfg.settle_ms)).await;
+        sh.borrow_mut().stop = true;
+        for t in tasks {
+            t.await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        }
+        let mut s = sh.borrow_mut();
+        s.metrics.simulated_ms = cfg.fault_window_ms + cfg.settle_ms;
+        Ok(std::mem::take(&mut s.metrics))
     })
 }

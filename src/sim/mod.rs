@@ -99,6 +99,8 @@ pub struct Options {
     pub jobs: usize,
     pub shrink: bool,
     pub progress: bool,
+    /// Simulate every run to its end even when all clients are done (benchmarks).
+    pub full_duration: bool,
 }
 
 fn wilson(k: u64, n: u64) -> (f64, f64, f64) {
@@ -144,16 +146,18 @@ struct SimVisit<'a> {
     fixed_plan: Option<Plan>,
 }
 
-fn run_cfg(sim: &LoadedSim, props: Vec<PropertyName>) -> RunCfg {
+pub fn run_cfg(sim: &LoadedSim, props: Vec<PropertyName>) -> RunCfg {
     let s = &sim.spec;
     RunCfg {
         tick_ms: s.time.tick_ms,
+        step_ms: s.time.step_ms,
         fault_window_ms: s.time.fault_window_ms,
         settle_ms: s.time.settle_ms,
         latency_ms: (s.network.latency_ms.0, s.network.latency_ms.1),
         loss: s.network.loss,
         stock: s.setup.stock,
         properties: props,
+        full_duration: false,
     }
 }
 
@@ -166,7 +170,10 @@ impl Visit for SimVisit<'_> {
                 .filter(|p| *p != PropertyName::Available)
                 .collect();
         let machine = Arc::new(system);
-        let cfg = run_cfg(self.sim, props.clone());
+        let cfg = RunCfg {
+            full_duration: self.opts.full_duration,
+            ..run_cfg(self.sim, props.clone())
+        };
         let started = Instant::now();
         let seeds = self.seeds.list();
         let runs = sweep(
@@ -400,5 +407,6 @@ pub fn default_options() -> Options {
         jobs: 1,
         shrink: true,
         progress: std::io::stderr().is_terminal(),
+        full_duration: false,
     }
 }

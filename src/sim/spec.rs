@@ -16,6 +16,9 @@ pub struct SimTime {
     /// Simulated milliseconds per protocol tick (the unit of TTLs and retry intervals).
     #[serde(default = "ten")]
     pub tick_ms: u64,
+    /// turmoil's step (ms): simulated time advances in these; finer costs proportionally more.
+    #[serde(default = "one_ms")]
+    pub step_ms: u64,
     pub ttl_ticks: i64,
     /// Faults happen before this instant (ms); then the world heals.
     pub fault_window_ms: u64,
@@ -29,6 +32,9 @@ pub struct SimTime {
 
 fn ten() -> u64 {
     10
+}
+fn one_ms() -> u64 {
+    1
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -227,6 +233,12 @@ fn validate(l: &LoadedSim) -> Result<(), SpecError> {
         return err(
             "time.tick_ms",
             format!("must be 1..=1000, got {}", t.tick_ms),
+        );
+    }
+    if t.step_ms == 0 || t.step_ms > t.tick_ms {
+        return err(
+            "time.step_ms",
+            format!("must be 1..=tick_ms ({}), got {}", t.tick_ms, t.step_ms),
         );
     }
     if t.ttl_ticks < 1 {
