@@ -15,6 +15,7 @@ fn opts(jobs: usize) -> Options {
         jobs,
         shrink: false,
         progress: false,
+        full_duration: false,
     }
 }
 
