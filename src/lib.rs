@@ -15,3 +15,4 @@ pub mod sim;
 pub mod spec;
 pub mod system;
 pub mod trace;
+pub mod report;

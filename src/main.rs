@@ -90,6 +90,18 @@ enum Cmd {
         #[arg(long)]
         no_shrink: bool,
     },
+    /// Everything in models/ and sims/, re-derived, to reports/ (with the comparison of approaches).
+    Report {
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        #[arg(long, default_value = "sims")]
+        sims: PathBuf,
+        /// Parallel simulation runs.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+    },
     /// Re-derive a stored trace; exit 0 only if it comes out identical.
     Replay { trace: PathBuf },
     /// Serve stateright's Explorer on the model of a spec.
@@ -236,6 +248,11 @@ fn run(cli: Cli) -> Result<i32> {
                         });
             }
             Ok(if all_ok { EXIT_OK } else { EXIT_MISMATCH })
+        }
+        Cmd::Report { out, models, sims, jobs } => {
+            let ok = lockcheck::report::run(&models, &sims, &out, jobs.max(1))?;
+            println!("wrote {}", out.join("README.md").display());
+            Ok(if ok { EXIT_OK } else { EXIT_MISMATCH })
         }
         Cmd::Replay { trace } => {
             let (same, msg) = cli::replay(&trace)?;

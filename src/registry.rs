@@ -96,3 +96,21 @@ pub fn build<V: Visit>(spec: &Loaded, v: V) -> Result<V::Out, SpecError> {
         }
     })
 }
+
+/// The spec's knobs that differ from the family's defaults, as `protocol (knob=value, ...)`: one
+/// name for one configuration however a spec spells it.
+pub fn approach(spec: &Loaded) -> Result<String, SpecError> {
+    fn diff<O: serde::de::DeserializeOwned + serde::Serialize + Default>(spec: &Loaded) -> Result<Vec<String>, SpecError> {
+        let o: O = options(spec)?;
+        let as_table = |x: &O| toml::Table::try_from(x).unwrap_or_default();
+        let (set, default) = (as_table(&o), as_table(&O::default()));
+        Ok(set.iter().filter(|(k, v)| default.get(*k) != Some(*v)).map(|(k, v)| format!("{k}={v}")).collect())
+    }
+    let knobs = match spec.spec.protocol.as_str() {
+        "redis" => diff::<redis::Options>(spec)?,
+        "fenced_lease" => diff::<fenced_lease::Options>(spec)?,
+        "db" => diff::<db::Options>(spec)?,
+        _ => Vec::new(),
+    };
+    Ok(if knobs.is_empty() { spec.spec.protocol.clone() } else { format!("{} ({})", spec.spec.protocol, knobs.join(", ")) })
+}
