@@ -33,37 +33,23 @@ pub fn run(exe: &Path, dirs: &[PathBuf]) -> Result<Vec<Row>, SpecError> {
         let out = Command::new(exe)
             .args(&args)
             .output()
-            .map_err(|e| SpecError::File {
-                file: file.clone(),
-                message: format!("cannot run the checker: {e}"),
-            })?;
+            .map_err(|e| SpecError::File { file: file.clone(), message: format!("cannot run the checker: {e}") })?;
         let line = String::from_utf8_lossy(&out.stdout);
-        let v: serde_json::Value =
-            serde_json::from_str(line.trim()).map_err(|e| SpecError::File {
-                file: file.clone(),
-                message: format!("checker output unreadable: {e}"),
-            })?;
+        let v: serde_json::Value = serde_json::from_str(line.trim())
+            .map_err(|e| SpecError::File { file: file.clone(), message: format!("checker output unreadable: {e}") })?;
         let verdicts = v["results"]
             .as_array()
             .map(|rs| {
                 rs.iter()
                     .map(|r| {
-                        format!(
-                            "{}={}",
-                            r["property"].as_str().unwrap_or("?"),
-                            r["verdict"].as_str().unwrap_or("?")
-                        )
+                        format!("{}={}", r["property"].as_str().unwrap_or("?"), r["verdict"].as_str().unwrap_or("?"))
                     })
                     .collect::<Vec<_>>()
                     .join(" ")
             })
             .unwrap_or_default();
         rows.push(Row {
-            spec: f
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("?")
-                .to_string(),
+            spec: f.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string(),
             symmetry,
             verdicts,
             unique: v["unique"].as_u64().unwrap_or(0),
@@ -82,15 +68,8 @@ pub fn print(rows: &[Row], w: &mut impl std::io::Write) -> std::io::Result<()> {
         "spec", "sym", "unique", "states/s", "seconds", "peak MB"
     )?;
     for r in rows {
-        let rate = if r.seconds > 0.0 {
-            format!("{:.0}", r.unique as f64 / r.seconds)
-        } else {
-            "-".into()
-        };
-        let mem = r
-            .peak_mb
-            .map(|m| format!("{m:.1}"))
-            .unwrap_or_else(|| "-".into());
+        let rate = if r.seconds > 0.0 { format!("{:.0}", r.unique as f64 / r.seconds) } else { "-".into() };
+        let mem = r.peak_mb.map(|m| format!("{m:.1}")).unwrap_or_else(|| "-".into());
         let mark = if r.ok { "" } else { "  <-- MISMATCH" };
         let sym = if r.symmetry { "yes" } else { "no" };
         writeln!(
@@ -108,36 +87,14 @@ pub fn sim(path: &Path, seeds: u64, w: &mut impl std::io::Write) -> anyhow::Resu
     use crate::sim::{Options, Seeds, simulate};
     let mut sim = crate::sim::spec::load_sim(path)?;
     let per_run_ms = sim.spec.time.fault_window_ms + sim.spec.time.settle_ms;
-    writeln!(
-        w,
-        "\nsimulator: {} ({seeds} seeds of {per_run_ms} simulated ms)",
-        path.display()
-    )?;
-    writeln!(
-        w,
-        "{:<28} {:>10} {:>12} {:>16}",
-        "run", "seconds", "seeds/s", "sim time / wall"
-    )?;
+    writeln!(w, "\nsimulator: {} ({seeds} seeds of {per_run_ms} simulated ms)", path.display())?;
+    writeln!(w, "{:<28} {:>10} {:>12} {:>16}", "run", "seconds", "seeds/s", "sim time / wall")?;
     let steps = [1, sim.spec.time.step_ms.max(2)];
     for (step, jobs) in steps.iter().flat_map(|s| [(*s, 1), (*s, 2)]) {
         sim.spec.time.step_ms = step;
-        let opts = Options {
-            jobs,
-            shrink: false,
-            progress: false,
-            full_duration: true,
-        };
+        let opts = Options { jobs, shrink: false, progress: false, full_duration: true };
         let started = std::time::Instant::now();
-        let (o, _) = simulate(
-            &sim,
-            &Seeds {
-                from: 0,
-                to: seeds,
-                shard: None,
-            },
-            &opts,
-            None,
-        )?;
+        let (o, _) = simulate(&sim, &Seeds { from: 0, to: seeds, shard: None }, &opts, None)?;
         let secs = started.elapsed().as_secs_f64();
         let ratio = (o.runs * per_run_ms) as f64 / 1000.0 / secs;
         writeln!(
@@ -168,15 +125,11 @@ struct RealTime<'a>(&'a crate::sim::spec::LoadedSim);
 
 impl crate::registry::Visit for RealTime<'_> {
     type Out = anyhow::Result<crate::sim::driver::Metrics>;
-    fn visit<P: crate::protocol::Protocol>(
-        self,
-        system: crate::system::LockSystem<P>,
-    ) -> Self::Out {
+    fn visit<P: crate::protocol::Protocol>(self, system: crate::system::LockSystem<P>) -> Self::Out {
         use crate::protocol::Machine;
         let props = crate::check::properties(&self.0.as_model(), system.proto.issues_tokens())?;
         let cfg = crate::sim::run_cfg(self.0, props);
         let plan = crate::sim::plan::draw_plan(self.0, system.nodes(), 0);
-        crate::sim::driver::run_realtime(std::sync::Arc::new(system), &cfg, &plan)
-            .map_err(anyhow::Error::msg)
+        crate::sim::driver::run_realtime(std::sync::Arc::new(system), &cfg, &plan).map_err(anyhow::Error::msg)
     }
 }

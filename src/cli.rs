@@ -42,10 +42,7 @@ pub fn spec_files(args: &[PathBuf]) -> Result<Vec<PathBuf>, SpecError> {
 
 /// Loads and validates every spec before anything runs, so bad input writes nothing.
 pub fn load_all(args: &[PathBuf]) -> Result<Vec<Loaded>, SpecError> {
-    let specs: Vec<Loaded> = spec_files(args)?
-        .iter()
-        .map(|p| load_model(p))
-        .collect::<Result<_, _>>()?;
+    let specs: Vec<Loaded> = spec_files(args)?.iter().map(|p| load_model(p)).collect::<Result<_, _>>()?;
     for s in &specs {
         crate::registry::build(s, ValidateOnly(s))??;
     }
@@ -56,10 +53,7 @@ pub fn load_all(args: &[PathBuf]) -> Result<Vec<Loaded>, SpecError> {
 struct ValidateOnly<'a>(&'a Loaded);
 impl crate::registry::Visit for ValidateOnly<'_> {
     type Out = Result<(), SpecError>;
-    fn visit<P: crate::protocol::Protocol>(
-        self,
-        system: crate::system::LockSystem<P>,
-    ) -> Self::Out {
+    fn visit<P: crate::protocol::Protocol>(self, system: crate::system::LockSystem<P>) -> Self::Out {
         crate::check::properties(self.0, system.proto.issues_tokens()).map(|_| ())
     }
 }
@@ -107,15 +101,8 @@ pub fn print_human(o: &Outcome, w: &mut impl Write) -> std::io::Result<()> {
         "property", "expected", "verdict", "states", "unique", "depth", "seconds"
     )?;
     for r in &o.results {
-        let expected = r
-            .expected
-            .map(|e| e.to_string())
-            .unwrap_or_else(|| "-".into());
-        let depth = r
-            .trace
-            .as_ref()
-            .map(|t| t.steps.len() as u32)
-            .unwrap_or(o.max_depth);
+        let expected = r.expected.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
+        let depth = r.trace.as_ref().map(|t| t.steps.len() as u32).unwrap_or(o.max_depth);
         let mark = if r.ok() { "" } else { "  <-- MISMATCH" };
         writeln!(
             w,
@@ -130,20 +117,11 @@ pub fn print_human(o: &Outcome, w: &mut impl Write) -> std::io::Result<()> {
         )?;
     }
     if !o.complete {
-        writeln!(
-            w,
-            "   search stopped at the state limit: no property can be claimed to hold"
-        )?;
+        writeln!(w, "   search stopped at the state limit: no property can be claimed to hold")?;
     }
     for r in &o.results {
         if let Some(t) = &r.trace {
-            writeln!(
-                w,
-                "-- {} violated in {} steps: {}",
-                r.property.name(),
-                t.steps.len(),
-                r.property.sentence().0
-            )?;
+            writeln!(w, "-- {} violated in {} steps: {}", r.property.name(), t.steps.len(), r.property.sentence().0)?;
             write!(w, "{}", indent(&t.to_text()))?;
             writeln!(w, "   reproduce: {}", t.reproduce)?;
         }
@@ -161,11 +139,9 @@ pub fn json_line(o: &Outcome, out: Option<&Path>) -> String {
         .iter()
         .map(|r| {
             let trace = match (&r.trace, out) {
-                (Some(_), Some(dir)) => serde_json::Value::String(
-                    trace_path(dir, &o.name, r.property.name())
-                        .display()
-                        .to_string(),
-                ),
+                (Some(_), Some(dir)) => {
+                    serde_json::Value::String(trace_path(dir, &o.name, r.property.name()).display().to_string())
+                }
                 _ => serde_json::Value::Null,
             };
             serde_json::json!({
@@ -196,25 +172,16 @@ pub fn json_line(o: &Outcome, out: Option<&Path>) -> String {
 /// Parses a stored trace, naming the file and field on error.
 pub fn read_trace(path: &Path) -> Result<Trace, SpecError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| SpecError::File {
-        file: file.clone(),
-        message: format!("cannot read: {e}"),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SpecError::File { file: file.clone(), message: format!("cannot read: {e}") })?;
     let mut de = serde_json::Deserializer::from_str(&text);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = e.path().to_string();
         let message = e.inner().to_string();
         if field == "." {
-            SpecError::File {
-                file,
-                message: format!("not a lockcheck trace: {message}"),
-            }
+            SpecError::File { file, message: format!("not a lockcheck trace: {message}") }
         } else {
-            SpecError::Field {
-                file,
-                field,
-                message,
-            }
+            SpecError::Field { file, field, message }
         }
     })
 }
@@ -239,13 +206,7 @@ pub fn list(models: &Path, w: &mut impl Write) -> anyhow::Result<()> {
                         .into_iter()
                         .filter_map(|p| l.spec.expect.get(p).map(|v| format!("{}={v}", p.name())))
                         .collect();
-                    writeln!(
-                        w,
-                        "  {:<34} {:<13} {}",
-                        l.name,
-                        l.spec.protocol,
-                        claims.join(" ")
-                    )?;
+                    writeln!(w, "  {:<34} {:<13} {}", l.name, l.spec.protocol, claims.join(" "))?;
                 }
                 Err(e) => writeln!(w, "  {e}")?,
             }
@@ -262,60 +223,21 @@ pub fn replay(path: &Path) -> Result<(bool, String), SpecError> {
         "check" => {}
         "sim" => return replay_sim(path, &stored),
         other => {
-            return Err(SpecError::field(
-                path,
-                "engine",
-                format!("unknown engine `{other}` (check or sim)"),
-            ));
+            return Err(SpecError::field(path, "engine", format!("unknown engine `{other}` (check or sim)")));
         }
     }
     let specs = load_all(&[PathBuf::from(&stored.spec)])?;
     let outcome = crate::check::check(&specs[0], &crate::check::search::Limits::default())?;
-    let Some(result) = outcome
-        .results
-        .iter()
-        .find(|r| r.property.name() == stored.property)
-    else {
+    let Some(result) = outcome.results.iter().find(|r| r.property.name() == stored.property) else {
         return Err(SpecError::field(
             path,
             "property",
             format!("`{}` is not judged for {}", stored.property, stored.spec),
         ));
     };
-    Ok(match &result.trace {
-        Some(t) if t.to_json() == stored.to_json() => (
-            true,
-            format!(
-                "identical: {} steps re-derived for {}",
-                t.steps.len(),
-                stored.property
-            ),
-        ),
-        Some(t) => {
-            let at = t
-                .steps
-                .iter()
-                .zip(&stored.steps)
-                .position(|(a, b)| a != b)
-                .unwrap_or(t.steps.len().min(stored.steps.len()));
-            (
-                false,
-                format!(
-                    "differs from step {}: re-derived {} steps, stored {}",
-                    at + 1,
-                    t.steps.len(),
-                    stored.steps.len()
-                ),
-            )
-        }
-        None => (
-            false,
-            format!(
-                "{} now holds: the stored counterexample no longer exists",
-                stored.property
-            ),
-        ),
-    })
+    Ok(compare(result.trace.as_ref(), &stored, || {
+        format!("{} now holds: the stored counterexample no longer exists", stored.property)
+    }))
 }
 
 struct Explore<'a> {
@@ -325,21 +247,14 @@ struct Explore<'a> {
 
 impl crate::registry::Visit for Explore<'_> {
     type Out = anyhow::Result<()>;
-    fn visit<P: crate::protocol::Protocol>(
-        self,
-        system: crate::system::LockSystem<P>,
-    ) -> Self::Out {
+    fn visit<P: crate::protocol::Protocol>(self, system: crate::system::LockSystem<P>) -> Self::Out {
         use stateright::Model;
         let props = crate::check::properties(self.spec, system.proto.issues_tokens())?;
         let world = crate::check::world::World::new(system, self.spec, props);
         // stateright's server panics on a bad address; find out first.
         std::net::TcpListener::bind(self.addr)
             .map_err(|e| anyhow::anyhow!("--addr {}: cannot listen: {e}", self.addr))?;
-        eprintln!(
-            "Explorer for {} at http://{}/ (Ctrl-C to stop)",
-            self.spec.path.display(),
-            self.addr
-        );
+        eprintln!("Explorer for {} at http://{}/ (Ctrl-C to stop)", self.spec.path.display(), self.addr);
         world.checker().serve(self.addr);
         Ok(())
     }
@@ -352,27 +267,17 @@ pub fn explore(spec: &Loaded, addr: &str) -> anyhow::Result<()> {
 /// The process's peak resident memory (Linux `VmHWM`), if the platform tells.
 pub fn peak_memory_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
+    let kb: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     Some((kb / 1024.0 * 10.0).round() / 10.0)
 }
 
 /// `--seeds A..B` or `--shard K/N`, checked.
 pub fn parse_seeds(s: &str) -> Result<(u64, u64), String> {
-    let (a, b) = s
-        .split_once("..")
-        .ok_or_else(|| format!("--seeds {s}: expected A..B"))?;
+    let (a, b) = s.split_once("..").ok_or_else(|| format!("--seeds {s}: expected A..B"))?;
     let (a, b): (u64, u64) = (
-        a.parse()
-            .map_err(|_| format!("--seeds {s}: `{a}` is not a number"))?,
-        b.parse()
-            .map_err(|_| format!("--seeds {s}: `{b}` is not a number"))?,
+        a.parse().map_err(|_| format!("--seeds {s}: `{a}` is not a number"))?,
+        b.parse().map_err(|_| format!("--seeds {s}: `{b}` is not a number"))?,
     );
     if a >= b {
         return Err(format!("--seeds {s}: the range is empty"));
@@ -381,14 +286,10 @@ pub fn parse_seeds(s: &str) -> Result<(u64, u64), String> {
 }
 
 pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
-    let (k, n) = s
-        .split_once('/')
-        .ok_or_else(|| format!("--shard {s}: expected K/N"))?;
+    let (k, n) = s.split_once('/').ok_or_else(|| format!("--shard {s}: expected K/N"))?;
     let (k, n): (u64, u64) = (
-        k.parse()
-            .map_err(|_| format!("--shard {s}: `{k}` is not a number"))?,
-        n.parse()
-            .map_err(|_| format!("--shard {s}: `{n}` is not a number"))?,
+        k.parse().map_err(|_| format!("--shard {s}: `{k}` is not a number"))?,
+        n.parse().map_err(|_| format!("--shard {s}: `{n}` is not a number"))?,
     );
     if n == 0 || k >= n {
         return Err(format!("--shard {s}: need 0 <= K < N"));
@@ -397,10 +298,7 @@ pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
 }
 
 pub fn load_all_sims(args: &[PathBuf]) -> Result<Vec<crate::sim::spec::LoadedSim>, SpecError> {
-    let sims: Vec<_> = spec_files(args)?
-        .iter()
-        .map(|p| crate::sim::spec::load_sim(p))
-        .collect::<Result<_, _>>()?;
+    let sims: Vec<_> = spec_files(args)?.iter().map(|p| crate::sim::spec::load_sim(p)).collect::<Result<_, _>>()?;
     for s in &sims {
         crate::registry::build(&s.as_model(), ValidateOnly(&s.as_model()))??;
     }
@@ -408,18 +306,14 @@ pub fn load_all_sims(args: &[PathBuf]) -> Result<Vec<crate::sim::spec::LoadedSim
 }
 
 pub fn sim_trace_path(out: &Path, name: &str, property: &str, seed: u64, shrunk: bool) -> PathBuf {
-    out.join(name).join(format!(
-        "{property}.seed{seed}{}.json",
-        if shrunk { ".shrunk" } else { "" }
-    ))
+    out.join(name).join(format!("{property}.seed{seed}{}.json", if shrunk { ".shrunk" } else { "" }))
 }
 
 pub fn write_sim_traces(o: &crate::sim::SimOutcome, out: &Path) -> std::io::Result<()> {
     for r in &o.results {
         for (t, shrunk) in [(&r.trace, false), (&r.shrunk, true)] {
             if let Some(t) = t {
-                let json =
-                    sim_trace_path(out, &o.name, r.property.name(), t.seed.unwrap_or(0), shrunk);
+                let json = sim_trace_path(out, &o.name, r.property.name(), t.seed.unwrap_or(0), shrunk);
                 write_atomic(&json, &t.to_json())?;
                 write_atomic(&json.with_extension("md"), &t.to_markdown(&o.participants))?;
             }
@@ -433,11 +327,7 @@ fn plan_lines(t: &Trace) -> Vec<String> {
         .as_ref()
         .and_then(|p| p.get("described"))
         .and_then(|d| d.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
         .unwrap_or_default()
 }
 
@@ -448,22 +338,10 @@ pub fn print_sim_human(
     plan: Option<Vec<String>>,
     w: &mut impl Write,
 ) -> std::io::Result<()> {
-    writeln!(
-        w,
-        "== {} (seeds {seeds}: {} runs, {:.2} s)",
-        o.spec, o.runs, o.seconds
-    )?;
+    writeln!(w, "== {} (seeds {seeds}: {} runs, {:.2} s)", o.spec, o.runs, o.seconds)?;
     writeln!(w, "   {}", o.description)?;
     if let Some(plan) = plan {
-        writeln!(
-            w,
-            "   fault plan: {}",
-            if plan.is_empty() {
-                "no faults".to_string()
-            } else {
-                plan.join("; ")
-            }
-        )?;
+        writeln!(w, "   fault plan: {}", if plan.is_empty() { "no faults".to_string() } else { plan.join("; ") })?;
     }
     writeln!(
         w,
@@ -471,15 +349,9 @@ pub fn print_sim_human(
         "property", "expected", "verdict", "violations", "rate [95% interval]", "first seed"
     )?;
     for r in &o.results {
-        let expected = r
-            .expected
-            .map(|e| e.to_string())
-            .unwrap_or_else(|| "-".into());
+        let expected = r.expected.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
         let rate = format!("{:.3} [{:.3}, {:.3}]", r.rate, r.rate_low, r.rate_high);
-        let first = r
-            .first_seed
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "-".into());
+        let first = r.first_seed.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
         let mark = if r.ok() { "" } else { "  <-- MISMATCH" };
         writeln!(
             w,
@@ -518,16 +390,9 @@ pub fn print_sim_human(
         }
         let shown = 40;
         if t.steps.len() > shown {
-            writeln!(
-                w,
-                "   ... {} earlier steps (all of them in the trace file)",
-                t.steps.len() - shown
-            )?;
+            writeln!(w, "   ... {} earlier steps (all of them in the trace file)", t.steps.len() - shown)?;
         }
-        let tail = Trace {
-            steps: t.steps[t.steps.len().saturating_sub(shown)..].to_vec(),
-            ..t.clone()
-        };
+        let tail = Trace { steps: t.steps[t.steps.len().saturating_sub(shown)..].to_vec(), ..t.clone() };
         write!(w, "{}", indent(&tail.to_text()))?;
         if let Some(s) = &r.shrunk {
             let plan = plan_lines(s);
@@ -546,9 +411,7 @@ pub fn print_sim_human(
 pub fn sim_json_line(o: &crate::sim::SimOutcome, out: Option<&Path>) -> String {
     let path = |t: &Option<Trace>, r: &crate::sim::PropSummary, shrunk: bool| match (t, out) {
         (Some(t), Some(dir)) => serde_json::Value::String(
-            sim_trace_path(dir, &o.name, r.property.name(), t.seed.unwrap_or(0), shrunk)
-                .display()
-                .to_string(),
+            sim_trace_path(dir, &o.name, r.property.name(), t.seed.unwrap_or(0), shrunk).display().to_string(),
         ),
         _ => serde_json::Value::Null,
     };
@@ -576,69 +439,116 @@ pub fn sim_json_line(o: &crate::sim::SimOutcome, out: Option<&Path>) -> String {
 
 /// Replays a simulator trace: the stored seed under the stored plan must give the same steps.
 pub fn replay_sim(path: &Path, stored: &Trace) -> Result<(bool, String), SpecError> {
-    let seed = stored
-        .seed
-        .ok_or_else(|| SpecError::field(path, "seed", "a simulator trace needs its seed"))?;
+    let seed = stored.seed.ok_or_else(|| SpecError::field(path, "seed", "a simulator trace needs its seed"))?;
     let plan: crate::sim::plan::Plan = stored
         .plan
         .as_ref()
         .and_then(|p| p.get("plan"))
         .ok_or_else(|| SpecError::field(path, "plan", "a simulator trace needs its plan"))
-        .and_then(|p| {
-            serde_json::from_value(p.clone())
-                .map_err(|e| SpecError::field(path, "plan", e.to_string()))
-        })?;
+        .and_then(|p| serde_json::from_value(p.clone()).map_err(|e| SpecError::field(path, "plan", e.to_string())))?;
     let sims = load_all_sims(&[PathBuf::from(&stored.spec)])?;
-    let seeds = crate::sim::Seeds {
-        from: seed,
-        to: seed + 1,
-        shard: None,
-    };
-    let opts = crate::sim::Options {
-        jobs: 1,
-        shrink: false,
-        progress: false,
-        full_duration: false,
-    };
+    let seeds = crate::sim::Seeds { from: seed, to: seed + 1, shard: None };
+    let opts = crate::sim::Options { jobs: 1, shrink: false, progress: false, full_duration: false };
     let (o, runs) = crate::sim::simulate(&sims[0], &seeds, &opts, Some(plan.clone()))?;
-    let v = runs.first().and_then(|r| {
-        r.violations
-            .iter()
-            .find(|v| v.property.name() == stored.property)
-    });
-    Ok(match v {
-        Some(v) => {
-            let t = crate::sim::trace_of(&sims[0], seed, &plan, v, &o.participants);
-            if t.to_json() == stored.to_json() {
-                (
-                    true,
-                    format!(
-                        "identical: {} steps re-derived for {} at seed {seed}",
-                        t.steps.len(),
-                        stored.property
-                    ),
-                )
-            } else {
-                let at = t
-                    .steps
-                    .iter()
-                    .zip(&stored.steps)
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(t.steps.len().min(stored.steps.len()));
-                (
-                    false,
-                    format!(
-                        "differs from step {}: re-derived {} steps, stored {}",
-                        at + 1,
-                        t.steps.len(),
-                        stored.steps.len()
-                    ),
-                )
-            }
+    let v = runs.first().and_then(|r| r.violations.iter().find(|v| v.property.name() == stored.property));
+    let derived = v.map(|v| crate::sim::trace_of(&sims[0], seed, &plan, v, &o.participants));
+    Ok(compare(derived.as_ref(), stored, || format!("seed {seed} no longer violates {}", stored.property)))
+}
+
+/// Whether a re-derived trace is the stored one, byte for byte, and a line saying so.
+fn compare(derived: Option<&Trace>, stored: &Trace, missing: impl FnOnce() -> String) -> (bool, String) {
+    match derived {
+        Some(t) if t.to_json() == stored.to_json() => {
+            (true, format!("identical: {} steps re-derived for {}", t.steps.len(), stored.property))
         }
-        None => (
-            false,
-            format!("seed {seed} no longer violates {}", stored.property),
-        ),
-    })
+        Some(t) => {
+            let at = t
+                .steps
+                .iter()
+                .zip(&stored.steps)
+                .position(|(a, b)| a != b)
+                .unwrap_or(t.steps.len().min(stored.steps.len()));
+            (
+                false,
+                format!(
+                    "differs from step {}: re-derived {} steps, stored {}",
+                    at + 1,
+                    t.steps.len(),
+                    stored.steps.len()
+                ),
+            )
+        }
+        None => (false, missing()),
+    }
+}
+
+/// `lockcheck check`: checks every spec (`threads` at a time), prints and writes in spec order.
+pub fn check_all(
+    specs: &[Loaded],
+    limits: &crate::check::search::Limits,
+    threads: usize,
+    out: Option<&Path>,
+    json: bool,
+    w: &mut impl Write,
+) -> anyhow::Result<bool> {
+    let limits = crate::check::search::Limits { progress: limits.progress && threads == 1, ..*limits };
+    let mut all_ok = true;
+    for chunk in specs.chunks(threads.max(1)) {
+        let outcomes: Vec<Result<crate::check::Outcome, SpecError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk.iter().map(|s| scope.spawn(|| crate::check::check(s, &limits))).collect();
+            handles.into_iter().map(|h| h.join().expect("a checker thread panicked")).collect()
+        });
+        for outcome in outcomes {
+            let outcome = outcome?;
+            if let Some(dir) = out {
+                write_traces(&outcome, dir)?;
+            }
+            if json {
+                writeln!(w, "{}", json_line(&outcome, out))?;
+            } else {
+                print_human(&outcome, w)?;
+            }
+            all_ok &= outcome.ok();
+        }
+    }
+    Ok(all_ok)
+}
+
+/// `lockcheck sim`: runs every scenario over `range` (default: its own `seeds`), prints and writes.
+/// A single seed cannot show that a claim `holds`; it is judged only on what it did show.
+pub fn sim_all(
+    sims: &[crate::sim::spec::LoadedSim],
+    range: Option<(u64, u64)>,
+    shard: Option<(u64, u64)>,
+    opts: &crate::sim::Options,
+    out: Option<&Path>,
+    json: bool,
+    w: &mut impl Write,
+) -> anyhow::Result<bool> {
+    let mut all_ok = true;
+    for sim in sims {
+        let (from, to) = range.unwrap_or((0, sim.spec.seeds));
+        let seeds = crate::sim::Seeds { from, to, shard };
+        let (outcome, runs) = crate::sim::simulate(sim, &seeds, opts, None)?;
+        if let Some(dir) = out {
+            write_sim_traces(&outcome, dir)?;
+        }
+        if json {
+            writeln!(w, "{}", sim_json_line(&outcome, out))?;
+        } else {
+            let label = match shard {
+                Some((k, n)) => format!("{from}..{to} shard {k}/{n}"),
+                None => format!("{from}..{to}"),
+            };
+            let plan = (runs.len() == 1).then(|| runs[0].plan.describe(&outcome.participants));
+            print_sim_human(&outcome, &label, plan, w)?;
+        }
+        let partial = runs.len() < sim.spec.seeds as usize;
+        all_ok &= outcome.ok()
+            || partial
+                && outcome.results.iter().all(|r| {
+                    r.expected != Some(crate::spec::Verdict::Holds) || r.verdict == crate::spec::Verdict::Holds
+                });
+    }
+    Ok(all_ok)
 }

@@ -1,6 +1,5 @@
 //! The `lockcheck` command: parse, dispatch, print, exit code. No logic lives here.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,11 +10,7 @@ use lockcheck::cli::{self, EXIT_BAD_INPUT, EXIT_MISMATCH, EXIT_OK};
 use lockcheck::spec::SpecError;
 
 #[derive(Parser)]
-#[command(
-    name = "lockcheck",
-    version,
-    about = "Is this distributed lock safe? Model-check it and see."
-)]
+#[command(name = "lockcheck", version, about = "Is this distributed lock safe? Model-check it and see.")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -131,123 +126,38 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
-        Cmd::List { models } => lockcheck::cli::list(&models, &mut std::io::stdout())
-            .map(|_| EXIT_OK)
-            .map_err(Into::into),
-        Cmd::Check {
-            specs,
-            out,
-            threads,
-            json,
-            max_states,
-            claimed_only,
-            strategy,
-            symmetry,
-        } => {
+        Cmd::List { models } => {
+            lockcheck::cli::list(&models, &mut std::io::stdout()).map(|_| EXIT_OK).map_err(Into::into)
+        }
+        Cmd::Check { specs, out, threads, json, max_states, claimed_only, strategy, symmetry } => {
             if threads == 0 {
                 anyhow::bail!("--threads must be at least 1");
             }
             let loaded = cli::load_all(&specs)?;
-            let limits = Limits {
-                max_states,
-                claimed_only,
-                strategy,
-                symmetry,
-                ..Limits::default()
-            };
-            let mut all_ok = true;
-            let stdout = std::io::stdout();
-            for spec in &loaded {
-                let outcome = lockcheck::check::check(spec, &limits)?;
-                if let Some(dir) = &out {
-                    cli::write_traces(&outcome, dir)?;
-                }
-                let mut w = stdout.lock();
-                if json {
-                    writeln!(w, "{}", cli::json_line(&outcome, out.as_deref()))?;
-                } else {
-                    cli::print_human(&outcome, &mut w)?;
-                }
-                all_ok &= outcome.ok();
-            }
-            Ok(if all_ok { EXIT_OK } else { EXIT_MISMATCH })
+            let limits = Limits { max_states, claimed_only, strategy, symmetry, ..Limits::default() };
+            let ok = cli::check_all(&loaded, &limits, threads, out.as_deref(), json, &mut std::io::stdout())?;
+            Ok(if ok { EXIT_OK } else { EXIT_MISMATCH })
         }
-        Cmd::Bench {
-            specs,
-            sim,
-            sim_seeds,
-        } => {
+        Cmd::Bench { specs, sim, sim_seeds } => {
             let rows = lockcheck::bench::run(&std::env::current_exe()?, &specs)?;
             lockcheck::bench::print(&rows, &mut std::io::stdout())?;
             lockcheck::bench::sim(&sim, sim_seeds, &mut std::io::stdout())?;
-            Ok(if rows.iter().all(|r| r.ok) {
-                EXIT_OK
-            } else {
-                EXIT_MISMATCH
-            })
+            Ok(if rows.iter().all(|r| r.ok) { EXIT_OK } else { EXIT_MISMATCH })
         }
-        Cmd::Sim {
-            specs,
-            seed,
-            seeds,
-            jobs,
-            shard,
-            out,
-            json,
-            no_shrink,
-        } => {
+        Cmd::Sim { specs, seed, seeds, jobs, shard, out, json, no_shrink } => {
             if jobs == 0 {
                 anyhow::bail!("--jobs must be at least 1");
             }
-            let range = seeds
-                .as_deref()
-                .map(cli::parse_seeds)
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
-            let shard = shard
-                .as_deref()
-                .map(cli::parse_shard)
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
-            let sims = cli::load_all_sims(&specs)?;
-            let opts = lockcheck::sim::Options {
-                jobs,
-                shrink: !no_shrink,
-                ..lockcheck::sim::default_options()
+            let range = match (seed, seeds.as_deref()) {
+                (Some(s), _) => Some((s, s + 1)),
+                (None, Some(r)) => Some(cli::parse_seeds(r).map_err(anyhow::Error::msg)?),
+                (None, None) => None,
             };
-            let mut all_ok = true;
-            for sim in &sims {
-                let (from, to) = match (seed, range) {
-                    (Some(s), _) => (s, s + 1),
-                    (None, Some(r)) => r,
-                    (None, None) => (0, sim.spec.seeds),
-                };
-                let seeds = lockcheck::sim::Seeds { from, to, shard };
-                let (outcome, runs) = lockcheck::sim::simulate(sim, &seeds, &opts, None)?;
-                if let Some(dir) = &out {
-                    cli::write_sim_traces(&outcome, dir)?;
-                }
-                let mut w = std::io::stdout().lock();
-                if json {
-                    writeln!(w, "{}", cli::sim_json_line(&outcome, out.as_deref()))?;
-                } else {
-                    let label = match shard {
-                        Some((k, n)) => format!("{from}..{to} shard {k}/{n}"),
-                        None => format!("{from}..{to}"),
-                    };
-                    let plan =
-                        (runs.len() == 1).then(|| runs[0].plan.describe(&outcome.participants));
-                    cli::print_sim_human(&outcome, &label, plan, &mut w)?;
-                }
-                // A single seed says nothing of a sweep's `holds`; judge it only on what it found.
-                all_ok &= outcome.ok()
-                    || seed.is_some()
-                        && outcome.results.iter().all(|r| {
-                            r.expected != Some(lockcheck::spec::Verdict::Holds)
-                                || r.verdict == lockcheck::spec::Verdict::Holds
-                        });
-            }
-            Ok(if all_ok { EXIT_OK } else { EXIT_MISMATCH })
+            let shard = shard.as_deref().map(cli::parse_shard).transpose().map_err(anyhow::Error::msg)?;
+            let sims = cli::load_all_sims(&specs)?;
+            let opts = lockcheck::sim::Options { jobs, shrink: !no_shrink, ..lockcheck::sim::default_options() };
+            let ok = cli::sim_all(&sims, range, shard, &opts, out.as_deref(), json, &mut std::io::stdout())?;
+            Ok(if ok { EXIT_OK } else { EXIT_MISMATCH })
         }
         Cmd::Report { out, models, sims, jobs } => {
             let ok = lockcheck::report::run(&models, &sims, &out, jobs.max(1))?;

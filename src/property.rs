@@ -48,10 +48,9 @@ impl PropertyName {
     /// The property as a sentence, and its `sometimes` partner.
     pub fn sentence(self) -> (&'static str, &'static str) {
         match self {
-            PropertyName::MutualExclusion => (
-                "at most one live client believes it holds the lock",
-                "some client holds the lock",
-            ),
+            PropertyName::MutualExclusion => {
+                ("at most one live client believes it holds the lock", "some client holds the lock")
+            }
             PropertyName::NoStaleWrite => (
                 "the resource never accepts a write under a grant older than one it has already served",
                 "some write is accepted",
@@ -60,10 +59,9 @@ impl PropertyName {
                 "stock never drops below 0 and always equals initial stock minus accepted sales",
                 "some sale is accepted",
             ),
-            PropertyName::DeadlockFree => (
-                "once faults stop and the world heals, every live client can still finish",
-                "every client finishes",
-            ),
+            PropertyName::DeadlockFree => {
+                ("once faults stop and the world heals, every live client can still finish", "every client finishes")
+            }
             PropertyName::Reentrant => (
                 "an owner's nested acquire is granted and the lock stays its own until the last release",
                 "some owner holds the lock twice",
@@ -72,10 +70,9 @@ impl PropertyName {
                 "with crashed nodes left down and partitions left in place (pauses end), every live client can still finish",
                 "every client finishes",
             ),
-            PropertyName::TokenMonotonic => (
-                "every grant carries a larger token than the one before",
-                "two grants are issued",
-            ),
+            PropertyName::TokenMonotonic => {
+                ("every grant carries a larger token than the one before", "two grants are issued")
+            }
         }
     }
 
@@ -86,9 +83,9 @@ impl PropertyName {
     /// Whether the property says anything about a run of this workload and protocol.
     pub fn applies(self, workload: Workload, tokens: bool) -> bool {
         match self {
-            PropertyName::MutualExclusion
-            | PropertyName::NoStaleWrite
-            | PropertyName::Available => workload.uses_lock(),
+            PropertyName::MutualExclusion | PropertyName::NoStaleWrite | PropertyName::Available => {
+                workload.uses_lock()
+            }
             PropertyName::NoOversell => {
                 matches!(workload, Workload::Oversell | Workload::AtomicDecrement)
             }
@@ -209,15 +206,8 @@ impl Monitor {
                 self.partial &= !(1 << client);
             }
             Observation::NestedDenied { .. } => self.break_(PropertyName::Reentrant),
-            Observation::Read { client, .. } => {
-                self.resource_seen = self.resource_seen.max(self.seq(client))
-            }
-            Observation::WriteAccepted {
-                client,
-                value,
-                sale,
-                ..
-            } => {
+            Observation::Read { client, .. } => self.resource_seen = self.resource_seen.max(self.seq(client)),
+            Observation::WriteAccepted { client, value, sale, .. } => {
                 let seq = self.seq(client);
                 if seq < self.resource_seen {
                     self.break_(PropertyName::NoStaleWrite);
@@ -246,11 +236,7 @@ impl Monitor {
     /// What the monitor knows of one client, without its id (orders clients for symmetry).
     pub fn client_key(&self, c: NodeId) -> (u8, u8, u32) {
         let bits = |m: u32| (m >> c) & 1;
-        (
-            self.depth[c],
-            self.grant_of[c],
-            bits(self.partial) | bits(self.done) << 1 | bits(self.dead) << 2,
-        )
+        (self.depth[c], self.grant_of[c], bits(self.partial) | bits(self.done) << 1 | bits(self.dead) << 2)
     }
 
     /// Renames clients: client `c` becomes `map[c]`.
@@ -303,9 +289,7 @@ impl Monitor {
             PropertyName::MutualExclusion => self.depth.iter().any(|&d| d > 0),
             PropertyName::NoStaleWrite => self.writes > 0,
             PropertyName::NoOversell => self.sales > 0,
-            PropertyName::DeadlockFree | PropertyName::Available => {
-                self.finished() && self.dead == 0
-            }
+            PropertyName::DeadlockFree | PropertyName::Available => self.finished() && self.dead == 0,
             PropertyName::Reentrant => self.nested,
             PropertyName::TokenMonotonic => self.grants >= 2,
         }
@@ -327,20 +311,7 @@ mod tests {
 
     #[test]
     fn two_believers_break_mutual_exclusion_until_one_crashes() {
-        let mut m = run(
-            2,
-            1,
-            &[
-                Acquired {
-                    client: 0,
-                    depth: 1,
-                },
-                Acquired {
-                    client: 1,
-                    depth: 1,
-                },
-            ],
-        );
+        let mut m = run(2, 1, &[Acquired { client: 0, depth: 1 }, Acquired { client: 1, depth: 1 }]);
         assert!(!m.holds(PropertyName::MutualExclusion));
         m.crashed(0);
         assert!(m.holds(PropertyName::MutualExclusion));
@@ -349,73 +320,35 @@ mod tests {
     #[test]
     fn a_write_under_an_older_grant_after_a_newer_one_was_served_is_stale() {
         let base = [
-            Granted {
-                client: 0,
-                token: None,
-            },
-            Granted {
-                client: 1,
-                token: None,
-            },
-            Read {
-                client: 1,
-                token: None,
-                stock: 1,
-            },
+            Granted { client: 0, token: None },
+            Granted { client: 1, token: None },
+            Read { client: 1, token: None, stock: 1 },
         ];
-        let stale = WriteAccepted {
-            client: 0,
-            token: None,
-            value: 0,
-            sale: true,
-        };
+        let stale = WriteAccepted { client: 0, token: None, value: 0, sale: true };
         let m = run(2, 1, &[&base[..], &[stale.clone()]].concat());
         assert!(!m.holds(PropertyName::NoStaleWrite));
         let m = run(2, 1, &[&base[..2], &[stale]].concat());
-        assert!(
-            m.holds(PropertyName::NoStaleWrite),
-            "nobody newer had touched the resource yet"
-        );
+        assert!(m.holds(PropertyName::NoStaleWrite), "nobody newer had touched the resource yet");
     }
 
     #[test]
     fn lost_update_is_an_oversell() {
-        let w = |c| WriteAccepted {
-            client: c,
-            token: None,
-            value: 0,
-            sale: true,
-        };
+        let w = |c| WriteAccepted { client: c, token: None, value: 0, sale: true };
         assert!(run(2, 1, &[w(0)]).holds(PropertyName::NoOversell));
         assert!(!run(2, 1, &[w(0), w(1)]).holds(PropertyName::NoOversell));
     }
 
     #[test]
     fn a_repeated_token_breaks_monotonicity() {
-        let g = |c, t| Granted {
-            client: c,
-            token: Some(t),
-        };
+        let g = |c, t| Granted { client: c, token: Some(t) };
         assert!(run(2, 1, &[g(0, 1), g(1, 2)]).holds(PropertyName::TokenMonotonic));
         assert!(!run(2, 1, &[g(0, 1), g(1, 1)]).holds(PropertyName::TokenMonotonic));
     }
 
     #[test]
     fn granting_another_client_during_a_partial_release_breaks_reentrancy() {
-        let obs = [
-            Acquired {
-                client: 0,
-                depth: 2,
-            },
-            Released {
-                client: 0,
-                depth: 1,
-            },
-            Granted {
-                client: 1,
-                token: None,
-            },
-        ];
+        let obs =
+            [Acquired { client: 0, depth: 2 }, Released { client: 0, depth: 1 }, Granted { client: 1, token: None }];
         assert!(!run(2, 1, &obs).holds(PropertyName::Reentrant));
         assert!(run(2, 1, &obs[..2]).holds(PropertyName::Reentrant));
     }

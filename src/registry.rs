@@ -30,11 +30,7 @@ pub const FAMILIES: &[Family] = &[
         models: "lock in one SQL database that also holds the stock",
         knobs: "lock=\"unique_row\"|\"expiry_column\"|\"for_update\", owner_check=true|false",
     },
-    Family {
-        name: "none",
-        models: "no lock at all (baseline)",
-        knobs: "(none)",
-    },
+    Family { name: "none", models: "no lock at all (baseline)", knobs: "(none)" },
 ];
 
 /// Something to do with a built system, whatever its protocol type.
@@ -45,20 +41,10 @@ pub trait Visit {
 
 fn options<O: serde::de::DeserializeOwned>(spec: &Loaded) -> Result<O, SpecError> {
     from_table(&spec.path, toml::Value::Table(spec.spec.options.clone())).map_err(|e| match e {
-        SpecError::Field {
-            file,
-            field,
-            message,
-        } => SpecError::Field {
-            file,
-            field: format!("options.{field}"),
-            message,
-        },
-        SpecError::File { file, message } => SpecError::Field {
-            file,
-            field: "options".into(),
-            message,
-        },
+        SpecError::Field { file, field, message } => {
+            SpecError::Field { file, field: format!("options.{field}"), message }
+        }
+        SpecError::File { file, message } => SpecError::Field { file, field: "options".into(), message },
     })
 }
 
@@ -70,22 +56,10 @@ pub fn build<V: Visit>(spec: &Loaded, v: V) -> Result<V::Out, SpecError> {
     let env = spec.env();
     let err = knob_error(&spec.path);
     Ok(match spec.spec.protocol.as_str() {
-        "redis" => v.visit(LockSystem::new(
-            redis::build(options(spec)?, &env).map_err(err)?,
-            env,
-        )),
-        "fenced_lease" => v.visit(LockSystem::new(
-            fenced_lease::build(options(spec)?, &env).map_err(err)?,
-            env,
-        )),
-        "db" => v.visit(LockSystem::new(
-            db::build(options(spec)?, &env).map_err(err)?,
-            env,
-        )),
-        "none" => v.visit(LockSystem::new(
-            none::build(options(spec)?, &env).map_err(err)?,
-            env,
-        )),
+        "redis" => v.visit(LockSystem::new(redis::build(options(spec)?, &env).map_err(err)?, env)),
+        "fenced_lease" => v.visit(LockSystem::new(fenced_lease::build(options(spec)?, &env).map_err(err)?, env)),
+        "db" => v.visit(LockSystem::new(db::build(options(spec)?, &env).map_err(err)?, env)),
+        "none" => v.visit(LockSystem::new(none::build(options(spec)?, &env).map_err(err)?, env)),
         other => {
             let known: Vec<_> = FAMILIES.iter().map(|f| f.name).collect();
             return Err(SpecError::field(
@@ -100,7 +74,9 @@ pub fn build<V: Visit>(spec: &Loaded, v: V) -> Result<V::Out, SpecError> {
 /// The spec's knobs that differ from the family's defaults, as `protocol (knob=value, ...)`: one
 /// name for one configuration however a spec spells it.
 pub fn approach(spec: &Loaded) -> Result<String, SpecError> {
-    fn diff<O: serde::de::DeserializeOwned + serde::Serialize + Default>(spec: &Loaded) -> Result<Vec<String>, SpecError> {
+    fn diff<O: serde::de::DeserializeOwned + serde::Serialize + Default>(
+        spec: &Loaded,
+    ) -> Result<Vec<String>, SpecError> {
         let o: O = options(spec)?;
         let as_table = |x: &O| toml::Table::try_from(x).unwrap_or_default();
         let (set, default) = (as_table(&o), as_table(&O::default()));
@@ -112,5 +88,9 @@ pub fn approach(spec: &Loaded) -> Result<String, SpecError> {
         "db" => diff::<db::Options>(spec)?,
         _ => Vec::new(),
     };
-    Ok(if knobs.is_empty() { spec.spec.protocol.clone() } else { format!("{} ({})", spec.spec.protocol, knobs.join(", ")) })
+    Ok(if knobs.is_empty() {
+        spec.spec.protocol.clone()
+    } else {
+        format!("{} ({})", spec.spec.protocol, knobs.join(", "))
+    })
 }

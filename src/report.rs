@@ -45,7 +45,8 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
     for (o, approach) in models {
         let row = rows.entry(approach.clone()).or_default();
         for r in &o.results {
-            let how = r.trace.as_ref().map(|t| format!("{} steps", t.steps.len())).unwrap_or_else(|| "exhaustive".into());
+            let how =
+                r.trace.as_ref().map(|t| format!("{} steps", t.steps.len())).unwrap_or_else(|| "exhaustive".into());
             row.findings.entry(r.property).or_default().push((o.name.clone(), r.verdict, how));
         }
     }
@@ -94,7 +95,16 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
                 Some(t) => format!("[{} steps](models/{}/{}.md)", t.steps.len(), o.name, r.property.name()),
                 None => "-".into(),
             };
-            let _ = writeln!(md, "| {} | {} | {expected} | {} | {trace} | {} ({}) | {:.2} |", o.name, r.property.name(), r.verdict, o.generated, o.unique, o.seconds);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {expected} | {} | {trace} | {} ({}) | {:.2} |",
+                o.name,
+                r.property.name(),
+                r.verdict,
+                o.generated,
+                o.unique,
+                o.seconds
+            );
         }
     }
     md.push_str("\n## Simulation (`sims/`)\n\n| scenario | property | expected | verdict | violating runs | rate [95 %] | first seed | shrunk |\n|---|---|---|---|---|---|---|---|\n");
@@ -106,7 +116,9 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
                 _ => "-".into(),
             };
             let shrunk = match (&r.shrunk, r.first_seed) {
-                (Some(t), Some(s)) => format!("[{} steps](sims/{}/{}.seed{s}.shrunk.md)", t.steps.len(), o.name, r.property.name()),
+                (Some(t), Some(s)) => {
+                    format!("[{} steps](sims/{}/{}.seed{s}.shrunk.md)", t.steps.len(), o.name, r.property.name())
+                }
                 _ => "-".into(),
             };
             let _ = writeln!(
@@ -129,7 +141,14 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
         let _ = writeln!(
             md,
             "| {} | {} | {:.1} | {:.1} | {} ms | {} ms | {:.1} | {} |",
-            o.name, m.acquisitions, m.messages_per_acquisition, m.store_requests_per_acquisition, m.acquire_latency_p50_ms, m.acquire_latency_p99_ms, m.critical_sections_per_second, m.rejected_writes
+            o.name,
+            m.acquisitions,
+            m.messages_per_acquisition,
+            m.store_requests_per_acquisition,
+            m.acquire_latency_p50_ms,
+            m.acquire_latency_p99_ms,
+            m.critical_sections_per_second,
+            m.rejected_writes
         );
     }
     md

@@ -62,11 +62,7 @@ pub struct Resource {
 
 impl Resource {
     pub fn new(stock: i64, fencing: Fencing) -> Self {
-        Resource {
-            stock,
-            max_token: None,
-            fencing,
-        }
+        Resource { stock, max_token: None, fencing }
     }
 
     /// A token lower than the highest seen is stale; an equal one is the current holder's.
@@ -90,47 +86,27 @@ impl Resource {
             ResReq::Read { token, .. } => {
                 let registers = self.fencing == Fencing::ReadsAndWrites;
                 if self.admits(token, registers) {
-                    cx.observe(Observation::Read {
-                        client: from,
-                        token,
-                        stock: self.stock,
-                    });
+                    cx.observe(Observation::Read { client: from, token, stock: self.stock });
                     ResReply::Stock(self.stock)
                 } else {
-                    cx.observe(Observation::WriteRejected {
-                        client: from,
-                        token,
-                    });
+                    cx.observe(Observation::WriteRejected { client: from, token });
                     ResReply::Rejected
                 }
             }
-            ResReq::Write {
-                token, value, sale, ..
-            } => {
+            ResReq::Write { token, value, sale, .. } => {
                 if self.admits(token, true) {
                     self.stock = value;
-                    cx.observe(Observation::WriteAccepted {
-                        client: from,
-                        token,
-                        value,
-                        sale,
-                    });
+                    cx.observe(Observation::WriteAccepted { client: from, token, value, sale });
                     ResReply::WriteOk
                 } else {
-                    cx.observe(Observation::WriteRejected {
-                        client: from,
-                        token,
-                    });
+                    cx.observe(Observation::WriteRejected { client: from, token });
                     ResReply::Rejected
                 }
             }
             ResReq::Decrement => {
                 if self.stock >= 1 {
                     self.stock -= 1;
-                    cx.observe(Observation::Decremented {
-                        client: from,
-                        stock: self.stock,
-                    });
+                    cx.observe(Observation::Decremented { client: from, stock: self.stock });
                     ResReply::Decremented
                 } else {
                     cx.observe(Observation::SoldOut { client: from });
@@ -147,10 +123,7 @@ impl Resource {
             ResReq::Read { token, .. } | ResReq::Write { token, .. } => *token,
             ResReq::Decrement => None,
         };
-        cx.observe(Observation::WriteRejected {
-            client: from,
-            token,
-        });
+        cx.observe(Observation::WriteRejected { client: from, token });
         cx.send(from, Wire::ResReply(ResReply::Rejected));
     }
 }
@@ -165,74 +138,25 @@ mod tests {
     fn fencing_rejects_a_lower_token_and_admits_an_equal_one() {
         let mut r = Resource::new(5, Fencing::Writes);
         let mut cx = C::new(9, 0);
-        r.handle(
-            0,
-            ResReq::Write {
-                token: Some(2),
-                session: 0,
-                value: 4,
-                sale: true,
-            },
-            &mut cx,
-        );
-        r.handle(
-            1,
-            ResReq::Write {
-                token: Some(1),
-                session: 0,
-                value: 3,
-                sale: true,
-            },
-            &mut cx,
-        );
-        r.handle(
-            0,
-            ResReq::Write {
-                token: Some(2),
-                session: 0,
-                value: 3,
-                sale: true,
-            },
-            &mut cx,
-        );
+        r.handle(0, ResReq::Write { token: Some(2), session: 0, value: 4, sale: true }, &mut cx);
+        r.handle(1, ResReq::Write { token: Some(1), session: 0, value: 3, sale: true }, &mut cx);
+        r.handle(0, ResReq::Write { token: Some(2), session: 0, value: 3, sale: true }, &mut cx);
         assert_eq!(r.stock, 3);
         let rejected = cx
             .effects
             .iter()
-            .filter(|e| {
-                matches!(
-                    e,
-                    crate::protocol::Effect::Observe(Observation::WriteRejected { .. })
-                )
-            })
+            .filter(|e| matches!(e, crate::protocol::Effect::Observe(Observation::WriteRejected { .. })))
             .count();
         assert_eq!(rejected, 1);
     }
 
     #[test]
     fn write_only_fencing_lets_a_stale_write_in_before_the_new_holder_writes() {
-        for (fencing, stale_accepted) in [(Fencing::Writes, true), (Fencing::ReadsAndWrites, false)]
-        {
+        for (fencing, stale_accepted) in [(Fencing::Writes, true), (Fencing::ReadsAndWrites, false)] {
             let mut r = Resource::new(1, fencing);
             let mut cx = C::new(9, 0);
-            r.handle(
-                1,
-                ResReq::Read {
-                    token: Some(2),
-                    session: 0,
-                },
-                &mut cx,
-            );
-            r.handle(
-                0,
-                ResReq::Write {
-                    token: Some(1),
-                    session: 0,
-                    value: 0,
-                    sale: true,
-                },
-                &mut cx,
-            );
+            r.handle(1, ResReq::Read { token: Some(2), session: 0 }, &mut cx);
+            r.handle(0, ResReq::Write { token: Some(1), session: 0, value: 0, sale: true }, &mut cx);
             assert_eq!(r.stock == 0, stale_accepted, "{fencing:?}");
         }
     }

@@ -18,20 +18,12 @@ pub enum SpecError {
     #[error("{file}: {message}")]
     File { file: String, message: String },
     #[error("{file}: {field}: {message}")]
-    Field {
-        file: String,
-        field: String,
-        message: String,
-    },
+    Field { file: String, field: String, message: String },
 }
 
 impl SpecError {
     pub fn field(file: &Path, field: impl Into<String>, message: impl Into<String>) -> Self {
-        SpecError::Field {
-            file: file.display().to_string(),
-            field: field.into(),
-            message: message.into(),
-        }
+        SpecError::Field { file: file.display().to_string(), field: field.into(), message: message.into() }
     }
 }
 
@@ -127,6 +119,20 @@ pub struct FaultBudget {
     pub crash_targets: Targets,
     #[serde(default = "servers")]
     pub jump_targets: Targets,
+}
+
+impl Targets {
+    /// Whether a fault aimed at these targets may hit a node of this kind. The storage is the
+    /// resource under protection and is assumed not to fail.
+    pub fn matches(self, kind: crate::protocol::NodeKind) -> bool {
+        use crate::protocol::NodeKind;
+        match (self, kind) {
+            (_, NodeKind::Storage) => false,
+            (Targets::Any, _) => true,
+            (Targets::Clients, k) => k == NodeKind::Client,
+            (Targets::Servers, k) => k == NodeKind::Server,
+        }
+    }
 }
 
 fn clients() -> Targets {
@@ -234,10 +240,7 @@ impl Loaded {
     }
     /// Faults stop here, leaving `ttl + clients × (work + 1) + 1` ticks for every client to get its turn.
     pub fn fault_window(&self) -> u16 {
-        self.spec
-            .time
-            .fault_window
-            .unwrap_or_else(|| self.horizon().saturating_sub(self.settle_ticks()))
+        self.spec.time.fault_window.unwrap_or_else(|| self.horizon().saturating_sub(self.settle_ticks()))
     }
     fn settle_ticks(&self) -> u16 {
         let per_client = self.spec.setup.work_ticks as u16 + 1;
@@ -251,10 +254,8 @@ impl Loaded {
 /// Reads and parses a TOML file into `T`, naming the offending field on error.
 pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SpecError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| SpecError::File {
-        file: file.clone(),
-        message: format!("cannot read: {e}"),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SpecError::File { file: file.clone(), message: format!("cannot read: {e}") })?;
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let line = e.span().map(|s| text[..s.start].lines().count().max(1));
         let msg = e.message().replace('\n', " ");
@@ -270,18 +271,12 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Spec
 }
 
 /// Deserializes a TOML value, turning serde's error into one naming the field path.
-pub fn from_table<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    value: toml::Value,
-) -> Result<T, SpecError> {
+pub fn from_table<T: serde::de::DeserializeOwned>(path: &Path, value: toml::Value) -> Result<T, SpecError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         let message = e.inner().to_string().replace('\n', " ").trim().to_string();
         if field == "." {
-            SpecError::File {
-                file: path.display().to_string(),
-                message,
-            }
+            SpecError::File { file: path.display().to_string(), message }
         } else {
             SpecError::field(path, field, message)
         }
@@ -290,16 +285,8 @@ pub fn from_table<T: serde::de::DeserializeOwned>(
 
 pub fn load_model(path: &Path) -> Result<Loaded, SpecError> {
     let spec: ModelSpec = parse_toml(path)?;
-    let name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("spec")
-        .to_string();
-    let loaded = Loaded {
-        name,
-        path: path.to_path_buf(),
-        spec,
-    };
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("spec").to_string();
+    let loaded = Loaded { name, path: path.to_path_buf(), spec };
     validate(&loaded)?;
     Ok(loaded)
 }
@@ -311,29 +298,17 @@ fn validate(l: &Loaded) -> Result<(), SpecError> {
         return err("description", "must say what the spec shows".into());
     }
     if s.setup.clients == 0 || s.setup.clients > MAX_CLIENTS {
-        return err(
-            "setup.clients",
-            format!("must be 1..={MAX_CLIENTS}, got {}", s.setup.clients),
-        );
+        return err("setup.clients", format!("must be 1..={MAX_CLIENTS}, got {}", s.setup.clients));
     }
     if !(0..=100).contains(&s.setup.stock) {
-        return err(
-            "setup.stock",
-            format!("must be 0..=100, got {}", s.setup.stock),
-        );
+        return err("setup.stock", format!("must be 0..=100, got {}", s.setup.stock));
     }
     let t = &s.time;
     if s.setup.work_ticks != 0 && t.mode != TimeMode::Discrete {
-        return err(
-            "setup.work_ticks",
-            "only meaningful with time.mode = \"discrete\"".into(),
-        );
+        return err("setup.work_ticks", "only meaningful with time.mode = \"discrete\"".into());
     }
     if !(0..=i64::from(MAX_HORIZON)).contains(&s.setup.work_ticks) {
-        return err(
-            "setup.work_ticks",
-            format!("must be 0..={MAX_HORIZON}, got {}", s.setup.work_ticks),
-        );
+        return err("setup.work_ticks", format!("must be 0..={MAX_HORIZON}, got {}", s.setup.work_ticks));
     }
     let f = &s.faults;
     for (name, v) in [
@@ -346,17 +321,11 @@ fn validate(l: &Loaded) -> Result<(), SpecError> {
         ("delays", f.delays),
     ] {
         if v > MAX_BUDGET {
-            return err(
-                &format!("faults.{name}"),
-                format!("at most {MAX_BUDGET} per spec, got {v}"),
-            );
+            return err(&format!("faults.{name}"), format!("at most {MAX_BUDGET} per spec, got {v}"));
         }
     }
     if f.restarts_lose_state > f.crashes {
-        return err(
-            "faults.restarts_lose_state",
-            "cannot exceed faults.crashes (a restart follows a crash)".into(),
-        );
+        return err("faults.restarts_lose_state", "cannot exceed faults.crashes (a restart follows a crash)".into());
     }
     let t = &s.time;
     match t.mode {
@@ -369,10 +338,7 @@ fn validate(l: &Loaded) -> Result<(), SpecError> {
                 ("drift", t.drift != 0),
             ] {
                 if set {
-                    return err(
-                        &format!("time.{name}"),
-                        "only meaningful with mode = \"discrete\"".into(),
-                    );
+                    return err(&format!("time.{name}"), "only meaningful with mode = \"discrete\"".into());
                 }
             }
             if f.pauses > 0 {
@@ -382,13 +348,13 @@ fn validate(l: &Loaded) -> Result<(), SpecError> {
                 );
             }
             if f.delays > 0 {
-                return err("faults.delays", "untimed mode already delays every message arbitrarily; use time.mode = \"discrete\"".into());
+                return err(
+                    "faults.delays",
+                    "untimed mode already delays every message arbitrarily; use time.mode = \"discrete\"".into(),
+                );
             }
             if f.clock_jumps > 0 {
-                return err(
-                    "faults.clock_jumps",
-                    "clocks exist only with time.mode = \"discrete\"".into(),
-                );
+                return err("faults.clock_jumps", "clocks exist only with time.mode = \"discrete\"".into());
             }
         }
         TimeMode::Discrete => {
@@ -396,33 +362,22 @@ fn validate(l: &Loaded) -> Result<(), SpecError> {
                 return err("time.ttl_ticks", "required with mode = \"discrete\"".into());
             };
             let Some(h) = t.horizon_ticks else {
-                return err(
-                    "time.horizon_ticks",
-                    "required with mode = \"discrete\"".into(),
-                );
+                return err("time.horizon_ticks", "required with mode = \"discrete\"".into());
             };
             if ttl < 1 {
                 return err("time.ttl_ticks", format!("must be at least 1, got {ttl}"));
             }
             if h > MAX_HORIZON {
-                return err(
-                    "time.horizon_ticks",
-                    format!("at most {MAX_HORIZON}, got {h}"),
-                );
+                return err("time.horizon_ticks", format!("at most {MAX_HORIZON}, got {h}"));
             }
             if i64::from(h) <= ttl {
                 return err(
                     "time.horizon_ticks",
-                    format!(
-                        "{h} is not longer than time.ttl_ticks = {ttl}: no lease could ever expire"
-                    ),
+                    format!("{h} is not longer than time.ttl_ticks = {ttl}: no lease could ever expire"),
                 );
             }
             if t.drift < 0 || t.drift >= ttl {
-                return err(
-                    "time.drift",
-                    format!("must be 0..ttl_ticks ({ttl}), got {}", t.drift),
-                );
+                return err("time.drift", format!("must be 0..ttl_ticks ({ttl}), got {}", t.drift));
             }
             let settle = l.settle_ticks();
             match t.fault_window {
@@ -437,9 +392,7 @@ fn validate(l: &Loaded) -> Result<(), SpecError> {
                 None if h <= settle => {
                     return err(
                         "time.horizon_ticks",
-                        format!(
-                            "{h} leaves no fault window: it must exceed ttl_ticks + clients + 1 = {settle}"
-                        ),
+                        format!("{h} leaves no fault window: it must exceed ttl_ticks + clients + 1 = {settle}"),
                     );
                 }
                 _ => {}
@@ -447,10 +400,7 @@ fn validate(l: &Loaded) -> Result<(), SpecError> {
             if let Some(j) = t.jump_ticks
                 && !(1..=i64::from(h)).contains(&j)
             {
-                return err(
-                    "time.jump_ticks",
-                    format!("must be 1..=horizon_ticks, got {j}"),
-                );
+                return err("time.jump_ticks", format!("must be 1..=horizon_ticks, got {j}"));
             }
         }
     }

@@ -7,8 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{
-    ClientLease, LockEvent, Machine, NodeId, NodeInfo, NodeKind, Observation, PCx, Protocol,
-    ResourceHome, Tmr, Wire,
+    ClientLease, LockEvent, Machine, NodeId, NodeInfo, NodeKind, Observation, PCx, Protocol, ResourceHome, Tmr, Wire,
 };
 use crate::resource::{ResReply, ResReq, Resource};
 use crate::spec::{Env, Workload};
@@ -54,34 +53,18 @@ type Cx<P> = PCx<P>;
 
 impl<P: Protocol> LockSystem<P> {
     pub fn new(proto: P, env: Env) -> Self {
-        let mut nodes: Vec<NodeInfo> = (0..env.clients)
-            .map(|i| NodeInfo {
-                name: format!("client-{i}"),
-                kind: NodeKind::Client,
-            })
-            .collect();
-        nodes.extend(proto.servers().into_iter().map(|name| NodeInfo {
-            name,
-            kind: NodeKind::Server,
-        }));
+        let mut nodes: Vec<NodeInfo> =
+            (0..env.clients).map(|i| NodeInfo { name: format!("client-{i}"), kind: NodeKind::Client }).collect();
+        nodes.extend(proto.servers().into_iter().map(|name| NodeInfo { name, kind: NodeKind::Server }));
         let resource_node = match proto.resource() {
             ResourceHome::Server => env.clients,
             ResourceHome::Storage(_) => {
-                nodes.push(NodeInfo {
-                    name: "storage".into(),
-                    kind: NodeKind::Storage,
-                });
+                nodes.push(NodeInfo { name: "storage".into(), kind: NodeKind::Storage });
                 nodes.len() - 1
             }
         };
         let lease = proto.client_lease();
-        LockSystem {
-            proto,
-            env,
-            nodes,
-            resource_node,
-            lease,
-        }
+        LockSystem { proto, env, nodes, resource_node, lease }
     }
 
     pub fn env(&self) -> &Env {
@@ -141,10 +124,7 @@ impl<P: Protocol> LockSystem<P> {
         if c.depth > 0 {
             self.proto.release(c.token, c.asked, cx);
             c.depth = 0;
-            cx.observe(Observation::Released {
-                client: cx.me,
-                depth: 0,
-            });
+            cx.observe(Observation::Released { client: cx.me, depth: 0 });
         }
         if self.lease.is_some() {
             cx.cancel_timer(Tmr::Validity);
@@ -175,10 +155,7 @@ impl<P: Protocol> LockSystem<P> {
                 c.token = token;
                 c.asked = asked;
                 c.depth = 1;
-                cx.observe(Observation::Acquired {
-                    client: me,
-                    depth: 1,
-                });
+                cx.observe(Observation::Acquired { client: me, depth: 1 });
                 if self.env.workload == Workload::Reentrant {
                     c.phase = Phase::Nesting;
                     self.ask(c, cx);
@@ -188,15 +165,9 @@ impl<P: Protocol> LockSystem<P> {
             }
             (Phase::Acquiring, LockEvent::Busy) => cx.set_timer(Tmr::Retry, 1),
             (Phase::Nesting, LockEvent::Granted { .. }) => {
-                cx.observe(Observation::Acquired {
-                    client: me,
-                    depth: 2,
-                });
+                cx.observe(Observation::Acquired { client: me, depth: 2 });
                 self.proto.release(c.token, c.asked, cx);
-                cx.observe(Observation::Released {
-                    client: me,
-                    depth: 1,
-                });
+                cx.observe(Observation::Released { client: me, depth: 1 });
                 c.depth = 1;
                 self.work(c, cx);
             }
@@ -213,30 +184,15 @@ impl<P: Protocol> LockSystem<P> {
             (Phase::Reading, ResReply::Stock(s)) if s >= 1 => {
                 c.phase = Phase::Writing;
                 let (token, session) = (c.token, c.asked);
-                self.to_resource(
-                    ResReq::Write {
-                        token,
-                        session,
-                        value: s - 1,
-                        sale: true,
-                    },
-                    cx,
-                );
+                self.to_resource(ResReq::Write { token, session, value: s - 1, sale: true }, cx);
             }
-            (Phase::Reading, _) | (Phase::Writing, _) | (Phase::Decrementing, _) => {
-                self.finish(c, cx)
-            }
+            (Phase::Reading, _) | (Phase::Writing, _) | (Phase::Decrementing, _) => self.finish(c, cx),
             _ => {}
         }
     }
 
     fn client_start(&self, cx: &mut Cx<P>) -> Client {
-        let mut c = Client {
-            phase: Phase::Acquiring,
-            token: None,
-            asked: 0,
-            depth: 0,
-        };
+        let mut c = Client { phase: Phase::Acquiring, token: None, asked: 0, depth: 0 };
         if self.env.workload.uses_lock() {
             cx.observe(Observation::Waiting { client: cx.me });
             self.ask(&mut c, cx);
@@ -265,9 +221,7 @@ impl<P: Protocol> Machine for LockSystem<P> {
     fn start(&self, cx: &mut Cx<P>) -> Self::State {
         match self.nodes[cx.me].kind {
             NodeKind::Client => NodeState::Client(self.client_start(cx)),
-            NodeKind::Server => {
-                NodeState::Server(self.proto.server_start(self.server_index(cx.me), cx))
-            }
+            NodeKind::Server => NodeState::Server(self.proto.server_start(self.server_index(cx.me), cx)),
             NodeKind::Storage => NodeState::Storage(Resource::new(self.env.stock, self.fencing())),
         }
     }
@@ -280,9 +234,7 @@ impl<P: Protocol> Machine for LockSystem<P> {
             }
             (NodeState::Client(c), Wire::ResReply(r)) => self.on_reply(c, r, cx),
             (NodeState::Server(s), Wire::Lock(m)) => self.proto.server_on_msg(s, from, m, cx),
-            (NodeState::Server(s), Wire::Res(req)) => {
-                self.proto.server_on_resource(s, from, req, cx)
-            }
+            (NodeState::Server(s), Wire::Res(req)) => self.proto.server_on_resource(s, from, req, cx),
             (NodeState::Storage(r), Wire::Res(req)) => r.handle(from, req, cx),
             _ => {}
         }
@@ -291,9 +243,7 @@ impl<P: Protocol> Machine for LockSystem<P> {
     fn on_timer(&self, state: &mut Self::State, timer: Self::Timer, cx: &mut Cx<P>) {
         match (state, timer) {
             (NodeState::Client(c), Tmr::Retry) if c.phase == Phase::Acquiring => self.ask(c, cx),
-            (NodeState::Client(c), Tmr::Work) if c.phase == Phase::Working => {
-                self.touch_resource(c, cx)
-            }
+            (NodeState::Client(c), Tmr::Work) if c.phase == Phase::Working => self.touch_resource(c, cx),
             (NodeState::Client(c), Tmr::Validity) if c.depth > 0 => {
                 // The work is abandoned, but `unlock()` still runs, as in a `finally` block.
                 cx.observe(Observation::LeaseLapsed { client: cx.me });
@@ -312,11 +262,7 @@ impl<P: Protocol> Machine for LockSystem<P> {
 
     fn restart(&self, durable: Option<&Self::Durable>, cx: &mut Cx<P>) -> Self::State {
         match self.nodes[cx.me].kind {
-            NodeKind::Server => NodeState::Server(self.proto.server_restart(
-                self.server_index(cx.me),
-                durable,
-                cx,
-            )),
+            NodeKind::Server => NodeState::Server(self.proto.server_restart(self.server_index(cx.me), durable, cx)),
             // Clients never come back (a dead process's work is not resumed); storage never crashes.
             _ => self.start(cx),
         }

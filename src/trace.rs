@@ -41,20 +41,15 @@ impl Trace {
         let mut out = String::new();
         for s in &self.steps {
             let time = s.time.map(|t| format!("t={t:<3} ")).unwrap_or_default();
-            out.push_str(&format!(
-                "{:>4}. {time}{:<width$}  {:<8} {}\n",
-                s.step, s.node, s.kind, s.detail
-            ));
+            out.push_str(&format!("{:>4}. {time}{:<width$}  {:<8} {}\n", s.step, s.node, s.kind, s.detail));
         }
         out
     }
 
     /// A Markdown page: a Mermaid sequence diagram, then the numbered steps.
     pub fn to_markdown(&self, participants: &[String]) -> String {
-        let mut m = format!(
-            "# {}: `{}` violated ({})\n\n```mermaid\nsequenceDiagram\n",
-            self.spec, self.property, self.engine
-        );
+        let mut m =
+            format!("# {}: `{}` violated ({})\n\n```mermaid\nsequenceDiagram\n", self.spec, self.property, self.engine);
         for p in participants {
             m.push_str(&format!("    participant {}\n", mermaid_id(p)));
         }
@@ -64,28 +59,12 @@ impl Trace {
                 "receive" => {
                     let (route, msg) = label.split_once(": ").unwrap_or(("", &label));
                     let from = route.split(" → ").next().unwrap_or(&s.node);
-                    m.push_str(&format!(
-                        "    {}->>{}: {}. {}\n",
-                        mermaid_id(from),
-                        mermaid_id(&s.node),
-                        s.step,
-                        msg
-                    ));
+                    m.push_str(&format!("    {}->>{}: {}. {}\n", mermaid_id(from), mermaid_id(&s.node), s.step, msg));
                 }
                 _ if participants.contains(&s.node) => {
-                    m.push_str(&format!(
-                        "    Note over {}: {}. {}\n",
-                        mermaid_id(&s.node),
-                        s.step,
-                        label
-                    ));
+                    m.push_str(&format!("    Note over {}: {}. {}\n", mermaid_id(&s.node), s.step, label));
                 }
-                _ => m.push_str(&format!(
-                    "    Note over {}: {}. {}\n",
-                    mermaid_id(&participants[0]),
-                    s.step,
-                    label
-                )),
+                _ => m.push_str(&format!("    Note over {}: {}. {}\n", mermaid_id(&participants[0]), s.step, label)),
             }
         }
         m.push_str("```\n\n```\n");

@@ -5,19 +5,13 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn lockcheck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lockcheck"))
-        .args(args)
-        .output()
-        .expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_lockcheck")).args(args).output().expect("runs")
 }
 
 fn scratch() -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "lockcheck-cli-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
+    let d =
+        std::env::temp_dir().join(format!("lockcheck-cli-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -63,11 +57,7 @@ fn check_models_exits_0_and_prints_every_verdict_with_a_reproduce_line() {
 fn a_verdict_that_differs_from_expect_exits_1() {
     let d = scratch();
     let p = d.join("wrong.toml");
-    std::fs::write(
-        &p,
-        GOOD.replace("deadlock_free = \"holds\"", "deadlock_free = \"violated\""),
-    )
-    .unwrap();
+    std::fs::write(&p, GOOD.replace("deadlock_free = \"holds\"", "deadlock_free = \"violated\"")).unwrap();
     let o = lockcheck(&["check", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("MISMATCH"));
@@ -86,19 +76,11 @@ fn json_lines_and_traces_on_disk_and_replay() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let lines: Vec<serde_json::Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["spec"], "models/redis_gc_pause.toml");
     assert_eq!(lines[0]["engine"], "check");
-    let stale = lines[0]["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["property"] == "no_stale_write")
-        .unwrap();
+    let stale = lines[0]["results"].as_array().unwrap().iter().find(|r| r["property"] == "no_stale_write").unwrap();
     assert_eq!(stale["verdict"], "violated");
     let trace = PathBuf::from(stale["trace"].as_str().unwrap());
     assert!(trace.exists());
@@ -107,16 +89,9 @@ fn json_lines_and_traces_on_disk_and_replay() {
     assert!(md.contains("sequenceDiagram") && md.contains("client_0->>storage"));
 
     let again = lockcheck(&["replay", trace.to_str().unwrap()]);
-    assert_eq!(
-        again.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&again),
-        stderr(&again)
-    );
+    assert_eq!(again.status.code(), Some(0), "{}{}", stdout(&again), stderr(&again));
 
-    let mut t: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let mut t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
     t["steps"][3]["detail"] = "something else".into();
     let tampered = d.join("tampered.json");
     std::fs::write(&tampered, serde_json::to_string(&t).unwrap()).unwrap();
@@ -135,19 +110,10 @@ fn json_lines_and_traces_on_disk_and_replay() {
 fn the_same_check_twice_writes_identical_files() {
     let (a, b) = (scratch(), scratch());
     for dir in [&a, &b] {
-        let o = lockcheck(&[
-            "check",
-            "models/redis_release_del.toml",
-            "--out",
-            dir.to_str().unwrap(),
-        ]);
+        let o = lockcheck(&["check", "models/redis_release_del.toml", "--out", dir.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(0));
     }
-    for f in [
-        "mutual_exclusion.json",
-        "mutual_exclusion.md",
-        "no_stale_write.json",
-    ] {
+    for f in ["mutual_exclusion.json", "mutual_exclusion.md", "no_stale_write.json"] {
         let read = |d: &Path| std::fs::read(d.join("redis_release_del").join(f)).unwrap();
         assert_eq!(read(&a), read(&b), "{f}");
     }
@@ -157,36 +123,12 @@ fn the_same_check_twice_writes_identical_files() {
 #[test]
 fn bad_input_names_file_and_field_and_writes_nothing() {
     let cases: &[(&str, String, &str)] = &[
-        (
-            "unknown_protocol",
-            GOOD.replace("\"redis\"", "\"zookeeper9\""),
-            "protocol: unknown protocol `zookeeper9`",
-        ),
-        (
-            "unknown_knob",
-            GOOD.replace("[setup]", "[options]\nttll = true\n[setup]"),
-            "options.ttll: unknown field",
-        ),
-        (
-            "wrong_type",
-            GOOD.replace("[setup]", "[options]\nttl = \"yes\"\n[setup]"),
-            "options.ttl: invalid type",
-        ),
-        (
-            "zero_clients",
-            GOOD.replace("clients = 2", "clients = 0"),
-            "setup.clients: must be 1..=6",
-        ),
-        (
-            "budget",
-            GOOD.replace("crashes = 1", "crashes = 9"),
-            "faults.crashes: at most 3",
-        ),
-        (
-            "unknown_field",
-            GOOD.replace("[setup]", "colour = 1\n[setup]"),
-            "unknown field `colour`",
-        ),
+        ("unknown_protocol", GOOD.replace("\"redis\"", "\"zookeeper9\""), "protocol: unknown protocol `zookeeper9`"),
+        ("unknown_knob", GOOD.replace("[setup]", "[options]\nttll = true\n[setup]"), "options.ttll: unknown field"),
+        ("wrong_type", GOOD.replace("[setup]", "[options]\nttl = \"yes\"\n[setup]"), "options.ttl: invalid type"),
+        ("zero_clients", GOOD.replace("clients = 2", "clients = 0"), "setup.clients: must be 1..=6"),
+        ("budget", GOOD.replace("crashes = 1", "crashes = 9"), "faults.crashes: at most 3"),
+        ("unknown_field", GOOD.replace("[setup]", "colour = 1\n[setup]"), "unknown field `colour`"),
         (
             "bad_expect",
             GOOD.replace("deadlock_free = \"holds\"", "deadlock_free = \"maybe\""),
@@ -199,52 +141,26 @@ fn bad_input_names_file_and_field_and_writes_nothing() {
         ),
         (
             "short_horizon",
-            GOOD.replace(
-                "[faults]",
-                "[time]\nmode = \"discrete\"\nttl_ticks = 5\nhorizon_ticks = 4\n[faults]",
-            ),
+            GOOD.replace("[faults]", "[time]\nmode = \"discrete\"\nttl_ticks = 5\nhorizon_ticks = 4\n[faults]"),
             "time.horizon_ticks: 4 is not longer than time.ttl_ticks = 5",
         ),
-        (
-            "untimed_pause",
-            GOOD.replace("crashes = 1", "pauses = 1"),
-            "faults.pauses: untimed mode",
-        ),
-        (
-            "malformed",
-            "description = \"x\nprotocol = ".into(),
-            "malformed TOML",
-        ),
+        ("untimed_pause", GOOD.replace("crashes = 1", "pauses = 1"), "faults.pauses: untimed mode"),
+        ("malformed", "description = \"x\nprotocol = ".into(), "malformed TOML"),
     ];
     for (name, text, needle) in cases {
         let d = scratch();
         let spec = d.join(format!("{name}.toml"));
         std::fs::write(&spec, text).unwrap();
         let out = d.join("out");
-        let o = lockcheck(&[
-            "check",
-            "models/redis_gc_pause.toml",
-            spec.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let o =
+            lockcheck(&["check", "models/redis_gc_pause.toml", spec.to_str().unwrap(), "--out", out.to_str().unwrap()]);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{name}: {err}");
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "{name}: one line, got {err}"
-        );
-        assert!(
-            err.contains(&format!("{name}.toml: ")),
-            "{name}: names the file: {err}"
-        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: one line, got {err}");
+        assert!(err.contains(&format!("{name}.toml: ")), "{name}: names the file: {err}");
         assert!(err.contains(needle), "{name}: expected `{needle}` in {err}");
         assert!(!out.exists(), "{name}: nothing may be written");
-        assert!(
-            stdout(&o).is_empty(),
-            "{name}: no verdicts before input is known good"
-        );
+        assert!(stdout(&o).is_empty(), "{name}: no verdicts before input is known good");
     }
 }
 
@@ -262,14 +178,7 @@ fn list_shows_protocols_knobs_and_model_claims() {
     let o = lockcheck(&["list"]);
     assert_eq!(o.status.code(), Some(0));
     let out = stdout(&o);
-    for needle in [
-        "redis",
-        "fenced_lease",
-        "db",
-        "release=",
-        "redis_gc_pause",
-        "no_stale_write=violated",
-    ] {
+    for needle in ["redis", "fenced_lease", "db", "release=", "redis_gc_pause", "no_stale_write=violated"] {
         assert!(out.contains(needle), "missing {needle}");
     }
 }
@@ -294,49 +203,27 @@ deadlock_free = "holds"
 #[test]
 fn sim_bad_input_names_file_and_field_and_writes_nothing() {
     let cases: &[(&str, String, &str)] = &[
-        (
-            "sim_unknown_protocol",
-            SIM.replace("\"redis\"", "\"etcd3\""),
-            "protocol: unknown protocol",
-        ),
+        ("sim_unknown_protocol", SIM.replace("\"redis\"", "\"etcd3\""), "protocol: unknown protocol"),
         (
             "sim_empty_range",
             SIM.replace("pauses = 1", "pauses = 1\npause_ms = [500, 100]"),
             "faults.pause_ms: [500, 100] is empty",
         ),
-        (
-            "sim_loss",
-            SIM.replace("[faults]", "[network]\nloss = 1.5\n[faults]"),
-            "network.loss: must be a probability",
-        ),
+        ("sim_loss", SIM.replace("[faults]", "[network]\nloss = 1.5\n[faults]"), "network.loss: must be a probability"),
         (
             "sim_settle",
             SIM.replace("settle_ms = 800", "settle_ms = 100"),
             "time.settle_ms: 100 ms is shorter than one TTL",
         ),
-        (
-            "sim_seeds",
-            SIM.replace("seeds = 20", "seeds = 0"),
-            "seeds: must be 1..=",
-        ),
-        (
-            "sim_unknown_field",
-            SIM.replace("[faults]", "[faults]\nmeteors = 2"),
-            "faults.meteors: unknown field",
-        ),
+        ("sim_seeds", SIM.replace("seeds = 20", "seeds = 0"), "seeds: must be 1..="),
+        ("sim_unknown_field", SIM.replace("[faults]", "[faults]\nmeteors = 2"), "faults.meteors: unknown field"),
     ];
     for (name, text, needle) in cases {
         let d = scratch();
         let spec = d.join(format!("{name}.toml"));
         std::fs::write(&spec, text).unwrap();
         let out = d.join("out");
-        let o = lockcheck(&[
-            "sim",
-            "sims/redis_gc_pause.toml",
-            spec.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let o = lockcheck(&["sim", "sims/redis_gc_pause.toml", spec.to_str().unwrap(), "--out", out.to_str().unwrap()]);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{name}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{name}: {err}");
@@ -373,12 +260,7 @@ fn sim_json_reports_rates_metrics_and_trace_paths() {
     assert_eq!(v["runs"], 20);
     assert!(v["metrics"]["acquisitions"].as_u64().unwrap() > 0);
     assert!(v["metrics"]["messages_per_acquisition"].as_f64().unwrap() > 1.0);
-    let stale = v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["property"] == "no_stale_write")
-        .unwrap();
+    let stale = v["results"].as_array().unwrap().iter().find(|r| r["property"] == "no_stale_write").unwrap();
     assert_eq!(stale["verdict"], "violated");
     assert!(stale["rate_low"].as_f64().unwrap() <= stale["rate"].as_f64().unwrap());
     assert!(Path::new(stale["trace"].as_str().unwrap()).exists());

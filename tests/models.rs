@@ -6,39 +6,28 @@ use lockcheck::check::{check, search::Limits};
 use lockcheck::spec::load_model;
 
 fn quiet() -> Limits {
-    Limits {
-        progress: false,
-        ..Limits::default()
-    }
+    Limits { progress: false, ..Limits::default() }
 }
 
 #[test]
 fn every_model_spec_matches_its_expectations() {
-    let mut files: Vec<_> = std::fs::read_dir("models")
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir("models").unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
-    assert!(
-        files.len() >= 15,
-        "models/ should hold the catalogue of specs"
-    );
+    assert!(files.len() >= 15, "models/ should hold the catalogue of specs");
     let mut failures = Vec::new();
     for f in &files {
         let spec = load_model(f).unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            lockcheck::property::PropertyName::ALL.iter().any(|p| spec
-                .spec
-                .expect
-                .get(*p)
-                .is_some()),
+            lockcheck::property::PropertyName::ALL.iter().any(|p| spec.spec.expect.get(*p).is_some()),
             "{}: a spec must claim something",
             f.display()
         );
         let o = check(&spec, &quiet()).unwrap();
-        for r in o.results.iter().filter(|r| {
-            !r.ok() || (r.expected.is_none() && r.verdict == lockcheck::spec::Verdict::Violated)
-        }) {
+        for r in o
+            .results
+            .iter()
+            .filter(|r| !r.ok() || (r.expected.is_none() && r.verdict == lockcheck::spec::Verdict::Violated))
+        {
             failures.push(format!(
                 "{}: {} expected {:?} got {} (vacuous: {})",
                 f.display(),
@@ -58,10 +47,7 @@ fn every_model_spec_matches_its_expectations() {
 fn a_wrong_claim_is_caught() {
     let text = std::fs::read_to_string("models/redis_gc_pause.toml")
         .unwrap()
-        .replace(
-            "no_stale_write = \"violated\"",
-            "no_stale_write = \"holds\"",
-        );
+        .replace("no_stale_write = \"violated\"", "no_stale_write = \"holds\"");
     let dir = std::env::temp_dir().join(format!("lockcheck-claim-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("flipped.toml");
@@ -75,86 +61,36 @@ fn a_wrong_claim_is_caught() {
 fn the_fenced_variant_rejects_the_write_the_unfenced_one_accepts() {
     let verdict = |file: &str, prop: &str| {
         let o = check(&load_model(Path::new(file)).unwrap(), &quiet()).unwrap();
-        o.results
-            .iter()
-            .find(|r| r.property.name() == prop)
-            .unwrap()
-            .verdict
+        o.results.iter().find(|r| r.property.name() == prop).unwrap().verdict
     };
     use lockcheck::spec::Verdict::*;
-    assert_eq!(
-        verdict("models/redis_gc_pause.toml", "no_stale_write"),
-        Violated
-    );
-    assert_eq!(
-        verdict("models/redis_fenced_gc_pause.toml", "no_stale_write"),
-        Holds
-    );
-    assert_eq!(
-        verdict("models/fenced_lease_gc_pause.toml", "no_stale_write"),
-        Holds
-    );
-    assert_eq!(
-        verdict("models/fenced_lease_counter_lost.toml", "no_stale_write"),
-        Violated
-    );
-    assert_eq!(
-        verdict("models/redis_release_del.toml", "mutual_exclusion"),
-        Violated
-    );
-    assert_eq!(
-        verdict("models/redis_release_cad.toml", "mutual_exclusion"),
-        Holds
-    );
-    assert_eq!(
-        verdict("models/redis_no_ttl_crash.toml", "deadlock_free"),
-        Violated
-    );
-    assert_eq!(
-        verdict("models/redis_ttl_crash.toml", "deadlock_free"),
-        Holds
-    );
-    assert_eq!(
-        verdict("models/db_for_update_faults.toml", "no_oversell"),
-        Holds
-    );
-    assert_eq!(
-        verdict("models/db_expiry_column_gc_pause.toml", "no_oversell"),
-        Violated
-    );
+    assert_eq!(verdict("models/redis_gc_pause.toml", "no_stale_write"), Violated);
+    assert_eq!(verdict("models/redis_fenced_gc_pause.toml", "no_stale_write"), Holds);
+    assert_eq!(verdict("models/fenced_lease_gc_pause.toml", "no_stale_write"), Holds);
+    assert_eq!(verdict("models/fenced_lease_counter_lost.toml", "no_stale_write"), Violated);
+    assert_eq!(verdict("models/redis_release_del.toml", "mutual_exclusion"), Violated);
+    assert_eq!(verdict("models/redis_release_cad.toml", "mutual_exclusion"), Holds);
+    assert_eq!(verdict("models/redis_no_ttl_crash.toml", "deadlock_free"), Violated);
+    assert_eq!(verdict("models/redis_ttl_crash.toml", "deadlock_free"), Holds);
+    assert_eq!(verdict("models/db_for_update_faults.toml", "no_oversell"), Holds);
+    assert_eq!(verdict("models/db_expiry_column_gc_pause.toml", "no_oversell"), Violated);
 }
 
 /// Symmetry reduction must not change any verdict nor the length of any shortest counterexample,
 /// and must explore fewer states wherever clients can be told apart only by name.
 #[test]
 fn symmetry_reduction_keeps_verdicts_and_shortest_lengths() {
-    let mut files: Vec<_> = std::fs::read_dir("models")
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir("models").unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     let mut reduced_somewhere = false;
     for f in &files {
         let spec = load_model(f).unwrap();
         let plain = check(&spec, &quiet()).unwrap();
-        let sym = check(
-            &spec,
-            &Limits {
-                symmetry: true,
-                ..quiet()
-            },
-        )
-        .unwrap();
+        let sym = check(&spec, &Limits { symmetry: true, ..quiet() }).unwrap();
         assert!(sym.unique <= plain.unique, "{}", f.display());
         reduced_somewhere |= sym.unique < plain.unique;
         for (a, b) in plain.results.iter().zip(&sym.results) {
-            assert_eq!(
-                a.verdict,
-                b.verdict,
-                "{} {}",
-                f.display(),
-                a.property.name()
-            );
+            assert_eq!(a.verdict, b.verdict, "{} {}", f.display(), a.property.name());
             let len = |r: &lockcheck::check::PropResult| r.trace.as_ref().map(|t| t.steps.len());
             assert_eq!(len(a), len(b), "{} {}", f.display(), a.property.name());
         }

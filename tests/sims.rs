@@ -11,20 +11,12 @@ use lockcheck::sim::{Options, Seeds, simulate};
 use lockcheck::spec::Verdict;
 
 fn opts(jobs: usize) -> Options {
-    Options {
-        jobs,
-        shrink: false,
-        progress: false,
-        full_duration: false,
-    }
+    Options { jobs, shrink: false, progress: false, full_duration: false }
 }
 
 #[test]
 fn every_sim_scenario_matches_its_expectations() {
-    let mut files: Vec<_> = std::fs::read_dir("sims")
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir("sims").unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert!(files.len() >= 8);
     let mut failures = Vec::new();
@@ -34,20 +26,12 @@ fn every_sim_scenario_matches_its_expectations() {
         let violated_claim = sim.claims().any(|(_, v)| v == Verdict::Violated);
         // A `holds` claim is only worth something over many seeds; a `violated` one must show early.
         if holds_claim && !violated_claim {
-            assert!(
-                sim.spec.seeds >= 1000,
-                "{}: a holds scenario runs at least 1000 seeds",
-                f.display()
-            );
+            assert!(sim.spec.seeds >= 1000, "{}: a holds scenario runs at least 1000 seeds", f.display());
         }
         if violated_claim {
             assert!(sim.spec.seeds <= 1000, "{}", f.display());
         }
-        let seeds = Seeds {
-            from: 0,
-            to: sim.spec.seeds,
-            shard: None,
-        };
+        let seeds = Seeds { from: 0, to: sim.spec.seeds, shard: None };
         let (o, _) = simulate(&sim, &seeds, &opts(2), None).unwrap();
         for r in o.results.iter().filter(|r| !r.ok()) {
             failures.push(format!(
@@ -60,11 +44,7 @@ fn every_sim_scenario_matches_its_expectations() {
                 o.runs
             ));
         }
-        for r in o
-            .results
-            .iter()
-            .filter(|r| r.expected == Some(Verdict::Violated))
-        {
+        for r in o.results.iter().filter(|r| r.expected == Some(Verdict::Violated)) {
             assert!(
                 r.first_seed.is_some_and(|s| s < 100),
                 "{}: {} must show within the first 100 seeds",
@@ -79,53 +59,24 @@ fn every_sim_scenario_matches_its_expectations() {
 fn summary(o: &lockcheck::sim::SimOutcome) -> String {
     let mut o = o.clone();
     o.seconds = 0.0;
-    let traces: Vec<String> = o
-        .results
-        .iter()
-        .filter_map(|r| r.trace.as_ref().map(|t| t.to_json()))
-        .collect();
-    format!(
-        "{}\n{}",
-        lockcheck::cli::sim_json_line(&o, None),
-        traces.join("\n")
-    )
+    let traces: Vec<String> = o.results.iter().filter_map(|r| r.trace.as_ref().map(|t| t.to_json())).collect();
+    format!("{}\n{}", lockcheck::cli::sim_json_line(&o, None), traces.join("\n"))
 }
 
 #[test]
 fn one_job_and_two_jobs_give_identical_results_and_traces() {
     let sim = load_sim(Path::new("sims/redis_gc_pause.toml")).unwrap();
-    let seeds = Seeds {
-        from: 0,
-        to: 60,
-        shard: None,
-    };
+    let seeds = Seeds { from: 0, to: 60, shard: None };
     let (a, _) = simulate(&sim, &seeds, &opts(1), None).unwrap();
     let (b, _) = simulate(&sim, &seeds, &opts(2), None).unwrap();
-    assert!(
-        a.results.iter().any(|r| r.trace.is_some()),
-        "the range must contain a failing seed"
-    );
+    assert!(a.results.iter().any(|r| r.trace.is_some()), "the range must contain a failing seed");
     assert_eq!(summary(&a), summary(&b));
 }
 
 #[test]
 fn shards_partition_the_seeds() {
-    let all = Seeds {
-        from: 0,
-        to: 10,
-        shard: None,
-    }
-    .list();
-    let mut union: Vec<u64> = (0..3)
-        .flat_map(|k| {
-            Seeds {
-                from: 0,
-                to: 10,
-                shard: Some((k, 3)),
-            }
-            .list()
-        })
-        .collect();
+    let all = Seeds { from: 0, to: 10, shard: None }.list();
+    let mut union: Vec<u64> = (0..3).flat_map(|k| Seeds { from: 0, to: 10, shard: Some((k, 3)) }.list()).collect();
     union.sort();
     assert_eq!(union, all);
 }
@@ -141,22 +92,12 @@ fn a_seed_replays_byte_identically_in_another_process() {
             .arg(dir.join(sub))
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let file = Path::new("redis_gc_pause").join("no_stale_write.seed26.json");
-    let (a, b) = (
-        std::fs::read(dir.join("a").join(&file)).unwrap(),
-        std::fs::read(dir.join("b").join(&file)).unwrap(),
-    );
+    let (a, b) = (std::fs::read(dir.join("a").join(&file)).unwrap(), std::fs::read(dir.join("b").join(&file)).unwrap());
     assert_eq!(a, b);
-    let shrunk = dir
-        .join("a")
-        .join("redis_gc_pause")
-        .join("no_stale_write.seed26.shrunk.json");
+    let shrunk = dir.join("a").join("redis_gc_pause").join("no_stale_write.seed26.shrunk.json");
     for t in [dir.join("a").join(&file), shrunk] {
         let out = Command::new(bin).arg("replay").arg(&t).output().unwrap();
         assert_eq!(
@@ -177,20 +118,14 @@ struct RunOne {
 
 impl lockcheck::registry::Visit for RunOne {
     type Out = driver::RunOutcome;
-    fn visit<P: lockcheck::protocol::Protocol>(
-        self,
-        system: lockcheck::system::LockSystem<P>,
-    ) -> Self::Out {
+    fn visit<P: lockcheck::protocol::Protocol>(self, system: lockcheck::system::LockSystem<P>) -> Self::Out {
         driver::run(std::sync::Arc::new(system), &self.cfg, 0, self.plan).unwrap()
     }
 }
 
 fn run_with(file: &str, faults: Vec<Fault>, drift_ppm: Vec<i64>) -> driver::RunOutcome {
     let sim = load_sim(Path::new(file)).unwrap();
-    let props = lockcheck::property::PropertyName::ALL
-        .into_iter()
-        .filter(|p| !p.is_liveness())
-        .collect();
+    let props = lockcheck::property::PropertyName::ALL.into_iter().filter(|p| !p.is_liveness()).collect();
     let cfg = RunCfg {
         tick_ms: sim.spec.time.tick_ms,
         step_ms: sim.spec.time.step_ms,
@@ -202,55 +137,29 @@ fn run_with(file: &str, faults: Vec<Fault>, drift_ppm: Vec<i64>) -> driver::RunO
         properties: props,
         full_duration: false,
     };
-    let plan = Plan {
-        drift_ppm,
-        faults,
-        turmoil_seed: 7,
-        loss_seed: 7,
-    };
+    let plan = Plan { drift_ppm, faults, turmoil_seed: 7, loss_seed: 7 };
     lockcheck::registry::build(&sim.as_model(), RunOne { plan, cfg }).unwrap()
 }
 
 fn all_steps(r: &driver::RunOutcome) -> Vec<lockcheck::trace::Step> {
     // The run's steps are kept in each violation; without one, re-run with a property that breaks at once.
-    r.violations
-        .last()
-        .map(|v| v.steps.clone())
-        .unwrap_or_default()
+    r.violations.last().map(|v| v.steps.clone()).unwrap_or_default()
 }
 
 #[test]
 fn a_paused_node_sends_nothing_and_fires_no_timer_while_paused() {
     // Client-0 pauses at 5 ms (holding the lock, its Work timer armed) for 400 ms; the TTL is 300 ms.
-    let r = run_with(
-        "sims/redis_gc_pause.toml",
-        vec![Fault::Pause {
-            node: 0,
-            at_ms: 5,
-            for_ms: 400,
-        }],
-        vec![0; 5],
-    );
+    let r = run_with("sims/redis_gc_pause.toml", vec![Fault::Pause { node: 0, at_ms: 5, for_ms: 400 }], vec![0; 5]);
     let steps = all_steps(&r);
-    let pause = steps
-        .iter()
-        .find(|s| s.kind == "pause")
-        .expect("pause recorded");
-    let resume = steps
-        .iter()
-        .find(|s| s.kind == "resume")
-        .expect("resume recorded");
+    let pause = steps.iter().find(|s| s.kind == "pause").expect("pause recorded");
+    let resume = steps.iter().find(|s| s.kind == "resume").expect("resume recorded");
     let (from, to) = (pause.time.unwrap(), resume.time.unwrap());
     assert!(to - from >= 395, "paused {from}..{to}");
-    let during: Vec<_> = steps
-        .iter()
-        .filter(|s| s.node == "client-0" && s.time.unwrap() > from && s.time.unwrap() < to)
-        .collect();
+    let during: Vec<_> =
+        steps.iter().filter(|s| s.node == "client-0" && s.time.unwrap() > from && s.time.unwrap() < to).collect();
     assert!(during.is_empty(), "client-0 acted while paused: {during:?}");
     assert!(
-        steps
-            .iter()
-            .any(|s| s.node == "client-0" && s.kind == "timer" && s.time.unwrap() >= to),
+        steps.iter().any(|s| s.node == "client-0" && s.kind == "timer" && s.time.unwrap() >= to),
         "its timer fires after it resumes"
     );
 }
@@ -268,31 +177,11 @@ fn expiry_ms(faults: Vec<Fault>, drift: Vec<i64>) -> i64 {
 #[test]
 fn clock_drift_and_jumps_move_when_a_ttl_expires() {
     // Client-0 holds the lock and pauses long, so its lease runs out on the server's clock.
-    let pause = || Fault::Pause {
-        node: 0,
-        at_ms: 5,
-        for_ms: 800,
-    };
+    let pause = || Fault::Pause { node: 0, at_ms: 5, for_ms: 800 };
     let base = expiry_ms(vec![pause()], vec![0; 5]);
     let fast = expiry_ms(vec![pause()], vec![0, 0, 0, 200_000, 0]);
-    let jumped = expiry_ms(
-        vec![
-            pause(),
-            Fault::ClockJump {
-                node: 3,
-                at_ms: 50,
-                by_ms: 200,
-            },
-        ],
-        vec![0; 5],
-    );
+    let jumped = expiry_ms(vec![pause(), Fault::ClockJump { node: 3, at_ms: 50, by_ms: 200 }], vec![0; 5]);
     assert!((295..=320).contains(&base), "300 ms TTL expired at {base}");
-    assert!(
-        fast < base - 30,
-        "a server clock 20 % fast expires early: {fast} vs {base}"
-    );
-    assert!(
-        jumped <= base - 190,
-        "a 200 ms jump expires 200 ms early: {jumped} vs {base}"
-    );
+    assert!(fast < base - 30, "a server clock 20 % fast expires early: {fast} vs {base}");
+    assert!(jumped <= base - 190, "a 200 ms jump expires 200 ms early: {jumped} vs {base}");
 }

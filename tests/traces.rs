@@ -11,22 +11,12 @@ use lockcheck::spec::{Loaded, load_model};
 use lockcheck::system::LockSystem;
 
 fn quiet() -> Limits {
-    Limits {
-        progress: false,
-        ..Limits::default()
-    }
+    Limits { progress: false, ..Limits::default() }
 }
 
 fn trace_text(file: &str, prop: &str) -> String {
     let o = check(&load_model(Path::new(file)).unwrap(), &quiet()).unwrap();
-    o.results
-        .iter()
-        .find(|r| r.property.name() == prop)
-        .unwrap()
-        .trace
-        .as_ref()
-        .unwrap()
-        .to_text()
+    o.results.iter().find(|r| r.property.name() == prop).unwrap().trace.as_ref().unwrap().to_text()
 }
 
 /// Kleppmann's GC-pause story, step by step, as reviewed: the paused holder's write lands after the
@@ -53,10 +43,7 @@ fn redis_gc_pause_stale_write_is_this_exact_shortest_story() {
   18. t=2   client-0  receive  storage → client-0: Stock(2)
   19. t=2   storage   receive  client-0 → storage: Write { token: None, session: 0, value: 1, sale: true } ⇒ ACCEPTS write stock=1 from client-0
 ";
-    assert_eq!(
-        trace_text("models/redis_gc_pause.toml", "no_stale_write"),
-        expected
-    );
+    assert_eq!(trace_text("models/redis_gc_pause.toml", "no_stale_write"), expected);
 }
 
 /// Explores every path up to `depth` steps and says whether any ends in a violation of `p`.
@@ -71,12 +58,7 @@ impl Visit for ShorterExists {
     fn visit<P: Protocol>(self, system: LockSystem<P>) -> bool {
         let props = lockcheck::check::properties(&self.spec, system.proto.issues_tokens()).unwrap();
         let w = World::new(system, &self.spec, props);
-        fn dfs<M: Machine>(
-            w: &World<M>,
-            s: &lockcheck::check::world::State<M>,
-            left: usize,
-            p: PropertyName,
-        ) -> bool {
+        fn dfs<M: Machine>(w: &World<M>, s: &lockcheck::check::world::State<M>, left: usize, p: PropertyName) -> bool {
             if !s.monitor.holds(p) {
                 return true;
             }
@@ -85,8 +67,7 @@ impl Visit for ShorterExists {
             }
             let mut acts = Vec::new();
             w.actions_of(s, &mut acts);
-            acts.iter()
-                .any(|a| w.step(s, a, None).is_some_and(|n| dfs(w, &n, left - 1, p)))
+            acts.iter().any(|a| w.step(s, a, None).is_some_and(|n| dfs(w, &n, left - 1, p)))
         }
         dfs(&w, &w.init(), self.depth, self.p)
     }
@@ -102,91 +83,38 @@ impl Visit for StaterightBfsLength {
         let props = lockcheck::check::properties(&self.0, system.proto.issues_tokens()).unwrap();
         let w = World::new(system, &self.0, props);
         let checker = w.checker().spawn_bfs().join();
-        checker
-            .discovery(self.1)
-            .expect("stateright finds it too")
-            .into_actions()
-            .len()
+        checker.discovery(self.1).expect("stateright finds it too").into_actions().len()
     }
 }
 
 #[test]
 fn counterexamples_are_shortest_where_stateright_bfs_is_not() {
     for (file, prop) in [
-        (
-            "models/fenced_lease_counter_lost.toml",
-            PropertyName::NoStaleWrite,
-        ),
+        ("models/fenced_lease_counter_lost.toml", PropertyName::NoStaleWrite),
         ("models/redis_gc_pause.toml", PropertyName::NoOversell),
     ] {
         let spec = load_model(Path::new(file)).unwrap();
         let o = check(&spec, &quiet()).unwrap();
-        let ours = o
-            .results
-            .iter()
-            .find(|r| r.property == prop)
-            .unwrap()
-            .trace
-            .as_ref()
-            .unwrap()
-            .steps
-            .len();
-        let shorter = registry::build(
-            &spec,
-            ShorterExists {
-                depth: ours - 1,
-                p: prop,
-                spec: spec.clone(),
-            },
-        )
-        .unwrap();
-        assert!(
-            !shorter,
-            "{file}: a violation of {} exists in fewer than {ours} steps",
-            prop.name()
-        );
-        let exact = registry::build(
-            &spec,
-            ShorterExists {
-                depth: ours,
-                p: prop,
-                spec: spec.clone(),
-            },
-        )
-        .unwrap();
-        assert!(
-            exact,
-            "{file}: the reported length {ours} must itself be reachable"
-        );
-        let theirs =
-            registry::build(&spec, StaterightBfsLength(spec.clone(), prop.name())).unwrap();
+        let ours = o.results.iter().find(|r| r.property == prop).unwrap().trace.as_ref().unwrap().steps.len();
+        let shorter = registry::build(&spec, ShorterExists { depth: ours - 1, p: prop, spec: spec.clone() }).unwrap();
+        assert!(!shorter, "{file}: a violation of {} exists in fewer than {ours} steps", prop.name());
+        let exact = registry::build(&spec, ShorterExists { depth: ours, p: prop, spec: spec.clone() }).unwrap();
+        assert!(exact, "{file}: the reported length {ours} must itself be reachable");
+        let theirs = registry::build(&spec, StaterightBfsLength(spec.clone(), prop.name())).unwrap();
         // Measured: 24 vs 10 and 35 vs 21 steps. stateright hashes with a fixed seed, so this is stable.
-        assert!(
-            theirs > ours,
-            "{file}: stateright's BFS found {theirs} steps, lockcheck {ours}"
-        );
-        eprintln!(
-            "{file} {}: lockcheck {ours} steps, stateright BFS {theirs}",
-            prop.name()
-        );
+        assert!(theirs > ours, "{file}: stateright's BFS found {theirs} steps, lockcheck {ours}");
+        eprintln!("{file} {}: lockcheck {ours} steps, stateright BFS {theirs}", prop.name());
     }
 }
 
 #[test]
 fn two_runs_give_byte_identical_traces() {
-    for f in [
-        "models/redis_gc_pause.toml",
-        "models/redis_release_del.toml",
-        "models/redis_clock_jump.toml",
-    ] {
+    for f in ["models/redis_gc_pause.toml", "models/redis_release_del.toml", "models/redis_clock_jump.toml"] {
         let spec = load_model(Path::new(f)).unwrap();
         let a = check(&spec, &quiet()).unwrap();
         let b = check(&spec, &quiet()).unwrap();
         let json = |o: &lockcheck::check::Outcome| {
-            o.results
-                .iter()
-                .filter_map(|r| r.trace.as_ref().map(|t| t.to_json()))
-                .collect::<Vec<_>>()
+            o.results.iter().filter_map(|r| r.trace.as_ref().map(|t| t.to_json())).collect::<Vec<_>>()
         };
         assert!(!json(&a).is_empty());
         assert_eq!(json(&a), json(&b), "{f}");

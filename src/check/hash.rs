@@ -99,10 +99,7 @@ mod tests {
     #[test]
     fn fingerprints_are_fixed_across_runs_and_machines() {
         // Pinned: a change here changes exploration order nowhere, but says the hash moved.
-        assert_eq!(
-            fingerprint(&(1u8, vec![2u64, 3], "abc")),
-            fingerprint(&(1u8, vec![2u64, 3], "abc"))
-        );
+        assert_eq!(fingerprint(&(1u8, vec![2u64, 3], "abc")), fingerprint(&(1u8, vec![2u64, 3], "abc")));
         assert_ne!(fingerprint(&vec![1u8, 2]), fingerprint(&vec![2u8, 1]));
         assert_ne!(fingerprint(&(0u64, 1u64)), fingerprint(&(1u64, 0u64)));
     }

@@ -30,8 +30,7 @@ pub struct PropResult {
 
 impl PropResult {
     pub fn ok(&self) -> bool {
-        self.expected.is_none_or(|e| e == self.verdict)
-            && !(self.vacuous && self.expected == Some(Verdict::Holds))
+        self.expected.is_none_or(|e| e == self.verdict) && !(self.vacuous && self.expected == Some(Verdict::Holds))
     }
 }
 
@@ -53,11 +52,7 @@ pub struct Outcome {
 impl Outcome {
     /// Every verdict matches its expectation (or, without one, nothing is violated).
     pub fn ok(&self) -> bool {
-        self.complete
-            && self
-                .results
-                .iter()
-                .all(|r| r.ok() && (r.expected.is_some() || r.verdict == Verdict::Holds))
+        self.complete && self.results.iter().all(|r| r.ok() && (r.expected.is_some() || r.verdict == Verdict::Holds))
     }
 }
 
@@ -69,22 +64,12 @@ pub fn properties(spec: &Loaded, tokens: bool) -> Result<Vec<PropertyName>, Spec
             let why = if p == PropertyName::TokenMonotonic && workload.uses_lock() {
                 "this protocol configuration issues no tokens".to_string()
             } else {
-                format!(
-                    "not judged for workload {}",
-                    serde_json::to_string(&workload).unwrap_or_default()
-                )
+                format!("not judged for workload {}", serde_json::to_string(&workload).unwrap_or_default())
             };
-            return Err(SpecError::field(
-                &spec.path,
-                format!("expect.{}", p.name()),
-                why,
-            ));
+            return Err(SpecError::field(&spec.path, format!("expect.{}", p.name()), why));
         }
     }
-    Ok(PropertyName::ALL
-        .into_iter()
-        .filter(|p| p.applies(workload, tokens))
-        .collect())
+    Ok(PropertyName::ALL.into_iter().filter(|p| p.applies(workload, tokens)).collect())
 }
 
 struct CheckVisit<'a> {
@@ -121,11 +106,7 @@ fn outcome<M: Machine>(spec: &Loaded, w: &World<M>, found: &Found) -> Outcome {
             let witnessed = found.witnessed.iter().any(|&(q, seen)| q == p && seen);
             PropResult {
                 property: p,
-                verdict: if v.is_some() {
-                    Verdict::Violated
-                } else {
-                    Verdict::Holds
-                },
+                verdict: if v.is_some() { Verdict::Violated } else { Verdict::Holds },
                 expected: spec.spec.expect.get(p),
                 vacuous: v.is_none() && !witnessed,
                 trace: v.map(|state| trace(spec, w, p, &found.path_to(state))),
@@ -200,22 +181,9 @@ pub fn observation_text(o: &Observation, name: &dyn Fn(NodeId) -> String) -> Str
             format!("{}'s own lease check ends its hold", name(*client))
         }
         Observation::Expired { client } => format!("lease of {} expires", name(*client)),
-        Observation::Read {
-            client,
-            token,
-            stock,
-        } => format!("read by {}{}: stock {stock}", name(*client), tok(token)),
-        Observation::WriteAccepted {
-            client,
-            token,
-            value,
-            ..
-        } => {
-            format!(
-                "ACCEPTS write stock={value} from {}{}",
-                name(*client),
-                tok(token)
-            )
+        Observation::Read { client, token, stock } => format!("read by {}{}: stock {stock}", name(*client), tok(token)),
+        Observation::WriteAccepted { client, token, value, .. } => {
+            format!("ACCEPTS write stock={value} from {}{}", name(*client), tok(token))
         }
         Observation::WriteRejected { client, token } => {
             format!("REJECTS request from {}{}", name(*client), tok(token))
@@ -228,13 +196,7 @@ pub fn observation_text(o: &Observation, name: &dyn Fn(NodeId) -> String) -> Str
     }
 }
 
-fn describe<M: Machine>(
-    w: &World<M>,
-    step: u32,
-    a: &Act<M>,
-    after: &State<M>,
-    obs: &[Observation],
-) -> Step {
+fn describe<M: Machine>(w: &World<M>, step: u32, a: &Act<M>, after: &State<M>, obs: &[Observation]) -> Step {
     let name = |id: NodeId| w.node_name(id).to_string();
     let node = w.actor(a).map(name).unwrap_or_else(|| "world".into());
     let (kind, mut detail) = match a {
@@ -259,8 +221,12 @@ fn describe<M: Machine>(
         }
         Action::Partition(id) => ("partition", format!("{} is cut off from the others", name(*id))),
         Action::Heal => ("heal", "the partition heals".into()),
-        Action::HealAll => ("heal", "fault window over: every paused node resumes, partitions heal, crashed servers restart".into()),
-        Action::Delay(e) => ("delay", format!("network delay holds back {} → {}: {}", name(e.src), name(e.dst), short(&e.msg))),
+        Action::HealAll => {
+            ("heal", "fault window over: every paused node resumes, partitions heal, crashed servers restart".into())
+        }
+        Action::Delay(e) => {
+            ("delay", format!("network delay holds back {} → {}: {}", name(e.src), name(e.dst), short(&e.msg)))
+        }
         Action::Lose(e) => ("loss", format!("message lost: {} → {}: {}", name(e.src), name(e.dst), short(&e.msg))),
         Action::ClockJump(id) => ("jump", format!("ClockJump: clock of {} jumps {} ticks ahead", name(*id), w.jump)),
     };
@@ -268,11 +234,5 @@ fn describe<M: Machine>(
         let o: Vec<_> = obs.iter().map(|o| observation_text(o, &name)).collect();
         detail.push_str(&format!(" ⇒ {}", o.join("; ")));
     }
-    Step {
-        step,
-        time: w.timed.then_some(i64::from(after.tick)),
-        node,
-        kind: kind.into(),
-        detail,
-    }
+    Step { step, time: w.timed.then_some(i64::from(after.tick)), node, kind: kind.into(), detail }
 }

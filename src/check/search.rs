@@ -53,6 +53,7 @@ pub enum Strategy {
     Dfs,
 }
 
+#[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub strategy: Strategy,
     pub max_states: u64,
@@ -86,8 +87,7 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
     let mut depth: Vec<u32> = Vec::new();
     let mut goal: Vec<(bool, bool)> = Vec::new();
     let mut edges: Vec<(u32, u32, Class)> = Vec::new();
-    let mut violation: Vec<(PropertyName, Option<u32>)> =
-        props.iter().map(|p| (*p, None)).collect();
+    let mut violation: Vec<(PropertyName, Option<u32>)> = props.iter().map(|p| (*p, None)).collect();
     let mut witnessed: Vec<(PropertyName, bool)> = props.iter().map(|p| (*p, false)).collect();
     let mut queue: VecDeque<(u32, State<M>)> = VecDeque::new();
     let mut generated = 0u64;
@@ -106,11 +106,7 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
     };
 
     let key = |s: &State<M>| {
-        if limits.symmetry {
-            fingerprint(&w.canonical(s))
-        } else {
-            fingerprint(s)
-        }
+        if limits.symmetry { fingerprint(&w.canonical(s)) } else { fingerprint(s) }
     };
     let init = w.init();
     index.insert(key(&init), 0);
@@ -177,9 +173,7 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
     if liveness && complete {
         for (p, v) in violation.iter_mut().filter(|(p, _)| p.is_liveness()) {
             let (allowed, goal): (fn(Class) -> bool, Vec<bool>) = match p {
-                PropertyName::DeadlockFree => {
-                    (|c| c != Class::Fault, goal.iter().map(|g| g.0).collect())
-                }
+                PropertyName::DeadlockFree => (|c| c != Class::Fault, goal.iter().map(|g| g.0).collect()),
                 _ => (|c| c == Class::Normal, goal.iter().map(|g| g.1).collect()),
             };
             *v = first_dead(parent.len(), &edges, &goal, allowed);
@@ -200,12 +194,7 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
 
 /// The first state (in BFS order, hence nearest to the start) from which no path of `allowed` steps
 /// reaches a goal state.
-fn first_dead(
-    n: usize,
-    edges: &[(u32, u32, Class)],
-    goal: &[bool],
-    allowed: fn(Class) -> bool,
-) -> Option<u32> {
+fn first_dead(n: usize, edges: &[(u32, u32, Class)], goal: &[bool], allowed: fn(Class) -> bool) -> Option<u32> {
     let mut rev_start = vec![0u32; n + 1];
     for &(_, to, c) in edges {
         if allowed(c) {
@@ -249,9 +238,7 @@ pub fn replay_path<M: Machine>(
         w.actions_of(&s, &mut actions);
         let a = actions.swap_remove(pos as usize);
         let mut log = Vec::new();
-        let next = w
-            .step(&s, &a, Some(&mut log))
-            .expect("a recorded path replays");
+        let next = w.step(&s, &a, Some(&mut log)).expect("a recorded path replays");
         out.push((a, next.clone(), log));
         s = next;
     }
@@ -265,24 +252,11 @@ mod tests {
     #[test]
     fn first_dead_finds_a_state_that_cannot_reach_the_goal() {
         // 0 -> 1 -> 2 (goal); 0 -> 3 (stuck); 1 -> 3 only by a fault.
-        let edges = [
-            (0, 1, Class::Normal),
-            (1, 2, Class::Normal),
-            (0, 3, Class::Normal),
-            (1, 3, Class::Fault),
-        ];
+        let edges = [(0, 1, Class::Normal), (1, 2, Class::Normal), (0, 3, Class::Normal), (1, 3, Class::Fault)];
         let goal = [false, false, true, false];
         assert_eq!(first_dead(4, &edges, &goal, |c| c != Class::Fault), Some(3));
-        let healed = [
-            (0, 1, Class::Normal),
-            (1, 2, Class::Normal),
-            (0, 3, Class::Normal),
-            (3, 2, Class::Heal),
-        ];
+        let healed = [(0, 1, Class::Normal), (1, 2, Class::Normal), (0, 3, Class::Normal), (3, 2, Class::Heal)];
         assert_eq!(first_dead(4, &healed, &goal, |c| c != Class::Fault), None);
-        assert_eq!(
-            first_dead(4, &healed, &goal, |c| c == Class::Normal),
-            Some(3)
-        );
+        assert_eq!(first_dead(4, &healed, &goal, |c| c == Class::Normal), Some(3));
     }
 }

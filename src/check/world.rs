@@ -61,12 +61,8 @@ pub struct WorldState<S, Msg, T, D> {
     pub monitor: Monitor,
 }
 
-pub type State<M> = WorldState<
-    <M as Machine>::State,
-    <M as Machine>::Msg,
-    <M as Machine>::Timer,
-    <M as Machine>::Durable,
->;
+pub type State<M> =
+    WorldState<<M as Machine>::State, <M as Machine>::Msg, <M as Machine>::Timer, <M as Machine>::Durable>;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum Action<Msg, T> {
@@ -112,19 +108,11 @@ impl<Msg, T> Action<Msg, T> {
     pub fn class(&self) -> Class {
         match self {
             // A stop-the-world pause always ends by itself.
-            Action::Deliver(_) | Action::Fire(..) | Action::Tick(_) | Action::Resume(_) => {
-                Class::Normal
-            }
-            Action::Heal
-            | Action::HealAll
-            | Action::Restart {
-                keep_disk: true, ..
-            } => Class::Heal,
+            Action::Deliver(_) | Action::Fire(..) | Action::Tick(_) | Action::Resume(_) => Class::Normal,
+            Action::Heal | Action::HealAll | Action::Restart { keep_disk: true, .. } => Class::Heal,
             Action::Pause(_)
             | Action::Crash(_)
-            | Action::Restart {
-                keep_disk: false, ..
-            }
+            | Action::Restart { keep_disk: false, .. }
             | Action::Partition(_)
             | Action::Lose(_)
             | Action::Delay(_)
@@ -172,20 +160,11 @@ impl<M: Machine> World<M> {
     }
 
     fn reading(&self, s: &State<M>, id: NodeId) -> i64 {
-        if self.timed {
-            i64::from(s.tick) + i64::from(s.nodes[id].offset)
-        } else {
-            0
-        }
+        if self.timed { i64::from(s.tick) + i64::from(s.nodes[id].offset) } else { 0 }
     }
 
     fn targets(&self, t: Targets, id: NodeId) -> bool {
-        match (t, self.kind(id)) {
-            (_, NodeKind::Storage) => false,
-            (Targets::Any, _) => true,
-            (Targets::Clients, k) => k == NodeKind::Client,
-            (Targets::Servers, k) => k == NodeKind::Server,
-        }
+        t.matches(self.kind(id))
     }
 
     fn in_window(&self, s: &State<M>) -> bool {
@@ -215,13 +194,7 @@ impl<M: Machine> World<M> {
         let mut s = WorldState {
             tick: 0,
             nodes: (0..n)
-                .map(|_| Slot {
-                    state: None,
-                    paused: false,
-                    offset: 0,
-                    timers: SmallVec::new(),
-                    durable: None,
-                })
+                .map(|_| Slot { state: None, paused: false, offset: 0, timers: SmallVec::new(), durable: None })
                 .collect(),
             net: Vec::new(),
             cut: 0,
@@ -241,25 +214,14 @@ impl<M: Machine> World<M> {
     }
 
     /// Carries out a handler's effects.
-    fn apply(
-        &self,
-        s: &mut State<M>,
-        cx: Cx<M::Msg, M::Timer, M::Durable>,
-        log: &mut Option<&mut Vec<Observation>>,
-    ) {
+    fn apply(&self, s: &mut State<M>, cx: Cx<M::Msg, M::Timer, M::Durable>, log: &mut Option<&mut Vec<Observation>>) {
         let me = cx.me;
         for e in cx.effects {
             match e {
                 // A node that is down refuses the connection: the message is never sent.
-                Effect::Send { to, msg } if s.nodes[to].state.is_some() => Self::post(
-                    s,
-                    Envelope {
-                        src: me,
-                        dst: to,
-                        msg,
-                        late: false,
-                    },
-                ),
+                Effect::Send { to, msg } if s.nodes[to].state.is_some() => {
+                    Self::post(s, Envelope { src: me, dst: to, msg, late: false })
+                }
                 Effect::Send { .. } => {}
                 Effect::SetTimer { timer, after } => {
                     let deadline = if self.timed { cx.now + after } else { 0 };
@@ -325,9 +287,7 @@ impl<M: Machine> World<M> {
             e.msg.map_ids(&f);
         }
         t.net.sort();
-        t.cut = (0..s.nodes.len())
-            .filter(|&i| (s.cut >> i) & 1 == 1)
-            .fold(0, |acc, i| acc | 1 << f(i));
+        t.cut = (0..s.nodes.len()).filter(|&i| (s.cut >> i) & 1 == 1).fold(0, |acc, i| acc | 1 << f(i));
         t.monitor.permute(&map);
         t
     }
@@ -390,8 +350,7 @@ impl<M: Machine> World<M> {
     /// client cut off by a partition is excused (the faults stay, so it cannot be expected to finish).
     pub fn goals(&self, s: &State<M>) -> (bool, bool) {
         let healed = s.monitor.finished();
-        let in_place = healed
-            || (0..self.clients).all(|c| s.monitor.client_finished(c) || (s.cut >> c) & 1 == 1);
+        let in_place = healed || (0..self.clients).all(|c| s.monitor.client_finished(c) || (s.cut >> c) & 1 == 1);
         (healed, in_place)
     }
 
@@ -404,15 +363,9 @@ impl<M: Machine> World<M> {
                 out.push(Action::Resume(id));
             }
             if slot.state.is_none() && self.kind(id) == NodeKind::Server {
-                out.push(Action::Restart {
-                    node: id,
-                    keep_disk: true,
-                });
+                out.push(Action::Restart { node: id, keep_disk: true });
                 if u.lost_disks < b.restarts_lose_state && window {
-                    out.push(Action::Restart {
-                        node: id,
-                        keep_disk: false,
-                    });
+                    out.push(Action::Restart { node: id, keep_disk: false });
                 }
             }
             if !window || slot.state.is_none() {
@@ -434,10 +387,7 @@ impl<M: Machine> World<M> {
         if s.cut != 0 {
             out.push(Action::Heal);
         }
-        let (lose, delay) = (
-            window && u.losses < b.message_loss,
-            window && u.delays < b.delays,
-        );
+        let (lose, delay) = (window && u.losses < b.message_loss, window && u.delays < b.delays);
         if lose || delay {
             let mut last: Option<&Envelope<M::Msg>> = None;
             for e in &s.net {
@@ -455,12 +405,7 @@ impl<M: Machine> World<M> {
     }
 
     /// The successor of `s` under `a`, recording observations into `log` when given.
-    pub fn step(
-        &self,
-        s: &State<M>,
-        a: &Act<M>,
-        mut log: Option<&mut Vec<Observation>>,
-    ) -> Option<State<M>> {
+    pub fn step(&self, s: &State<M>, a: &Act<M>, mut log: Option<&mut Vec<Observation>>) -> Option<State<M>> {
         let mut s = s.clone();
         match a {
             Action::Deliver(e) => {
@@ -512,9 +457,7 @@ impl<M: Machine> World<M> {
                 }
                 let now = self.reading(&s, *node);
                 let mut cx = Cx::new(*node, now);
-                let st = self
-                    .machine
-                    .restart(s.nodes[*node].durable.as_ref(), &mut cx);
+                let st = self.machine.restart(s.nodes[*node].durable.as_ref(), &mut cx);
                 s.nodes[*node].state = Some(st);
                 self.apply(&mut s, cx, &mut log);
             }
@@ -529,8 +472,7 @@ impl<M: Machine> World<M> {
                     s.nodes[id].paused = false;
                     if s.nodes[id].state.is_none() && self.kind(id) == NodeKind::Server {
                         let mut cx = Cx::new(id, self.reading(&s, id));
-                        s.nodes[id].state =
-                            Some(self.machine.restart(s.nodes[id].durable.as_ref(), &mut cx));
+                        s.nodes[id].state = Some(self.machine.restart(s.nodes[id].durable.as_ref(), &mut cx));
                         self.apply(&mut s, cx, &mut log);
                     }
                 }
@@ -594,18 +536,12 @@ impl<M: Machine> stateright::Model for World<M> {
             !w.properties.contains(&p) || s.monitor.holds(p)
         }
         vec![
-            Property::always("mutual_exclusion", |w, s| {
-                p(w, s, PropertyName::MutualExclusion)
-            }),
+            Property::always("mutual_exclusion", |w, s| p(w, s, PropertyName::MutualExclusion)),
             Property::always("no_stale_write", |w, s| p(w, s, PropertyName::NoStaleWrite)),
             Property::always("no_oversell", |w, s| p(w, s, PropertyName::NoOversell)),
             Property::always("reentrant", |w, s| p(w, s, PropertyName::Reentrant)),
-            Property::always("token_monotonic", |w, s| {
-                p(w, s, PropertyName::TokenMonotonic)
-            }),
-            Property::sometimes("every client finishes", |_, s: &State<M>| {
-                s.monitor.finished()
-            }),
+            Property::always("token_monotonic", |w, s| p(w, s, PropertyName::TokenMonotonic)),
+            Property::sometimes("every client finishes", |_, s: &State<M>| s.monitor.finished()),
         ]
     }
 

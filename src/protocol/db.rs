@@ -42,10 +42,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            lock: DbLock::ForUpdate,
-            owner_check: true,
-        }
+        Options { lock: DbLock::ForUpdate, owner_check: true }
     }
 }
 

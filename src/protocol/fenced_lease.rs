@@ -31,28 +31,16 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            durable_counter: true,
-            fence_reads: true,
-            validity_margin: None,
-        }
+        Options { durable_counter: true, fence_reads: true, validity_margin: None }
     }
 }
 
 pub fn build(o: Options, env: &Env) -> Result<LeaseLock, (String, String)> {
     let client_margin = super::check_margin(o.validity_margin, true, env)?;
     let mut cfg = LeaseCfg::base("lease", env);
-    cfg.persist = if o.durable_counter {
-        Persist::Everything
-    } else {
-        Persist::Nothing
-    };
+    cfg.persist = if o.durable_counter { Persist::Everything } else { Persist::Nothing };
     cfg.tokens = true;
-    cfg.fencing = if o.fence_reads {
-        Fencing::ReadsAndWrites
-    } else {
-        Fencing::Writes
-    };
+    cfg.fencing = if o.fence_reads { Fencing::ReadsAndWrites } else { Fencing::Writes };
     cfg.client_margin = client_margin;
     Ok(LeaseLock::new(cfg))
 }

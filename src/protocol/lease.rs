@@ -131,26 +131,15 @@ impl LeaseLock {
             hold: None,
             counter: 0,
             waiters: Vec::new(),
-            resource: self
-                .cfg
-                .hosts_resource
-                .then(|| Resource::new(self.cfg.stock, self.cfg.fencing)),
+            resource: self.cfg.hosts_resource.then(|| Resource::new(self.cfg.stock, self.cfg.fencing)),
         }
     }
 
     fn save(&self, s: &Server, cx: &mut PCx<Self>) {
         let durable = match self.cfg.persist {
             Persist::Nothing => return,
-            Persist::Everything => Durable {
-                hold: s.hold.clone(),
-                counter: s.counter,
-                resource: s.resource.clone(),
-            },
-            Persist::DataOnly => Durable {
-                hold: None,
-                counter: s.counter,
-                resource: s.resource.clone(),
-            },
+            Persist::Everything => Durable { hold: s.hold.clone(), counter: s.counter, resource: s.resource.clone() },
+            Persist::DataOnly => Durable { hold: None, counter: s.counter, resource: s.resource.clone() },
         };
         cx.persist(durable);
     }
@@ -162,11 +151,7 @@ impl LeaseLock {
         } else {
             None
         };
-        s.hold = Some(Hold {
-            owner: to,
-            asked,
-            count: 1,
-        });
+        s.hold = Some(Hold { owner: to, asked, count: 1 });
         if self.cfg.expires {
             cx.set_lock_timer(Timer::Expire(to), self.cfg.ttl);
         }
@@ -198,11 +183,7 @@ impl Protocol for LeaseLock {
     }
 
     fn resource(&self) -> ResourceHome {
-        if self.cfg.hosts_resource {
-            ResourceHome::Server
-        } else {
-            ResourceHome::Storage(self.cfg.fencing)
-        }
+        if self.cfg.hosts_resource { ResourceHome::Server } else { ResourceHome::Storage(self.cfg.fencing) }
     }
 
     fn issues_tokens(&self) -> bool {
@@ -210,10 +191,7 @@ impl Protocol for LeaseLock {
     }
 
     fn client_lease(&self) -> Option<ClientLease> {
-        self.cfg.client_margin.map(|margin| ClientLease {
-            ttl: self.cfg.ttl,
-            margin,
-        })
+        self.cfg.client_margin.map(|margin| ClientLease { ttl: self.cfg.ttl, margin })
     }
 
     fn server_start(&self, _: usize, _: &mut PCx<Self>) -> Server {
@@ -288,10 +266,7 @@ impl Protocol for LeaseLock {
     }
 
     fn server_on_resource(&self, s: &mut Server, from: NodeId, req: ResReq, cx: &mut PCx<Self>) {
-        let in_txn = s
-            .hold
-            .as_ref()
-            .is_some_and(|h| h.owner == from && Some(h.asked) == req.session());
+        let in_txn = s.hold.as_ref().is_some_and(|h| h.owner == from && Some(h.asked) == req.session());
         if self.cfg.txn_bound && !in_txn {
             Resource::refuse(from, &req, cx);
             return;

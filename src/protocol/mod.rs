@@ -26,32 +26,11 @@ pub type NodeId = usize;
 /// Everything a protocol puts into a world state must be cloneable, ordered, hashable and printable,
 /// so that the model checker can deduplicate it and traces can show it.
 pub trait Data:
-    Clone
-    + Eq
-    + Ord
-    + Hash
-    + Debug
-    + Serialize
-    + serde::de::DeserializeOwned
-    + Send
-    + Sync
-    + Ids
-    + 'static
+    Clone + Eq + Ord + Hash + Debug + Serialize + serde::de::DeserializeOwned + Send + Sync + Ids + 'static
 {
 }
-impl<
-    T: Clone
-        + Eq
-        + Ord
-        + Hash
-        + Debug
-        + Serialize
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + Ids
-        + 'static,
-> Data for T
+impl<T: Clone + Eq + Ord + Hash + Debug + Serialize + serde::de::DeserializeOwned + Send + Sync + Ids + 'static> Data
+    for T
 {
 }
 
@@ -193,11 +172,7 @@ pub struct Cx<M, T, D> {
 
 impl<M, T, D> Cx<M, T, D> {
     pub fn new(me: NodeId, now: i64) -> Self {
-        Cx {
-            me,
-            now,
-            effects: Vec::new(),
-        }
+        Cx { me, now, effects: Vec::new() }
     }
     pub fn send(&mut self, to: NodeId, msg: M) {
         self.effects.push(Effect::Send { to, msg });
@@ -257,8 +232,7 @@ pub enum Tmr<T> {
     Work,
 }
 
-pub type PCx<P> =
-    Cx<Wire<<P as Protocol>::Msg>, Tmr<<P as Protocol>::Timer>, <P as Protocol>::Durable>;
+pub type PCx<P> = Cx<Wire<<P as Protocol>::Msg>, Tmr<<P as Protocol>::Timer>, <P as Protocol>::Durable>;
 
 impl<M, T, D> Cx<Wire<M>, Tmr<T>, D> {
     pub fn send_lock(&mut self, to: NodeId, msg: M) {
@@ -320,24 +294,12 @@ pub trait Protocol: Sized + Send + Sync + 'static {
     }
 
     fn server_start(&self, index: usize, cx: &mut PCx<Self>) -> Self::Server;
-    fn server_restart(
-        &self,
-        index: usize,
-        durable: Option<&Self::Durable>,
-        cx: &mut PCx<Self>,
-    ) -> Self::Server;
+    fn server_restart(&self, index: usize, durable: Option<&Self::Durable>, cx: &mut PCx<Self>) -> Self::Server;
     fn server_on_msg(&self, s: &mut Self::Server, from: NodeId, msg: Self::Msg, cx: &mut PCx<Self>);
     fn server_on_timer(&self, s: &mut Self::Server, timer: Self::Timer, cx: &mut PCx<Self>);
     /// For [`ResourceHome::Server`]: a resource request reaches the server. The default is for
     /// protocols whose resource is a separate node, where this is never called.
-    fn server_on_resource(
-        &self,
-        _s: &mut Self::Server,
-        _from: NodeId,
-        _req: ResReq,
-        _cx: &mut PCx<Self>,
-    ) {
-    }
+    fn server_on_resource(&self, _s: &mut Self::Server, _from: NodeId, _req: ResReq, _cx: &mut PCx<Self>) {}
 
     /// Start acquiring (also used for nested and retried acquires). May decide at once.
     fn acquire(&self, cx: &mut PCx<Self>) -> Option<LockEvent>;
@@ -354,10 +316,7 @@ pub(crate) fn check_margin(
 ) -> Result<Option<i64>, (String, String)> {
     let Some(m) = margin else { return Ok(None) };
     if !expires {
-        return Err((
-            "validity_margin".into(),
-            "needs leases that expire (ttl = true)".into(),
-        ));
+        return Err(("validity_margin".into(), "needs leases that expire (ttl = true)".into()));
     }
     if !env.timed {
         return Err((
@@ -366,10 +325,7 @@ pub(crate) fn check_margin(
         ));
     }
     if m < 0 || m >= env.ttl {
-        return Err((
-            "validity_margin".into(),
-            format!("must be 0..ttl_ticks ({}), got {m}", env.ttl),
-        ));
+        return Err(("validity_margin".into(), format!("must be 0..ttl_ticks ({}), got {m}", env.ttl)));
     }
     Ok(Some(m))
 }

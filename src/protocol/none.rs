@@ -41,14 +41,8 @@ impl Protocol for NoLock {
     fn server_on_timer(&self, _: &mut (), _: (), _: &mut PCx<Self>) {}
 
     fn acquire(&self, cx: &mut PCx<Self>) -> Option<LockEvent> {
-        cx.observe(Observation::Granted {
-            client: cx.me,
-            token: None,
-        });
-        Some(LockEvent::Granted {
-            token: None,
-            asked: cx.now,
-        })
+        cx.observe(Observation::Granted { client: cx.me, token: None });
+        Some(LockEvent::Granted { token: None, asked: cx.now })
     }
     fn release(&self, _: Option<u64>, _: i64, _: &mut PCx<Self>) {}
     fn client_on_msg(&self, _: NodeId, _: (), _: &mut PCx<Self>) -> LockEvent {

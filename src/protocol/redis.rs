@@ -65,17 +65,9 @@ pub fn build(o: Options, env: &Env) -> Result<LeaseLock, (String, String)> {
     let mut cfg = LeaseCfg::base("redis", env);
     cfg.expires = o.ttl;
     cfg.release_checks_owner = o.release == Release::CompareAndDelete;
-    cfg.persist = if o.persistence {
-        Persist::Everything
-    } else {
-        Persist::Nothing
-    };
+    cfg.persist = if o.persistence { Persist::Everything } else { Persist::Nothing };
     cfg.tokens = o.fencing;
-    cfg.fencing = if o.fencing {
-        Fencing::ReadsAndWrites
-    } else {
-        Fencing::None
-    };
+    cfg.fencing = if o.fencing { Fencing::ReadsAndWrites } else { Fencing::None };
     cfg.reentrant = o.reentrant;
     cfg.client_margin = client_margin;
     Ok(LeaseLock::new(cfg))

@@ -94,12 +94,7 @@ struct Shared<D> {
 }
 
 impl<D> Shared<D> {
-    fn new(
-        nodes: &[crate::protocol::NodeInfo],
-        cfg: &RunCfg,
-        plan: &Plan,
-        epoch: Option<std::time::Instant>,
-    ) -> Self {
+    fn new(nodes: &[crate::protocol::NodeInfo], cfg: &RunCfg, plan: &Plan, epoch: Option<std::time::Instant>) -> Self {
         let n = nodes.len();
         let clients = nodes.iter().filter(|x| x.kind == NodeKind::Client).count();
         Shared {
@@ -112,11 +107,7 @@ impl<D> Shared<D> {
             started: vec![false; n],
             durable: (0..n).map(|_| None).collect(),
             offset_ms: vec![0.0; n],
-            rate: plan
-                .drift_ppm
-                .iter()
-                .map(|p| 1.0 + *p as f64 / 1e6)
-                .collect(),
+            rate: plan.drift_ppm.iter().map(|p| 1.0 + *p as f64 / 1e6).collect(),
             loss: cfg.loss,
             rng: ChaCha8Rng::seed_from_u64(plan.loss_seed),
             tick_ms: cfg.tick_ms,
@@ -138,9 +129,7 @@ impl<D> Shared<D> {
     }
 
     fn now_ms(&self) -> u64 {
-        self.elapsed()
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(self.driver_ms)
+        self.elapsed().map(|d| d.as_millis() as u64).unwrap_or(self.driver_ms)
     }
 
     fn local_ms(&self, id: NodeId, sim_ms: f64) -> f64 {
@@ -169,13 +158,7 @@ impl<D> Shared<D> {
     fn record_as(&mut self, node: String, kind: &str, detail: String) {
         let step = self.steps.len() as u32 + 1;
         let time = Some(self.now_ms() as i64);
-        self.steps.push(Step {
-            step,
-            time,
-            node,
-            kind: kind.into(),
-            detail,
-        });
+        self.steps.push(Step { step, time, node, kind: kind.into(), detail });
     }
 
     fn observe(&mut self, o: &Observation) {
@@ -197,27 +180,13 @@ impl<D> Shared<D> {
     /// After each handled input: record any property that just broke, with the steps so far.
     fn judge(&mut self) {
         for p in self.properties.clone() {
-            if !p.is_liveness()
-                && !self.monitor.holds(p)
-                && !self.violations.iter().any(|v| v.property == p)
-            {
+            if !p.is_liveness() && !self.monitor.holds(p) && !self.violations.iter().any(|v| v.property == p) {
                 let at_ms = self.now_ms();
-                self.violations.push(Violation {
-                    property: p,
-                    at_ms,
-                    steps: self.steps.clone(),
-                });
+                self.violations.push(Violation { property: p, at_ms, steps: self.steps.clone() });
             }
         }
         let safety = self.properties.iter().filter(|p| !p.is_liveness()).count();
-        if safety > 0
-            && self
-                .violations
-                .iter()
-                .filter(|v| !v.property.is_liveness())
-                .count()
-                == safety
-        {
+        if safety > 0 && self.violations.iter().filter(|v| !v.property.is_liveness()).count() == safety {
             self.stop = true;
         }
     }
@@ -227,16 +196,9 @@ type Sh<M> = Rc<RefCell<Shared<<M as Machine>::Durable>>>;
 
 /// How a node's loop reaches the others: turmoil's simulated UDP, or real loopback sockets.
 trait Link {
-    fn send(
-        &self,
-        to: NodeId,
-        bytes: &[u8],
-    ) -> impl std::future::Future<Output = std::io::Result<()>>;
+    fn send(&self, to: NodeId, bytes: &[u8]) -> impl std::future::Future<Output = std::io::Result<()>>;
     /// A datagram and which node sent it (`None`: not one of ours).
-    fn recv(
-        &self,
-        buf: &mut [u8],
-    ) -> impl std::future::Future<Output = std::io::Result<(usize, Option<NodeId>)>>;
+    fn recv(&self, buf: &mut [u8]) -> impl std::future::Future<Output = std::io::Result<(usize, Option<NodeId>)>>;
 }
 
 struct TurmoilLink {
@@ -247,19 +209,13 @@ struct TurmoilLink {
 impl TurmoilLink {
     async fn bind(names: &[String]) -> std::io::Result<Self> {
         let sock = turmoil::net::UdpSocket::bind((IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT)).await?;
-        Ok(TurmoilLink {
-            sock,
-            addrs: names.iter().map(|n| turmoil::lookup(n.as_str())).collect(),
-        })
+        Ok(TurmoilLink { sock, addrs: names.iter().map(|n| turmoil::lookup(n.as_str())).collect() })
     }
 }
 
 impl Link for TurmoilLink {
     async fn send(&self, to: NodeId, bytes: &[u8]) -> std::io::Result<()> {
-        self.sock
-            .send_to(bytes, (self.addrs[to], PORT))
-            .await
-            .map(|_| ())
+        self.sock.send_to(bytes, (self.addrs[to], PORT)).await.map(|_| ())
     }
     async fn recv(&self, buf: &mut [u8]) -> std::io::Result<(usize, Option<NodeId>)> {
         let (n, from) = self.sock.recv_from(buf).await?;
@@ -289,12 +245,7 @@ fn apply<M: Machine>(
                 let loss = s.loss;
                 let lost = loss > 0.0 && s.rng.random_bool(loss);
                 if lost {
-                    notes.push(format!(
-                        "lost on the way: {} → {}: {}",
-                        s.names[id],
-                        s.names[to],
-                        short(&msg)
-                    ));
+                    notes.push(format!("lost on the way: {} → {}: {}", s.names[id], s.names[to], short(&msg)));
                 } else {
                     sends.push((to, serde_json::to_vec(&msg).expect("messages serialize")));
                 }
@@ -329,12 +280,7 @@ async fn turmoil_node<M: Machine>(id: NodeId, m: Arc<M>, sh: Sh<M>) -> turmoil::
 }
 
 /// One node: feeds the machine its inputs with the node's clock reading, carries out its effects.
-async fn node_loop<M: Machine, L: Link>(
-    id: NodeId,
-    m: Arc<M>,
-    sh: Sh<M>,
-    link: L,
-) -> turmoil::Result {
+async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: L) -> turmoil::Result {
     let names = sh.borrow().names.clone();
     let mut timers: BTreeMap<M::Timer, i64> = BTreeMap::new();
     let (mut state, sends) = {
@@ -346,23 +292,11 @@ async fn node_loop<M: Machine, L: Link>(
         };
         let now = sh.borrow().reading(id);
         let mut cx = Cx::new(id, now);
-        let st = if restart {
-            m.restart(durable.as_ref(), &mut cx)
-        } else {
-            m.start(&mut cx)
-        };
+        let st = if restart { m.restart(durable.as_ref(), &mut cx) } else { m.start(&mut cx) };
         let what = if restart {
             (
                 "restart",
-                format!(
-                    "{} starts again{}",
-                    names[id],
-                    if durable.is_some() {
-                        " from its disk"
-                    } else {
-                        " empty"
-                    }
-                ),
+                format!("{} starts again{}", names[id], if durable.is_some() { " from its disk" } else { " empty" }),
             )
         } else {
             ("start", format!("{} starts", names[id]))
@@ -396,23 +330,15 @@ async fn node_loop<M: Machine, L: Link>(
             let mut cx = Cx::new(id, now);
             m.on_message(&mut state, from, msg, &mut cx);
             apply::<M>(&m, &sh, id, ("receive", detail), cx, &mut timers)
-        } else if let Some(t) = timers
-            .iter()
-            .find(|(_, d)| **d <= now)
-            .map(|(t, _)| t.clone())
-        {
+        } else if let Some(t) = timers.iter().find(|(_, d)| **d <= now).map(|(t, _)| t.clone()) {
             timers.remove(&t);
             let detail = format!("timer {} fires", short(&t));
             let mut cx = Cx::new(id, now);
             m.on_timer(&mut state, t, &mut cx);
             apply::<M>(&m, &sh, id, ("timer", detail), cx, &mut timers)
         } else {
-            let wait = timers
-                .values()
-                .min()
-                .map(|d| sh.borrow().until(id, *d).min(poll * 10))
-                .unwrap_or(poll * 10)
-                .max(poll);
+            let wait =
+                timers.values().min().map(|d| sh.borrow().until(id, *d).min(poll * 10)).unwrap_or(poll * 10).max(poll);
             tokio::select! {
                 biased;
                 r = link.recv(&mut buf) => {
@@ -432,12 +358,7 @@ async fn node_loop<M: Machine, L: Link>(
 }
 
 /// Runs seed `seed` under `plan` to the end of the settle time or until every safety property broke.
-pub fn run<M: Machine>(
-    m: Arc<M>,
-    cfg: &RunCfg,
-    seed: u64,
-    plan: Plan,
-) -> Result<RunOutcome, String> {
+pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result<RunOutcome, String> {
     let nodes = m.nodes().to_vec();
     let n = nodes.len();
     let clients = nodes.iter().filter(|x| x.kind == NodeKind::Client).count();
@@ -456,9 +377,7 @@ pub fn run<M: Machine>(
         if node.kind == NodeKind::Client {
             sim.client(node.name.as_str(), turmoil_node::<M>(id, m, sh));
         } else {
-            sim.host(node.name.as_str(), move || {
-                turmoil_node::<M>(id, m.clone(), sh.clone())
-            });
+            sim.host(node.name.as_str(), move || turmoil_node::<M>(id, m.clone(), sh.clone()));
         }
     }
 
@@ -474,23 +393,13 @@ pub fn run<M: Machine>(
     let window = cfg.fault_window_ms;
     for (i, f) in plan.faults.iter().enumerate() {
         match f {
-            Fault::Pause {
-                node,
-                at_ms,
-                for_ms,
-            } => events.push(((at_ms + for_ms).min(window), i, Ev::Resume(*node))),
-            Fault::Crash {
-                node,
-                at_ms,
-                restart_after_ms: Some(r),
-                ..
-            } => events.push(((at_ms + r).min(window), i, Ev::Restart(*node))),
-            Fault::Partition {
-                node,
-                at_ms,
-                for_ms,
-                ..
-            } => events.push(((at_ms + for_ms).min(window), i, Ev::Repair(*node))),
+            Fault::Pause { node, at_ms, for_ms } => events.push(((at_ms + for_ms).min(window), i, Ev::Resume(*node))),
+            Fault::Crash { node, at_ms, restart_after_ms: Some(r), .. } => {
+                events.push(((at_ms + r).min(window), i, Ev::Restart(*node)))
+            }
+            Fault::Partition { node, at_ms, for_ms, .. } => {
+                events.push(((at_ms + for_ms).min(window), i, Ev::Repair(*node)))
+            }
             _ => {}
         }
         events.push((f.at(), i, Ev::Fault(f.clone())));
@@ -500,12 +409,7 @@ pub fn run<M: Machine>(
     let mut events = VecDeque::from(events);
 
     let names = sh.borrow().names.clone();
-    let others = |node: NodeId| {
-        (0..n)
-            .filter(move |&o| o != node)
-            .map(|o| names[o].clone())
-            .collect::<Vec<_>>()
-    };
+    let others = |node: NodeId| (0..n).filter(move |&o| o != node).map(|o| names[o].clone()).collect::<Vec<_>>();
     let mut down: Vec<bool> = vec![false; n];
     let mut cut: Vec<bool> = vec![false; n];
     let mut deadlock_at = None;
@@ -518,23 +422,13 @@ pub fn run<M: Machine>(
             match ev {
                 Ev::Fault(Fault::Pause { node, .. }) => {
                     s.paused[node] = true;
-                    s.record(
-                        node,
-                        "pause",
-                        format!("GcPause: {} stops the world", names[node]),
-                    );
+                    s.record(node, "pause", format!("GcPause: {} stops the world", names[node]));
                 }
                 Ev::Resume(node) if s.paused[node] => {
                     s.paused[node] = false;
-                    s.record(
-                        node,
-                        "resume",
-                        format!("{} resumes, unaware it was paused", names[node]),
-                    );
+                    s.record(node, "resume", format!("{} resumes, unaware it was paused", names[node]));
                 }
-                Ev::Fault(Fault::Crash {
-                    node, lose_disk, ..
-                }) => {
+                Ev::Fault(Fault::Crash { node, lose_disk, .. }) => {
                     s.record(node, "crash", format!("{} crashes", names[node]));
                     if s.kinds[node] == NodeKind::Client {
                         s.dead[node] = true;
@@ -561,11 +455,7 @@ pub fn run<M: Machine>(
                         format!(
                             "{} is cut off{}",
                             names[node],
-                            if one_way {
-                                " (it still hears the others)"
-                            } else {
-                                ""
-                            }
+                            if one_way { " (it still hears the others)" } else { "" }
                         ),
                     );
                     drop(s);
@@ -587,17 +477,17 @@ pub fn run<M: Machine>(
                 }
                 Ev::Fault(Fault::ClockJump { node, by_ms, .. }) => {
                     s.offset_ms[node] += by_ms as f64;
-                    s.record(
-                        node,
-                        "jump",
-                        format!("ClockJump: clock of {} steps {by_ms} ms ahead", names[node]),
-                    );
+                    s.record(node, "jump", format!("ClockJump: clock of {} steps {by_ms} ms ahead", names[node]));
                 }
                 Ev::HealAll => {
                     for node in 0..n {
                         s.paused[node] = false;
                     }
-                    s.record_as("world".into(), "heal", "fault window over: paused nodes resume, partitions heal, crashed servers restart".into());
+                    s.record_as(
+                        "world".into(),
+                        "heal",
+                        "fault window over: paused nodes resume, partitions heal, crashed servers restart".into(),
+                    );
                     drop(s);
                     for node in 0..n {
                         if cut[node] {
@@ -625,33 +515,22 @@ pub fn run<M: Machine>(
             deadlock_at = (!sh.borrow().monitor.finished()).then_some(now);
             break;
         }
-        sim.step()
-            .map_err(|e| format!("seed {seed}: a node failed: {e}"))?;
+        sim.step().map_err(|e| format!("seed {seed}: a node failed: {e}"))?;
     }
     let mut s = sh.borrow_mut();
     if let Some(at) = deadlock_at
         && s.properties.contains(&PropertyName::DeadlockFree)
         && !s.monitor.finished()
     {
-        let waiting: Vec<String> = (0..clients)
-            .filter(|&c| !s.monitor.client_finished(c))
-            .map(|c| names[c].clone())
-            .collect();
+        let waiting: Vec<String> =
+            (0..clients).filter(|&c| !s.monitor.client_finished(c)).map(|c| names[c].clone()).collect();
         s.record_as(
             "world".into(),
             "deadline",
-            format!(
-                "{} ms after the faults stopped, {} still waiting",
-                cfg.settle_ms,
-                waiting.join(", ")
-            ),
+            format!("{} ms after the faults stopped, {} still waiting", cfg.settle_ms, waiting.join(", ")),
         );
         let steps = s.steps.clone();
-        s.violations.push(Violation {
-            property: PropertyName::DeadlockFree,
-            at_ms: at,
-            steps,
-        });
+        s.violations.push(Violation { property: PropertyName::DeadlockFree, at_ms: at, steps });
     }
     s.metrics.simulated_ms = sim.elapsed().as_millis() as u64;
     Ok(RunOutcome {
@@ -681,49 +560,29 @@ impl Link for LoopbackLink {
 /// UDP sockets on 127.0.0.1 with real timers, for `cfg`'s full duration of wall-clock time. Not
 /// deterministic, and not meant to be: it measures what simulation saves.
 pub fn run_realtime<M: Machine>(m: Arc<M>, cfg: &RunCfg, plan: &Plan) -> Result<Metrics, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
         let nodes = m.nodes().to_vec();
         let mut socks = Vec::new();
         for _ in &nodes {
-            socks.push(
-                tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
+            socks.push(tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(|e| e.to_string())?);
         }
-        let addrs: Vec<std::net::SocketAddr> = socks
-            .iter()
-            .map(|s| s.local_addr())
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        let sh: Sh<M> = Rc::new(RefCell::new(Shared::new(
-            &nodes,
-            cfg,
-            plan,
-            Some(std::time::Instant::now()),
-        )));
+        let addrs: Vec<std::net::SocketAddr> =
+            socks.iter().map(|s| s.local_addr()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+        let sh: Sh<M> = Rc::new(RefCell::new(Shared::new(&nodes, cfg, plan, Some(std::time::Instant::now()))));
         let tasks: Vec<_> = socks
             .into_iter()
             .enumerate()
             .map(|(id, sock)| {
-                let link = LoopbackLink {
-                    sock,
-                    addrs: addrs.clone(),
-                };
+                let link = LoopbackLink { sock, addrs: addrs.clone() };
                 tokio::task::spawn_local(node_loop(id, m.clone(), sh.clone(), link))
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(cfg.fault_window_ms + cfg.settle_ms)).await;
         sh.borrow_mut().stop = true;
         for t in tasks {
-            t.await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            t.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
         }
         let mut s = sh.borrow_mut();
         s.metrics.simulated_ms = cfg.fault_window_ms + cfg.settle_ms;

@@ -36,9 +36,7 @@ pub struct Seeds {
 
 impl Seeds {
     pub fn list(&self) -> Vec<u64> {
-        (self.from..self.to)
-            .filter(|s| self.shard.is_none_or(|(k, n)| s % n == k))
-            .collect()
+        (self.from..self.to).filter(|s| self.shard.is_none_or(|(k, n)| s % n == k)).collect()
     }
 }
 
@@ -61,8 +59,7 @@ pub struct PropSummary {
 
 impl PropSummary {
     pub fn ok(&self) -> bool {
-        self.expected.is_none_or(|e| e == self.verdict)
-            && (self.expected.is_some() || self.verdict == Verdict::Holds)
+        self.expected.is_none_or(|e| e == self.verdict) && (self.expected.is_some() || self.verdict == Verdict::Holds)
     }
 }
 
@@ -164,55 +161,35 @@ pub fn run_cfg(sim: &LoadedSim, props: Vec<PropertyName>) -> RunCfg {
 impl Visit for SimVisit<'_> {
     type Out = Result<(SimOutcome, Vec<RunOutcome>), SpecError>;
     fn visit<P: Protocol>(self, system: LockSystem<P>) -> Self::Out {
-        let props: Vec<PropertyName> =
-            crate::check::properties(&self.sim.as_model(), system.proto.issues_tokens())?
-                .into_iter()
-                .filter(|p| *p != PropertyName::Available)
-                .collect();
+        let props: Vec<PropertyName> = crate::check::properties(&self.sim.as_model(), system.proto.issues_tokens())?
+            .into_iter()
+            .filter(|p| *p != PropertyName::Available)
+            .collect();
         let machine = Arc::new(system);
-        let cfg = RunCfg {
-            full_duration: self.opts.full_duration,
-            ..run_cfg(self.sim, props.clone())
-        };
+        let cfg = RunCfg { full_duration: self.opts.full_duration, ..run_cfg(self.sim, props.clone()) };
         let started = Instant::now();
         let seeds = self.seeds.list();
-        let runs = sweep(
-            &machine,
-            self.sim,
-            &cfg,
-            &seeds,
-            self.opts,
-            self.fixed_plan.as_ref(),
-        )?;
+        let runs = sweep(&machine, self.sim, &cfg, &seeds, self.opts, self.fixed_plan.as_ref())?;
         let names: Vec<String> = machine.nodes().iter().map(|n| n.name.clone()).collect();
         let mut results = Vec::new();
         for p in props {
-            let failing: Vec<&RunOutcome> = runs
-                .iter()
-                .filter(|r| r.violations.iter().any(|v| v.property == p))
-                .collect();
+            let failing: Vec<&RunOutcome> =
+                runs.iter().filter(|r| r.violations.iter().any(|v| v.property == p)).collect();
             let (rate, lo, hi) = wilson(failing.len() as u64, runs.len() as u64);
             let first = failing.first();
             let trace = first.map(|r| {
-                let v = r
-                    .violations
-                    .iter()
-                    .find(|v| v.property == p)
-                    .expect("failing");
+                let v = r.violations.iter().find(|v| v.property == p).expect("failing");
                 trace_of(self.sim, r.seed, &r.plan, v, &names)
             });
             let shrunk = match (first, self.opts.shrink) {
-                (Some(r), true) => shrink(&machine, &cfg, r, p)
-                    .map(|(plan, v)| trace_of(self.sim, r.seed, &plan, &v, &names)),
+                (Some(r), true) => {
+                    shrink(&machine, &cfg, r, p).map(|(plan, v)| trace_of(self.sim, r.seed, &plan, &v, &names))
+                }
                 _ => None,
             };
             results.push(PropSummary {
                 property: p,
-                verdict: if failing.is_empty() {
-                    Verdict::Holds
-                } else {
-                    Verdict::Violated
-                },
+                verdict: if failing.is_empty() { Verdict::Holds } else { Verdict::Violated },
                 expected: self.sim.spec.expect.get(p),
                 violations: failing.len() as u64,
                 rate,
@@ -239,10 +216,7 @@ impl Visit for SimVisit<'_> {
 }
 
 fn aggregate(runs: &[RunOutcome]) -> SweepMetrics {
-    let mut lat: Vec<u64> = runs
-        .iter()
-        .flat_map(|r| r.metrics.acquire_latency_ms.iter().copied())
-        .collect();
+    let mut lat: Vec<u64> = runs.iter().flat_map(|r| r.metrics.acquire_latency_ms.iter().copied()).collect();
     lat.sort_unstable();
     let acq: u64 = runs.iter().map(|r| r.metrics.acquisitions).sum();
     let msgs: u64 = runs.iter().map(|r| r.metrics.messages).sum();
@@ -255,11 +229,7 @@ fn aggregate(runs: &[RunOutcome]) -> SweepMetrics {
         store_requests_per_acquisition: per(store),
         acquire_latency_p50_ms: percentile(&lat, 0.5),
         acquire_latency_p99_ms: percentile(&lat, 0.99),
-        critical_sections_per_second: if ms == 0 {
-            0.0
-        } else {
-            acq as f64 * 1000.0 / ms as f64
-        },
+        critical_sections_per_second: if ms == 0 { 0.0 } else { acq as f64 * 1000.0 / ms as f64 },
         rejected_writes: runs.iter().map(|r| r.metrics.rejected_writes).sum(),
     }
 }
@@ -271,13 +241,9 @@ fn one<M: Machine>(
     seed: u64,
     fixed: Option<&Plan>,
 ) -> Result<RunOutcome, SpecError> {
-    let plan = fixed
-        .cloned()
-        .unwrap_or_else(|| plan::draw_plan(sim, m.nodes(), seed));
-    driver::run(m.clone(), cfg, seed, plan).map_err(|message| SpecError::File {
-        file: sim.path.display().to_string(),
-        message,
-    })
+    let plan = fixed.cloned().unwrap_or_else(|| plan::draw_plan(sim, m.nodes(), seed));
+    driver::run(m.clone(), cfg, seed, plan)
+        .map_err(|message| SpecError::File { file: sim.path.display().to_string(), message })
 }
 
 fn sweep<M: Machine>(
@@ -309,18 +275,11 @@ fn sweep<M: Machine>(
             while handles.iter().any(|h| !h.is_finished()) {
                 std::thread::sleep(std::time::Duration::from_millis(200));
                 let d = done.load(Ordering::Relaxed);
-                eprint!(
-                    "\r  {d}/{} seeds, {:.0} runs/s   ",
-                    seeds.len(),
-                    d as f64 / started.elapsed().as_secs_f64()
-                );
+                eprint!("\r  {d}/{} seeds, {:.0} runs/s   ", seeds.len(), d as f64 / started.elapsed().as_secs_f64());
             }
             eprint!("\r{}\r", " ".repeat(50));
         }
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a sweep thread panicked"))
-            .collect()
+        handles.into_iter().map(|h| h.join().expect("a sweep thread panicked")).collect()
     });
     let mut runs = Vec::new();
     for r in results {
@@ -332,12 +291,7 @@ fn sweep<M: Machine>(
 
 /// Looks for a smaller plan under which the same seed still breaks `p`: drop faults one at a time,
 /// then shorten the ones left, keeping every change that still fails.
-fn shrink<M: Machine>(
-    m: &Arc<M>,
-    cfg: &RunCfg,
-    failing: &RunOutcome,
-    p: PropertyName,
-) -> Option<(Plan, Violation)> {
+fn shrink<M: Machine>(m: &Arc<M>, cfg: &RunCfg, failing: &RunOutcome, p: PropertyName) -> Option<(Plan, Violation)> {
     let fails = |plan: &Plan| -> Option<Violation> {
         let r = driver::run(m.clone(), cfg, failing.seed, plan.clone()).ok()?;
         r.violations.into_iter().find(|v| v.property == p)
@@ -373,15 +327,8 @@ fn shrink<M: Machine>(
             }
         }
     }
-    (best != failing.plan
-        || best_v.steps.len()
-            < failing
-                .violations
-                .iter()
-                .find(|v| v.property == p)?
-                .steps
-                .len())
-    .then_some((best, best_v))
+    (best != failing.plan || best_v.steps.len() < failing.violations.iter().find(|v| v.property == p)?.steps.len())
+        .then_some((best, best_v))
 }
 
 /// Runs a scenario over `seeds` (or one seed under a stored plan).
@@ -391,22 +338,9 @@ pub fn simulate(
     opts: &Options,
     fixed_plan: Option<Plan>,
 ) -> Result<(SimOutcome, Vec<RunOutcome>), SpecError> {
-    registry::build(
-        &sim.as_model(),
-        SimVisit {
-            sim,
-            seeds,
-            opts,
-            fixed_plan,
-        },
-    )?
+    registry::build(&sim.as_model(), SimVisit { sim, seeds, opts, fixed_plan })?
 }
 
 pub fn default_options() -> Options {
-    Options {
-        jobs: 1,
-        shrink: true,
-        progress: std::io::stderr().is_terminal(),
-        full_duration: false,
-    }
+    Options { jobs: 1, shrink: true, progress: std::io::stderr().is_terminal(), full_duration: false }
 }

@@ -13,31 +13,13 @@ use crate::spec::Targets;
 #[serde(tag = "fault", rename_all = "snake_case")]
 pub enum Fault {
     /// A stop-the-world pause: the node's loop is frozen, its socket queues, its timers wait.
-    Pause {
-        node: NodeId,
-        at_ms: u64,
-        for_ms: u64,
-    },
+    Pause { node: NodeId, at_ms: u64, for_ms: u64 },
     /// The process dies; a server comes back after `restart_after_ms`, with or without its disk.
-    Crash {
-        node: NodeId,
-        at_ms: u64,
-        restart_after_ms: Option<u64>,
-        lose_disk: bool,
-    },
+    Crash { node: NodeId, at_ms: u64, restart_after_ms: Option<u64>, lose_disk: bool },
     /// The node is cut off from every other node (one way: it still hears them).
-    Partition {
-        node: NodeId,
-        at_ms: u64,
-        for_ms: u64,
-        one_way: bool,
-    },
+    Partition { node: NodeId, at_ms: u64, for_ms: u64, one_way: bool },
     /// The node's clock steps forward.
-    ClockJump {
-        node: NodeId,
-        at_ms: u64,
-        by_ms: u64,
-    },
+    ClockJump { node: NodeId, at_ms: u64, by_ms: u64 },
 }
 
 impl Fault {
@@ -52,17 +34,8 @@ impl Fault {
 
     pub fn describe(&self, names: &[String]) -> String {
         match self {
-            Fault::Pause {
-                node,
-                at_ms,
-                for_ms,
-            } => format!("at {at_ms} ms GcPause {} for {for_ms} ms", names[*node]),
-            Fault::Crash {
-                node,
-                at_ms,
-                restart_after_ms,
-                lose_disk,
-            } => match restart_after_ms {
+            Fault::Pause { node, at_ms, for_ms } => format!("at {at_ms} ms GcPause {} for {for_ms} ms", names[*node]),
+            Fault::Crash { node, at_ms, restart_after_ms, lose_disk } => match restart_after_ms {
                 Some(r) => format!(
                     "at {at_ms} ms crash {}, restart {r} ms later{}",
                     names[*node],
@@ -70,12 +43,7 @@ impl Fault {
                 ),
                 None => format!("at {at_ms} ms crash {} for good", names[*node]),
             },
-            Fault::Partition {
-                node,
-                at_ms,
-                for_ms,
-                one_way,
-            } => {
+            Fault::Partition { node, at_ms, for_ms, one_way } => {
                 format!(
                     "at {at_ms} ms {}partition {} for {for_ms} ms",
                     if *one_way { "one-way " } else { "" },
@@ -92,42 +60,14 @@ impl Fault {
     pub fn halved(&self) -> Option<Fault> {
         let half = |x: u64| (x > 1).then_some(x / 2);
         Some(match self.clone() {
-            Fault::Pause {
-                node,
-                at_ms,
-                for_ms,
-            } => Fault::Pause {
-                node,
-                at_ms,
-                for_ms: half(for_ms)?,
-            },
-            Fault::Partition {
-                node,
-                at_ms,
-                for_ms,
-                one_way,
-            } => Fault::Partition {
-                node,
-                at_ms,
-                for_ms: half(for_ms)?,
-                one_way,
-            },
-            Fault::ClockJump { node, at_ms, by_ms } => Fault::ClockJump {
-                node,
-                at_ms,
-                by_ms: half(by_ms)?,
-            },
-            Fault::Crash {
-                node,
-                at_ms,
-                restart_after_ms: Some(r),
-                lose_disk,
-            } => Fault::Crash {
-                node,
-                at_ms,
-                restart_after_ms: Some(half(r)?),
-                lose_disk,
-            },
+            Fault::Pause { node, at_ms, for_ms } => Fault::Pause { node, at_ms, for_ms: half(for_ms)? },
+            Fault::Partition { node, at_ms, for_ms, one_way } => {
+                Fault::Partition { node, at_ms, for_ms: half(for_ms)?, one_way }
+            }
+            Fault::ClockJump { node, at_ms, by_ms } => Fault::ClockJump { node, at_ms, by_ms: half(by_ms)? },
+            Fault::Crash { node, at_ms, restart_after_ms: Some(r), lose_disk } => {
+                Fault::Crash { node, at_ms, restart_after_ms: Some(half(r)?), lose_disk }
+            }
             Fault::Crash { .. } => return None,
         })
     }
@@ -160,14 +100,7 @@ fn draw(rng: &mut ChaCha8Rng, Range(a, b): Range) -> u64 {
 }
 
 fn candidates(nodes: &[NodeInfo], t: Targets) -> Vec<NodeId> {
-    (0..nodes.len())
-        .filter(|&i| match (t, nodes[i].kind) {
-            (_, NodeKind::Storage) => false,
-            (Targets::Any, _) => true,
-            (Targets::Clients, k) => k == NodeKind::Client,
-            (Targets::Servers, k) => k == NodeKind::Server,
-        })
-        .collect()
+    (0..nodes.len()).filter(|&i| t.matches(nodes[i].kind)).collect()
 }
 
 /// Everything random about run `seed`, drawn in a fixed order from one ChaCha8 stream.
@@ -176,16 +109,7 @@ pub fn draw_plan(sim: &LoadedSim, nodes: &[NodeInfo], seed: u64) -> Plan {
     let (s, f) = (&sim.spec, &sim.spec.faults);
     let window = s.time.fault_window_ms.max(1);
     let ppm = s.time.drift_ppm as i64;
-    let drift_ppm = nodes
-        .iter()
-        .map(|_| {
-            if ppm == 0 {
-                0
-            } else {
-                rng.random_range(-ppm..=ppm)
-            }
-        })
-        .collect();
+    let drift_ppm = nodes.iter().map(|_| if ppm == 0 { 0 } else { rng.random_range(-ppm..=ppm) }).collect();
     let mut faults = Vec::new();
     let pick = |rng: &mut ChaCha8Rng, t: Targets| {
         let c = candidates(nodes, t);
@@ -193,35 +117,20 @@ pub fn draw_plan(sim: &LoadedSim, nodes: &[NodeInfo], seed: u64) -> Plan {
     };
     for _ in 0..rng.random_range(0..=f.pauses) {
         if let Some(node) = pick(&mut rng, f.pause_targets) {
-            faults.push(Fault::Pause {
-                node,
-                at_ms: rng.random_range(0..window),
-                for_ms: draw(&mut rng, f.pause_ms),
-            });
+            faults.push(Fault::Pause { node, at_ms: rng.random_range(0..window), for_ms: draw(&mut rng, f.pause_ms) });
         }
     }
     for _ in 0..rng.random_range(0..=f.crashes) {
         if let Some(node) = pick(&mut rng, f.crash_targets) {
             let at_ms = rng.random_range(0..window);
-            let restart_after_ms =
-                (nodes[node].kind == NodeKind::Server).then(|| draw(&mut rng, f.restart_after_ms));
-            faults.push(Fault::Crash {
-                node,
-                at_ms,
-                restart_after_ms,
-                lose_disk: f.restarts_lose_state,
-            });
+            let restart_after_ms = (nodes[node].kind == NodeKind::Server).then(|| draw(&mut rng, f.restart_after_ms));
+            faults.push(Fault::Crash { node, at_ms, restart_after_ms, lose_disk: f.restarts_lose_state });
         }
     }
     for _ in 0..rng.random_range(0..=f.partitions) {
         if let Some(node) = pick(&mut rng, Targets::Any) {
             let at_ms = rng.random_range(0..window);
-            faults.push(Fault::Partition {
-                node,
-                at_ms,
-                for_ms: draw(&mut rng, f.partition_ms),
-                one_way: f.one_way,
-            });
+            faults.push(Fault::Partition { node, at_ms, for_ms: draw(&mut rng, f.partition_ms), one_way: f.one_way });
         }
     }
     for _ in 0..rng.random_range(0..=f.clock_jumps) {
@@ -234,10 +143,5 @@ pub fn draw_plan(sim: &LoadedSim, nodes: &[NodeInfo], seed: u64) -> Plan {
         }
     }
     faults.sort_by_key(|f| (f.at(), f.clone()));
-    Plan {
-        drift_ppm,
-        faults,
-        turmoil_seed: rng.random(),
-        loss_seed: rng.random(),
-    }
+    Plan { drift_ppm, faults, turmoil_seed: rng.random(), loss_seed: rng.random() }
 }

@@ -50,9 +50,7 @@ pub struct Network {
 
 /// An absent table means what an empty one means: every field at its default.
 fn empty_table<T: serde::de::DeserializeOwned>() -> T {
-    toml::Table::new()
-        .try_into()
-        .expect("every field has a default")
+    toml::Table::new().try_into().expect("every field has a default")
 }
 
 impl Default for Network {
@@ -187,9 +185,7 @@ impl LoadedSim {
     }
 
     pub fn claims(&self) -> impl Iterator<Item = (crate::property::PropertyName, Verdict)> + '_ {
-        crate::property::PropertyName::ALL
-            .into_iter()
-            .filter_map(|p| self.spec.expect.get(p).map(|v| (p, v)))
+        crate::property::PropertyName::ALL.into_iter().filter_map(|p| self.spec.expect.get(p).map(|v| (p, v)))
     }
 }
 
@@ -198,16 +194,8 @@ pub const MAX_SIM_MS: u64 = 600_000;
 
 pub fn load_sim(path: &Path) -> Result<LoadedSim, SpecError> {
     let spec: SimSpec = parse_toml(path)?;
-    let name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("sim")
-        .to_string();
-    let l = LoadedSim {
-        name,
-        path: path.to_path_buf(),
-        spec,
-    };
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("sim").to_string();
+    let l = LoadedSim { name, path: path.to_path_buf(), spec };
     validate(&l)?;
     Ok(l)
 }
@@ -219,39 +207,20 @@ fn validate(l: &LoadedSim) -> Result<(), SpecError> {
         return err("description", "must say what the scenario shows".into());
     }
     if s.setup.clients == 0 || s.setup.clients > crate::spec::MAX_CLIENTS {
-        return err(
-            "setup.clients",
-            format!(
-                "must be 1..={}, got {}",
-                crate::spec::MAX_CLIENTS,
-                s.setup.clients
-            ),
-        );
+        return err("setup.clients", format!("must be 1..={}, got {}", crate::spec::MAX_CLIENTS, s.setup.clients));
     }
     let t = &s.time;
     if t.tick_ms == 0 || t.tick_ms > 1000 {
-        return err(
-            "time.tick_ms",
-            format!("must be 1..=1000, got {}", t.tick_ms),
-        );
+        return err("time.tick_ms", format!("must be 1..=1000, got {}", t.tick_ms));
     }
     if t.step_ms == 0 || t.step_ms > t.tick_ms {
-        return err(
-            "time.step_ms",
-            format!("must be 1..=tick_ms ({}), got {}", t.tick_ms, t.step_ms),
-        );
+        return err("time.step_ms", format!("must be 1..=tick_ms ({}), got {}", t.tick_ms, t.step_ms));
     }
     if t.ttl_ticks < 1 {
-        return err(
-            "time.ttl_ticks",
-            format!("must be at least 1, got {}", t.ttl_ticks),
-        );
+        return err("time.ttl_ticks", format!("must be at least 1, got {}", t.ttl_ticks));
     }
     if t.fault_window_ms + t.settle_ms > MAX_SIM_MS {
-        return err(
-            "time.settle_ms",
-            format!("fault window plus settle time is over {MAX_SIM_MS} ms"),
-        );
+        return err("time.settle_ms", format!("fault window plus settle time is over {MAX_SIM_MS} ms"));
     }
     if t.settle_ms < t.ttl_ticks as u64 * t.tick_ms {
         return err(
@@ -264,16 +233,10 @@ fn validate(l: &LoadedSim) -> Result<(), SpecError> {
         );
     }
     if t.drift_ppm >= 1_000_000 {
-        return err(
-            "time.drift_ppm",
-            format!("must be below 1000000, got {}", t.drift_ppm),
-        );
+        return err("time.drift_ppm", format!("must be below 1000000, got {}", t.drift_ppm));
     }
     if !(0.0..1.0).contains(&s.network.loss) {
-        return err(
-            "network.loss",
-            format!("must be a probability below 1, got {}", s.network.loss),
-        );
+        return err("network.loss", format!("must be a probability below 1, got {}", s.network.loss));
     }
     let ranges = [
         ("network.latency_ms", s.network.latency_ms),
@@ -284,10 +247,7 @@ fn validate(l: &LoadedSim) -> Result<(), SpecError> {
     ];
     for (name, Range(a, b)) in ranges {
         if a > b {
-            return err(
-                name,
-                format!("[{a}, {b}] is empty: the first bound must not exceed the second"),
-            );
+            return err(name, format!("[{a}, {b}] is empty: the first bound must not exceed the second"));
         }
         if b > MAX_SIM_MS {
             return err(name, format!("{b} ms is over the {MAX_SIM_MS} ms limit"));
@@ -300,10 +260,7 @@ fn validate(l: &LoadedSim) -> Result<(), SpecError> {
         ("clock_jumps", s.faults.clock_jumps),
     ] {
         if v > 8 {
-            return err(
-                &format!("faults.{name}"),
-                format!("at most 8 per run, got {v}"),
-            );
+            return err(&format!("faults.{name}"), format!("at most 8 per run, got {v}"));
         }
     }
     if s.seeds == 0 || s.seeds > MAX_SEEDS {
