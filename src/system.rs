@@ -287,3 +287,44 @@ impl<S: crate::protocol::Ids> crate::protocol::Ids for NodeState<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::lease::{LeaseLock, Msg};
+    use crate::protocol::{Effect, Machine};
+
+    fn system(margin: i64) -> LockSystem<LeaseLock> {
+        let env = Env {
+            clients: 2,
+            workload: Workload::CriticalWrite,
+            timed: true,
+            ttl: 5,
+            drift: 0,
+            stock: 1,
+            work_ticks: 0,
+        };
+        let o = crate::protocol::redis::Options { validity_margin: Some(margin), ..Default::default() };
+        LockSystem::new(crate::protocol::redis::build(o, &env).unwrap(), env)
+    }
+
+    #[test]
+    fn a_grant_arriving_after_its_validity_is_given_back() {
+        let sys = system(1);
+        let mut st = sys.start(&mut PCx::<LeaseLock>::new(0, 0));
+        let mut cx = PCx::<LeaseLock>::new(0, 4);
+        sys.on_message(&mut st, 2, Wire::Lock(Msg::Grant { token: None, asked: 0 }), &mut cx);
+        assert!(cx.effects.contains(&Effect::Send { to: 2, msg: Wire::Lock(Msg::Release { asked: 0 }) }));
+        assert!(!cx.effects.iter().any(|e| matches!(e, Effect::Observe(Observation::Acquired { .. }))));
+    }
+
+    #[test]
+    fn a_timely_grant_is_trusted_until_ttl_minus_margin_after_asking() {
+        let sys = system(1);
+        let mut st = sys.start(&mut PCx::<LeaseLock>::new(0, 0));
+        let mut cx = PCx::<LeaseLock>::new(0, 1);
+        sys.on_message(&mut st, 2, Wire::Lock(Msg::Grant { token: None, asked: 0 }), &mut cx);
+        assert!(cx.effects.contains(&Effect::SetTimer { timer: Tmr::Validity, after: 3 }));
+        assert!(cx.effects.contains(&Effect::Observe(Observation::Acquired { client: 0, depth: 1 })));
+    }
+}

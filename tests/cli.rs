@@ -266,3 +266,37 @@ fn sim_json_reports_rates_metrics_and_trace_paths() {
     assert!(Path::new(stale["trace"].as_str().unwrap()).exists());
     assert!(Path::new(stale["shrunk_trace"].as_str().unwrap()).exists());
 }
+
+#[test]
+fn explore_serves_stateright_explorer_on_the_given_address() {
+    use std::io::{Read, Write};
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lockcheck"))
+        .args(["explore", "models/redis_ttl_crash.toml", "--addr", &addr])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut body = String::new();
+    for _ in 0..100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            s.write_all(b"GET /.states HTTP/1.0\r\n\r\n").unwrap();
+            s.read_to_string(&mut body).unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(body.contains("200 OK"), "{body}");
+    assert!(body.contains("client-0") || body.contains("monitor"), "the initial state is served: {body}");
+}
+
+#[test]
+fn explore_on_a_busy_address_is_a_usage_error() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let o = lockcheck(&["explore", "models/redis_ttl_crash.toml", "--addr", &addr]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot listen"));
+}

@@ -331,3 +331,132 @@ impl crate::protocol::Ids for Timer {
 }
 
 crate::no_ids!(Msg);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Effect, Tmr, Wire};
+    use crate::spec::Workload;
+
+    fn env() -> Env {
+        Env { clients: 3, workload: Workload::Oversell, timed: true, ttl: 5, drift: 0, stock: 2, work_ticks: 0 }
+    }
+
+    fn cx() -> PCx<LeaseLock> {
+        PCx::<LeaseLock>::new(3, 0)
+    }
+
+    fn replies(cx: &PCx<LeaseLock>) -> Vec<(NodeId, Msg)> {
+        cx.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { to, msg: Wire::Lock(m) } => Some((*to, m.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn redis(o: super::super::redis::Options) -> LeaseLock {
+        super::super::redis::build(o, &env()).unwrap()
+    }
+
+    #[test]
+    fn set_nx_grants_once_and_compare_and_delete_ignores_strangers() {
+        let p = redis(Default::default());
+        let mut s = p.server_start(0, &mut cx());
+        let mut c = cx();
+        p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 0 }, &mut c);
+        p.server_on_msg(&mut s, 1, Msg::Acquire { asked: 0 }, &mut c);
+        assert_eq!(replies(&c), vec![(0, Msg::Grant { token: None, asked: 0 }), (1, Msg::Busy)]);
+        assert!(c.effects.contains(&Effect::SetTimer { timer: Tmr::Lock(Timer::Expire(0)), after: 5 }));
+        p.server_on_msg(&mut s, 1, Msg::Release { asked: 0 }, &mut cx());
+        assert_eq!(s.hold.as_ref().map(|h| h.owner), Some(0), "a stranger's release deletes nothing");
+        p.server_on_msg(&mut s, 0, Msg::Release { asked: 7 }, &mut cx());
+        assert!(s.hold.is_some(), "a release for another attempt deletes nothing");
+        p.server_on_msg(&mut s, 0, Msg::Release { asked: 0 }, &mut cx());
+        assert!(s.hold.is_none());
+    }
+
+    #[test]
+    fn plain_del_removes_whoever_holds_the_key() {
+        let p =
+            redis(super::super::redis::Options { release: super::super::redis::Release::Del, ..Default::default() });
+        let mut s = p.server_start(0, &mut cx());
+        p.server_on_msg(&mut s, 1, Msg::Acquire { asked: 0 }, &mut cx());
+        p.server_on_msg(&mut s, 0, Msg::Release { asked: 0 }, &mut cx());
+        assert!(s.hold.is_none());
+    }
+
+    #[test]
+    fn expiry_frees_the_key_only_for_its_own_holder() {
+        let p = redis(Default::default());
+        let mut s = p.server_start(0, &mut cx());
+        p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 0 }, &mut cx());
+        p.server_on_timer(&mut s, Timer::Expire(1), &mut cx());
+        assert!(s.hold.is_some());
+        let mut c = cx();
+        p.server_on_timer(&mut s, Timer::Expire(0), &mut c);
+        assert!(s.hold.is_none());
+        assert!(c.effects.contains(&Effect::Observe(Observation::Expired { client: 0 })));
+    }
+
+    #[test]
+    fn fencing_tokens_increase_and_survive_a_restart_only_when_persisted() {
+        for (persistence, after_restart) in [(true, Some(2)), (false, Some(1))] {
+            let p = redis(super::super::redis::Options { fencing: true, persistence, ..Default::default() });
+            let mut s = p.server_start(0, &mut cx());
+            let mut c = cx();
+            p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 0 }, &mut c);
+            p.server_on_timer(&mut s, Timer::Expire(0), &mut c);
+            let durable = c.effects.iter().rev().find_map(|e| match e {
+                Effect::Persist(d) => Some(d.clone()),
+                _ => None,
+            });
+            assert_eq!(durable.is_some(), persistence);
+            let mut s = p.server_restart(0, durable.as_ref(), &mut cx());
+            let mut c = cx();
+            p.server_on_msg(&mut s, 1, Msg::Acquire { asked: 0 }, &mut c);
+            let token = replies(&c).into_iter().find_map(|(_, m)| match m {
+                Msg::Grant { token, .. } => token,
+                _ => None,
+            });
+            assert_eq!(token, after_restart, "persistence {persistence}");
+        }
+    }
+
+    #[test]
+    fn reentrant_holds_count_down_to_the_last_release() {
+        let p = redis(super::super::redis::Options { reentrant: true, ttl: false, ..Default::default() });
+        let mut s = p.server_start(0, &mut cx());
+        p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 0 }, &mut cx());
+        p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 1 }, &mut cx());
+        p.server_on_msg(&mut s, 0, Msg::Release { asked: 1 }, &mut cx());
+        assert_eq!(s.hold.as_ref().map(|h| h.count), Some(1));
+        p.server_on_msg(&mut s, 0, Msg::Release { asked: 0 }, &mut cx());
+        assert!(s.hold.is_none());
+    }
+
+    #[test]
+    fn for_update_queues_waiters_and_refuses_an_aborted_transactions_statements() {
+        let p = super::super::db::build(Default::default(), &env()).unwrap();
+        let mut s = p.server_start(0, &mut cx());
+        p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 0 }, &mut cx());
+        let mut c = cx();
+        p.server_on_msg(&mut s, 1, Msg::Acquire { asked: 0 }, &mut c);
+        assert!(replies(&c).is_empty(), "the second SELECT .. FOR UPDATE blocks");
+        let mut c = cx();
+        p.server_on_timer(&mut s, Timer::Expire(0), &mut c);
+        assert_eq!(
+            replies(&c),
+            vec![(1, Msg::Grant { token: None, asked: 0 })],
+            "the abort hands the row to the waiter"
+        );
+        let mut c = cx();
+        p.server_on_resource(&mut s, 0, ResReq::Write { token: None, session: 0, value: 1, sale: true }, &mut c);
+        assert!(c.effects.contains(&Effect::Observe(Observation::WriteRejected { client: 0, token: None })));
+        assert_eq!(s.resource.as_ref().map(|r| r.stock), Some(2));
+        p.server_on_resource(&mut s, 1, ResReq::Write { token: None, session: 0, value: 1, sale: true }, &mut cx());
+        assert_eq!(s.resource.as_ref().map(|r| r.stock), Some(1));
+        assert!(s.hold.is_none(), "the write commits and releases the row");
+    }
+}
