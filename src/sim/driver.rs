@@ -387,6 +387,7 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
         Resume(NodeId),
         Restart(NodeId),
         Repair(NodeId),
+        Release(NodeId),
         HealAll,
     }
     let mut events: Vec<(u64, usize, Ev)> = Vec::new();
@@ -400,6 +401,7 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
             Fault::Partition { node, at_ms, for_ms, .. } => {
                 events.push(((at_ms + for_ms).min(window), i, Ev::Repair(*node)))
             }
+            Fault::Hold { node, at_ms, for_ms } => events.push(((at_ms + for_ms).min(window), i, Ev::Release(*node))),
             _ => {}
         }
         events.push((f.at(), i, Ev::Fault(f.clone())));
@@ -412,6 +414,7 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
     let others = |node: NodeId| (0..n).filter(move |&o| o != node).map(|o| names[o].clone()).collect::<Vec<_>>();
     let mut down: Vec<bool> = vec![false; n];
     let mut cut: Vec<bool> = vec![false; n];
+    let mut held: Vec<bool> = vec![false; n];
     let mut deadlock_at = None;
     loop {
         let now = sim.elapsed().as_millis() as u64;
@@ -475,6 +478,22 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
                         sim.repair(names[node].as_str(), o.as_str());
                     }
                 }
+                Ev::Fault(Fault::Hold { node, .. }) => {
+                    held[node] = true;
+                    s.record(node, "hold", format!("the network holds back every message to and from {}", names[node]));
+                    drop(s);
+                    for o in others(node) {
+                        sim.hold(names[node].as_str(), o.as_str());
+                    }
+                }
+                Ev::Release(node) if held[node] => {
+                    held[node] = false;
+                    s.record(node, "release", format!("the held messages of {} move again", names[node]));
+                    drop(s);
+                    for o in others(node) {
+                        sim.release(names[node].as_str(), o.as_str());
+                    }
+                }
                 Ev::Fault(Fault::ClockJump { node, by_ms, .. }) => {
                     s.offset_ms[node] += by_ms as f64;
                     s.record(node, "jump", format!("ClockJump: clock of {} steps {by_ms} ms ahead", names[node]));
@@ -500,9 +519,15 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
                             down[node] = false;
                             sim.bounce(names[node].as_str());
                         }
+                        if held[node] {
+                            held[node] = false;
+                            for o in others(node) {
+                                sim.release(names[node].as_str(), o.as_str());
+                            }
+                        }
                     }
                 }
-                Ev::Resume(_) | Ev::Restart(_) | Ev::Repair(_) => {}
+                Ev::Resume(_) | Ev::Restart(_) | Ev::Repair(_) | Ev::Release(_) => {}
             }
         }
         {

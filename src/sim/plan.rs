@@ -20,6 +20,9 @@ pub enum Fault {
     Partition { node: NodeId, at_ms: u64, for_ms: u64, one_way: bool },
     /// The node's clock steps forward.
     ClockJump { node: NodeId, at_ms: u64, by_ms: u64 },
+    /// The network holds every message to and from the node, then delivers them late (turmoil's
+    /// hold/release): a network delay, catalog #2.
+    Hold { node: NodeId, at_ms: u64, for_ms: u64 },
 }
 
 impl Fault {
@@ -28,7 +31,8 @@ impl Fault {
             Fault::Pause { at_ms, .. }
             | Fault::Crash { at_ms, .. }
             | Fault::Partition { at_ms, .. }
-            | Fault::ClockJump { at_ms, .. } => *at_ms,
+            | Fault::ClockJump { at_ms, .. }
+            | Fault::Hold { at_ms, .. } => *at_ms,
         }
     }
 
@@ -53,6 +57,9 @@ impl Fault {
             Fault::ClockJump { node, at_ms, by_ms } => {
                 format!("at {at_ms} ms ClockJump {} +{by_ms} ms", names[*node])
             }
+            Fault::Hold { node, at_ms, for_ms } => {
+                format!("at {at_ms} ms hold messages of {} for {for_ms} ms", names[*node])
+            }
         }
     }
 
@@ -65,6 +72,7 @@ impl Fault {
                 Fault::Partition { node, at_ms, for_ms: half(for_ms)?, one_way }
             }
             Fault::ClockJump { node, at_ms, by_ms } => Fault::ClockJump { node, at_ms, by_ms: half(by_ms)? },
+            Fault::Hold { node, at_ms, for_ms } => Fault::Hold { node, at_ms, for_ms: half(for_ms)? },
             Fault::Crash { node, at_ms, restart_after_ms: Some(r), lose_disk } => {
                 Fault::Crash { node, at_ms, restart_after_ms: Some(half(r)?), lose_disk }
             }
@@ -131,6 +139,11 @@ pub fn draw_plan(sim: &LoadedSim, nodes: &[NodeInfo], seed: u64) -> Plan {
         if let Some(node) = pick(&mut rng, Targets::Any) {
             let at_ms = rng.random_range(0..window);
             faults.push(Fault::Partition { node, at_ms, for_ms: draw(&mut rng, f.partition_ms), one_way: f.one_way });
+        }
+    }
+    for _ in 0..rng.random_range(0..=f.holds) {
+        if let Some(node) = pick(&mut rng, Targets::Any) {
+            faults.push(Fault::Hold { node, at_ms: rng.random_range(0..window), for_ms: draw(&mut rng, f.hold_ms) });
         }
     }
     for _ in 0..rng.random_range(0..=f.clock_jumps) {

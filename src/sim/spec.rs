@@ -96,6 +96,11 @@ pub struct SimFaults {
     /// One-way partitions: the node hears but is not heard.
     #[serde(default)]
     pub one_way: bool,
+    /// Network delays: every message to and from one node held back, then delivered.
+    #[serde(default)]
+    pub holds: u8,
+    #[serde(default = "pause_len")]
+    pub hold_ms: Range,
     #[serde(default)]
     pub clock_jumps: u8,
     #[serde(default = "jump")]
@@ -244,6 +249,7 @@ fn validate(l: &LoadedSim) -> Result<(), SpecError> {
         ("faults.restart_after_ms", s.faults.restart_after_ms),
         ("faults.partition_ms", s.faults.partition_ms),
         ("faults.jump_ms", s.faults.jump_ms),
+        ("faults.hold_ms", s.faults.hold_ms),
     ];
     for (name, Range(a, b)) in ranges {
         if a > b {
