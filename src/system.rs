@@ -31,6 +31,8 @@ pub struct Client {
     pub token: Option<u64>,
     /// When the request that won the current hold was sent (identifies the hold on release).
     pub asked: i64,
+    /// The stock this client will write (read-modify-write: computed from what it read).
+    pub new_stock: i64,
     pub depth: u8,
 }
 
@@ -86,8 +88,18 @@ impl<P: Protocol> LockSystem<P> {
         cx.send(self.resource_node, Wire::Res(req));
     }
 
-    /// The client holds the lock: work for `work_ticks` (if any), then touch the resource.
+    /// The client holds the lock. Read-modify-write computes between its read and its write; other
+    /// critical sections work first and then write.
     fn work(&self, c: &mut Client, cx: &mut Cx<P>) {
+        if self.env.workload == Workload::Oversell {
+            self.touch_resource(c, cx);
+        } else {
+            self.work_then(c, cx);
+        }
+    }
+
+    /// Spends `work_ticks` (if any) before the next step, which `on_timer(Work)` takes.
+    fn work_then(&self, c: &mut Client, cx: &mut Cx<P>) {
         if self.env.timed && self.env.work_ticks > 0 {
             c.phase = Phase::Working;
             cx.set_timer(Tmr::Work, self.env.work_ticks);
@@ -99,6 +111,10 @@ impl<P: Protocol> LockSystem<P> {
     fn touch_resource(&self, c: &mut Client, cx: &mut Cx<P>) {
         let (token, session) = (c.token, c.asked);
         match self.env.workload {
+            Workload::Oversell if c.phase == Phase::Working => {
+                c.phase = Phase::Writing;
+                self.to_resource(ResReq::Write { token, session, value: c.new_stock, sale: true }, cx);
+            }
             Workload::Oversell => {
                 c.phase = Phase::Reading;
                 self.to_resource(ResReq::Read { token, session }, cx);
@@ -132,6 +148,7 @@ impl<P: Protocol> LockSystem<P> {
         c.phase = Phase::Done;
         c.token = None;
         c.asked = 0;
+        c.new_stock = 0;
         cx.observe(Observation::Done { client: cx.me });
     }
 
@@ -182,9 +199,9 @@ impl<P: Protocol> LockSystem<P> {
     fn on_reply(&self, c: &mut Client, reply: ResReply, cx: &mut Cx<P>) {
         match (c.phase, reply) {
             (Phase::Reading, ResReply::Stock(s)) if s >= 1 => {
-                c.phase = Phase::Writing;
-                let (token, session) = (c.token, c.asked);
-                self.to_resource(ResReq::Write { token, session, value: s - 1, sale: true }, cx);
+                c.new_stock = s - 1;
+                c.phase = Phase::Working;
+                self.work_then(c, cx);
             }
             (Phase::Reading, _) | (Phase::Writing, _) | (Phase::Decrementing, _) => self.finish(c, cx),
             _ => {}
@@ -192,7 +209,7 @@ impl<P: Protocol> LockSystem<P> {
     }
 
     fn client_start(&self, cx: &mut Cx<P>) -> Client {
-        let mut c = Client { phase: Phase::Acquiring, token: None, asked: 0, depth: 0 };
+        let mut c = Client { phase: Phase::Acquiring, token: None, asked: 0, new_stock: 0, depth: 0 };
         if self.env.workload.uses_lock() {
             cx.observe(Observation::Waiting { client: cx.me });
             self.ask(&mut c, cx);

@@ -247,7 +247,7 @@ fn sim_json_reports_rates_metrics_and_trace_paths() {
         "sim",
         "sims/redis_gc_pause.toml",
         "--seeds",
-        "20..40",
+        "0..100",
         "--jobs",
         "2",
         "--json",
@@ -257,7 +257,7 @@ fn sim_json_reports_rates_metrics_and_trace_paths() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["engine"], "sim");
-    assert_eq!(v["runs"], 20);
+    assert_eq!(v["runs"], 100);
     assert!(v["metrics"]["acquisitions"].as_u64().unwrap() > 0);
     assert!(v["metrics"]["messages_per_acquisition"].as_f64().unwrap() > 1.0);
     let stale = v["results"].as_array().unwrap().iter().find(|r| r["property"] == "no_stale_write").unwrap();
