@@ -79,6 +79,7 @@ pub fn write_traces(o: &Outcome, out: &Path) -> std::io::Result<()> {
             let json = trace_path(out, &o.name, r.property.name());
             write_atomic(&json, &t.to_json())?;
             write_atomic(&json.with_extension("md"), &t.to_markdown(&o.participants))?;
+            write_atomic(&json.with_extension("html"), &t.to_html(&o.participants))?;
         }
     }
     Ok(())
@@ -316,6 +317,7 @@ pub fn write_sim_traces(o: &crate::sim::SimOutcome, out: &Path) -> std::io::Resu
                 let json = sim_trace_path(out, &o.name, r.property.name(), t.seed.unwrap_or(0), shrunk);
                 write_atomic(&json, &t.to_json())?;
                 write_atomic(&json.with_extension("md"), &t.to_markdown(&o.participants))?;
+                write_atomic(&json.with_extension("html"), &t.to_html(&o.participants))?;
             }
         }
     }

@@ -126,9 +126,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
-        Cmd::List { models } => {
-            lockcheck::cli::list(&models, &mut std::io::stdout()).map(|_| EXIT_OK).map_err(Into::into)
-        }
+        Cmd::List { models } => lockcheck::cli::list(&models, &mut std::io::stdout()).map(|_| EXIT_OK),
         Cmd::Check { specs, out, threads, json, max_states, claimed_only, strategy, symmetry } => {
             if threads == 0 {
                 anyhow::bail!("--threads must be at least 1");

@@ -325,7 +325,7 @@ mod tests {
             Read { client: 1, token: None, stock: 1 },
         ];
         let stale = WriteAccepted { client: 0, token: None, value: 0, sale: true };
-        let m = run(2, 1, &[&base[..], &[stale.clone()]].concat());
+        let m = run(2, 1, &[&base[..], std::slice::from_ref(&stale)].concat());
         assert!(!m.holds(PropertyName::NoStaleWrite));
         let m = run(2, 1, &[&base[..2], &[stale]].concat());
         assert!(m.holds(PropertyName::NoStaleWrite), "nobody newer had touched the resource yet");

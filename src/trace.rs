@@ -74,6 +74,117 @@ impl Trace {
     }
 }
 
+impl Trace {
+    /// A sequence diagram: one lifeline per node, an arrow per delivered message, a note per other
+    /// step (timers, faults), the step that broke the property last and in red.
+    pub fn to_svg(&self, participants: &[String]) -> String {
+        const LEFT: usize = 70;
+        const COL: usize = 190;
+        const ROW: usize = 26;
+        const TOP: usize = 60;
+        let width = LEFT + COL * participants.len().max(1);
+        let height = TOP + ROW * (self.steps.len() + 1);
+        let x = |name: &str| participants.iter().position(|p| p == name).map(|i| LEFT + COL / 2 + i * COL);
+        let mut svg = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+             <defs><marker id=\"arrow\" markerWidth=\"8\" markerHeight=\"8\" refX=\"8\" refY=\"4\" orient=\"auto\"><path d=\"M0,0 L8,4 L0,8 z\"/></marker></defs>\n"
+        );
+        for (i, p) in participants.iter().enumerate() {
+            let cx = LEFT + COL / 2 + i * COL;
+            svg.push_str(&format!(
+                "<rect x=\"{}\" y=\"10\" width=\"{}\" height=\"26\" rx=\"4\" fill=\"#eef\" stroke=\"#447\"/><text x=\"{cx}\" y=\"27\" text-anchor=\"middle\" font-weight=\"bold\">{}</text>\n\
+                 <line x1=\"{cx}\" y1=\"36\" x2=\"{cx}\" y2=\"{height}\" stroke=\"#aab\" stroke-dasharray=\"4 3\"/>\n",
+                cx - COL / 2 + 10,
+                COL - 20,
+                xml(p)
+            ));
+        }
+        let last = self.steps.len();
+        for (i, st) in self.steps.iter().enumerate() {
+            let y = TOP + ROW * i + ROW / 2;
+            let color = if i + 1 == last { "#c00" } else { "#222" };
+            let time = st.time.map(|t| format!("t={t}")).unwrap_or_default();
+            svg.push_str(&format!("<text x=\"4\" y=\"{}\" fill=\"#666\">{} {}</text>\n", y + 4, st.step, time));
+            let (route, label) = st.detail.split_once(": ").unwrap_or(("", st.detail.as_str()));
+            let from = route.split(" → ").next().unwrap_or("");
+            match (st.kind.as_str(), x(from), x(&st.node)) {
+                ("receive", Some(x1), Some(x2)) if x1 != x2 => {
+                    let mid = (x1 + x2) / 2;
+                    svg.push_str(&format!(
+                        "<line x1=\"{x1}\" y1=\"{y}\" x2=\"{x2}\" y2=\"{y}\" stroke=\"{color}\" marker-end=\"url(#arrow)\"/>\n\
+                         <text x=\"{mid}\" y=\"{}\" text-anchor=\"middle\" fill=\"{color}\">{}</text>\n",
+                        y - 3,
+                        xml(&clip(label, 60))
+                    ));
+                }
+                (_, _, Some(cx)) => {
+                    svg.push_str(&format!(
+                        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"18\" fill=\"#ffd\" stroke=\"{color}\"/>\n\
+                         <text x=\"{cx}\" y=\"{}\" text-anchor=\"middle\" fill=\"{color}\">{}</text>\n",
+                        cx - COL / 2 + 6,
+                        y - 10,
+                        COL - 12,
+                        y + 3,
+                        xml(&clip(&st.detail, 34))
+                    ));
+                }
+                // World steps (time passing, healing) concern every node: a band across the diagram.
+                (_, _, None) => {
+                    svg.push_str(&format!(
+                        "<rect x=\"{LEFT}\" y=\"{}\" width=\"{}\" height=\"18\" fill=\"#eee\" stroke=\"#999\"/>\n\
+                         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{color}\">{}</text>\n",
+                        y - 10,
+                        width - LEFT - 4,
+                        (LEFT + width) / 2,
+                        y + 3,
+                        xml(&clip(&st.detail, 120))
+                    ));
+                }
+            }
+        }
+        svg.push_str("</svg>\n");
+        svg
+    }
+
+    /// A page a person can open: the diagram, every step in full, and how to reproduce it.
+    pub fn to_html(&self, participants: &[String]) -> String {
+        let rows: String = self
+            .steps
+            .iter()
+            .map(|s| {
+                let t = s.time.map(|t| t.to_string()).unwrap_or_default();
+                format!(
+                    "<tr><td>{}</td><td>{t}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                    s.step,
+                    xml(&s.node),
+                    xml(&s.kind),
+                    xml(&s.detail)
+                )
+            })
+            .collect();
+        format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{spec}: {prop}</title>\n\
+             <style>body{{font-family:sans-serif;margin:2em}} td{{padding:2px 8px;vertical-align:top}} tr:nth-child(even){{background:#f4f4f8}} code{{background:#eee;padding:2px}}</style></head><body>\n\
+             <h1><code>{prop}</code> violated</h1>\n<p>{spec} ({engine}{seed})</p>\n{svg}\n<table><tr><th>step</th><th>time</th><th>node</th><th>kind</th><th>detail</th></tr>\n{rows}</table>\n\
+             <p>Reproduce: <code>{repro}</code></p>\n</body></html>\n",
+            spec = xml(&self.spec),
+            prop = xml(&self.property),
+            engine = xml(&self.engine),
+            seed = self.seed.map(|s| format!(", seed {s}")).unwrap_or_default(),
+            svg = self.to_svg(participants),
+            repro = xml(&self.reproduce),
+        )
+    }
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n - 1).collect::<String>()) }
+}
+
 fn mermaid_id(name: &str) -> String {
     name.replace('-', "_")
 }
@@ -103,5 +214,10 @@ mod tests {
         assert_eq!(back, t);
         let md = t.to_markdown(&["client-0".into(), "redis".into()]);
         assert!(md.contains("client_0->>redis: 1. Acquire"), "{md}");
+        let html = t.to_html(&["client-0".into(), "redis".into()]);
+        assert!(
+            html.contains("<svg") && html.contains("marker-end") && html.contains("client-0 → redis: Acquire"),
+            "{html}"
+        );
     }
 }

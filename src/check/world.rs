@@ -9,6 +9,7 @@
 //!   one), a clock jump moves it by `jump_ticks` at once. A timer fires when its node's clock
 //!   reaches it. Time advances only when nothing is due: messages take less than a tick and timers
 //!   fire on time, so only a fault (a pause, a jump) can make a node late.
+//!
 //! Faults are budgeted actions; in discrete mode they may happen only before the fault window ends.
 
 use serde::Serialize;
