@@ -92,7 +92,14 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
         for r in &o.results {
             let expected = r.expected.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
             let trace = match &r.trace {
-                Some(t) => format!("[{} steps](models/{}/{}.md)", t.steps.len(), o.name, r.property.name()),
+                Some(t) => format!(
+                    "[{} steps](models/{}/{}.md) ([picture](models/{}/{}.html))",
+                    t.steps.len(),
+                    o.name,
+                    r.property.name(),
+                    o.name,
+                    r.property.name()
+                ),
                 None => "-".into(),
             };
             let _ = writeln!(
@@ -112,7 +119,10 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
         for r in &o.results {
             let expected = r.expected.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
             let first = match (&r.trace, r.first_seed) {
-                (Some(_), Some(s)) => format!("[{s}](sims/{}/{}.seed{s}.md)", o.name, r.property.name()),
+                (Some(_), Some(s)) => {
+                    let base = format!("sims/{}/{}.seed{s}", o.name, r.property.name());
+                    format!("[{s}]({base}.md) ([picture]({base}.html))")
+                }
                 _ => "-".into(),
             };
             let shrunk = match (&r.shrunk, r.first_seed) {

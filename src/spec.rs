@@ -209,7 +209,6 @@ pub struct Env {
     pub timed: bool,
     /// Lease length in ticks (1 in untimed mode, where only the order of events matters).
     pub ttl: i64,
-    pub drift: i64,
     pub stock: i64,
     pub work_ticks: i64,
 }
@@ -230,7 +229,6 @@ impl Loaded {
             workload: self.spec.setup.workload,
             timed: t.mode == TimeMode::Discrete,
             ttl: t.ttl_ticks.unwrap_or(1),
-            drift: t.drift,
             stock: self.spec.setup.stock,
             work_ticks: self.spec.setup.work_ticks,
         }

@@ -339,7 +339,7 @@ mod tests {
     use crate::spec::Workload;
 
     fn env() -> Env {
-        Env { clients: 3, workload: Workload::Oversell, timed: true, ttl: 5, drift: 0, stock: 2, work_ticks: 0 }
+        Env { clients: 3, workload: Workload::Oversell, timed: true, ttl: 5, stock: 2, work_ticks: 0 }
     }
 
     fn cx() -> PCx<LeaseLock> {

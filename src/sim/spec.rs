@@ -158,7 +158,6 @@ impl LoadedSim {
             workload: self.spec.setup.workload,
             timed: true,
             ttl: self.spec.time.ttl_ticks,
-            drift: 0,
             stock: self.spec.setup.stock,
             work_ticks: self.spec.setup.work_ticks,
         }
