@@ -187,8 +187,8 @@ pub fn read_trace(path: &Path) -> Result<Trace, SpecError> {
     })
 }
 
-/// Protocols, knobs, and each spec in `models` with its claims.
-pub fn list(models: &Path, w: &mut impl Write) -> anyhow::Result<()> {
+/// Protocols, knobs, and each spec in `models` and scenario in `sims` with its claims.
+pub fn list(models: &Path, sims: &Path, w: &mut impl Write) -> anyhow::Result<()> {
     writeln!(w, "protocols:")?;
     for f in crate::registry::FAMILIES {
         writeln!(w, "  {:<13} {}", f.name, f.models)?;
@@ -208,6 +208,25 @@ pub fn list(models: &Path, w: &mut impl Write) -> anyhow::Result<()> {
                         .filter_map(|p| l.spec.expect.get(p).map(|v| format!("{}={v}", p.name())))
                         .collect();
                     writeln!(w, "  {:<34} {:<13} {}", l.name, l.spec.protocol, claims.join(" "))?;
+                }
+                Err(e) => writeln!(w, "  {e}")?,
+            }
+        }
+    }
+    if sims.is_dir() {
+        writeln!(w, "\n{}:", sims.display())?;
+        for path in spec_files(&[sims.to_path_buf()])? {
+            match crate::sim::spec::load_sim(&path) {
+                Ok(l) => {
+                    let claims: Vec<String> = l.claims().map(|(p, v)| format!("{}={v}", p.name())).collect();
+                    writeln!(
+                        w,
+                        "  {:<34} {:<13} {} seeds: {}",
+                        l.name,
+                        l.spec.protocol,
+                        l.spec.seeds,
+                        claims.join(" ")
+                    )?;
                 }
                 Err(e) => writeln!(w, "  {e}")?,
             }

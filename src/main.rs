@@ -22,6 +22,8 @@ enum Cmd {
     List {
         #[arg(long, default_value = "models")]
         models: PathBuf,
+        #[arg(long, default_value = "sims")]
+        sims: PathBuf,
     },
     /// Exhaustively check spec files (or folders of them).
     Check {
@@ -126,7 +128,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
-        Cmd::List { models } => lockcheck::cli::list(&models, &mut std::io::stdout()).map(|_| EXIT_OK),
+        Cmd::List { models, sims } => lockcheck::cli::list(&models, &sims, &mut std::io::stdout()).map(|_| EXIT_OK),
         Cmd::Check { specs, out, threads, json, max_states, claimed_only, strategy, symmetry } => {
             if threads == 0 {
                 anyhow::bail!("--threads must be at least 1");

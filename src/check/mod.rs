@@ -128,11 +128,20 @@ fn outcome<M: Machine>(spec: &Loaded, w: &World<M>, found: &Found) -> Outcome {
 }
 
 fn trace<M: Machine>(spec: &Loaded, w: &World<M>, p: PropertyName, path: &[u32]) -> Trace {
-    let steps = search::replay_path(w, path)
+    let mut steps: Vec<Step> = search::replay_path(w, path)
         .into_iter()
         .enumerate()
         .map(|(i, (a, after, obs))| describe(w, i as u32 + 1, &a, &after, &obs))
         .collect();
+    if steps.is_empty() {
+        // Broken before anything happened: show what the nodes did as they started.
+        let mut obs = Vec::new();
+        w.init_logged(Some(&mut obs));
+        let name = |id: NodeId| w.node_name(id).to_string();
+        let seen: Vec<String> = obs.iter().map(|o| observation_text(o, &name)).collect();
+        let detail = format!("every node starts ⇒ {}", seen.join("; "));
+        steps.push(Step { step: 1, time: w.timed.then_some(0), node: "world".into(), kind: "start".into(), detail });
+    }
     Trace {
         spec: spec.path.display().to_string(),
         engine: "check".into(),

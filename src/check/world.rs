@@ -191,6 +191,11 @@ impl<M: Machine> World<M> {
     }
 
     pub fn init(&self) -> State<M> {
+        self.init_logged(None)
+    }
+
+    /// The initial state, recording what the nodes observed while starting.
+    pub fn init_logged(&self, mut log: Option<&mut Vec<Observation>>) -> State<M> {
         let n = self.machine.nodes().len();
         let mut s = WorldState {
             tick: 0,
@@ -209,7 +214,7 @@ impl<M: Machine> World<M> {
             pending.push(cx);
         }
         for cx in pending {
-            self.apply(&mut s, cx, &mut None);
+            self.apply(&mut s, cx, &mut log);
         }
         s
     }
