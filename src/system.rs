@@ -69,10 +69,6 @@ impl<P: Protocol> LockSystem<P> {
         LockSystem { proto, env, nodes, resource_node, lease }
     }
 
-    pub fn env(&self) -> &Env {
-        &self.env
-    }
-
     fn ask(&self, c: &mut Client, cx: &mut Cx<P>) {
         // With durations, an unanswered request times out and is sent again (a lost request or a
         // crashed server must not hang the client). Untimed runs have no durations to wait.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-use crate::spec::{Env, Expect, Setup, SpecError, Targets, Verdict, parse_toml};
+use crate::spec::{Expect, Setup, SpecError, Targets, Verdict, parse_toml};
 
 /// `[a, b]` in the file: a value drawn uniformly from the closed range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -152,17 +152,6 @@ pub struct LoadedSim {
 }
 
 impl LoadedSim {
-    pub fn env(&self) -> Env {
-        Env {
-            clients: self.spec.setup.clients,
-            workload: self.spec.setup.workload,
-            timed: true,
-            ttl: self.spec.time.ttl_ticks,
-            stock: self.spec.setup.stock,
-            work_ticks: self.spec.setup.work_ticks,
-        }
-    }
-
     /// As a model-check spec, so the registry can build the protocol the same way for both engines.
     pub fn as_model(&self) -> crate::spec::Loaded {
         let s = &self.spec;
