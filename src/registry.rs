@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::protocol::{Protocol, db, fenced_lease, none, redis};
+use crate::protocol::{Protocol, db, fenced_lease, none, redis, redlock};
 use crate::spec::{Loaded, SpecError, from_table};
 use crate::system::LockSystem;
 
@@ -19,6 +19,11 @@ pub const FAMILIES: &[Family] = &[
         name: "redis",
         models: "single Redis, SET key value NX PX ttl (Redis distlock doc)",
         knobs: "ttl=true|false, release=\"del\"|\"compare_and_delete\", persistence=true|false, fencing=true|false, reentrant=true|false, validity_margin=<ticks>",
+    },
+    Family {
+        name: "redlock",
+        models: "Redlock: SET NX PX on N independent Redis masters, majority quorum (Redis distlock doc)",
+        knobs: "nodes=1..7, ttl=true|false, persistence=true|false, delayed_restart=true|false, validity_margin=<ticks>",
     },
     Family {
         name: "fenced_lease",
@@ -57,6 +62,7 @@ pub fn build<V: Visit>(spec: &Loaded, v: V) -> Result<V::Out, SpecError> {
     let err = knob_error(&spec.path);
     Ok(match spec.spec.protocol.as_str() {
         "redis" => v.visit(LockSystem::new(redis::build(options(spec)?, &env).map_err(err)?, env)),
+        "redlock" => v.visit(LockSystem::new(redlock::build(options(spec)?, &env).map_err(err)?, env)),
         "fenced_lease" => v.visit(LockSystem::new(fenced_lease::build(options(spec)?, &env).map_err(err)?, env)),
         "db" => v.visit(LockSystem::new(db::build(options(spec)?, &env).map_err(err)?, env)),
         "none" => v.visit(LockSystem::new(none::build(options(spec)?, &env).map_err(err)?, env)),
@@ -84,6 +90,7 @@ pub fn approach(spec: &Loaded) -> Result<String, SpecError> {
     }
     let knobs = match spec.spec.protocol.as_str() {
         "redis" => diff::<redis::Options>(spec)?,
+        "redlock" => diff::<redlock::Options>(spec)?,
         "fenced_lease" => diff::<fenced_lease::Options>(spec)?,
         "db" => diff::<db::Options>(spec)?,
         _ => Vec::new(),

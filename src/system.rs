@@ -26,19 +26,21 @@ pub enum Phase {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Client {
+pub struct Client<L> {
     pub phase: Phase,
     pub token: Option<u64>,
     /// When the request that won the current hold was sent (identifies the hold on release).
     pub asked: i64,
     /// The stock this client will write (read-modify-write: computed from what it read).
     pub new_stock: i64,
+    /// The protocol's client-side state.
+    pub lock: L,
     pub depth: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum NodeState<S> {
-    Client(Client),
+pub enum NodeState<S, L> {
+    Client(Client<L>),
     Server(S),
     Storage(Resource),
 }
@@ -69,13 +71,13 @@ impl<P: Protocol> LockSystem<P> {
         LockSystem { proto, env, nodes, resource_node, lease }
     }
 
-    fn ask(&self, c: &mut Client, cx: &mut Cx<P>) {
+    fn ask(&self, c: &mut Client<P::Client>, cx: &mut Cx<P>) {
         // With durations, an unanswered request times out and is sent again (a lost request or a
         // crashed server must not hang the client). Untimed runs have no durations to wait.
         if self.env.timed && c.phase == Phase::Acquiring {
             cx.set_timer(Tmr::Retry, 1);
         }
-        if let Some(ev) = self.proto.acquire(cx) {
+        if let Some(ev) = self.proto.acquire(&mut c.lock, cx) {
             self.on_lock_event(c, ev, cx);
         }
     }
@@ -86,7 +88,7 @@ impl<P: Protocol> LockSystem<P> {
 
     /// The client holds the lock. Read-modify-write computes between its read and its write; other
     /// critical sections work first and then write.
-    fn work(&self, c: &mut Client, cx: &mut Cx<P>) {
+    fn work(&self, c: &mut Client<P::Client>, cx: &mut Cx<P>) {
         if self.env.workload == Workload::Oversell {
             self.touch_resource(c, cx);
         } else {
@@ -95,7 +97,7 @@ impl<P: Protocol> LockSystem<P> {
     }
 
     /// Spends `work_ticks` (if any) before the next step, which `on_timer(Work)` takes.
-    fn work_then(&self, c: &mut Client, cx: &mut Cx<P>) {
+    fn work_then(&self, c: &mut Client<P::Client>, cx: &mut Cx<P>) {
         if self.env.timed && self.env.work_ticks > 0 {
             c.phase = Phase::Working;
             cx.set_timer(Tmr::Work, self.env.work_ticks);
@@ -104,7 +106,7 @@ impl<P: Protocol> LockSystem<P> {
         }
     }
 
-    fn touch_resource(&self, c: &mut Client, cx: &mut Cx<P>) {
+    fn touch_resource(&self, c: &mut Client<P::Client>, cx: &mut Cx<P>) {
         let (token, session) = (c.token, c.asked);
         match self.env.workload {
             Workload::Oversell if c.phase == Phase::Working => {
@@ -132,9 +134,9 @@ impl<P: Protocol> LockSystem<P> {
         }
     }
 
-    fn finish(&self, c: &mut Client, cx: &mut Cx<P>) {
+    fn finish(&self, c: &mut Client<P::Client>, cx: &mut Cx<P>) {
         if c.depth > 0 {
-            self.proto.release(c.token, c.asked, cx);
+            self.proto.release(&mut c.lock, c.token, c.asked, cx);
             c.depth = 0;
             cx.observe(Observation::Released { client: cx.me, depth: 0 });
         }
@@ -148,7 +150,7 @@ impl<P: Protocol> LockSystem<P> {
         cx.observe(Observation::Done { client: cx.me });
     }
 
-    fn on_lock_event(&self, c: &mut Client, ev: LockEvent, cx: &mut Cx<P>) {
+    fn on_lock_event(&self, c: &mut Client<P::Client>, ev: LockEvent, cx: &mut Cx<P>) {
         let me = cx.me;
         match (c.phase, ev) {
             (Phase::Acquiring, LockEvent::Granted { token, asked }) => {
@@ -159,7 +161,7 @@ impl<P: Protocol> LockSystem<P> {
                     let left = asked + l.ttl - l.margin - cx.now;
                     if left <= 0 {
                         // Granted too late to be of use: let it go and ask again.
-                        self.proto.release(token, asked, cx);
+                        self.proto.release(&mut c.lock, token, asked, cx);
                         cx.set_timer(Tmr::Retry, 1);
                         return;
                     }
@@ -179,7 +181,7 @@ impl<P: Protocol> LockSystem<P> {
             (Phase::Acquiring, LockEvent::Busy) => cx.set_timer(Tmr::Retry, 1),
             (Phase::Nesting, LockEvent::Granted { .. }) => {
                 cx.observe(Observation::Acquired { client: me, depth: 2 });
-                self.proto.release(c.token, c.asked, cx);
+                self.proto.release(&mut c.lock, c.token, c.asked, cx);
                 cx.observe(Observation::Released { client: me, depth: 1 });
                 c.depth = 1;
                 self.work(c, cx);
@@ -192,7 +194,7 @@ impl<P: Protocol> LockSystem<P> {
         }
     }
 
-    fn on_reply(&self, c: &mut Client, reply: ResReply, cx: &mut Cx<P>) {
+    fn on_reply(&self, c: &mut Client<P::Client>, reply: ResReply, cx: &mut Cx<P>) {
         match (c.phase, reply) {
             (Phase::Reading, ResReply::Stock(s)) if s >= 1 => {
                 c.new_stock = s - 1;
@@ -204,8 +206,15 @@ impl<P: Protocol> LockSystem<P> {
         }
     }
 
-    fn client_start(&self, cx: &mut Cx<P>) -> Client {
-        let mut c = Client { phase: Phase::Acquiring, token: None, asked: 0, new_stock: 0, depth: 0 };
+    fn client_start(&self, cx: &mut Cx<P>) -> Client<P::Client> {
+        let mut c = Client {
+            phase: Phase::Acquiring,
+            token: None,
+            asked: 0,
+            new_stock: 0,
+            lock: P::Client::default(),
+            depth: 0,
+        };
         if self.env.workload.uses_lock() {
             cx.observe(Observation::Waiting { client: cx.me });
             self.ask(&mut c, cx);
@@ -222,7 +231,7 @@ impl<P: Protocol> LockSystem<P> {
 }
 
 impl<P: Protocol> Machine for LockSystem<P> {
-    type State = NodeState<P::Server>;
+    type State = NodeState<P::Server, P::Client>;
     type Msg = Wire<P::Msg>;
     type Timer = Tmr<P::Timer>;
     type Durable = P::Durable;
@@ -242,7 +251,7 @@ impl<P: Protocol> Machine for LockSystem<P> {
     fn on_message(&self, state: &mut Self::State, from: NodeId, msg: Self::Msg, cx: &mut Cx<P>) {
         match (state, msg) {
             (NodeState::Client(c), Wire::Lock(m)) => {
-                let ev = self.proto.client_on_msg(from, m, cx);
+                let ev = self.proto.client_on_msg(&mut c.lock, from, m, cx);
                 self.on_lock_event(c, ev, cx);
             }
             (NodeState::Client(c), Wire::ResReply(r)) => self.on_reply(c, r, cx),
@@ -260,13 +269,17 @@ impl<P: Protocol> Machine for LockSystem<P> {
             (NodeState::Client(c), Tmr::Validity) if c.depth > 0 => {
                 // The work is abandoned, but `unlock()` still runs, as in a `finally` block.
                 cx.observe(Observation::LeaseLapsed { client: cx.me });
-                self.proto.release(c.token, c.asked, cx);
+                self.proto.release(&mut c.lock, c.token, c.asked, cx);
                 c.depth = 0;
                 self.finish(c, cx);
             }
             (NodeState::Server(s), Tmr::Lock(t)) => self.proto.server_on_timer(s, t, cx),
             _ => {}
         }
+    }
+
+    fn symmetric_servers(&self) -> bool {
+        self.proto.symmetric_servers()
     }
 
     fn is_store_request(&self, msg: &Self::Msg) -> bool {
@@ -291,12 +304,12 @@ impl<P: Protocol> LockSystem<P> {
     }
 }
 
-crate::no_ids!(Client);
-
-impl<S: crate::protocol::Ids> crate::protocol::Ids for NodeState<S> {
+impl<S: crate::protocol::Ids, L: crate::protocol::Ids> crate::protocol::Ids for NodeState<S, L> {
     fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
-        if let NodeState::Server(s) = self {
-            s.map_ids(f);
+        match self {
+            NodeState::Server(s) => s.map_ids(f),
+            NodeState::Client(c) => c.lock.map_ids(f),
+            NodeState::Storage(_) => {}
         }
     }
 }

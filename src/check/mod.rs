@@ -230,6 +230,7 @@ fn describe<M: Machine>(w: &World<M>, step: u32, a: &Act<M>, after: &State<M>, o
         }
         Action::Partition(id) => ("partition", format!("{} is cut off from the others", name(*id))),
         Action::Heal => ("heal", "the partition heals".into()),
+        Action::Linger => ("tick", format!("time passes to {} with the faults left in place", after.tick)),
         Action::HealAll => {
             ("heal", "fault window over: every paused node resumes, partitions heal, crashed servers restart".into())
         }

@@ -172,11 +172,21 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
 
     if liveness && complete {
         for (p, v) in violation.iter_mut().filter(|(p, _)| p.is_liveness()) {
-            let (allowed, goal): (fn(Class) -> bool, Vec<bool>) = match p {
-                PropertyName::DeadlockFree => (|c| c != Class::Fault, goal.iter().map(|g| g.0).collect()),
-                _ => (|c| c == Class::Normal, goal.iter().map(|g| g.1).collect()),
+            // Each judgement has its own world: deadlock_free's heals after the fault window,
+            // available's leaves the faults in place while time passes.
+            let (allowed, reach, goal): (fn(Class) -> bool, fn(Class) -> bool, Vec<bool>) = match p {
+                PropertyName::DeadlockFree => (
+                    |c| matches!(c, Class::Normal | Class::Heal),
+                    |c| c != Class::Linger,
+                    goal.iter().map(|g| g.0).collect(),
+                ),
+                _ => (
+                    |c| matches!(c, Class::Normal | Class::Linger),
+                    |c| !matches!(c, Class::Heal),
+                    goal.iter().map(|g| g.1).collect(),
+                ),
             };
-            *v = first_dead(parent.len(), &edges, &goal, allowed);
+            *v = first_dead(parent.len(), &edges, &goal, allowed, reach);
         }
     }
 
@@ -192,9 +202,43 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
     }
 }
 
-/// The first state (in BFS order, hence nearest to the start) from which no path of `allowed` steps
-/// reaches a goal state.
-fn first_dead(n: usize, edges: &[(u32, u32, Class)], goal: &[bool], allowed: fn(Class) -> bool) -> Option<u32> {
+/// The first state (in BFS order, hence nearest to the start) among those reachable by `reach`
+/// steps, from which no path of `allowed` steps reaches a goal state.
+fn first_dead(
+    n: usize,
+    edges: &[(u32, u32, Class)],
+    goal: &[bool],
+    allowed: fn(Class) -> bool,
+    reach: fn(Class) -> bool,
+) -> Option<u32> {
+    let mut fwd_start = vec![0u32; n + 1];
+    for &(from, _, c) in edges {
+        if reach(c) {
+            fwd_start[from as usize + 1] += 1;
+        }
+    }
+    for i in 0..n {
+        fwd_start[i + 1] += fwd_start[i];
+    }
+    let mut fill = fwd_start.clone();
+    let mut fwd = vec![0u32; fwd_start[n] as usize];
+    for &(from, to, c) in edges {
+        if reach(c) {
+            fwd[fill[from as usize] as usize] = to;
+            fill[from as usize] += 1;
+        }
+    }
+    let mut judged = vec![false; n];
+    let mut stack = vec![0u32];
+    judged[0] = n > 0;
+    while let Some(x) = stack.pop() {
+        for &t in &fwd[fwd_start[x as usize] as usize..fwd_start[x as usize + 1] as usize] {
+            if !judged[t as usize] {
+                judged[t as usize] = true;
+                stack.push(t);
+            }
+        }
+    }
     let mut rev_start = vec![0u32; n + 1];
     for &(_, to, c) in edges {
         if allowed(c) {
@@ -222,7 +266,7 @@ fn first_dead(n: usize, edges: &[(u32, u32, Class)], goal: &[bool], allowed: fn(
             }
         }
     }
-    alive.iter().position(|a| !a).map(|i| i as u32)
+    (0..n).find(|&i| judged[i] && !alive[i]).map(|i| i as u32)
 }
 
 /// Re-walks a path, returning every action taken and the observations each one produced.
@@ -254,9 +298,13 @@ mod tests {
         // 0 -> 1 -> 2 (goal); 0 -> 3 (stuck); 1 -> 3 only by a fault.
         let edges = [(0, 1, Class::Normal), (1, 2, Class::Normal), (0, 3, Class::Normal), (1, 3, Class::Fault)];
         let goal = [false, false, true, false];
-        assert_eq!(first_dead(4, &edges, &goal, |c| c != Class::Fault), Some(3));
+        let all = |_| true;
+        assert_eq!(first_dead(4, &edges, &goal, |c| c != Class::Fault, all), Some(3));
         let healed = [(0, 1, Class::Normal), (1, 2, Class::Normal), (0, 3, Class::Normal), (3, 2, Class::Heal)];
-        assert_eq!(first_dead(4, &healed, &goal, |c| c != Class::Fault), None);
-        assert_eq!(first_dead(4, &healed, &goal, |c| c == Class::Normal), Some(3));
+        assert_eq!(first_dead(4, &healed, &goal, |c| c != Class::Fault, all), None);
+        assert_eq!(first_dead(4, &healed, &goal, |c| c == Class::Normal, all), Some(3));
+        // A stuck state that only lingering reaches is not judged by a heal-after-the-window property.
+        let lingering = [(0, 1, Class::Normal), (1, 2, Class::Normal), (0, 3, Class::Linger)];
+        assert_eq!(first_dead(4, &lingering, &goal, |c| c != Class::Fault, |c| c != Class::Linger), None);
     }
 }

@@ -83,6 +83,8 @@ pub enum Action<Msg, T> {
     Heal,
     /// The fault window is over: paused nodes resume, partitions heal, crashed servers restart.
     HealAll,
+    /// Time passes after the fault window with the faults left in place.
+    Linger,
     Lose(Envelope<Msg>),
     /// A network delay: the message will arrive, but not before time has passed.
     Delay(Envelope<Msg>),
@@ -103,6 +105,8 @@ pub enum Class {
     Normal,
     Heal,
     Fault,
+    /// Time passing with faults left in place (judged by `available` only).
+    Linger,
 }
 
 impl<Msg, T> Action<Msg, T> {
@@ -118,6 +122,7 @@ impl<Msg, T> Action<Msg, T> {
             | Action::Lose(_)
             | Action::Delay(_)
             | Action::ClockJump(_) => Class::Fault,
+            Action::Linger => Class::Linger,
         }
     }
 }
@@ -258,15 +263,26 @@ impl<M: Machine> World<M> {
     /// sorted by what they are (their slot and what the monitor knows of them), ids rewritten
     /// everywhere. Equal representatives mean the same future up to renaming.
     pub fn canonical(&self, s: &State<M>) -> State<M> {
-        let n = self.clients;
-        let mut order: Vec<NodeId> = (0..n).collect();
-        order.sort_by(|&a, &b| {
-            (&s.nodes[a], s.monitor.client_key(a), (s.cut >> a) & 1).cmp(&(
-                &s.nodes[b],
-                s.monitor.client_key(b),
-                (s.cut >> b) & 1,
-            ))
-        });
+        let key = |s: &State<M>, i: NodeId| (s.nodes[i].clone(), s.monitor.client_key(i), (s.cut >> i) & 1);
+        let mut order: Vec<NodeId> = (0..s.nodes.len()).collect();
+        order[..self.clients].sort_by_key(|&i| key(s, i));
+        let t = self.renamed(s, &order);
+        if !self.machine.symmetric_servers() {
+            return t;
+        }
+        // Interchangeable servers (Redlock's nodes) are sorted the same way, after the clients.
+        let servers: Vec<NodeId> = (0..t.nodes.len()).filter(|&i| self.kind(i) == NodeKind::Server).collect();
+        let mut order: Vec<NodeId> = (0..t.nodes.len()).collect();
+        let mut sorted = servers.clone();
+        sorted.sort_by_key(|&i| (t.nodes[i].clone(), (t.cut >> i) & 1));
+        for (slot, old) in servers.iter().zip(sorted) {
+            order[*slot] = old;
+        }
+        self.renamed(&t, &order)
+    }
+
+    /// `s` with node `order[i]` renamed to `i`, everywhere a node id appears.
+    fn renamed(&self, s: &State<M>, order: &[NodeId]) -> State<M> {
         if order.iter().enumerate().all(|(i, &c)| i == c) {
             return s.clone();
         }
@@ -294,7 +310,7 @@ impl<M: Machine> World<M> {
         }
         t.net.sort();
         t.cut = (0..s.nodes.len()).filter(|&i| (s.cut >> i) & 1 == 1).fold(0, |acc, i| acc | 1 << f(i));
-        t.monitor.permute(&map);
+        t.monitor.permute(&map[..self.clients]);
         t
     }
 
@@ -324,8 +340,15 @@ impl<M: Machine> World<M> {
             }
         }
         if self.timed {
+            // After the fault window the world heals before time goes on; only the `available`
+            // judgement may let time pass with the faults left in place.
             if !self.in_window(s) && self.unhealed(s) {
                 out.push(Action::HealAll);
+                // A pause always ends; only crashes and partitions may stay while time passes.
+                let paused = s.nodes.iter().any(|n| n.paused);
+                if !urgent && !paused && s.tick < self.horizon {
+                    out.push(Action::Linger);
+                }
                 urgent = true;
             }
             if !urgent && s.tick < self.horizon {
@@ -435,6 +458,7 @@ impl<M: Machine> World<M> {
                 s.nodes[*id].state = Some(st);
                 self.apply(&mut s, cx, &mut log);
             }
+            Action::Linger => s.tick += 1,
             Action::Tick(drift) => {
                 s.tick += 1;
                 match drift {
@@ -515,7 +539,7 @@ impl<M: Machine> World<M> {
             | Action::ClockJump(id)
             | Action::Restart { node: id, .. } => Some(*id),
             Action::Tick(drift) => drift.map(|(id, _)| id),
-            Action::Heal | Action::HealAll => None,
+            Action::Heal | Action::HealAll | Action::Linger => None,
         }
     }
 }

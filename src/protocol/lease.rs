@@ -174,6 +174,7 @@ impl LeaseLock {
 
 impl Protocol for LeaseLock {
     type Server = Server;
+    type Client = ();
     type Msg = Msg;
     type Timer = Timer;
     type Durable = Durable;
@@ -285,17 +286,17 @@ impl Protocol for LeaseLock {
         }
     }
 
-    fn acquire(&self, cx: &mut PCx<Self>) -> Option<LockEvent> {
+    fn acquire(&self, _: &mut (), cx: &mut PCx<Self>) -> Option<LockEvent> {
         let asked = cx.now;
         cx.send_lock(self.cfg.server_node, Msg::Acquire { asked });
         None
     }
 
-    fn release(&self, _token: Option<u64>, asked: i64, cx: &mut PCx<Self>) {
+    fn release(&self, _: &mut (), _token: Option<u64>, asked: i64, cx: &mut PCx<Self>) {
         cx.send_lock(self.cfg.server_node, Msg::Release { asked });
     }
 
-    fn client_on_msg(&self, _from: NodeId, msg: Msg, _cx: &mut PCx<Self>) -> LockEvent {
+    fn client_on_msg(&self, _: &mut (), _from: NodeId, msg: Msg, _cx: &mut PCx<Self>) -> LockEvent {
         match msg {
             Msg::Grant { token, asked } => LockEvent::Granted { token, asked },
             Msg::Busy => LockEvent::Busy,

@@ -13,6 +13,7 @@ pub mod fenced_lease;
 pub mod lease;
 pub mod none;
 pub mod redis;
+pub mod redlock;
 
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
@@ -202,6 +203,10 @@ pub trait Machine: Send + Sync + 'static {
     fn start(&self, cx: &mut MCx<Self>) -> Self::State;
     fn on_message(&self, state: &mut Self::State, from: NodeId, msg: Self::Msg, cx: &mut MCx<Self>);
     fn on_timer(&self, state: &mut Self::State, timer: Self::Timer, cx: &mut MCx<Self>);
+    /// Whether the servers are interchangeable (symmetry reduction may rename them).
+    fn symmetric_servers(&self) -> bool {
+        false
+    }
     /// Whether a message is a request to the protected resource (counted by the simulator).
     fn is_store_request(&self, _msg: &Self::Msg) -> bool {
         false
@@ -280,6 +285,8 @@ pub struct ClientLease {
 /// (what a client does while holding the lock) and the storage are shared and live elsewhere.
 pub trait Protocol: Sized + Send + Sync + 'static {
     type Server: Data;
+    /// What a client's lock library remembers between messages (`()` for one-server protocols).
+    type Client: Data + Default;
     type Msg: Data;
     type Timer: Data;
     type Durable: Data;
@@ -292,6 +299,10 @@ pub trait Protocol: Sized + Send + Sync + 'static {
     fn client_lease(&self) -> Option<ClientLease> {
         None
     }
+    /// Whether the servers are interchangeable: no server is special and none is named in state.
+    fn symmetric_servers(&self) -> bool {
+        false
+    }
 
     fn server_start(&self, index: usize, cx: &mut PCx<Self>) -> Self::Server;
     fn server_restart(&self, index: usize, durable: Option<&Self::Durable>, cx: &mut PCx<Self>) -> Self::Server;
@@ -302,10 +313,10 @@ pub trait Protocol: Sized + Send + Sync + 'static {
     fn server_on_resource(&self, _s: &mut Self::Server, _from: NodeId, _req: ResReq, _cx: &mut PCx<Self>) {}
 
     /// Start acquiring (also used for nested and retried acquires). May decide at once.
-    fn acquire(&self, cx: &mut PCx<Self>) -> Option<LockEvent>;
+    fn acquire(&self, c: &mut Self::Client, cx: &mut PCx<Self>) -> Option<LockEvent>;
     /// Release the hold granted for the request sent at `asked` (the grant's `asked`).
-    fn release(&self, token: Option<u64>, asked: i64, cx: &mut PCx<Self>);
-    fn client_on_msg(&self, from: NodeId, msg: Self::Msg, cx: &mut PCx<Self>) -> LockEvent;
+    fn release(&self, c: &mut Self::Client, token: Option<u64>, asked: i64, cx: &mut PCx<Self>);
+    fn client_on_msg(&self, c: &mut Self::Client, from: NodeId, msg: Self::Msg, cx: &mut PCx<Self>) -> LockEvent;
 }
 
 /// Checks a `validity_margin` knob: it needs expiring leases and must leave some lease to use.

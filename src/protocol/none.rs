@@ -22,6 +22,7 @@ pub fn build(_: Options, _: &Env) -> Result<NoLock, (String, String)> {
 
 impl Protocol for NoLock {
     type Server = ();
+    type Client = ();
     type Msg = ();
     type Timer = ();
     type Durable = ();
@@ -40,12 +41,12 @@ impl Protocol for NoLock {
     fn server_on_msg(&self, _: &mut (), _: NodeId, _: (), _: &mut PCx<Self>) {}
     fn server_on_timer(&self, _: &mut (), _: (), _: &mut PCx<Self>) {}
 
-    fn acquire(&self, cx: &mut PCx<Self>) -> Option<LockEvent> {
+    fn acquire(&self, _: &mut (), cx: &mut PCx<Self>) -> Option<LockEvent> {
         cx.observe(Observation::Granted { client: cx.me, token: None });
         Some(LockEvent::Granted { token: None, asked: cx.now })
     }
-    fn release(&self, _: Option<u64>, _: i64, _: &mut PCx<Self>) {}
-    fn client_on_msg(&self, _: NodeId, _: (), _: &mut PCx<Self>) -> LockEvent {
+    fn release(&self, _: &mut (), _: Option<u64>, _: i64, _: &mut PCx<Self>) {}
+    fn client_on_msg(&self, _: &mut (), _: NodeId, _: (), _: &mut PCx<Self>) -> LockEvent {
         LockEvent::Ignore
     }
 }

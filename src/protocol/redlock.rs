@@ -1,0 +1,292 @@
+//! `redlock`: the Redlock algorithm over N independent Redis masters (Redis distlock doc,
+//! "The Redlock Algorithm"; Kleppmann 2016; antirez's reply).
+//!
+//! A client sends `SET key <value> NX PX ttl` to every node and holds the lock when a majority
+//! (N/2 + 1) granted it, within its validity time (`validity_margin`, the doc's drift allowance);
+//! otherwise it unlocks every node and tries again. A node that does not answer in time (a request
+//! timeout, in discrete time) counts as a refusal. Knobs and the failure each exposes:
+//! - `nodes` (default 5, 1..=7): the doc's example uses 5.
+//! - `ttl` (default true): keys expire. Off: the SPIN peer's `EXPIRY=0`, where only crashes can
+//!   break exclusion.
+//! - `persistence` (default false): a restarted node keeps its keys (AOF `fsync=always`). Off: it
+//!   restarts empty and grants the same key again, so two clients hold majorities
+//!   (catalog #9, Kleppmann's "crash-recovery" case; `mutual_exclusion`).
+//! - `delayed_restart` (default false): a restarted node refuses every request for one TTL, the
+//!   doc's mitigation ("restart a crashed node only after a bit more than the max TTL", catalog S6).
+//! - `validity_margin` (ticks): as in `redis`. A clock jump on one node still lets its key lapse
+//!   early and a second majority form (catalog #8).
+//!
+//! Redlock issues no fencing token (catalog #11), so paused holders write stale data as in `redis`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{ClientLease, Ids, LockEvent, NodeId, Observation, PCx, Protocol, ResourceHome};
+use crate::resource::Fencing;
+use crate::spec::Env;
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    pub nodes: usize,
+    pub ttl: bool,
+    pub persistence: bool,
+    pub delayed_restart: bool,
+    pub validity_margin: Option<i64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { nodes: 5, ttl: true, persistence: false, delayed_restart: false, validity_margin: None }
+    }
+}
+
+pub struct Redlock {
+    nodes: usize,
+    first: NodeId,
+    expires: bool,
+    persistence: bool,
+    delayed_restart: bool,
+    ttl: i64,
+    margin: Option<i64>,
+}
+
+pub fn build(o: Options, env: &Env) -> Result<Redlock, (String, String)> {
+    if !(1..=7).contains(&o.nodes) {
+        return Err(("nodes".into(), format!("must be 1..=7, got {}", o.nodes)));
+    }
+    if o.delayed_restart && !env.timed {
+        return Err(("delayed_restart".into(), "needs time.mode = \"discrete\" (a delay is a duration)".into()));
+    }
+    let margin = super::check_margin(o.validity_margin, o.ttl, env)?;
+    Ok(Redlock {
+        nodes: o.nodes,
+        first: env.clients,
+        expires: o.ttl,
+        persistence: o.persistence,
+        delayed_restart: o.delayed_restart,
+        ttl: env.ttl,
+        margin,
+    })
+}
+
+/// One Redis node's lock key: the owner and the attempt (the random value) it was set for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Node {
+    pub key: Option<(NodeId, i64)>,
+    /// Still refusing requests after a delayed restart.
+    pub blocked: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Msg {
+    Set {
+        asked: i64,
+    },
+    Ok {
+        asked: i64,
+    },
+    Refused {
+        asked: i64,
+    },
+    Unlock {
+        asked: i64,
+    },
+    /// The unlock script's reply: the client waits for these before trying again.
+    Unlocked {
+        asked: i64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Timer {
+    Expire(NodeId),
+    /// The delayed restart is over.
+    Unblock,
+}
+
+/// The client's current attempt: when it asked, how the nodes answered, and, after a failed
+/// attempt, how many unlock replies it still awaits before it may try again.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Attempt {
+    pub asked: Option<i64>,
+    pub granted: u8,
+    pub answered: u8,
+    pub unlocking: u8,
+}
+
+impl Redlock {
+    fn majority(&self) -> u8 {
+        (self.nodes / 2 + 1) as u8
+    }
+
+    fn everyone(&self, msg: Msg, cx: &mut PCx<Self>) {
+        for i in 0..self.nodes {
+            cx.send_lock(self.first + i, msg.clone());
+        }
+    }
+
+    fn save(&self, n: &Node, cx: &mut PCx<Self>) {
+        if self.persistence {
+            cx.persist(n.key);
+        }
+    }
+
+    /// Decides an attempt once every node answered (or, with durations, when its time is up). A
+    /// failed attempt unlocks every node; the client is told `Busy` once they all replied.
+    fn decide(&self, a: &mut Attempt, cx: &mut PCx<Self>) -> LockEvent {
+        let Some(asked) = a.asked else { return LockEvent::Ignore };
+        if a.granted >= self.majority() {
+            *a = Attempt::default();
+            LockEvent::Granted { token: None, asked }
+        } else {
+            self.everyone(Msg::Unlock { asked }, cx);
+            *a = Attempt { asked: Some(asked), granted: 0, answered: 0, unlocking: self.nodes as u8 };
+            LockEvent::Ignore
+        }
+    }
+}
+
+impl Protocol for Redlock {
+    type Server = Node;
+    type Client = Attempt;
+    type Msg = Msg;
+    type Timer = Timer;
+    type Durable = Option<(NodeId, i64)>;
+
+    fn servers(&self) -> Vec<String> {
+        (0..self.nodes).map(|i| format!("redis-{i}")).collect()
+    }
+
+    fn resource(&self) -> ResourceHome {
+        ResourceHome::Storage(Fencing::None)
+    }
+
+    fn issues_tokens(&self) -> bool {
+        false
+    }
+
+    fn client_lease(&self) -> Option<ClientLease> {
+        self.margin.map(|margin| ClientLease { ttl: self.ttl, margin })
+    }
+
+    fn symmetric_servers(&self) -> bool {
+        true
+    }
+
+    fn server_start(&self, _: usize, _: &mut PCx<Self>) -> Node {
+        Node::default()
+    }
+
+    fn server_restart(&self, _: usize, durable: Option<&Self::Durable>, cx: &mut PCx<Self>) -> Node {
+        let key = durable.copied().flatten();
+        if let (Some((owner, _)), true) = (key, self.expires) {
+            cx.set_lock_timer(Timer::Expire(owner), self.ttl);
+        }
+        if self.delayed_restart {
+            cx.set_lock_timer(Timer::Unblock, self.ttl + 1);
+        }
+        Node { key, blocked: self.delayed_restart }
+    }
+
+    fn server_on_msg(&self, n: &mut Node, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
+        match msg {
+            Msg::Set { asked } if n.key.is_none() && !n.blocked => {
+                n.key = Some((from, asked));
+                if self.expires {
+                    cx.set_lock_timer(Timer::Expire(from), self.ttl);
+                }
+                self.save(n, cx);
+                cx.send_lock(from, Msg::Ok { asked });
+            }
+            Msg::Set { asked } => cx.send_lock(from, Msg::Refused { asked }),
+            Msg::Unlock { asked } => {
+                if n.key == Some((from, asked)) {
+                    n.key = None;
+                    if self.expires {
+                        cx.cancel_lock_timer(Timer::Expire(from));
+                    }
+                    self.save(n, cx);
+                }
+                cx.send_lock(from, Msg::Unlocked { asked });
+            }
+            Msg::Ok { .. } | Msg::Refused { .. } | Msg::Unlocked { .. } => {}
+        }
+    }
+
+    fn server_on_timer(&self, n: &mut Node, timer: Timer, cx: &mut PCx<Self>) {
+        match timer {
+            Timer::Expire(owner) if n.key.is_some_and(|(o, _)| o == owner) => {
+                n.key = None;
+                cx.observe(Observation::Expired { client: owner });
+                self.save(n, cx);
+            }
+            Timer::Expire(_) => {}
+            Timer::Unblock => n.blocked = false,
+        }
+    }
+
+    /// Also the request timeout (discrete time): an attempt still collecting answers is decided on
+    /// what it has; one still awaiting unlock replies gives up waiting.
+    fn acquire(&self, a: &mut Attempt, cx: &mut PCx<Self>) -> Option<LockEvent> {
+        if a.asked.is_some() && a.unlocking == 0 {
+            if let LockEvent::Granted { token, asked } = self.decide(a, cx) {
+                return Some(LockEvent::Granted { token, asked });
+            }
+            return None;
+        }
+        let asked = cx.now;
+        *a = Attempt { asked: Some(asked), granted: 0, answered: 0, unlocking: 0 };
+        self.everyone(Msg::Set { asked }, cx);
+        None
+    }
+
+    fn release(&self, _: &mut Attempt, _token: Option<u64>, asked: i64, cx: &mut PCx<Self>) {
+        self.everyone(Msg::Unlock { asked }, cx);
+    }
+
+    fn client_on_msg(&self, a: &mut Attempt, _from: NodeId, msg: Msg, cx: &mut PCx<Self>) -> LockEvent {
+        let (asked, ok) = match msg {
+            Msg::Ok { asked } => (asked, true),
+            Msg::Refused { asked } => (asked, false),
+            Msg::Unlocked { asked } if a.asked == Some(asked) && a.unlocking > 0 => {
+                a.unlocking -= 1;
+                if a.unlocking > 0 {
+                    return LockEvent::Ignore;
+                }
+                *a = Attempt::default();
+                return LockEvent::Busy;
+            }
+            Msg::Set { .. } | Msg::Unlock { .. } | Msg::Unlocked { .. } => return LockEvent::Ignore,
+        };
+        if a.asked != Some(asked) || a.unlocking > 0 {
+            return LockEvent::Ignore;
+        }
+        a.answered += 1;
+        a.granted += u8::from(ok);
+        if a.answered as usize == self.nodes { self.decide(a, cx) } else { LockEvent::Ignore }
+    }
+}
+
+impl Ids for Node {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        if let Some((owner, _)) = &mut self.key {
+            *owner = f(*owner);
+        }
+    }
+}
+
+impl Ids for Timer {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        if let Timer::Expire(owner) = self {
+            *owner = f(*owner);
+        }
+    }
+}
+
+impl Ids for (NodeId, i64) {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        self.0 = f(self.0);
+    }
+}
+
+crate::no_ids!(Msg, Attempt);
