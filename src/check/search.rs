@@ -211,62 +211,52 @@ fn first_dead(
     allowed: fn(Class) -> bool,
     reach: fn(Class) -> bool,
 ) -> Option<u32> {
-    let mut fwd_start = vec![0u32; n + 1];
-    for &(from, _, c) in edges {
-        if reach(c) {
-            fwd_start[from as usize + 1] += 1;
-        }
-    }
-    for i in 0..n {
-        fwd_start[i + 1] += fwd_start[i];
-    }
-    let mut fill = fwd_start.clone();
-    let mut fwd = vec![0u32; fwd_start[n] as usize];
-    for &(from, to, c) in edges {
-        if reach(c) {
-            fwd[fill[from as usize] as usize] = to;
-            fill[from as usize] += 1;
-        }
-    }
-    let mut judged = vec![false; n];
-    let mut stack = vec![0u32];
-    judged[0] = n > 0;
-    while let Some(x) = stack.pop() {
-        for &t in &fwd[fwd_start[x as usize] as usize..fwd_start[x as usize + 1] as usize] {
-            if !judged[t as usize] {
-                judged[t as usize] = true;
-                stack.push(t);
-            }
-        }
-    }
-    let mut rev_start = vec![0u32; n + 1];
-    for &(_, to, c) in edges {
-        if allowed(c) {
-            rev_start[to as usize + 1] += 1;
-        }
-    }
-    for i in 0..n {
-        rev_start[i + 1] += rev_start[i];
-    }
-    let mut fill = rev_start.clone();
-    let mut rev = vec![0u32; rev_start[n] as usize];
-    for &(from, to, c) in edges {
-        if allowed(c) {
-            rev[fill[to as usize] as usize] = from;
-            fill[to as usize] += 1;
-        }
-    }
-    let mut alive = goal.to_vec();
-    let mut stack: Vec<u32> = (0..n as u32).filter(|&i| goal[i as usize]).collect();
-    while let Some(x) = stack.pop() {
-        for &p in &rev[rev_start[x as usize] as usize..rev_start[x as usize + 1] as usize] {
-            if !alive[p as usize] {
-                alive[p as usize] = true;
-                stack.push(p);
-            }
-        }
-    }
+    let judged = closure(n, edges, reach, Direction::Forward, |i| i == 0);
+    let alive = closure(n, edges, allowed, Direction::Backward, |i| goal[i]);
     (0..n).find(|&i| judged[i] && !alive[i]).map(|i| i as u32)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    Backward,
+}
+
+/// The states reachable from (`Forward`) or reaching (`Backward`) the `seed` states along edges
+/// whose class `keep` accepts.
+fn closure(
+    n: usize,
+    edges: &[(u32, u32, Class)],
+    keep: fn(Class) -> bool,
+    dir: Direction,
+    seed: impl Fn(usize) -> bool,
+) -> Vec<bool> {
+    let ends = |&(from, to, _): &(u32, u32, Class)| if dir == Direction::Forward { (from, to) } else { (to, from) };
+    let mut start = vec![0u32; n + 1];
+    for e in edges.iter().filter(|e| keep(e.2)) {
+        start[ends(e).0 as usize + 1] += 1;
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let mut fill = start.clone();
+    let mut next = vec![0u32; start[n] as usize];
+    for e in edges.iter().filter(|e| keep(e.2)) {
+        let (a, b) = ends(e);
+        next[fill[a as usize] as usize] = b;
+        fill[a as usize] += 1;
+    }
+    let mut seen: Vec<bool> = (0..n).map(seed).collect();
+    let mut stack: Vec<u32> = (0..n as u32).filter(|&i| seen[i as usize]).collect();
+    while let Some(x) = stack.pop() {
+        for &y in &next[start[x as usize] as usize..start[x as usize + 1] as usize] {
+            if !seen[y as usize] {
+                seen[y as usize] = true;
+                stack.push(y);
+            }
+        }
+    }
+    seen
 }
 
 /// Re-walks a path, returning every action taken and the observations each one produced.
