@@ -179,7 +179,8 @@ impl<D> Shared<D> {
 
     /// After each handled input: record any property that just broke, with the steps so far.
     fn judge(&mut self) {
-        for p in self.properties.clone() {
+        for i in 0..self.properties.len() {
+            let p = self.properties[i];
             if !p.is_liveness() && !self.monitor.holds(p) && !self.violations.iter().any(|v| v.property == p) {
                 let at_ms = self.now_ms();
                 self.violations.push(Violation { property: p, at_ms, steps: self.steps.clone() });
@@ -258,9 +259,8 @@ fn apply<M: Machine>(
             }
             Effect::Persist(d) => s.durable[id] = Some(d),
             Effect::Observe(o) => {
+                notes.push(observation_text(&o, &|n| s.names[n].clone()));
                 s.observe(&o);
-                let names = s.names.clone();
-                notes.push(observation_text(&o, &|n| names[n].clone()));
             }
         }
     }
