@@ -263,9 +263,10 @@ impl<M: Machine> World<M> {
     /// sorted by what they are (their slot and what the monitor knows of them), ids rewritten
     /// everywhere. Equal representatives mean the same future up to renaming.
     pub fn canonical(&self, s: &State<M>) -> State<M> {
-        let key = |s: &State<M>, i: NodeId| (s.nodes[i].clone(), s.monitor.client_key(i), (s.cut >> i) & 1);
+        // Keys borrow the slots: this runs on every successor, so nothing is cloned to compare.
+        let key = |i: NodeId| (&s.nodes[i], s.monitor.client_key(i), (s.cut >> i) & 1);
         let mut order: Vec<NodeId> = (0..s.nodes.len()).collect();
-        order[..self.clients].sort_by_key(|&i| key(s, i));
+        order[..self.clients].sort_by(|&a, &b| key(a).cmp(&key(b)));
         let t = self.renamed(s, &order);
         if !self.machine.symmetric_servers() {
             return t;
@@ -274,7 +275,7 @@ impl<M: Machine> World<M> {
         let servers: Vec<NodeId> = (0..t.nodes.len()).filter(|&i| self.kind(i) == NodeKind::Server).collect();
         let mut order: Vec<NodeId> = (0..t.nodes.len()).collect();
         let mut sorted = servers.clone();
-        sorted.sort_by_key(|&i| (t.nodes[i].clone(), (t.cut >> i) & 1));
+        sorted.sort_by(|&a, &b| (&t.nodes[a], (t.cut >> a) & 1).cmp(&(&t.nodes[b], (t.cut >> b) & 1)));
         for (slot, old) in servers.iter().zip(sorted) {
             order[*slot] = old;
         }
