@@ -135,10 +135,10 @@ impl Targets {
     }
 }
 
-fn clients() -> Targets {
+pub(crate) fn clients() -> Targets {
     Targets::Clients
 }
-fn servers() -> Targets {
+pub(crate) fn servers() -> Targets {
     Targets::Servers
 }
 
@@ -289,18 +289,28 @@ pub fn load_model(path: &Path) -> Result<Loaded, SpecError> {
     Ok(loaded)
 }
 
+/// What model specs and simulation scenarios share: a description and a setup within limits.
+pub(crate) fn validate_common(path: &Path, description: &str, setup: &Setup) -> Result<(), SpecError> {
+    if description.trim().is_empty() {
+        return Err(SpecError::field(path, "description", "must say what the spec shows"));
+    }
+    if setup.clients == 0 || setup.clients > MAX_CLIENTS {
+        return Err(SpecError::field(
+            path,
+            "setup.clients",
+            format!("must be 1..={MAX_CLIENTS}, got {}", setup.clients),
+        ));
+    }
+    if !(0..=100).contains(&setup.stock) {
+        return Err(SpecError::field(path, "setup.stock", format!("must be 0..=100, got {}", setup.stock)));
+    }
+    Ok(())
+}
+
 fn validate(l: &Loaded) -> Result<(), SpecError> {
     let (s, p) = (&l.spec, l.path.as_path());
     let err = |field: &str, msg: String| Err(SpecError::field(p, field, msg));
-    if s.description.trim().is_empty() {
-        return err("description", "must say what the spec shows".into());
-    }
-    if s.setup.clients == 0 || s.setup.clients > MAX_CLIENTS {
-        return err("setup.clients", format!("must be 1..={MAX_CLIENTS}, got {}", s.setup.clients));
-    }
-    if !(0..=100).contains(&s.setup.stock) {
-        return err("setup.stock", format!("must be 0..=100, got {}", s.setup.stock));
-    }
+    validate_common(p, &s.description, &s.setup)?;
     let t = &s.time;
     if s.setup.work_ticks != 0 && t.mode != TimeMode::Discrete {
         return err("setup.work_ticks", "only meaningful with time.mode = \"discrete\"".into());

@@ -216,6 +216,7 @@ fn sim_bad_input_names_file_and_field_and_writes_nothing() {
             "time.settle_ms: 100 ms is shorter than one TTL",
         ),
         ("sim_seeds", SIM.replace("seeds = 20", "seeds = 0"), "seeds: must be 1..="),
+        ("sim_stock", SIM.replace("clients = 2", "clients = 2\nstock = -3"), "setup.stock: must be 0..=100"),
         ("sim_unknown_field", SIM.replace("[faults]", "[faults]\nmeteors = 2"), "faults.meteors: unknown field"),
     ];
     for (name, text, needle) in cases {

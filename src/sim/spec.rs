@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-use crate::spec::{Expect, Setup, SpecError, Targets, Verdict, parse_toml};
+use crate::spec::{Expect, Setup, SpecError, Targets, Verdict, clients, parse_toml, servers};
 
 /// `[a, b]` in the file: a value drawn uniformly from the closed range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -118,12 +118,6 @@ fn restart() -> Range {
 fn jump() -> Range {
     Range(100, 1000)
 }
-fn clients() -> Targets {
-    Targets::Clients
-}
-fn servers() -> Targets {
-    Targets::Servers
-}
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -196,12 +190,7 @@ pub fn load_sim(path: &Path) -> Result<LoadedSim, SpecError> {
 fn validate(l: &LoadedSim) -> Result<(), SpecError> {
     let (s, p) = (&l.spec, l.path.as_path());
     let err = |field: &str, msg: String| Err(SpecError::field(p, field, msg));
-    if s.description.trim().is_empty() {
-        return err("description", "must say what the scenario shows".into());
-    }
-    if s.setup.clients == 0 || s.setup.clients > crate::spec::MAX_CLIENTS {
-        return err("setup.clients", format!("must be 1..={}, got {}", crate::spec::MAX_CLIENTS, s.setup.clients));
-    }
+    crate::spec::validate_common(p, &s.description, &s.setup)?;
     let t = &s.time;
     if t.tick_ms == 0 || t.tick_ms > 1000 {
         return err("time.tick_ms", format!("must be 1..=1000, got {}", t.tick_ms));
