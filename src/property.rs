@@ -118,7 +118,8 @@ pub struct Monitor {
     last_token: Option<u64>,
     stock: i64,
     sales: i64,
-    writes: u8,
+    /// Some write was accepted (the `no_stale_write` witness).
+    wrote: bool,
     /// Clients that released one level of a nested hold and still hold the rest.
     partial: u32,
     done: u32,
@@ -141,7 +142,7 @@ impl Monitor {
             last_token: None,
             stock,
             sales: 0,
-            writes: 0,
+            wrote: false,
             partial: 0,
             done: 0,
             dead: 0,
@@ -213,7 +214,7 @@ impl Monitor {
                     self.break_(PropertyName::NoStaleWrite);
                 }
                 self.resource_seen = self.resource_seen.max(seq);
-                self.writes = self.writes.saturating_add(1).min(2);
+                self.wrote = true;
                 if sale {
                     self.sales += 1;
                     self.stock = value;
@@ -287,7 +288,7 @@ impl Monitor {
     pub fn witness(&self, p: PropertyName) -> bool {
         match p {
             PropertyName::MutualExclusion => self.depth.iter().any(|&d| d > 0),
-            PropertyName::NoStaleWrite => self.writes > 0,
+            PropertyName::NoStaleWrite => self.wrote,
             PropertyName::NoOversell => self.sales > 0,
             PropertyName::DeadlockFree | PropertyName::Available => self.finished() && self.dead == 0,
             PropertyName::Reentrant => self.nested,
