@@ -189,3 +189,23 @@ fn clock_drift_and_jumps_move_when_a_ttl_expires() {
     assert!(fast < base - 30, "a server clock 20 % fast expires early: {fast} vs {base}");
     assert!(jumped <= base - 190, "a 200 ms jump expires 200 ms early: {jumped} vs {base}");
 }
+
+#[test]
+fn a_partial_sweep_fails_only_on_a_broken_holds_claim() {
+    let sim = load_sim(Path::new("sims/redis_gc_pause.toml")).unwrap();
+    let (full, _) = simulate(&sim, &Seeds { from: 0, to: sim.spec.seeds, shard: None }, &opts(2), None).unwrap();
+    let failing = full.results.iter().find(|r| r.property.name() == "no_stale_write").unwrap().first_seed.unwrap();
+    let quiet = (0..sim.spec.seeds).find(|s| *s != failing).unwrap();
+    let one = |sim: &lockcheck::sim::spec::LoadedSim, seed: u64| {
+        simulate(sim, &Seeds { from: seed, to: seed + 1, shard: None }, &opts(1), None).unwrap().0
+    };
+    let (a, b) = (one(&sim, quiet), one(&sim, failing));
+    assert!(a.partial && b.partial);
+    assert!(a.ok(), "a seed that breaks nothing is not judged on violations it could not reach");
+    assert!(!a.results.iter().all(|r| r.ok()), "judged as a full sweep, it would have failed");
+    assert!(b.ok(), "a failing seed agrees with the scenario's violated claims");
+    // The same failing seed against a scenario claiming the opposite must fail.
+    let mut wrong = sim.clone();
+    wrong.spec.expect.no_stale_write = Some(Verdict::Holds);
+    assert!(!one(&wrong, failing).ok());
+}
