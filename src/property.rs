@@ -202,7 +202,7 @@ impl Monitor {
                     self.partial &= !(1 << client);
                 }
             }
-            Observation::LeaseLapsed { client } => {
+            Observation::LeaseLapsed { client } | Observation::Lost { client, stops: true } => {
                 self.depth[client] = 0;
                 self.partial &= !(1 << client);
             }
@@ -228,6 +228,7 @@ impl Monitor {
             }
             Observation::Done { client } => self.done |= 1 << client,
             Observation::Waiting { .. }
+            | Observation::Lost { stops: false, .. }
             | Observation::Expired { .. }
             | Observation::WriteRejected { .. }
             | Observation::SoldOut { .. } => {}

@@ -53,6 +53,32 @@ pub enum ResReply {
     SoldOut,
 }
 
+fn with_token(t: &Option<u64>) -> String {
+    t.map(|t| format!(" [token {t}]")).unwrap_or_default()
+}
+
+impl std::fmt::Display for ResReq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResReq::Read { token, .. } => write!(f, "SELECT stock{}", with_token(token)),
+            ResReq::Write { token, value, .. } => write!(f, "UPDATE SET stock = {value}{}", with_token(token)),
+            ResReq::Decrement => f.write_str("UPDATE SET stock = stock - 1 WHERE stock >= 1"),
+        }
+    }
+}
+
+impl std::fmt::Display for ResReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResReply::Stock(s) => write!(f, "stock = {s}"),
+            ResReply::WriteOk => f.write_str("UPDATE 1"),
+            ResReply::Rejected => f.write_str("REJECTED"),
+            ResReply::Decremented => f.write_str("UPDATE 1"),
+            ResReply::SoldOut => f.write_str("UPDATE 0 (sold out)"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Resource {
     pub stock: i64,

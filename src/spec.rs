@@ -46,6 +46,17 @@ impl Workload {
     }
 }
 
+/// What the application does when its lock library says the hold is lost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLost {
+    /// The careful user: stop touching the resource (Curator's advice for LOST).
+    #[default]
+    Stop,
+    /// The careless user: finish the critical section anyway.
+    Continue,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Setup {
@@ -56,6 +67,8 @@ pub struct Setup {
     /// Ticks a holder spends in its critical section before touching the resource (discrete time).
     #[serde(default)]
     pub work_ticks: i64,
+    #[serde(default)]
+    pub on_lost: OnLost,
 }
 
 fn one() -> i64 {
@@ -211,6 +224,7 @@ pub struct Env {
     pub ttl: i64,
     pub stock: i64,
     pub work_ticks: i64,
+    pub on_lost: OnLost,
 }
 
 /// A parsed, validated spec with its name (the file stem) and path.
@@ -231,6 +245,7 @@ impl Loaded {
             ttl: t.ttl_ticks.unwrap_or(1),
             stock: self.spec.setup.stock,
             work_ticks: self.spec.setup.work_ticks,
+            on_lost: self.spec.setup.on_lost,
         }
     }
     pub fn horizon(&self) -> u16 {

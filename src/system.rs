@@ -7,10 +7,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{
-    ClientLease, LockEvent, Machine, NodeId, NodeInfo, NodeKind, Observation, PCx, Protocol, ResourceHome, Tmr, Wire,
+    LockEvent, Machine, NodeId, NodeInfo, NodeKind, Observation, PCx, Protocol, ResourceHome, Tmr, Wire,
 };
 use crate::resource::{ResReply, ResReq, Resource};
-use crate::spec::{Env, Workload};
+use crate::spec::{Env, OnLost, Workload};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Phase {
@@ -26,21 +26,21 @@ pub enum Phase {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Client<L> {
+pub struct Client<L, H> {
     pub phase: Phase,
     pub token: Option<u64>,
-    /// When the request that won the current hold was sent (identifies the hold on release).
-    pub asked: i64,
+    /// The hold the application is working under, as its lock library named it.
+    pub hold: Option<H>,
     /// The stock this client will write (read-modify-write: computed from what it read).
     pub new_stock: i64,
-    /// The protocol's client-side state.
+    /// The protocol's client-side state (the lock library).
     pub lock: L,
     pub depth: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum NodeState<S, L> {
-    Client(Client<L>),
+pub enum NodeState<S, L, H> {
+    Client(Client<L, H>),
     Server(S),
     Storage(Resource),
 }
@@ -50,10 +50,10 @@ pub struct LockSystem<P: Protocol> {
     env: Env,
     nodes: Vec<NodeInfo>,
     resource_node: NodeId,
-    lease: Option<ClientLease>,
 }
 
 type Cx<P> = PCx<P>;
+type Cl<P> = Client<<P as Protocol>::Client, <P as Protocol>::Hold>;
 
 impl<P: Protocol> LockSystem<P> {
     pub fn new(proto: P, env: Env) -> Self {
@@ -67,19 +67,16 @@ impl<P: Protocol> LockSystem<P> {
                 nodes.len() - 1
             }
         };
-        let lease = proto.client_lease();
-        LockSystem { proto, env, nodes, resource_node, lease }
+        LockSystem { proto, env, nodes, resource_node }
     }
 
-    fn ask(&self, c: &mut Client<P::Client>, cx: &mut Cx<P>) {
-        // With durations, an unanswered request times out and is sent again (a lost request or a
-        // crashed server must not hang the client). Untimed runs have no durations to wait.
-        if self.env.timed && c.phase == Phase::Acquiring {
-            cx.set_timer(Tmr::Retry, 1);
-        }
-        if let Some(ev) = self.proto.acquire(&mut c.lock, cx) {
-            self.on_lock_event(c, ev, cx);
-        }
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    fn ask(&self, c: &mut Cl<P>, cx: &mut Cx<P>) {
+        let ev = self.proto.acquire(&mut c.lock, cx);
+        self.on_lock_event(c, ev, cx);
     }
 
     fn to_resource(&self, req: ResReq, cx: &mut Cx<P>) {
@@ -88,7 +85,7 @@ impl<P: Protocol> LockSystem<P> {
 
     /// The client holds the lock. Read-modify-write computes between its read and its write; other
     /// critical sections work first and then write.
-    fn work(&self, c: &mut Client<P::Client>, cx: &mut Cx<P>) {
+    fn work(&self, c: &mut Cl<P>, cx: &mut Cx<P>) {
         if self.env.workload == Workload::Oversell {
             self.touch_resource(c, cx);
         } else {
@@ -97,7 +94,7 @@ impl<P: Protocol> LockSystem<P> {
     }
 
     /// Spends `work_ticks` (if any) before the next step, which `on_timer(Work)` takes.
-    fn work_then(&self, c: &mut Client<P::Client>, cx: &mut Cx<P>) {
+    fn work_then(&self, c: &mut Cl<P>, cx: &mut Cx<P>) {
         if self.env.timed && self.env.work_ticks > 0 {
             c.phase = Phase::Working;
             cx.set_timer(Tmr::Work, self.env.work_ticks);
@@ -106,8 +103,9 @@ impl<P: Protocol> LockSystem<P> {
         }
     }
 
-    fn touch_resource(&self, c: &mut Client<P::Client>, cx: &mut Cx<P>) {
-        let (token, session) = (c.token, c.asked);
+    fn touch_resource(&self, c: &mut Cl<P>, cx: &mut Cx<P>) {
+        let token = c.token;
+        let session = c.hold.as_ref().map(|h| self.proto.session(h)).unwrap_or(0);
         match self.env.workload {
             Workload::Oversell if c.phase == Phase::Working => {
                 c.phase = Phase::Writing;
@@ -134,41 +132,41 @@ impl<P: Protocol> LockSystem<P> {
         }
     }
 
-    fn finish(&self, c: &mut Client<P::Client>, cx: &mut Cx<P>) {
+    /// `unlock()` in a `finally` block: the hold is given back whatever happened.
+    fn let_go(&self, c: &mut Cl<P>, cx: &mut Cx<P>) {
+        if let Some(h) = c.hold.take() {
+            self.proto.release(&mut c.lock, &h, cx);
+        }
+        c.depth = 0;
+    }
+
+    fn finish(&self, c: &mut Cl<P>, cx: &mut Cx<P>) {
         if c.depth > 0 {
-            self.proto.release(&mut c.lock, c.token, c.asked, cx);
-            c.depth = 0;
+            self.let_go(c, cx);
             cx.observe(Observation::Released { client: cx.me, depth: 0 });
         }
-        if self.lease.is_some() {
-            cx.cancel_timer(Tmr::Validity);
-        }
+        cx.cancel_timer(Tmr::Validity);
         c.phase = Phase::Done;
         c.token = None;
-        c.asked = 0;
         c.new_stock = 0;
         cx.observe(Observation::Done { client: cx.me });
     }
 
-    fn on_lock_event(&self, c: &mut Client<P::Client>, ev: LockEvent, cx: &mut Cx<P>) {
+    fn holding(phase: Phase) -> bool {
+        matches!(phase, Phase::Nesting | Phase::Working | Phase::Reading | Phase::Writing)
+    }
+
+    fn on_lock_event(&self, c: &mut Cl<P>, ev: LockEvent<P::Hold>, cx: &mut Cx<P>) {
         let me = cx.me;
         match (c.phase, ev) {
-            (Phase::Acquiring, LockEvent::Granted { token, asked }) => {
-                if self.env.timed {
-                    cx.cancel_timer(Tmr::Retry);
-                }
-                if let Some(l) = self.lease {
-                    let left = asked + l.ttl - l.margin - cx.now;
-                    if left <= 0 {
-                        // Granted too late to be of use: let it go and ask again.
-                        self.proto.release(&mut c.lock, token, asked, cx);
-                        cx.set_timer(Tmr::Retry, 1);
-                        return;
-                    }
+            (Phase::Acquiring, LockEvent::Granted { hold, token, valid_for }) => {
+                cx.cancel_timer(Tmr::Retry);
+                if let Some(left) = valid_for {
+                    assert!(left > 0, "a library must not hand out a hold that is already invalid");
                     cx.set_timer(Tmr::Validity, left);
                 }
                 c.token = token;
-                c.asked = asked;
+                c.hold = Some(hold);
                 c.depth = 1;
                 cx.observe(Observation::Acquired { client: me, depth: 1 });
                 if self.env.workload == Workload::Reentrant {
@@ -178,23 +176,33 @@ impl<P: Protocol> LockSystem<P> {
                     self.work(c, cx);
                 }
             }
-            (Phase::Acquiring, LockEvent::Busy) => cx.set_timer(Tmr::Retry, 1),
-            (Phase::Nesting, LockEvent::Granted { .. }) => {
+            (Phase::Acquiring, LockEvent::Busy { retry_after: 0 } | LockEvent::Lost { .. }) => self.ask(c, cx),
+            (Phase::Acquiring, LockEvent::Busy { retry_after }) => cx.set_timer(Tmr::Retry, retry_after),
+            (Phase::Nesting, LockEvent::Granted { hold, .. }) => {
                 cx.observe(Observation::Acquired { client: me, depth: 2 });
-                self.proto.release(&mut c.lock, c.token, c.asked, cx);
+                self.proto.release(&mut c.lock, &hold, cx);
                 cx.observe(Observation::Released { client: me, depth: 1 });
                 c.depth = 1;
                 self.work(c, cx);
             }
-            (Phase::Nesting, LockEvent::Busy) => {
+            (Phase::Nesting, LockEvent::Busy { .. } | LockEvent::Queued) => {
+                // A queued nested acquire waits behind the owner's own hold: it never returns.
                 cx.observe(Observation::NestedDenied { client: me });
                 self.finish(c, cx);
+            }
+            (phase, LockEvent::Lost { hold }) if Self::holding(phase) && c.hold.as_ref() == Some(&hold) => {
+                let stops = self.env.on_lost == OnLost::Stop;
+                cx.observe(Observation::Lost { client: me, stops });
+                if stops {
+                    self.let_go(c, cx);
+                    self.finish(c, cx);
+                }
             }
             _ => {}
         }
     }
 
-    fn on_reply(&self, c: &mut Client<P::Client>, reply: ResReply, cx: &mut Cx<P>) {
+    fn on_reply(&self, c: &mut Cl<P>, reply: ResReply, cx: &mut Cx<P>) {
         match (c.phase, reply) {
             (Phase::Reading, ResReply::Stock(s)) if s >= 1 => {
                 c.new_stock = s - 1;
@@ -206,16 +214,17 @@ impl<P: Protocol> LockSystem<P> {
         }
     }
 
-    fn client_start(&self, cx: &mut Cx<P>) -> Client<P::Client> {
+    fn client_start(&self, cx: &mut Cx<P>) -> Cl<P> {
         let mut c = Client {
             phase: Phase::Acquiring,
             token: None,
-            asked: 0,
+            hold: None,
             new_stock: 0,
             lock: P::Client::default(),
             depth: 0,
         };
         if self.env.workload.uses_lock() {
+            self.proto.client_start(&mut c.lock, cx);
             cx.observe(Observation::Waiting { client: cx.me });
             self.ask(&mut c, cx);
         } else {
@@ -231,7 +240,7 @@ impl<P: Protocol> LockSystem<P> {
 }
 
 impl<P: Protocol> Machine for LockSystem<P> {
-    type State = NodeState<P::Server, P::Client>;
+    type State = NodeState<P::Server, P::Client, P::Hold>;
     type Msg = Wire<P::Msg>;
     type Timer = Tmr<P::Timer>;
     type Durable = P::Durable;
@@ -269,9 +278,12 @@ impl<P: Protocol> Machine for LockSystem<P> {
             (NodeState::Client(c), Tmr::Validity) if c.depth > 0 => {
                 // The work is abandoned, but `unlock()` still runs, as in a `finally` block.
                 cx.observe(Observation::LeaseLapsed { client: cx.me });
-                self.proto.release(&mut c.lock, c.token, c.asked, cx);
-                c.depth = 0;
+                self.let_go(c, cx);
                 self.finish(c, cx);
+            }
+            (NodeState::Client(c), Tmr::Lock(t)) => {
+                let ev = self.proto.client_on_timer(&mut c.lock, t, cx);
+                self.on_lock_event(c, ev, cx);
             }
             (NodeState::Server(s), Tmr::Lock(t)) => self.proto.server_on_timer(s, t, cx),
             _ => {}
@@ -284,6 +296,27 @@ impl<P: Protocol> Machine for LockSystem<P> {
 
     fn is_store_request(&self, msg: &Self::Msg) -> bool {
         matches!(msg, Wire::Res(_))
+    }
+
+    fn is_app_input(&self, msg: Option<&Self::Msg>, timer: Option<&Self::Timer>) -> bool {
+        matches!(msg, Some(Wire::ResReply(_))) || matches!(timer, Some(Tmr::Retry | Tmr::Work | Tmr::Validity))
+    }
+
+    fn show_msg(&self, from: NodeId, msg: &Self::Msg) -> String {
+        match msg {
+            Wire::Lock(m) => self.proto.show_msg(from, m),
+            Wire::Res(r) => r.to_string(),
+            Wire::ResReply(r) => r.to_string(),
+        }
+    }
+
+    fn show_timer(&self, timer: &Self::Timer) -> String {
+        match timer {
+            Tmr::Lock(t) => self.proto.show_timer(t),
+            Tmr::Retry => "retry".into(),
+            Tmr::Validity => "lock validity".into(),
+            Tmr::Work => "work done".into(),
+        }
     }
 
     fn restart(&self, durable: Option<&Self::Durable>, cx: &mut Cx<P>) -> Self::State {
@@ -304,11 +337,16 @@ impl<P: Protocol> LockSystem<P> {
     }
 }
 
-impl<S: crate::protocol::Ids, L: crate::protocol::Ids> crate::protocol::Ids for NodeState<S, L> {
+impl<S: crate::protocol::Ids, L: crate::protocol::Ids, H: crate::protocol::Ids> crate::protocol::Ids
+    for NodeState<S, L, H>
+{
     fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
         match self {
             NodeState::Server(s) => s.map_ids(f),
-            NodeState::Client(c) => c.lock.map_ids(f),
+            NodeState::Client(c) => {
+                c.lock.map_ids(f);
+                c.hold.map_ids(f);
+            }
             NodeState::Storage(_) => {}
         }
     }
@@ -321,7 +359,15 @@ mod tests {
     use crate::protocol::{Effect, Machine};
 
     fn system(margin: i64) -> LockSystem<LeaseLock> {
-        let env = Env { clients: 2, workload: Workload::CriticalWrite, timed: true, ttl: 5, stock: 1, work_ticks: 0 };
+        let env = Env {
+            clients: 2,
+            workload: Workload::CriticalWrite,
+            timed: true,
+            ttl: 5,
+            stock: 1,
+            work_ticks: 0,
+            on_lost: crate::spec::OnLost::Stop,
+        };
         let o = crate::protocol::redis::Options { validity_margin: Some(margin), ..Default::default() };
         LockSystem::new(crate::protocol::redis::build(o, &env).unwrap(), env)
     }

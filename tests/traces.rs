@@ -23,25 +23,25 @@ fn trace_text(file: &str, prop: &str) -> String {
 /// next holder has read, and is accepted.
 #[test]
 fn redis_gc_pause_stale_write_is_this_exact_shortest_story() {
-    let expected = "   1. t=0   redis     receive  client-0 → redis: Acquire { asked: 0 } ⇒ lock granted to client-0
-   2. t=0   redis     receive  client-1 → redis: Acquire { asked: 0 }
-   3. t=0   client-0  receive  redis → client-0: Grant { token: None, asked: 0 } ⇒ client-0 believes it holds the lock
-   4. t=0   storage   receive  client-0 → storage: Read { token: None, session: 0 } ⇒ read by client-0: stock 2
-   5. t=0   client-1  receive  redis → client-1: Busy
+    let expected = "   1. t=0   redis     receive  client-0 → redis: SET lock c0:0 NX PX 2 ⇒ lock granted to client-0
+   2. t=0   redis     receive  client-1 → redis: SET lock c1:0 NX PX 2
+   3. t=0   client-0  receive  redis → client-0: OK ⇒ client-0 believes it holds the lock
+   4. t=0   storage   receive  client-0 → storage: SELECT stock ⇒ read by client-0: stock 2
+   5. t=0   client-1  receive  redis → client-1: (nil): the key exists
    6. t=0   client-0  pause    GcPause: client-0 stops the world
    7. t=1   world     tick     time passes to 1
-   8. t=1   client-1  timer    timer Retry fires
-   9. t=1   redis     receive  client-1 → redis: Acquire { asked: 1 }
-  10. t=1   client-1  receive  redis → client-1: Busy
+   8. t=1   client-1  timer    timer retry fires
+   9. t=1   redis     receive  client-1 → redis: SET lock c1:1 NX PX 2
+  10. t=1   client-1  receive  redis → client-1: (nil): the key exists
   11. t=2   world     tick     time passes to 2
-  12. t=2   client-1  timer    timer Retry fires
-  13. t=2   redis     timer    timer Expire(0) fires ⇒ lease of client-0 expires
-  14. t=2   redis     receive  client-1 → redis: Acquire { asked: 2 } ⇒ lock granted to client-1
-  15. t=2   client-1  receive  redis → client-1: Grant { token: None, asked: 2 } ⇒ client-1 believes it holds the lock
-  16. t=2   storage   receive  client-1 → storage: Read { token: None, session: 2 } ⇒ read by client-1: stock 2
+  12. t=2   client-1  timer    timer retry fires
+  13. t=2   redis     timer    timer key lock expires (PX) fires ⇒ lease of client-0 expires
+  14. t=2   redis     receive  client-1 → redis: SET lock c1:2 NX PX 2 ⇒ lock granted to client-1
+  15. t=2   client-1  receive  redis → client-1: OK ⇒ client-1 believes it holds the lock
+  16. t=2   storage   receive  client-1 → storage: SELECT stock ⇒ read by client-1: stock 2
   17. t=2   client-0  resume   client-0 resumes, unaware it was paused
-  18. t=2   client-0  receive  storage → client-0: Stock(2)
-  19. t=2   storage   receive  client-0 → storage: Write { token: None, session: 0, value: 1, sale: true } ⇒ ACCEPTS write stock=1 from client-0
+  18. t=2   client-0  receive  storage → client-0: stock = 2
+  19. t=2   storage   receive  client-0 → storage: UPDATE SET stock = 1 ⇒ ACCEPTS write stock=1 from client-0
 ";
     assert_eq!(trace_text("models/redis_gc_pause.toml", "no_stale_write"), expected);
 }

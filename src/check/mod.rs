@@ -4,8 +4,6 @@ pub mod hash;
 pub mod search;
 pub mod world;
 
-use std::fmt::Debug;
-
 use serde::Serialize;
 
 use crate::property::PropertyName;
@@ -153,17 +151,6 @@ fn trace<M: Machine>(spec: &Loaded, w: &World<M>, p: PropertyName, path: &[u32])
     }
 }
 
-/// `Lock(Acquire)` → `Acquire`: the wire wrapper says nothing a reader needs.
-pub fn short<T: Debug>(t: &T) -> String {
-    let s = format!("{t:?}");
-    for wrapper in ["Lock(", "Res(", "ResReply("] {
-        if let Some(inner) = s.strip_prefix(wrapper).and_then(|r| r.strip_suffix(')')) {
-            return inner.to_string();
-        }
-    }
-    s
-}
-
 pub fn observation_text(o: &Observation, name: &dyn Fn(NodeId) -> String) -> String {
     let tok = |t: &Option<u64>| t.map(|t| format!(" (token {t})")).unwrap_or_default();
     match o {
@@ -189,6 +176,12 @@ pub fn observation_text(o: &Observation, name: &dyn Fn(NodeId) -> String) -> Str
         Observation::LeaseLapsed { client } => {
             format!("{}'s own lease check ends its hold", name(*client))
         }
+        Observation::Lost { client, stops: true } => {
+            format!("{}'s lock library reports the lock LOST; it stops", name(*client))
+        }
+        Observation::Lost { client, stops: false } => {
+            format!("{}'s lock library reports the lock LOST; the application carries on", name(*client))
+        }
         Observation::Expired { client } => format!("lease of {} expires", name(*client)),
         Observation::Read { client, token, stock } => format!("read by {}{}: stock {stock}", name(*client), tok(token)),
         Observation::WriteAccepted { client, token, value, .. } => {
@@ -209,11 +202,20 @@ fn describe<M: Machine>(w: &World<M>, step: u32, a: &Act<M>, after: &State<M>, o
     let name = |id: NodeId| w.node_name(id).to_string();
     let node = w.actor(a).map(name).unwrap_or_else(|| "world".into());
     let (kind, mut detail) = match a {
-        Action::Deliver(e) if after.nodes[e.dst].state.is_none() => {
-            ("drop", format!("{} is down; lost: {} → {}: {}", name(e.dst), name(e.src), name(e.dst), short(&e.msg)))
+        Action::Deliver(e) if after.nodes[e.dst].state.is_none() => (
+            "drop",
+            format!(
+                "{} is down; lost: {} → {}: {}",
+                name(e.dst),
+                name(e.src),
+                name(e.dst),
+                w.machine.show_msg(e.src, &e.msg)
+            ),
+        ),
+        Action::Deliver(e) => {
+            ("receive", format!("{} → {}: {}", name(e.src), name(e.dst), w.machine.show_msg(e.src, &e.msg)))
         }
-        Action::Deliver(e) => ("receive", format!("{} → {}: {}", name(e.src), name(e.dst), short(&e.msg))),
-        Action::Fire(_, t) => ("timer", format!("timer {} fires", short(t))),
+        Action::Fire(_, t) => ("timer", format!("timer {} fires", w.machine.show_timer(t))),
         Action::Tick(None) => ("tick", format!("time passes to {}", after.tick)),
         Action::Tick(Some((id, d))) => {
             let how = match d {
@@ -226,7 +228,12 @@ fn describe<M: Machine>(w: &World<M>, step: u32, a: &Act<M>, after: &State<M>, o
         Action::Resume(id) => ("resume", format!("{} resumes, unaware it was paused", name(*id))),
         Action::Crash(id) => ("crash", format!("{} crashes", name(*id))),
         Action::Restart { node, keep_disk } => {
-            ("restart", format!("{} restarts, {}", name(*node), if *keep_disk { "disk kept" } else { "disk lost" }))
+            let how = match (keep_disk, after.nodes[*node].durable.is_some()) {
+                (true, true) => "from its disk",
+                (true, false) => "empty (nothing was persisted)",
+                (false, _) => "empty (disk lost)",
+            };
+            ("restart", format!("{} restarts {how}", name(*node)))
         }
         Action::Partition(id) => ("partition", format!("{} is cut off from the others", name(*id))),
         Action::Heal => ("heal", "the partition heals".into()),
@@ -234,10 +241,18 @@ fn describe<M: Machine>(w: &World<M>, step: u32, a: &Act<M>, after: &State<M>, o
         Action::HealAll => {
             ("heal", "fault window over: every paused node resumes, partitions heal, crashed servers restart".into())
         }
-        Action::Delay(e) => {
-            ("delay", format!("network delay holds back {} → {}: {}", name(e.src), name(e.dst), short(&e.msg)))
+        Action::Delay(e) => (
+            "delay",
+            format!(
+                "network delay holds back {} → {}: {}",
+                name(e.src),
+                name(e.dst),
+                w.machine.show_msg(e.src, &e.msg)
+            ),
+        ),
+        Action::Lose(e) => {
+            ("loss", format!("message lost: {} → {}: {}", name(e.src), name(e.dst), w.machine.show_msg(e.src, &e.msg)))
         }
-        Action::Lose(e) => ("loss", format!("message lost: {} → {}: {}", name(e.src), name(e.dst), short(&e.msg))),
         Action::ClockJump(id) => ("jump", format!("ClockJump: clock of {} jumps {} ticks ahead", name(*id), w.jump)),
     };
     if !obs.is_empty() {

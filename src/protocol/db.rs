@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::lease::{LeaseCfg, LeaseLock, Persist};
+use super::lease::{Dialect, LeaseCfg, LeaseLock, Persist};
 use crate::spec::Env;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -47,7 +47,7 @@ impl Default for Options {
 }
 
 pub fn build(o: Options, env: &Env) -> Result<LeaseLock, (String, String)> {
-    let mut cfg = LeaseCfg::base("db", env);
+    let mut cfg = LeaseCfg::base("db", Dialect::Sql(o.lock), env);
     cfg.hosts_resource = true;
     cfg.release_checks_owner = o.owner_check;
     match o.lock {

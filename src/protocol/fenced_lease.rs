@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::lease::{LeaseCfg, LeaseLock, Persist};
+use super::lease::{Dialect, LeaseCfg, LeaseLock, Persist};
 use crate::resource::Fencing;
 use crate::spec::Env;
 
@@ -37,7 +37,7 @@ impl Default for Options {
 
 pub fn build(o: Options, env: &Env) -> Result<LeaseLock, (String, String)> {
     let client_margin = super::check_margin(o.validity_margin, true, env)?;
-    let mut cfg = LeaseCfg::base("lease", env);
+    let mut cfg = LeaseCfg::base("lease", Dialect::LeaseService, env);
     cfg.persist = if o.durable_counter { Persist::Everything } else { Persist::Nothing };
     cfg.tokens = true;
     cfg.fencing = if o.fence_reads { Fencing::ReadsAndWrites } else { Fencing::Writes };

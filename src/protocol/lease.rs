@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::db::DbLock;
 use crate::protocol::{ClientLease, LockEvent, NodeId, Observation, PCx, Protocol, ResourceHome};
 use crate::resource::{Fencing, ResReq, Resource};
 use crate::spec::Env;
@@ -24,9 +25,20 @@ pub enum Persist {
     DataOnly,
 }
 
+/// Which real system's commands the lease table speaks (for traces).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Redis,
+    LeaseService,
+    Sql(DbLock),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseCfg {
     pub server: &'static str,
+    pub dialect: Dialect,
+    /// Durations exist: an unanswered request times out on the client.
+    pub timed: bool,
     /// The record expires `ttl` ticks after it was granted (on the server's clock).
     pub expires: bool,
     /// Release deletes only the caller's own record (compare-and-delete / `WHERE owner = me`).
@@ -51,9 +63,11 @@ pub struct LeaseCfg {
 
 impl LeaseCfg {
     /// The settings every family starts from; each family overrides what its knobs say.
-    pub fn base(server: &'static str, env: &Env) -> Self {
+    pub fn base(server: &'static str, dialect: Dialect, env: &Env) -> Self {
         LeaseCfg {
             server,
+            dialect,
+            timed: env.timed,
             expires: true,
             release_checks_owner: true,
             persist: Persist::Everything,
@@ -113,8 +127,10 @@ pub enum Msg {
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Timer {
-    /// The lease granted to this client runs out.
+    /// The lease granted to this client runs out (server).
     Expire(NodeId),
+    /// An unanswered request is given up and sent again (client).
+    Timeout,
 }
 
 pub struct LeaseLock {
@@ -124,6 +140,10 @@ pub struct LeaseLock {
 impl LeaseLock {
     pub fn new(cfg: LeaseCfg) -> Self {
         LeaseLock { cfg }
+    }
+
+    fn client_lease(&self) -> Option<ClientLease> {
+        self.cfg.client_margin.map(|margin| ClientLease { ttl: self.cfg.ttl, margin })
     }
 
     fn fresh(&self) -> Server {
@@ -178,6 +198,7 @@ impl Protocol for LeaseLock {
     type Msg = Msg;
     type Timer = Timer;
     type Durable = Durable;
+    type Hold = i64;
 
     fn servers(&self) -> Vec<String> {
         vec![self.cfg.server.to_string()]
@@ -189,10 +210,6 @@ impl Protocol for LeaseLock {
 
     fn issues_tokens(&self) -> bool {
         self.cfg.tokens
-    }
-
-    fn client_lease(&self) -> Option<ClientLease> {
-        self.cfg.client_margin.map(|margin| ClientLease { ttl: self.cfg.ttl, margin })
     }
 
     fn server_start(&self, _: usize, _: &mut PCx<Self>) -> Server {
@@ -259,7 +276,7 @@ impl Protocol for LeaseLock {
     }
 
     fn server_on_timer(&self, s: &mut Server, timer: Timer, cx: &mut PCx<Self>) {
-        let Timer::Expire(owner) = timer;
+        let Timer::Expire(owner) = timer else { return };
         if s.hold.as_ref().is_some_and(|h| h.owner == owner) {
             cx.observe(Observation::Expired { client: owner });
             self.vacate(s, cx);
@@ -286,21 +303,98 @@ impl Protocol for LeaseLock {
         }
     }
 
-    fn acquire(&self, _: &mut (), cx: &mut PCx<Self>) -> Option<LockEvent> {
+    fn session(&self, asked: &i64) -> i64 {
+        *asked
+    }
+
+    fn acquire(&self, _: &mut (), cx: &mut PCx<Self>) -> LockEvent<i64> {
         let asked = cx.now;
         cx.send_lock(self.cfg.server_node, Msg::Acquire { asked });
-        None
+        if self.cfg.timed {
+            cx.set_lock_timer(Timer::Timeout, 1);
+        }
+        LockEvent::Ignore
     }
 
-    fn release(&self, _: &mut (), _token: Option<u64>, asked: i64, cx: &mut PCx<Self>) {
-        cx.send_lock(self.cfg.server_node, Msg::Release { asked });
+    fn release(&self, _: &mut (), asked: &i64, cx: &mut PCx<Self>) {
+        cx.send_lock(self.cfg.server_node, Msg::Release { asked: *asked });
     }
 
-    fn client_on_msg(&self, _: &mut (), _from: NodeId, msg: Msg, _cx: &mut PCx<Self>) -> LockEvent {
+    fn client_on_msg(&self, _: &mut (), _from: NodeId, msg: Msg, cx: &mut PCx<Self>) -> LockEvent<i64> {
         match msg {
-            Msg::Grant { token, asked } => LockEvent::Granted { token, asked },
-            Msg::Busy => LockEvent::Busy,
+            Msg::Grant { token, asked } => {
+                cx.cancel_lock_timer(Timer::Timeout);
+                let Some(lease) = self.client_lease() else {
+                    return LockEvent::Granted { hold: asked, token, valid_for: None };
+                };
+                let left = lease.left(asked, cx.now);
+                if left > 0 {
+                    return LockEvent::Granted { hold: asked, token, valid_for: Some(left) };
+                }
+                // Granted too late to be of use: let it go and ask again.
+                cx.send_lock(self.cfg.server_node, Msg::Release { asked });
+                LockEvent::Busy { retry_after: 1 }
+            }
+            Msg::Busy => {
+                cx.cancel_lock_timer(Timer::Timeout);
+                LockEvent::Busy { retry_after: 1 }
+            }
             Msg::Acquire { .. } | Msg::Release { .. } => LockEvent::Ignore,
+        }
+    }
+
+    fn client_on_timer(&self, _: &mut (), timer: Timer, _cx: &mut PCx<Self>) -> LockEvent<i64> {
+        match timer {
+            Timer::Timeout => LockEvent::Busy { retry_after: 0 },
+            Timer::Expire(_) => LockEvent::Ignore,
+        }
+    }
+
+    fn show_msg(&self, from: NodeId, msg: &Msg) -> String {
+        let (ttl, tok) =
+            (self.cfg.ttl, |t: &Option<u64>| t.map(|t| format!(", fencing token {t}")).unwrap_or_default());
+        match (self.cfg.dialect, msg) {
+            (Dialect::Redis, Msg::Acquire { asked }) if self.cfg.expires => {
+                format!("SET lock c{from}:{asked} NX PX {ttl}")
+            }
+            (Dialect::Redis, Msg::Acquire { asked }) => format!("SET lock c{from}:{asked} NX"),
+            (Dialect::Redis, Msg::Grant { token, .. }) => format!("OK{}", tok(token)),
+            (Dialect::Redis, Msg::Busy) => "(nil): the key exists".into(),
+            (Dialect::Redis, Msg::Release { asked }) if self.cfg.release_checks_owner => {
+                format!("EVAL \"if GET lock == c{from}:{asked} then DEL lock\" (compare-and-delete)")
+            }
+            (Dialect::Redis, Msg::Release { .. }) => "DEL lock".into(),
+            (Dialect::LeaseService, Msg::Acquire { asked }) => format!("acquire lease (request c{from}:{asked})"),
+            (Dialect::LeaseService, Msg::Grant { token, .. }) => format!("lease granted{}", tok(token)),
+            (Dialect::LeaseService, Msg::Busy) => "lease held by another client".into(),
+            (Dialect::LeaseService, Msg::Release { asked }) => format!("release lease c{from}:{asked}"),
+            (Dialect::Sql(DbLock::ForUpdate), Msg::Acquire { .. }) => {
+                "BEGIN; SELECT stock FROM inventory WHERE sku = 1 FOR UPDATE".into()
+            }
+            (Dialect::Sql(DbLock::ForUpdate), Msg::Grant { .. }) => "row locked (transaction open)".into(),
+            (Dialect::Sql(DbLock::ForUpdate), Msg::Release { .. }) => "ROLLBACK".into(),
+            (Dialect::Sql(DbLock::ExpiryColumn), Msg::Acquire { asked }) => format!(
+                "INSERT INTO locks VALUES ('stock', 'c{from}:{asked}', now() + {ttl}) ON CONFLICT DO UPDATE .. WHERE expires_at < now()"
+            ),
+            (Dialect::Sql(_), Msg::Acquire { asked }) => {
+                format!("INSERT INTO locks VALUES ('stock', 'c{from}:{asked}')")
+            }
+            (Dialect::Sql(_), Msg::Grant { .. }) => "INSERT 0 1".into(),
+            (Dialect::Sql(_), Msg::Busy) => "ERROR: duplicate key value violates unique constraint".into(),
+            (Dialect::Sql(_), Msg::Release { asked }) if self.cfg.release_checks_owner => {
+                format!("DELETE FROM locks WHERE name = 'stock' AND owner = 'c{from}:{asked}'")
+            }
+            (Dialect::Sql(_), Msg::Release { .. }) => "DELETE FROM locks WHERE name = 'stock'".into(),
+        }
+    }
+
+    fn show_timer(&self, timer: &Timer) -> String {
+        match (self.cfg.dialect, timer) {
+            (Dialect::Redis, Timer::Expire(_)) => "key lock expires (PX)".into(),
+            (Dialect::LeaseService, Timer::Expire(_)) => "lease expires".into(),
+            (Dialect::Sql(DbLock::ForUpdate), Timer::Expire(_)) => "idle_in_transaction_session_timeout".into(),
+            (Dialect::Sql(_), Timer::Expire(_)) => "expires_at passes".into(),
+            (_, Timer::Timeout) => "request timeout".into(),
         }
     }
 }
@@ -326,8 +420,9 @@ impl crate::protocol::Ids for Durable {
 
 impl crate::protocol::Ids for Timer {
     fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
-        let Timer::Expire(owner) = self;
-        *owner = f(*owner);
+        if let Timer::Expire(owner) = self {
+            *owner = f(*owner);
+        }
     }
 }
 
@@ -340,7 +435,15 @@ mod tests {
     use crate::spec::Workload;
 
     fn env() -> Env {
-        Env { clients: 3, workload: Workload::Oversell, timed: true, ttl: 5, stock: 2, work_ticks: 0 }
+        Env {
+            clients: 3,
+            workload: Workload::Oversell,
+            timed: true,
+            ttl: 5,
+            stock: 2,
+            work_ticks: 0,
+            on_lost: crate::spec::OnLost::Stop,
+        }
     }
 
     fn cx() -> PCx<LeaseLock> {

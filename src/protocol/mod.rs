@@ -123,6 +123,12 @@ pub enum Observation {
     LeaseLapsed {
         client: NodeId,
     },
+    /// The client's lock library can no longer vouch for its hold; `stops`: the application
+    /// stops believing it holds the lock (`on_lost = "stop"`), rather than carrying on.
+    Lost {
+        client: NodeId,
+        stops: bool,
+    },
     /// A server let a lease go (TTL, session or transaction timeout).
     Expired {
         client: NodeId,
@@ -211,6 +217,14 @@ pub trait Machine: Send + Sync + 'static {
     fn is_store_request(&self, _msg: &Self::Msg) -> bool {
         false
     }
+    /// Whether an input goes to the application thread rather than the lock library's threads
+    /// (a `hang` stops only the former).
+    fn is_app_input(&self, _msg: Option<&Self::Msg>, _timer: Option<&Self::Timer>) -> bool {
+        false
+    }
+    /// A message and a timer in the real system's terms, for traces.
+    fn show_msg(&self, from: NodeId, msg: &Self::Msg) -> String;
+    fn show_timer(&self, timer: &Self::Timer) -> String;
     /// A crashed node comes back, with what it persisted if the disk survived.
     fn restart(&self, durable: Option<&Self::Durable>, cx: &mut MCx<Self>) -> Self::State;
 }
@@ -253,14 +267,26 @@ impl<M, T, D> Cx<Wire<M>, Tmr<T>, D> {
 
 /// What a client's lock library reports to the application.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LockEvent {
-    /// `asked`: the client's clock when it sent the request this grant answers (echoed by the
-    /// server), so that a late grant is judged by when it was asked for.
+pub enum LockEvent<H> {
+    /// The application holds the lock. `hold` identifies this hold (handed back to `release`);
+    /// `token` is what the resource may check; `valid_for` is how long, on the client's clock, the
+    /// library vouches for it (Redlock's validity time), when it says.
     Granted {
+        hold: H,
         token: Option<u64>,
-        asked: i64,
+        valid_for: Option<i64>,
     },
-    Busy,
+    /// Queued behind other holders: a notification will come, the application must not retry.
+    Queued,
+    /// Refused: ask again after `retry_after` ticks (polling locks, and a library's request timeout).
+    Busy {
+        retry_after: i64,
+    },
+    /// The library can no longer vouch for the hold (session expired, connection suspended past
+    /// its limit, renewal failed).
+    Lost {
+        hold: H,
+    },
     Ignore,
 }
 
@@ -281,24 +307,47 @@ pub struct ClientLease {
     pub margin: i64,
 }
 
-/// A lock protocol family. Server handlers and the client side of the wire protocol; the workload
-/// (what a client does while holding the lock) and the storage are shared and live elsewhere.
+impl ClientLease {
+    /// How long a hold asked for at `asked` is still valid at `now` (≤ 0: granted too late).
+    pub fn left(self, asked: i64, now: i64) -> i64 {
+        asked + self.ttl - self.margin - now
+    }
+}
+
+/// A lock protocol family: server handlers and the client side (the lock library), written once.
+/// The workload (what the application does while holding the lock) and the protected resource are
+/// shared and live elsewhere.
+///
+/// # The observation contract
+///
+/// Properties see observations only, so every family must emit, in every configuration:
+/// - `Granted { client, token }` exactly once per hold, at the moment the hold begins: by the server
+///   where a server decides (a `SET NX` that succeeds), by the library where the client decides (a
+///   Redlock majority, the lowest ZooKeeper sequence node). `token` is what the resource checks, if
+///   the family fences. A resource that accepts a write from a client with no recorded grant, or an
+///   application that believes it holds a lock nobody granted, panics (a broken contract must not
+///   pass as a safe protocol).
+/// - `Expired { client }` when a server lets a hold go by itself (TTL, session, transaction).
+///
+/// The workload adds `Waiting`, `Acquired`, `Released`, `LeaseLapsed` and `Done`; the resource adds
+/// `Read`, `WriteAccepted`, `WriteRejected`, `Decremented` and `SoldOut`. The conformance suite
+/// (`tests/conformance.rs`) runs every registered family under a pause, a holder crash, a lost
+/// reply and a server restart, and fails a family whose observations leave a property unjudged.
 pub trait Protocol: Sized + Send + Sync + 'static {
     type Server: Data;
-    /// What a client's lock library remembers between messages (`()` for one-server protocols).
+    /// What a client's lock library remembers between inputs.
     type Client: Data + Default;
     type Msg: Data;
     type Timer: Data;
     type Durable: Data;
+    /// What identifies one hold (a random value, a znode name, a revision).
+    type Hold: Data;
 
     /// Names of the server nodes (`redis`, `db`, `lease-0`, ...).
     fn servers(&self) -> Vec<String>;
     fn resource(&self) -> ResourceHome;
     /// Whether grants carry tokens meant to increase (judged by `token_monotonic`).
     fn issues_tokens(&self) -> bool;
-    fn client_lease(&self) -> Option<ClientLease> {
-        None
-    }
     /// Whether the servers are interchangeable: no server is special and none is named in state.
     fn symmetric_servers(&self) -> bool {
         false
@@ -312,11 +361,42 @@ pub trait Protocol: Sized + Send + Sync + 'static {
     /// protocols whose resource is a separate node, where this is never called.
     fn server_on_resource(&self, _s: &mut Self::Server, _from: NodeId, _req: ResReq, _cx: &mut PCx<Self>) {}
 
-    /// Start acquiring (also used for nested and retried acquires). May decide at once.
-    fn acquire(&self, c: &mut Self::Client, cx: &mut PCx<Self>) -> Option<LockEvent>;
-    /// Release the hold granted for the request sent at `asked` (the grant's `asked`).
-    fn release(&self, c: &mut Self::Client, token: Option<u64>, asked: i64, cx: &mut PCx<Self>);
-    fn client_on_msg(&self, c: &mut Self::Client, from: NodeId, msg: Self::Msg, cx: &mut PCx<Self>) -> LockEvent;
+    /// The library starts with its process (connects, opens a session).
+    fn client_start(&self, _c: &mut Self::Client, _cx: &mut PCx<Self>) {}
+    /// Which connection or transaction the application's resource requests under `hold` go
+    /// through (a database binds statements to the transaction that holds the row lock).
+    fn session(&self, _hold: &Self::Hold) -> i64 {
+        0
+    }
+    /// Start acquiring (also nested and retried acquires). May decide at once.
+    fn acquire(&self, c: &mut Self::Client, cx: &mut PCx<Self>) -> LockEvent<Self::Hold>;
+    /// Give up `hold` (unlock). The library may keep working afterwards (closing a session).
+    fn release(&self, c: &mut Self::Client, hold: &Self::Hold, cx: &mut PCx<Self>);
+    fn client_on_msg(
+        &self,
+        c: &mut Self::Client,
+        from: NodeId,
+        msg: Self::Msg,
+        cx: &mut PCx<Self>,
+    ) -> LockEvent<Self::Hold>;
+    /// The library's own timers: request timeouts, session pings, keep-alives, watchdogs.
+    fn client_on_timer(
+        &self,
+        _c: &mut Self::Client,
+        _timer: Self::Timer,
+        _cx: &mut PCx<Self>,
+    ) -> LockEvent<Self::Hold> {
+        LockEvent::Ignore
+    }
+
+    /// A message as the real system's log or wire would show it (`SET lock c0:3 NX PX 30`).
+    fn show_msg(&self, _from: NodeId, msg: &Self::Msg) -> String {
+        format!("{msg:?}")
+    }
+    /// A timer as the real system would name it.
+    fn show_timer(&self, timer: &Self::Timer) -> String {
+        format!("{timer:?}")
+    }
 }
 
 /// Checks a `validity_margin` knob: it needs expiring leases and must leave some lease to use.

@@ -26,6 +26,7 @@ impl Protocol for NoLock {
     type Msg = ();
     type Timer = ();
     type Durable = ();
+    type Hold = ();
 
     fn servers(&self) -> Vec<String> {
         Vec::new()
@@ -41,12 +42,12 @@ impl Protocol for NoLock {
     fn server_on_msg(&self, _: &mut (), _: NodeId, _: (), _: &mut PCx<Self>) {}
     fn server_on_timer(&self, _: &mut (), _: (), _: &mut PCx<Self>) {}
 
-    fn acquire(&self, _: &mut (), cx: &mut PCx<Self>) -> Option<LockEvent> {
+    fn acquire(&self, _: &mut (), cx: &mut PCx<Self>) -> LockEvent<()> {
         cx.observe(Observation::Granted { client: cx.me, token: None });
-        Some(LockEvent::Granted { token: None, asked: cx.now })
+        LockEvent::Granted { hold: (), token: None, valid_for: None }
     }
-    fn release(&self, _: &mut (), _: Option<u64>, _: i64, _: &mut PCx<Self>) {}
-    fn client_on_msg(&self, _: &mut (), _: NodeId, _: (), _: &mut PCx<Self>) -> LockEvent {
+    fn release(&self, _: &mut (), _: &(), _: &mut PCx<Self>) {}
+    fn client_on_msg(&self, _: &mut (), _: NodeId, _: (), _: &mut PCx<Self>) -> LockEvent<()> {
         LockEvent::Ignore
     }
 }

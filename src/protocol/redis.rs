@@ -24,7 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::lease::{LeaseCfg, LeaseLock, Persist};
+use super::lease::{Dialect, LeaseCfg, LeaseLock, Persist};
 use crate::resource::Fencing;
 use crate::spec::Env;
 
@@ -62,7 +62,7 @@ impl Default for Options {
 
 pub fn build(o: Options, env: &Env) -> Result<LeaseLock, (String, String)> {
     let client_margin = super::check_margin(o.validity_margin, o.ttl, env)?;
-    let mut cfg = LeaseCfg::base("redis", env);
+    let mut cfg = LeaseCfg::base("redis", Dialect::Redis, env);
     cfg.expires = o.ttl;
     cfg.release_checks_owner = o.release == Release::CompareAndDelete;
     cfg.persist = if o.persistence { Persist::Everything } else { Persist::Nothing };

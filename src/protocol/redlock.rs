@@ -42,6 +42,7 @@ impl Default for Options {
 
 pub struct Redlock {
     nodes: usize,
+    timed: bool,
     first: NodeId,
     expires: bool,
     persistence: bool,
@@ -60,6 +61,7 @@ pub fn build(o: Options, env: &Env) -> Result<Redlock, (String, String)> {
     let margin = super::check_margin(o.validity_margin, o.ttl, env)?;
     Ok(Redlock {
         nodes: o.nodes,
+        timed: env.timed,
         first: env.clients,
         expires: o.ttl,
         persistence: o.persistence,
@@ -102,6 +104,8 @@ pub enum Timer {
     Expire(NodeId),
     /// The delayed restart is over.
     Unblock,
+    /// The client's per-attempt timeout: decide on the answers so far, or stop awaiting unlocks.
+    Timeout,
 }
 
 /// The client's current attempt: when it asked, how the nodes answered, and, after a failed
@@ -131,16 +135,32 @@ impl Redlock {
         }
     }
 
-    /// Decides an attempt once every node answered (or, with durations, when its time is up). A
-    /// failed attempt unlocks every node; the client is told `Busy` once they all replied.
-    fn decide(&self, a: &mut Attempt, cx: &mut PCx<Self>) -> LockEvent {
+    fn arm_timeout(&self, cx: &mut PCx<Self>) {
+        if self.timed {
+            cx.set_lock_timer(Timer::Timeout, 1);
+        }
+    }
+
+    /// Decides an attempt once every node answered (or, with durations, when its time is up). The
+    /// client decides, so the client reports the grant. A failed attempt unlocks every node; the
+    /// application is told `Busy` once they all replied.
+    fn decide(&self, a: &mut Attempt, cx: &mut PCx<Self>) -> LockEvent<i64> {
         let Some(asked) = a.asked else { return LockEvent::Ignore };
         if a.granted >= self.majority() {
             *a = Attempt::default();
-            LockEvent::Granted { token: None, asked }
+            cx.cancel_lock_timer(Timer::Timeout);
+            let valid_for = self.margin.map(|margin| ClientLease { ttl: self.ttl, margin }.left(asked, cx.now));
+            if valid_for.is_some_and(|left| left <= 0) {
+                // A majority, but too late to be of use: unlock and try again.
+                self.everyone(Msg::Unlock { asked }, cx);
+                return LockEvent::Busy { retry_after: 1 };
+            }
+            cx.observe(Observation::Granted { client: cx.me, token: None });
+            LockEvent::Granted { hold: asked, token: None, valid_for }
         } else {
             self.everyone(Msg::Unlock { asked }, cx);
             *a = Attempt { asked: Some(asked), granted: 0, answered: 0, unlocking: self.nodes as u8 };
+            self.arm_timeout(cx);
             LockEvent::Ignore
         }
     }
@@ -152,6 +172,7 @@ impl Protocol for Redlock {
     type Msg = Msg;
     type Timer = Timer;
     type Durable = Option<(NodeId, i64)>;
+    type Hold = i64;
 
     fn servers(&self) -> Vec<String> {
         (0..self.nodes).map(|i| format!("redis-{i}")).collect()
@@ -163,10 +184,6 @@ impl Protocol for Redlock {
 
     fn issues_tokens(&self) -> bool {
         false
-    }
-
-    fn client_lease(&self) -> Option<ClientLease> {
-        self.margin.map(|margin| ClientLease { ttl: self.ttl, margin })
     }
 
     fn symmetric_servers(&self) -> bool {
@@ -220,31 +237,24 @@ impl Protocol for Redlock {
                 cx.observe(Observation::Expired { client: owner });
                 self.save(n, cx);
             }
-            Timer::Expire(_) => {}
+            Timer::Expire(_) | Timer::Timeout => {}
             Timer::Unblock => n.blocked = false,
         }
     }
 
-    /// Also the request timeout (discrete time): an attempt still collecting answers is decided on
-    /// what it has; one still awaiting unlock replies gives up waiting.
-    fn acquire(&self, a: &mut Attempt, cx: &mut PCx<Self>) -> Option<LockEvent> {
-        if a.asked.is_some() && a.unlocking == 0 {
-            if let LockEvent::Granted { token, asked } = self.decide(a, cx) {
-                return Some(LockEvent::Granted { token, asked });
-            }
-            return None;
-        }
+    fn acquire(&self, a: &mut Attempt, cx: &mut PCx<Self>) -> LockEvent<i64> {
         let asked = cx.now;
         *a = Attempt { asked: Some(asked), granted: 0, answered: 0, unlocking: 0 };
         self.everyone(Msg::Set { asked }, cx);
-        None
+        self.arm_timeout(cx);
+        LockEvent::Ignore
     }
 
-    fn release(&self, _: &mut Attempt, _token: Option<u64>, asked: i64, cx: &mut PCx<Self>) {
-        self.everyone(Msg::Unlock { asked }, cx);
+    fn release(&self, _: &mut Attempt, asked: &i64, cx: &mut PCx<Self>) {
+        self.everyone(Msg::Unlock { asked: *asked }, cx);
     }
 
-    fn client_on_msg(&self, a: &mut Attempt, _from: NodeId, msg: Msg, cx: &mut PCx<Self>) -> LockEvent {
+    fn client_on_msg(&self, a: &mut Attempt, _from: NodeId, msg: Msg, cx: &mut PCx<Self>) -> LockEvent<i64> {
         let (asked, ok) = match msg {
             Msg::Ok { asked } => (asked, true),
             Msg::Refused { asked } => (asked, false),
@@ -254,7 +264,8 @@ impl Protocol for Redlock {
                     return LockEvent::Ignore;
                 }
                 *a = Attempt::default();
-                return LockEvent::Busy;
+                cx.cancel_lock_timer(Timer::Timeout);
+                return LockEvent::Busy { retry_after: 1 };
             }
             Msg::Set { .. } | Msg::Unlock { .. } | Msg::Unlocked { .. } => return LockEvent::Ignore,
         };
@@ -264,6 +275,41 @@ impl Protocol for Redlock {
         a.answered += 1;
         a.granted += u8::from(ok);
         if a.answered as usize == self.nodes { self.decide(a, cx) } else { LockEvent::Ignore }
+    }
+
+    /// A node that has not answered in time counts as a refusal; unlock replies that do not come
+    /// are not waited for.
+    fn client_on_timer(&self, a: &mut Attempt, timer: Timer, cx: &mut PCx<Self>) -> LockEvent<i64> {
+        match timer {
+            Timer::Timeout if a.asked.is_some() && a.unlocking == 0 => self.decide(a, cx),
+            Timer::Timeout => {
+                *a = Attempt::default();
+                LockEvent::Busy { retry_after: 0 }
+            }
+            Timer::Expire(_) | Timer::Unblock => LockEvent::Ignore,
+        }
+    }
+
+    fn show_msg(&self, from: NodeId, msg: &Msg) -> String {
+        match msg {
+            Msg::Set { asked } if self.expires => format!("SET lock c{from}:{asked} NX PX {}", self.ttl),
+            Msg::Set { asked } => format!("SET lock c{from}:{asked} NX"),
+            Msg::Ok { .. } => "OK".into(),
+            Msg::Refused { .. } if self.delayed_restart => {
+                "(nil): the key exists, or the node is still restarting".into()
+            }
+            Msg::Refused { .. } => "(nil): the key exists".into(),
+            Msg::Unlock { asked } => format!("EVAL \"if GET lock == c{from}:{asked} then DEL lock\" (unlock)"),
+            Msg::Unlocked { .. } => "(integer) 0|1: unlock done".into(),
+        }
+    }
+
+    fn show_timer(&self, timer: &Timer) -> String {
+        match timer {
+            Timer::Expire(_) => "key lock expires (PX)".into(),
+            Timer::Unblock => "delayed restart over: serving again".into(),
+            Timer::Timeout => "attempt timeout".into(),
+        }
     }
 }
 

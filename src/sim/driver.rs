@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::plan::{Fault, Plan};
-use crate::check::{observation_text, short};
+use crate::check::observation_text;
 use crate::property::{Monitor, PropertyName};
 use crate::protocol::{Cx, Effect, MCx, Machine, NodeId, NodeKind, Observation};
 use crate::trace::Step;
@@ -246,7 +246,7 @@ fn apply<M: Machine>(
                 let loss = s.loss;
                 let lost = loss > 0.0 && s.rng.random_bool(loss);
                 if lost {
-                    notes.push(format!("lost on the way: {} → {}: {}", s.names[id], s.names[to], short(&msg)));
+                    notes.push(format!("lost on the way: {} → {}: {}", s.names[id], s.names[to], m.show_msg(id, &msg)));
                 } else {
                     sends.push((to, serde_json::to_vec(&msg).expect("messages serialize")));
                 }
@@ -326,13 +326,13 @@ async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: 
         }
         let now = sh.borrow().reading(id);
         let sends = if let Some((from, msg)) = inbox.pop_front() {
-            let detail = format!("{} → {}: {}", names[from], names[id], short(&msg));
+            let detail = format!("{} → {}: {}", names[from], names[id], m.show_msg(from, &msg));
             let mut cx = Cx::new(id, now);
             m.on_message(&mut state, from, msg, &mut cx);
             apply::<M>(&m, &sh, id, ("receive", detail), cx, &mut timers)
         } else if let Some(t) = timers.iter().find(|(_, d)| **d <= now).map(|(t, _)| t.clone()) {
             timers.remove(&t);
-            let detail = format!("timer {} fires", short(&t));
+            let detail = format!("timer {} fires", m.show_timer(&t));
             let mut cx = Cx::new(id, now);
             m.on_timer(&mut state, t, &mut cx);
             apply::<M>(&m, &sh, id, ("timer", detail), cx, &mut timers)
