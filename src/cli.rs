@@ -104,7 +104,11 @@ pub fn print_human(o: &Outcome, w: &mut impl Write) -> std::io::Result<()> {
     for r in &o.results {
         let expected = r.expected.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
         let depth = r.trace.as_ref().map(|t| t.steps.len() as u32).unwrap_or(o.max_depth);
-        let mark = if r.ok() { "" } else { "  <-- MISMATCH" };
+        let mark = match (r.ok(), r.expected, r.verdict) {
+            (false, _, _) => "  <-- MISMATCH",
+            (true, None, crate::spec::Verdict::Violated) => "  <-- VIOLATED (not claimed)",
+            _ => "",
+        };
         writeln!(
             w,
             "   {:<17} {:<9} {:<19} {:>10} {:>9} {:>6} {:>8.2}{mark}",
@@ -118,7 +122,11 @@ pub fn print_human(o: &Outcome, w: &mut impl Write) -> std::io::Result<()> {
         )?;
     }
     if !o.complete {
-        writeln!(w, "   search stopped at the state limit: no property can be claimed to hold")?;
+        writeln!(
+            w,
+            "   unknown: the search stopped at the state limit after {} states; no `holds` is confirmed (try --symmetry, --strategy dfs or a shorter horizon)",
+            o.unique
+        )?;
     }
     for r in &o.results {
         if let Some(t) = &r.trace {
@@ -373,7 +381,11 @@ pub fn print_sim_human(
         let expected = r.expected.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
         let rate = format!("{:.3} [{:.3}, {:.3}]", r.rate, r.rate_low, r.rate_high);
         let first = r.first_seed.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
-        let mark = if r.ok() { "" } else { "  <-- MISMATCH" };
+        let mark = match (r.ok(), r.expected, r.verdict) {
+            (false, _, _) => "  <-- MISMATCH",
+            (true, None, crate::spec::Verdict::Violated) => "  <-- VIOLATED (not claimed)",
+            _ => "",
+        };
         writeln!(
             w,
             "   {:<17} {:<9} {:<9} {:>10} {:>24} {:>10}{mark}",

@@ -160,6 +160,9 @@ pub(crate) fn servers() -> Targets {
 pub enum Verdict {
     Holds,
     Violated,
+    /// A budget (states, memory, time) stopped the search before it could tell. Never a claim.
+    #[serde(skip_deserializing)]
+    Unknown,
 }
 
 impl std::fmt::Display for Verdict {
@@ -167,6 +170,7 @@ impl std::fmt::Display for Verdict {
         f.write_str(match self {
             Verdict::Holds => "holds",
             Verdict::Violated => "violated",
+            Verdict::Unknown => "unknown",
         })
     }
 }
@@ -251,9 +255,19 @@ impl Loaded {
     pub fn horizon(&self) -> u16 {
         self.spec.time.horizon_ticks.unwrap_or(0)
     }
-    /// Faults stop here, leaving `ttl + clients × (work + 1) + 1` ticks for every client to get its turn.
+    /// Whether `deadlock_free` and `available` are judged: when the spec claims one of them, or
+    /// claims nothing. They need heal-and-settle ticks at the end of the horizon; a spec that claims
+    /// only safety lets faults happen until the horizon instead.
+    pub fn judges_liveness(&self) -> bool {
+        let e = &self.spec.expect;
+        PropertyName::ALL.iter().all(|p| e.get(*p).is_none())
+            || PropertyName::ALL.iter().any(|p| p.is_liveness() && e.get(*p).is_some())
+    }
+    /// Faults stop here, leaving `ttl + clients × (work + 1) + 1` ticks for every client to get its
+    /// turn when liveness is judged; otherwise at the horizon.
     pub fn fault_window(&self) -> u16 {
-        self.spec.time.fault_window.unwrap_or_else(|| self.horizon().saturating_sub(self.settle_ticks()))
+        let settle = if self.judges_liveness() { self.settle_ticks() } else { 0 };
+        self.spec.time.fault_window.unwrap_or_else(|| self.horizon().saturating_sub(settle))
     }
     fn settle_ticks(&self) -> u16 {
         let per_client = self.spec.setup.work_ticks as u16 + 1;
@@ -404,18 +418,23 @@ fn validate(l: &Loaded) -> Result<(), SpecError> {
             }
             let settle = l.settle_ticks();
             match t.fault_window {
-                Some(w) if u32::from(w) + u32::from(settle) > u32::from(h) => {
+                Some(w) if l.judges_liveness() && u32::from(w) + u32::from(settle) > u32::from(h) => {
                     return err(
                         "time.fault_window",
                         format!(
-                            "{w} leaves less than ttl_ticks + clients + 1 = {settle} ticks before the horizon {h} for clients to finish"
+                            "{w} leaves less than ttl_ticks + clients × (work_ticks + 1) + 1 = {settle} ticks before the horizon {h} for clients to finish"
                         ),
                     );
                 }
-                None if h <= settle => {
+                Some(w) if w > h => {
+                    return err("time.fault_window", format!("{w} is beyond the horizon {h}"));
+                }
+                None if l.judges_liveness() && h <= settle => {
                     return err(
                         "time.horizon_ticks",
-                        format!("{h} leaves no fault window: it must exceed ttl_ticks + clients + 1 = {settle}"),
+                        format!(
+                            "{h} leaves no fault window: it must exceed ttl_ticks + clients × (work_ticks + 1) + 1 = {settle} (needed because the spec judges deadlock_free or available)"
+                        ),
                     );
                 }
                 _ => {}

@@ -79,6 +79,9 @@ impl Visit for CheckVisit<'_> {
     type Out = Result<Outcome, SpecError>;
     fn visit<P: Protocol>(self, system: LockSystem<P>) -> Self::Out {
         let mut props = properties(self.spec, system.proto.issues_tokens())?;
+        if !self.spec.judges_liveness() {
+            props.retain(|p| !p.is_liveness());
+        }
         if self.limits.claimed_only {
             props.retain(|p| self.spec.spec.expect.get(*p).is_some());
         }
@@ -104,9 +107,13 @@ fn outcome<M: Machine>(spec: &Loaded, w: &World<M>, found: &Found) -> Outcome {
             let witnessed = found.witnessed.iter().any(|&(q, seen)| q == p && seen);
             PropResult {
                 property: p,
-                verdict: if v.is_some() { Verdict::Violated } else { Verdict::Holds },
+                verdict: match v {
+                    Some(_) => Verdict::Violated,
+                    None if !found.complete => Verdict::Unknown,
+                    None => Verdict::Holds,
+                },
                 expected: spec.spec.expect.get(p),
-                vacuous: v.is_none() && !witnessed,
+                vacuous: v.is_none() && found.complete && !witnessed,
                 trace: v.map(|state| trace(spec, w, p, &found.path_to(state))),
             }
         })

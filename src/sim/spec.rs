@@ -201,17 +201,21 @@ fn validate(l: &LoadedSim) -> Result<(), SpecError> {
     if t.ttl_ticks < 1 {
         return err("time.ttl_ticks", format!("must be at least 1, got {}", t.ttl_ticks));
     }
-    if t.fault_window_ms + t.settle_ms > MAX_SIM_MS {
+    if t.fault_window_ms.saturating_add(t.settle_ms) > MAX_SIM_MS {
         return err("time.settle_ms", format!("fault window plus settle time is over {MAX_SIM_MS} ms"));
     }
-    if t.settle_ms < t.ttl_ticks as u64 * t.tick_ms {
+    let Some(ttl_ms) =
+        u64::try_from(t.ttl_ticks).ok().and_then(|ttl| ttl.checked_mul(t.tick_ms)).filter(|ms| *ms <= MAX_SIM_MS)
+    else {
+        return err(
+            "time.ttl_ticks",
+            format!("{} ticks × tick_ms {} is over the {MAX_SIM_MS} ms limit", t.ttl_ticks, t.tick_ms),
+        );
+    };
+    if t.settle_ms < ttl_ms {
         return err(
             "time.settle_ms",
-            format!(
-                "{} ms is shorter than one TTL ({} ms): no waiter could be judged",
-                t.settle_ms,
-                t.ttl_ticks as u64 * t.tick_ms
-            ),
+            format!("{} ms is shorter than one TTL ({ttl_ms} ms): no waiter could be judged", t.settle_ms),
         );
     }
     if t.drift_ppm >= 1_000_000 {
@@ -245,6 +249,12 @@ fn validate(l: &LoadedSim) -> Result<(), SpecError> {
         if v > 8 {
             return err(&format!("faults.{name}"), format!("at most 8 per run, got {v}"));
         }
+    }
+    if s.expect.available.is_some() {
+        return err(
+            "expect.available",
+            "the simulator cannot judge `available` (every simulated run heals at the end of its fault window); claim it in a models/ spec".into(),
+        );
     }
     if s.seeds == 0 || s.seeds > MAX_SEEDS {
         return err("seeds", format!("must be 1..={MAX_SEEDS}, got {}", s.seeds));
