@@ -14,6 +14,7 @@ pub mod lease;
 pub mod none;
 pub mod redis;
 pub mod redlock;
+pub mod zookeeper;
 
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;

@@ -1,0 +1,767 @@
+//! `zookeeper` and `curator`: the lock recipe on ZooKeeper (ZooKeeper "Recipes and Solutions",
+//! Locks; Apache Curator's `InterProcessMutex`).
+//!
+//! The ensemble is one linearizable node (`zookeeper`; its unavailability is a crash fault). A client
+//! opens a session with its first request and keeps it alive with pings every third of the session
+//! timeout; any request counts as a heartbeat. A session the server has not heard from for
+//! `session_timeout` expires: its ephemeral nodes are deleted and their watches fire. The client
+//! learns of the expiry only when the server next answers it (`SESSION_EXPIRED`) and then opens a
+//! new session. The recipe: `create -e -s /lock/lock-`, list the children; the lowest holds the
+//! lock; otherwise watch and wait, then list again. Release deletes the node and closes the session.
+//!
+//! Knobs (`zookeeper`) and the failure each exposes:
+//! - `watch = "predecessor"` (default) | `"all"`: with `all` every waiter watches the children and
+//!   every change wakes every waiter (the herd effect, catalog #16: messages per acquisition grow
+//!   with the clients); `predecessor` watches only the next lower node.
+//! - `protection` (default false): the node name carries a GUID prefix (`_c_<guid>-lock-`), so a
+//!   client whose create reply was lost finds its node by listing. Off: it creates a second node
+//!   and its first, orphaned, blocks everyone while its session lives (catalog #15, ZOOKEEPER-1262;
+//!   `deadlock_free`).
+//! - `fencing` (default false): the node's creation zxid is the fencing token and the storage checks
+//!   it (catalog S1, Kleppmann 2016). Off: a holder paused past its session timeout writes after the
+//!   next holder (catalog #13; `no_stale_write`, `no_oversell`).
+//! - `session_timeout` (ticks, default the spec's `ttl_ticks`): ZooKeeper negotiates 2..20 ×
+//!   tickTime (4 s .. 40 s with the common 2 s tickTime, catalog A.0).
+//!
+//! `curator` is the same recipe as Curator runs it: reentrant per owner (a nested acquire counts,
+//! it creates no node), protection always on, and the connection states Curator documents: the
+//! client is SUSPENDED when it has heard nothing from the server for 2/3 of the session timeout
+//! (ZooKeeper's read timeout) and reports LOST when the session timeout has passed while suspended
+//! (Curator 3.x, TN12; catalog A.0). Knobs: `session_timeout`, `connection_timeout` (ticks, how
+//! long a request waits for its reply), `base_sleep` and `max_retries` (the retry policy: a request
+//! that timed out is sent again up to `max_retries` times, then the acquire fails and the
+//! application retries after `base_sleep`). Defaults follow Curator's 60 s / 15 s scaled to ticks
+//! by the spec's `ttl_ticks`.
+//!
+//! Session expiry protects the next holder only at the lock service: beliefs overlap during the
+//! window between expiry and the old holder hearing of it, whatever the flavour (catalog #13).
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Ids, LockEvent, NodeId, Observation, PCx, Protocol, ResourceHome};
+use crate::resource::Fencing;
+use crate::spec::Env;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Watch {
+    #[default]
+    Predecessor,
+    All,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    pub watch: Watch,
+    pub protection: bool,
+    pub fencing: bool,
+    pub session_timeout: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CuratorOptions {
+    pub fencing: bool,
+    pub session_timeout: Option<i64>,
+    pub connection_timeout: Option<i64>,
+    pub base_sleep: Option<i64>,
+    pub max_retries: Option<u8>,
+}
+
+/// What Curator adds to the bare recipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Curator {
+    /// How long a request waits for its reply before it counts as a connection loss.
+    pub connection_timeout: i64,
+    pub base_sleep: i64,
+    pub max_retries: u8,
+}
+
+pub struct ZooKeeper {
+    watch: Watch,
+    protection: bool,
+    fencing: bool,
+    session_timeout: i64,
+    curator: Option<Curator>,
+    server: NodeId,
+}
+
+fn session_timeout(st: Option<i64>, env: &Env) -> Result<i64, (String, String)> {
+    if !env.timed {
+        return Err(("session_timeout".into(), "sessions need time.mode = \"discrete\"".into()));
+    }
+    let st = st.unwrap_or(env.ttl);
+    if !(1..=1000).contains(&st) {
+        return Err(("session_timeout".into(), format!("must be 1..=1000 ticks, got {st}")));
+    }
+    Ok(st)
+}
+
+pub fn build(o: Options, env: &Env) -> Result<ZooKeeper, (String, String)> {
+    Ok(ZooKeeper {
+        watch: o.watch,
+        protection: o.protection,
+        fencing: o.fencing,
+        session_timeout: session_timeout(o.session_timeout, env)?,
+        curator: None,
+        server: env.clients,
+    })
+}
+
+pub fn build_curator(o: CuratorOptions, env: &Env) -> Result<ZooKeeper, (String, String)> {
+    let st = session_timeout(o.session_timeout, env)?;
+    // Curator's defaults are a 60 s session and a 15 s connection timeout: a quarter.
+    let connection_timeout = o.connection_timeout.unwrap_or((st / 4).max(1));
+    if !(1..=st).contains(&connection_timeout) {
+        return Err((
+            "connection_timeout".into(),
+            format!("must be 1..=session_timeout ({st}), got {connection_timeout}"),
+        ));
+    }
+    let base_sleep = o.base_sleep.unwrap_or(1);
+    if !(1..=1000).contains(&base_sleep) {
+        return Err(("base_sleep".into(), format!("must be 1..=1000 ticks, got {base_sleep}")));
+    }
+    let max_retries = o.max_retries.unwrap_or(3);
+    if max_retries > 29 {
+        return Err(("max_retries".into(), format!("must be 0..=29 (Curator's limit), got {max_retries}")));
+    }
+    Ok(ZooKeeper {
+        watch: Watch::Predecessor,
+        protection: true,
+        fencing: o.fencing,
+        session_timeout: st,
+        curator: Some(Curator { connection_timeout, base_sleep, max_retries }),
+        server: env.clients,
+    })
+}
+
+/// One child of `/lock`: `lock-<seq>`, whose sequence number is also its creation zxid.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Znode {
+    pub seq: u64,
+    pub owner: NodeId,
+    pub session: u8,
+    /// Created with Curator-style protection: the name shows the creator's GUID.
+    pub tagged: bool,
+}
+
+/// A session the server knows: the client's `epoch`-th, alive or expired.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Session {
+    pub client: NodeId,
+    pub epoch: u8,
+    pub live: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Ensemble {
+    pub zxid: u64,
+    /// Children of `/lock`, by sequence number.
+    pub children: Vec<Znode>,
+    pub sessions: Vec<Session>,
+    /// One-shot watches: `(watcher, Some(seq))` on a node, `(watcher, None)` on the children.
+    pub watches: Vec<(NodeId, Option<u64>)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Msg {
+    Create {
+        session: u8,
+        tagged: bool,
+    },
+    Created {
+        seq: u64,
+    },
+    GetChildren {
+        session: u8,
+        watch: bool,
+    },
+    Children {
+        kids: Vec<(u64, Option<NodeId>)>,
+    },
+    Exists {
+        session: u8,
+        seq: u64,
+    },
+    Stat {
+        seq: u64,
+        exists: bool,
+    },
+    Delete {
+        session: u8,
+        seq: u64,
+    },
+    Close {
+        session: u8,
+    },
+    Ping {
+        session: u8,
+    },
+    /// Only Curator's connection-state tracking needs to hear the answer to a ping.
+    Pong,
+    SessionExpired,
+    /// `NodeDeleted` on a node (`Some`) or `NodeChildrenChanged` on `/lock` (`None`).
+    WatchedEvent {
+        node: Option<u64>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Timer {
+    /// Server: the client's session expires unless it is heard from first.
+    Session(NodeId),
+    /// Client: send a heartbeat.
+    Ping,
+    /// Client: the outstanding request has had no reply (ConnectionLoss); while waiting on a
+    /// watch, re-check after a reconnect.
+    Timeout,
+    /// Client (Curator): nothing heard for the read timeout: SUSPENDED.
+    Silence,
+    /// Client (Curator): suspended for the whole session timeout: LOST.
+    Suspended,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Step {
+    #[default]
+    Idle,
+    Creating,
+    /// The create reply was lost; listing to find the node by its GUID (protection).
+    Finding,
+    Listing,
+    Checking,
+    Waiting,
+    Holding,
+}
+
+/// The client's lock library.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Lib {
+    /// The session in use (a new one after each expiry).
+    pub session: u8,
+    pub step: Step,
+    pub mine: Option<u64>,
+    /// Curator's reentrancy count for the owner.
+    pub count: u8,
+    /// Curator's retries of the outstanding request.
+    pub retries: u8,
+    pub suspended: bool,
+}
+
+impl ZooKeeper {
+    fn ping_every(&self) -> i64 {
+        (self.session_timeout / 3).max(1)
+    }
+
+    fn request_timeout(&self) -> i64 {
+        self.curator.map(|c| c.connection_timeout).unwrap_or(1)
+    }
+
+    fn save(&self, e: &Ensemble, cx: &mut PCx<Self>) {
+        cx.persist(e.clone());
+    }
+
+    /// A request from `client` on session `epoch`: is the session alive (opening it if new)?
+    fn admit(&self, e: &mut Ensemble, client: NodeId, epoch: u8, cx: &mut PCx<Self>) -> bool {
+        match e.sessions.iter_mut().find(|s| s.client == client) {
+            Some(s) if s.epoch == epoch && s.live => {}
+            Some(s) if s.epoch < epoch => *s = Session { client, epoch, live: true },
+            Some(_) => {
+                cx.send_lock(client, Msg::SessionExpired);
+                return false;
+            }
+            None => {
+                e.sessions.push(Session { client, epoch, live: true });
+                e.sessions.sort();
+            }
+        }
+        cx.set_lock_timer(Timer::Session(client), self.session_timeout);
+        true
+    }
+
+    /// Fires the watches a change to node `seq` triggers: its own and every children watch.
+    fn changed(&self, e: &mut Ensemble, seq: u64, deleted: bool, cx: &mut PCx<Self>) {
+        let (fire, keep): (Vec<_>, Vec<_>) =
+            e.watches.drain(..).partition(|(_, on)| on.is_none() || (deleted && *on == Some(seq)));
+        e.watches = keep;
+        for (watcher, on) in fire {
+            cx.send_lock(watcher, Msg::WatchedEvent { node: on });
+        }
+    }
+
+    fn delete_where(&self, e: &mut Ensemble, doomed: impl Fn(&Znode) -> bool, cx: &mut PCx<Self>) {
+        let gone: Vec<u64> = e.children.iter().filter(|z| doomed(z)).map(|z| z.seq).collect();
+        e.children.retain(|z| !doomed(z));
+        for seq in gone {
+            e.zxid += 1;
+            self.changed(e, seq, true, cx);
+        }
+    }
+
+    fn watch(e: &mut Ensemble, w: (NodeId, Option<u64>)) {
+        if let Err(i) = e.watches.binary_search(&w) {
+            e.watches.insert(i, w);
+        }
+    }
+
+    fn send(&self, msg: Msg, cx: &mut PCx<Self>) {
+        cx.send_lock(self.server, msg);
+        cx.set_lock_timer(Timer::Timeout, self.request_timeout());
+    }
+
+    fn list(&self, lib: &mut Lib, cx: &mut PCx<Self>) {
+        lib.step = Step::Listing;
+        let msg = Msg::GetChildren { session: lib.session, watch: self.watch == Watch::All };
+        self.send(msg, cx);
+    }
+
+    fn create(&self, lib: &mut Lib, cx: &mut PCx<Self>) {
+        lib.step = Step::Creating;
+        lib.mine = None;
+        self.send(Msg::Create { session: lib.session, tagged: self.protection }, cx);
+    }
+
+    /// The session is gone: a new one will be opened by the next request.
+    fn expired(&self, lib: &mut Lib, cx: &mut PCx<Self>) -> LockEvent<u64> {
+        let (step, mine) = (lib.step, lib.mine);
+        *lib = Lib { session: lib.session.wrapping_add(1), ..Lib::default() };
+        for t in [Timer::Ping, Timer::Timeout, Timer::Silence, Timer::Suspended] {
+            cx.cancel_lock_timer(t);
+        }
+        match (step, mine) {
+            (Step::Holding, Some(seq)) => LockEvent::Lost { hold: seq },
+            (Step::Idle, _) => LockEvent::Ignore,
+            _ => LockEvent::Busy { retry_after: 0 },
+        }
+    }
+
+    /// Curator: something was heard from the server, so the connection is fine.
+    fn heard(&self, lib: &mut Lib, cx: &mut PCx<Self>) {
+        if self.curator.is_some() && lib.step != Step::Idle {
+            lib.suspended = false;
+            cx.cancel_lock_timer(Timer::Suspended);
+            cx.set_lock_timer(Timer::Silence, self.session_timeout * 2 / 3);
+        }
+    }
+
+    fn on_children(&self, lib: &mut Lib, kids: Vec<(u64, Option<NodeId>)>, cx: &mut PCx<Self>) -> LockEvent<u64> {
+        if lib.step == Step::Finding {
+            match kids.iter().find(|(_, tag)| *tag == Some(cx.me)) {
+                Some((seq, _)) => lib.mine = Some(*seq),
+                None => {
+                    self.create(lib, cx);
+                    return LockEvent::Ignore;
+                }
+            }
+        } else if lib.step != Step::Listing {
+            return LockEvent::Ignore;
+        }
+        cx.cancel_lock_timer(Timer::Timeout);
+        let Some(mine) = lib.mine else { return LockEvent::Ignore };
+        if !kids.iter().any(|(s, _)| *s == mine) {
+            // Our node is gone (the session expired under us): start over.
+            self.create(lib, cx);
+            return LockEvent::Ignore;
+        }
+        match kids.iter().map(|(s, _)| *s).filter(|s| *s < mine).max() {
+            None => {
+                lib.step = Step::Holding;
+                lib.count = 1;
+                let token = Some(mine);
+                cx.observe(Observation::Granted { client: cx.me, token });
+                LockEvent::Granted { hold: mine, token, valid_for: None }
+            }
+            Some(_) if self.watch == Watch::All => self.wait(lib, cx),
+            Some(pred) => {
+                lib.step = Step::Checking;
+                self.send(Msg::Exists { session: lib.session, seq: pred }, cx);
+                LockEvent::Ignore
+            }
+        }
+    }
+
+    /// Waits for a watch; after a read timeout without news, lists again (a reconnect re-registers
+    /// watches, and a lost notification must not strand the waiter).
+    fn wait(&self, lib: &mut Lib, cx: &mut PCx<Self>) -> LockEvent<u64> {
+        lib.step = Step::Waiting;
+        cx.set_lock_timer(Timer::Timeout, self.session_timeout);
+        LockEvent::Queued
+    }
+
+    fn on_timeout(&self, lib: &mut Lib, cx: &mut PCx<Self>) -> LockEvent<u64> {
+        if let Some(c) = self.curator
+            && lib.step != Step::Waiting
+        {
+            if lib.retries >= c.max_retries {
+                // The retry policy gives up: the acquire fails with ConnectionLoss.
+                let mine = lib.mine;
+                lib.step = Step::Idle;
+                lib.retries = 0;
+                if let Some(seq) = mine {
+                    cx.send_lock(self.server, Msg::Delete { session: lib.session, seq });
+                }
+                return LockEvent::Busy { retry_after: c.base_sleep };
+            }
+            lib.retries += 1;
+        }
+        match lib.step {
+            Step::Creating if self.protection => {
+                lib.step = Step::Finding;
+                self.send(Msg::GetChildren { session: lib.session, watch: false }, cx);
+            }
+            Step::Creating => self.create(lib, cx),
+            Step::Finding => self.send(Msg::GetChildren { session: lib.session, watch: false }, cx),
+            Step::Listing | Step::Checking | Step::Waiting => self.list(lib, cx),
+            Step::Idle | Step::Holding => {}
+        }
+        LockEvent::Ignore
+    }
+
+    fn node(seq: u64) -> String {
+        format!("/lock/lock-{seq:010}")
+    }
+}
+
+impl Protocol for ZooKeeper {
+    type Server = Ensemble;
+    type Client = Lib;
+    type Msg = Msg;
+    type Timer = Timer;
+    type Durable = Ensemble;
+    type Hold = u64;
+
+    fn servers(&self) -> Vec<String> {
+        vec!["zookeeper".into()]
+    }
+
+    fn resource(&self) -> ResourceHome {
+        ResourceHome::Storage(if self.fencing { Fencing::ReadsAndWrites } else { Fencing::None })
+    }
+
+    fn issues_tokens(&self) -> bool {
+        self.fencing
+    }
+
+    fn server_start(&self, _: usize, _: &mut PCx<Self>) -> Ensemble {
+        Ensemble::default()
+    }
+
+    /// The ensemble's transaction log keeps everything; live sessions get a full timeout again, as
+    /// a new leader gives them.
+    fn server_restart(&self, _: usize, durable: Option<&Ensemble>, cx: &mut PCx<Self>) -> Ensemble {
+        let e = durable.cloned().unwrap_or_default();
+        for s in e.sessions.iter().filter(|s| s.live) {
+            cx.set_lock_timer(Timer::Session(s.client), self.session_timeout);
+        }
+        Ensemble { watches: Vec::new(), ..e }
+    }
+
+    fn server_on_msg(&self, e: &mut Ensemble, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
+        let session = match &msg {
+            Msg::Create { session, .. }
+            | Msg::GetChildren { session, .. }
+            | Msg::Exists { session, .. }
+            | Msg::Delete { session, .. }
+            | Msg::Close { session }
+            | Msg::Ping { session } => *session,
+            _ => return,
+        };
+        if !self.admit(e, from, session, cx) {
+            return;
+        }
+        match msg {
+            Msg::Create { tagged, .. } => {
+                e.zxid += 1;
+                let seq = e.zxid;
+                e.children.push(Znode { seq, owner: from, session, tagged });
+                cx.send_lock(from, Msg::Created { seq });
+                self.changed(e, seq, false, cx);
+            }
+            Msg::GetChildren { watch, .. } => {
+                let kids = e.children.iter().map(|z| (z.seq, z.tagged.then_some(z.owner))).collect();
+                cx.send_lock(from, Msg::Children { kids });
+                if watch {
+                    Self::watch(e, (from, None));
+                }
+            }
+            Msg::Exists { seq, .. } => {
+                let exists = e.children.iter().any(|z| z.seq == seq);
+                cx.send_lock(from, Msg::Stat { seq, exists });
+                if exists {
+                    Self::watch(e, (from, Some(seq)));
+                }
+            }
+            Msg::Delete { seq, .. } => self.delete_where(e, |z| z.seq == seq, cx),
+            Msg::Close { .. } => {
+                // Closed, not forgotten: a late ping of this session must not reopen it.
+                e.sessions.iter_mut().filter(|s| s.client == from).for_each(|s| s.live = false);
+                e.watches.retain(|(w, _)| *w != from);
+                cx.cancel_lock_timer(Timer::Session(from));
+                self.delete_where(e, |z| z.owner == from && z.session == session, cx);
+            }
+            Msg::Ping { .. } if self.curator.is_some() => cx.send_lock(from, Msg::Pong),
+            _ => {}
+        }
+        self.save(e, cx);
+    }
+
+    fn server_on_timer(&self, e: &mut Ensemble, timer: Timer, cx: &mut PCx<Self>) {
+        let Timer::Session(client) = timer else { return };
+        let Some(s) = e.sessions.iter_mut().find(|s| s.client == client && s.live) else { return };
+        s.live = false;
+        let epoch = s.epoch;
+        e.watches.retain(|(w, _)| *w != client);
+        cx.observe(Observation::Expired { client });
+        self.delete_where(e, |z| z.owner == client && z.session == epoch, cx);
+        self.save(e, cx);
+    }
+
+    fn acquire(&self, lib: &mut Lib, cx: &mut PCx<Self>) -> LockEvent<u64> {
+        if let (Step::Holding, Some(seq)) = (lib.step, lib.mine) {
+            if self.curator.is_none() {
+                // The bare recipe would create a second node and wait behind its own first one.
+                return LockEvent::Queued;
+            }
+            lib.count += 1;
+            return LockEvent::Granted { hold: seq, token: Some(seq), valid_for: None };
+        }
+        lib.retries = 0;
+        self.create(lib, cx);
+        cx.set_lock_timer(Timer::Ping, self.ping_every());
+        self.heard(lib, cx);
+        LockEvent::Ignore
+    }
+
+    fn release(&self, lib: &mut Lib, seq: &u64, cx: &mut PCx<Self>) {
+        if lib.count > 1 {
+            lib.count -= 1;
+            return;
+        }
+        if lib.mine == Some(*seq) {
+            cx.send_lock(self.server, Msg::Delete { session: lib.session, seq: *seq });
+        }
+        if lib.step != Step::Idle {
+            cx.send_lock(self.server, Msg::Close { session: lib.session });
+        }
+        *lib = Lib { session: lib.session, ..Lib::default() };
+        for t in [Timer::Ping, Timer::Timeout, Timer::Silence, Timer::Suspended] {
+            cx.cancel_lock_timer(t);
+        }
+    }
+
+    fn client_on_msg(&self, lib: &mut Lib, _from: NodeId, msg: Msg, cx: &mut PCx<Self>) -> LockEvent<u64> {
+        if lib.step == Step::Idle {
+            return LockEvent::Ignore;
+        }
+        self.heard(lib, cx);
+        match msg {
+            Msg::SessionExpired => self.expired(lib, cx),
+            Msg::Created { seq } if lib.step == Step::Creating => {
+                lib.mine = Some(seq);
+                lib.retries = 0;
+                self.list(lib, cx);
+                LockEvent::Ignore
+            }
+            Msg::Children { kids } => {
+                lib.retries = 0;
+                self.on_children(lib, kids, cx)
+            }
+            Msg::Stat { exists: true, .. } if lib.step == Step::Checking => self.wait(lib, cx),
+            Msg::Stat { exists: false, .. } if lib.step == Step::Checking => {
+                self.list(lib, cx);
+                LockEvent::Ignore
+            }
+            Msg::WatchedEvent { .. } if lib.step == Step::Waiting => {
+                self.list(lib, cx);
+                LockEvent::Ignore
+            }
+            _ => LockEvent::Ignore,
+        }
+    }
+
+    fn client_on_timer(&self, lib: &mut Lib, timer: Timer, cx: &mut PCx<Self>) -> LockEvent<u64> {
+        match timer {
+            Timer::Ping if lib.step != Step::Idle => {
+                cx.send_lock(self.server, Msg::Ping { session: lib.session });
+                cx.set_lock_timer(Timer::Ping, self.ping_every());
+                LockEvent::Ignore
+            }
+            Timer::Timeout => self.on_timeout(lib, cx),
+            Timer::Silence if lib.step != Step::Idle => {
+                lib.suspended = true;
+                cx.set_lock_timer(Timer::Suspended, self.session_timeout);
+                LockEvent::Ignore
+            }
+            Timer::Suspended if lib.suspended => self.expired(lib, cx),
+            _ => LockEvent::Ignore,
+        }
+    }
+
+    fn show_msg(&self, from: NodeId, msg: &Msg) -> String {
+        let sid = |s: &u8| format!("0x{from}{s:02x}");
+        match msg {
+            Msg::Create { session, tagged: true } => {
+                format!("create -e -s /lock/_c_{from}-lock- (session {})", sid(session))
+            }
+            Msg::Create { session, .. } => format!("create -e -s /lock/lock- (session {})", sid(session)),
+            Msg::Created { seq } => format!("Created {}", Self::node(*seq)),
+            Msg::GetChildren { watch: true, .. } => "ls -w /lock".into(),
+            Msg::GetChildren { .. } => "ls /lock".into(),
+            Msg::Children { kids } => {
+                let names: Vec<String> = kids
+                    .iter()
+                    .map(|(s, tag)| match tag {
+                        Some(c) => format!("_c_{c}-lock-{s:010}"),
+                        None => format!("lock-{s:010}"),
+                    })
+                    .collect();
+                format!("[{}]", names.join(", "))
+            }
+            Msg::Exists { seq, .. } => format!("stat -w {}", Self::node(*seq)),
+            Msg::Stat { seq, exists: true } => format!("{} exists (watch set)", Self::node(*seq)),
+            Msg::Stat { seq, exists: false } => format!("Node does not exist: {}", Self::node(*seq)),
+            Msg::Delete { seq, .. } => format!("delete {}", Self::node(*seq)),
+            Msg::Close { session } => format!("close session {}", sid(session)),
+            Msg::Ping { .. } => "ping".into(),
+            Msg::Pong => "pong".into(),
+            Msg::SessionExpired => "KeeperErrorCode = Session expired".into(),
+            Msg::WatchedEvent { node: Some(seq) } => format!("WatchedEvent NodeDeleted {}", Self::node(*seq)),
+            Msg::WatchedEvent { node: None } => "WatchedEvent NodeChildrenChanged /lock".into(),
+        }
+    }
+
+    fn show_timer(&self, timer: &Timer) -> String {
+        match timer {
+            Timer::Session(_) => format!("session timeout ({} ticks without a heartbeat)", self.session_timeout),
+            Timer::Ping => "ping interval".into(),
+            Timer::Timeout => "request timeout (ConnectionLoss) / watch re-check".into(),
+            Timer::Silence => "read timeout: connection SUSPENDED".into(),
+            Timer::Suspended => "suspended for the session timeout: connection LOST".into(),
+        }
+    }
+}
+
+impl Ids for Ensemble {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        for z in &mut self.children {
+            z.owner = f(z.owner);
+        }
+        for s in &mut self.sessions {
+            s.client = f(s.client);
+        }
+        self.sessions.sort();
+        for w in &mut self.watches {
+            w.0 = f(w.0);
+        }
+        self.watches.sort();
+    }
+}
+
+impl Ids for Msg {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        if let Msg::Children { kids } = self {
+            for (_, tag) in kids {
+                *tag = tag.map(f);
+            }
+        }
+    }
+}
+
+impl Ids for Timer {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        if let Timer::Session(c) = self {
+            *c = f(*c);
+        }
+    }
+}
+
+crate::no_ids!(Lib);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Effect, Wire};
+    use crate::spec::{OnLost, Workload};
+
+    fn env() -> Env {
+        Env {
+            clients: 2,
+            workload: Workload::Oversell,
+            timed: true,
+            ttl: 3,
+            stock: 1,
+            work_ticks: 0,
+            on_lost: OnLost::Stop,
+        }
+    }
+
+    fn sent(cx: &PCx<ZooKeeper>) -> Vec<(NodeId, Msg)> {
+        cx.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { to, msg: Wire::Lock(m) } => Some((*to, m.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_expired_session_loses_its_node_and_wakes_the_predecessor_watcher() {
+        let zk = build(Options::default(), &env()).unwrap();
+        let mut e = Ensemble::default();
+        let mut cx = PCx::<ZooKeeper>::new(2, 0);
+        zk.server_on_msg(&mut e, 0, Msg::Create { session: 0, tagged: false }, &mut cx);
+        zk.server_on_msg(&mut e, 1, Msg::Create { session: 0, tagged: false }, &mut cx);
+        zk.server_on_msg(&mut e, 1, Msg::Exists { session: 0, seq: 1 }, &mut cx);
+        let mut cx = PCx::<ZooKeeper>::new(2, 3);
+        zk.server_on_timer(&mut e, Timer::Session(0), &mut cx);
+        assert_eq!(e.children.iter().map(|z| z.seq).collect::<Vec<_>>(), vec![2]);
+        assert!(sent(&cx).contains(&(1, Msg::WatchedEvent { node: Some(1) })));
+        assert!(cx.effects.contains(&Effect::Observe(Observation::Expired { client: 0 })));
+        let mut cx = PCx::<ZooKeeper>::new(2, 3);
+        zk.server_on_msg(&mut e, 0, Msg::Ping { session: 0 }, &mut cx);
+        assert_eq!(sent(&cx), vec![(0, Msg::SessionExpired)], "the old session is told it expired");
+    }
+
+    #[test]
+    fn a_lost_create_reply_is_found_again_only_with_protection() {
+        for protection in [false, true] {
+            let zk = build(Options { protection, ..Default::default() }, &env()).unwrap();
+            let mut lib = Lib::default();
+            let mut cx = PCx::<ZooKeeper>::new(0, 0);
+            zk.acquire(&mut lib, &mut cx);
+            let mut cx = PCx::<ZooKeeper>::new(0, 1);
+            zk.client_on_timer(&mut lib, Timer::Timeout, &mut cx);
+            let again = sent(&cx);
+            if protection {
+                assert_eq!(again, vec![(2, Msg::GetChildren { session: 0, watch: false })]);
+                let ev = zk.client_on_msg(&mut lib, 2, Msg::Children { kids: vec![(1, Some(0))] }, &mut cx);
+                assert_eq!(ev, LockEvent::Granted { hold: 1, token: Some(1), valid_for: None });
+            } else {
+                assert_eq!(
+                    again,
+                    vec![(2, Msg::Create { session: 0, tagged: false })],
+                    "a second node: the orphan stays"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn curator_counts_nested_acquires_and_the_bare_recipe_queues_behind_itself() {
+        let env = env();
+        let mut lib = Lib { step: Step::Holding, mine: Some(4), count: 1, ..Lib::default() };
+        let bare = build(Options::default(), &env).unwrap();
+        assert_eq!(bare.acquire(&mut lib.clone(), &mut PCx::<ZooKeeper>::new(0, 0)), LockEvent::Queued);
+        let curator = build_curator(CuratorOptions::default(), &env).unwrap();
+        let ev = curator.acquire(&mut lib, &mut PCx::<ZooKeeper>::new(0, 0));
+        assert_eq!(ev, LockEvent::Granted { hold: 4, token: Some(4), valid_for: None });
+        let mut cx = PCx::<ZooKeeper>::new(0, 0);
+        curator.release(&mut lib, &4, &mut cx);
+        assert!(sent(&cx).is_empty(), "the first release only counts down");
+        curator.release(&mut lib, &4, &mut cx);
+        assert!(sent(&cx).contains(&(2, Msg::Delete { session: 0, seq: 4 })));
+    }
+}
