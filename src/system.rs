@@ -79,8 +79,13 @@ impl<P: Protocol> LockSystem<P> {
         self.on_lock_event(c, ev, cx);
     }
 
+    /// A request to the resource; with durations, one that gets no answer in a tick has failed
+    /// (a statement timeout), whatever it did.
     fn to_resource(&self, req: ResReq, cx: &mut Cx<P>) {
         cx.send(self.resource_node, Wire::Res(req));
+        if self.env.timed {
+            cx.set_timer(Tmr::Statement, 1);
+        }
     }
 
     /// The client holds the lock. Read-modify-write computes between its read and its write; other
@@ -203,6 +208,7 @@ impl<P: Protocol> LockSystem<P> {
     }
 
     fn on_reply(&self, c: &mut Cl<P>, reply: ResReply, cx: &mut Cx<P>) {
+        cx.cancel_timer(Tmr::Statement);
         match (c.phase, reply) {
             (Phase::Reading, ResReply::Stock(s)) if s >= 1 => {
                 c.new_stock = s - 1;
@@ -275,6 +281,11 @@ impl<P: Protocol> Machine for LockSystem<P> {
         match (state, timer) {
             (NodeState::Client(c), Tmr::Retry) if c.phase == Phase::Acquiring => self.ask(c, cx),
             (NodeState::Client(c), Tmr::Work) if c.phase == Phase::Working => self.touch_resource(c, cx),
+            (NodeState::Client(c), Tmr::Statement)
+                if matches!(c.phase, Phase::Reading | Phase::Writing | Phase::Decrementing) =>
+            {
+                self.finish(c, cx)
+            }
             (NodeState::Client(c), Tmr::Validity) if c.depth > 0 => {
                 // The work is abandoned, but `unlock()` still runs, as in a `finally` block.
                 cx.observe(Observation::LeaseLapsed { client: cx.me });
@@ -294,12 +305,16 @@ impl<P: Protocol> Machine for LockSystem<P> {
         self.proto.symmetric_servers()
     }
 
+    fn fifo(&self) -> bool {
+        self.proto.fifo()
+    }
+
     fn is_store_request(&self, msg: &Self::Msg) -> bool {
         matches!(msg, Wire::Res(_))
     }
 
     fn is_app_input(&self, msg: Option<&Self::Msg>, timer: Option<&Self::Timer>) -> bool {
-        matches!(msg, Some(Wire::ResReply(_))) || matches!(timer, Some(Tmr::Retry | Tmr::Work | Tmr::Validity))
+        matches!(msg, Some(Wire::ResReply(_))) || matches!(timer, Some(Tmr::Retry | Tmr::Work | Tmr::Validity | Tmr::Statement))
     }
 
     fn show_msg(&self, from: NodeId, msg: &Self::Msg) -> String {
@@ -316,6 +331,7 @@ impl<P: Protocol> Machine for LockSystem<P> {
             Tmr::Retry => "retry".into(),
             Tmr::Validity => "lock validity".into(),
             Tmr::Work => "work done".into(),
+            Tmr::Statement => "statement timeout".into(),
         }
     }
 

@@ -23,6 +23,8 @@ use crate::spec::{FaultBudget, Loaded, Targets, TimeMode};
 pub struct Envelope<Msg> {
     pub src: NodeId,
     pub dst: NodeId,
+    /// Place in its connection's queue, for machines whose connections are FIFO (0 = next).
+    pub pos: u8,
     pub msg: Msg,
     /// Held back by a network delay fault: it may arrive at any later moment, time goes on meanwhile.
     pub late: bool,
@@ -188,7 +190,7 @@ impl<M: Machine> World<M> {
 
     /// A message to a crashed node can still arrive: it is then lost. One to a paused node waits.
     fn deliverable(&self, s: &State<M>, e: &Envelope<M::Msg>) -> bool {
-        !s.nodes[e.dst].paused && !Self::crosses_cut(s, e.src, e.dst)
+        e.pos == 0 && !s.nodes[e.dst].paused && !Self::crosses_cut(s, e.src, e.dst)
     }
 
     fn due(&self, s: &State<M>, id: NodeId, deadline: i64) -> bool {
@@ -231,7 +233,12 @@ impl<M: Machine> World<M> {
             match e {
                 // A node that is down refuses the connection: the message is never sent.
                 Effect::Send { to, msg } if s.nodes[to].state.is_some() => {
-                    Self::post(s, Envelope { src: me, dst: to, msg, late: false })
+                    let pos = if self.machine.fifo() {
+                        s.net.iter().filter(|e| e.src == me && e.dst == to).count() as u8
+                    } else {
+                        0
+                    };
+                    Self::post(s, Envelope { src: me, dst: to, pos, msg, late: false })
                 }
                 Effect::Send { .. } => {}
                 Effect::SetTimer { timer, after } => {
@@ -252,6 +259,18 @@ impl<M: Machine> World<M> {
                 }
             }
         }
+    }
+
+    /// Takes envelope `i` off the network; on a FIFO connection the ones behind it move up.
+    fn take(s: &mut State<M>, i: usize) -> Envelope<M::Msg> {
+        let e = s.net.remove(i);
+        if e.pos > 0 || s.net.iter().any(|x| x.src == e.src && x.dst == e.dst && x.pos > 0) {
+            for x in s.net.iter_mut().filter(|x| x.src == e.src && x.dst == e.dst && x.pos > e.pos) {
+                x.pos -= 1;
+            }
+            s.net.sort();
+        }
+        e
     }
 
     fn post(s: &mut State<M>, env: Envelope<M::Msg>) {
@@ -440,7 +459,7 @@ impl<M: Machine> World<M> {
         match a {
             Action::Deliver(e) => {
                 let i = s.net.binary_search(e).ok()?;
-                let e = s.net.remove(i);
+                let e = Self::take(&mut s, i);
                 let now = self.reading(&s, e.dst);
                 let mut cx = Cx::new(e.dst, now);
                 let Some(mut st) = s.nodes[e.dst].state.take() else {
@@ -511,12 +530,13 @@ impl<M: Machine> World<M> {
             Action::Lose(e) => {
                 s.used.losses += 1;
                 let i = s.net.binary_search(e).ok()?;
-                s.net.remove(i);
+                Self::take(&mut s, i);
             }
             Action::Delay(e) => {
                 s.used.delays += 1;
                 let i = s.net.binary_search(e).ok()?;
-                let mut e = s.net.remove(i);
+                let mut e = Self::take(&mut s, i);
+                e.pos = s.net.iter().filter(|x| x.src == e.src && x.dst == e.dst).count() as u8;
                 e.late = true;
                 Self::post(&mut s, e);
             }

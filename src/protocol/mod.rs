@@ -214,6 +214,11 @@ pub trait Machine: Send + Sync + 'static {
     fn symmetric_servers(&self) -> bool {
         false
     }
+    /// Whether messages between two nodes arrive in the order they were sent (a TCP session, as
+    /// ZooKeeper's); otherwise the network may reorder them.
+    fn fifo(&self) -> bool {
+        false
+    }
     /// Whether a message is a request to the protected resource (counted by the simulator).
     fn is_store_request(&self, _msg: &Self::Msg) -> bool {
         false
@@ -250,6 +255,8 @@ pub enum Tmr<T> {
     Validity,
     /// The client's work inside the critical section is done.
     Work,
+    /// A request to the resource went unanswered.
+    Statement,
 }
 
 pub type PCx<P> = Cx<Wire<<P as Protocol>::Msg>, Tmr<<P as Protocol>::Timer>, <P as Protocol>::Durable>;
@@ -390,6 +397,10 @@ pub trait Protocol: Sized + Send + Sync + 'static {
         LockEvent::Ignore
     }
 
+    /// Whether the client's connection to the servers delivers in order (see [`Machine::fifo`]).
+    fn fifo(&self) -> bool {
+        false
+    }
     /// A message as the real system's log or wire would show it (`SET lock c0:3 NX PX 30`).
     fn show_msg(&self, _from: NodeId, msg: &Self::Msg) -> String {
         format!("{msg:?}")

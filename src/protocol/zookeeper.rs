@@ -169,39 +169,47 @@ pub struct Ensemble {
 pub enum Msg {
     Create {
         session: u8,
+        xid: u8,
         tagged: bool,
     },
     Created {
+        xid: u8,
         seq: u64,
     },
     GetChildren {
         session: u8,
+        xid: u8,
         watch: bool,
     },
     Children {
+        xid: u8,
         kids: Vec<(u64, Option<NodeId>)>,
     },
     Exists {
         session: u8,
+        xid: u8,
         seq: u64,
     },
     Stat {
+        xid: u8,
         seq: u64,
         exists: bool,
     },
+    /// `delete` the node; `close`: and close the session (the recipe's unlock, as the process ends).
     Delete {
         session: u8,
-        seq: u64,
-    },
-    Close {
-        session: u8,
+        seq: Option<u64>,
+        close: bool,
     },
     Ping {
         session: u8,
     },
     /// Only Curator's connection-state tracking needs to hear the answer to a ping.
     Pong,
-    SessionExpired,
+    /// The answer to any request on an expired (or closed) session.
+    SessionExpired {
+        session: u8,
+    },
     /// `NodeDeleted` on a node (`Some`) or `NodeChildrenChanged` on `/lock` (`None`).
     WatchedEvent {
         node: Option<u64>,
@@ -241,6 +249,9 @@ pub enum Step {
 pub struct Lib {
     /// The session in use (a new one after each expiry).
     pub session: u8,
+    /// The outstanding request's id: a reply to an older request is stale and ignored, as
+    /// ZooKeeper's client matches replies to requests by xid.
+    pub xid: u8,
     pub step: Step,
     pub mine: Option<u64>,
     /// Curator's reentrancy count for the owner.
@@ -256,7 +267,8 @@ impl ZooKeeper {
     }
 
     fn request_timeout(&self) -> i64 {
-        self.curator.map(|c| c.connection_timeout).unwrap_or(1)
+        // ZooKeeper's client declares ConnectionLoss after its read timeout, 2/3 of the session's.
+        self.curator.map(|c| c.connection_timeout).unwrap_or(((self.session_timeout * 2) + 2) / 3)
     }
 
     fn save(&self, e: &Ensemble, cx: &mut PCx<Self>) {
@@ -267,9 +279,14 @@ impl ZooKeeper {
     fn admit(&self, e: &mut Ensemble, client: NodeId, epoch: u8, cx: &mut PCx<Self>) -> bool {
         match e.sessions.iter_mut().find(|s| s.client == client) {
             Some(s) if s.epoch == epoch && s.live => {}
-            Some(s) if s.epoch < epoch => *s = Session { client, epoch, live: true },
+            Some(s) if s.epoch < epoch => {
+                // The client gave up its old session (it expired, or Curator declared it LOST). One
+                // record per client: the old session's nodes go now rather than at its timeout.
+                let old = std::mem::replace(s, Session { client, epoch, live: true });
+                self.delete_where(e, |z| z.owner == client && z.session == old.epoch, cx);
+            }
             Some(_) => {
-                cx.send_lock(client, Msg::SessionExpired);
+                cx.send_lock(client, Msg::SessionExpired { session: epoch });
                 return false;
             }
             None => {
@@ -306,21 +323,24 @@ impl ZooKeeper {
         }
     }
 
-    fn send(&self, msg: Msg, cx: &mut PCx<Self>) {
-        cx.send_lock(self.server, msg);
+    /// Sends the library's one outstanding request, under a fresh xid.
+    fn request(&self, lib: &mut Lib, cx: &mut PCx<Self>, make: impl FnOnce(u8, u8) -> Msg) {
+        lib.xid = lib.xid.wrapping_add(1);
+        cx.send_lock(self.server, make(lib.session, lib.xid));
         cx.set_lock_timer(Timer::Timeout, self.request_timeout());
     }
 
     fn list(&self, lib: &mut Lib, cx: &mut PCx<Self>) {
         lib.step = Step::Listing;
-        let msg = Msg::GetChildren { session: lib.session, watch: self.watch == Watch::All };
-        self.send(msg, cx);
+        let watch = self.watch == Watch::All;
+        self.request(lib, cx, |session, xid| Msg::GetChildren { session, xid, watch });
     }
 
     fn create(&self, lib: &mut Lib, cx: &mut PCx<Self>) {
         lib.step = Step::Creating;
         lib.mine = None;
-        self.send(Msg::Create { session: lib.session, tagged: self.protection }, cx);
+        let tagged = self.protection;
+        self.request(lib, cx, |session, xid| Msg::Create { session, xid, tagged });
     }
 
     /// The session is gone: a new one will be opened by the next request.
@@ -369,14 +389,12 @@ impl ZooKeeper {
             None => {
                 lib.step = Step::Holding;
                 lib.count = 1;
-                let token = Some(mine);
-                cx.observe(Observation::Granted { client: cx.me, token });
-                LockEvent::Granted { hold: mine, token, valid_for: None }
+                LockEvent::Granted { hold: mine, token: Some(mine), valid_for: None }
             }
             Some(_) if self.watch == Watch::All => self.wait(lib, cx),
             Some(pred) => {
                 lib.step = Step::Checking;
-                self.send(Msg::Exists { session: lib.session, seq: pred }, cx);
+                self.request(lib, cx, |session, xid| Msg::Exists { session, xid, seq: pred });
                 LockEvent::Ignore
             }
         }
@@ -399,8 +417,8 @@ impl ZooKeeper {
                 let mine = lib.mine;
                 lib.step = Step::Idle;
                 lib.retries = 0;
-                if let Some(seq) = mine {
-                    cx.send_lock(self.server, Msg::Delete { session: lib.session, seq });
+                if mine.is_some() {
+                    cx.send_lock(self.server, Msg::Delete { session: lib.session, seq: mine, close: false });
                 }
                 return LockEvent::Busy { retry_after: c.base_sleep };
             }
@@ -409,14 +427,83 @@ impl ZooKeeper {
         match lib.step {
             Step::Creating if self.protection => {
                 lib.step = Step::Finding;
-                self.send(Msg::GetChildren { session: lib.session, watch: false }, cx);
+                self.request(lib, cx, |session, xid| Msg::GetChildren { session, xid, watch: false });
             }
             Step::Creating => self.create(lib, cx),
-            Step::Finding => self.send(Msg::GetChildren { session: lib.session, watch: false }, cx),
+            Step::Finding => self.request(lib, cx, |session, xid| Msg::GetChildren { session, xid, watch: false }),
             Step::Listing | Step::Checking | Step::Waiting => self.list(lib, cx),
             Step::Idle | Step::Holding => {}
         }
         LockEvent::Ignore
+    }
+
+    /// The lock is whoever owns the lowest child: when that changes, the server has granted it
+    /// (the recipe's clients learn it later, from a listing).
+    fn granted_since(&self, e: &Ensemble, lowest: Option<u64>, cx: &mut PCx<Self>) {
+        if let Some(z) = e.children.first()
+            && Some(z.seq) != lowest
+        {
+            cx.observe(Observation::Granted { client: z.owner, token: Some(z.seq) });
+        }
+    }
+
+    fn serve(&self, e: &mut Ensemble, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
+        let session = match &msg {
+            Msg::Create { session, .. }
+            | Msg::GetChildren { session, .. }
+            | Msg::Exists { session, .. }
+            | Msg::Delete { session, .. }
+            | Msg::Ping { session } => *session,
+            _ => return,
+        };
+        if !self.admit(e, from, session, cx) {
+            return;
+        }
+        match msg {
+            Msg::Create { tagged, xid, .. } => {
+                e.zxid += 1;
+                let seq = e.zxid;
+                e.children.push(Znode { seq, owner: from, session, tagged });
+                cx.send_lock(from, Msg::Created { xid, seq });
+                self.changed(e, seq, false, cx);
+            }
+            Msg::GetChildren { watch, xid, .. } => {
+                let kids = e.children.iter().map(|z| (z.seq, z.tagged.then_some(z.owner))).collect();
+                cx.send_lock(from, Msg::Children { xid, kids });
+                if watch {
+                    Self::watch(e, (from, None));
+                }
+            }
+            Msg::Exists { seq, xid, .. } => {
+                let exists = e.children.iter().any(|z| z.seq == seq);
+                cx.send_lock(from, Msg::Stat { xid, seq, exists });
+                if exists {
+                    Self::watch(e, (from, Some(seq)));
+                }
+            }
+            Msg::Delete { seq, close: false, .. } => self.delete_where(e, |z| Some(z.seq) == seq, cx),
+            Msg::Delete { close: true, .. } => {
+                // Closed, not forgotten: a late ping of this session must not reopen it.
+                e.sessions.iter_mut().filter(|s| s.client == from).for_each(|s| s.live = false);
+                e.watches.retain(|(w, _)| *w != from);
+                cx.cancel_lock_timer(Timer::Session(from));
+                self.delete_where(e, |z| z.owner == from && z.session == session, cx);
+            }
+            Msg::Ping { .. } if self.curator.is_some() => cx.send_lock(from, Msg::Pong),
+            _ => {}
+        }
+        self.save(e, cx);
+    }
+
+    fn expire(&self, e: &mut Ensemble, timer: Timer, cx: &mut PCx<Self>) {
+        let Timer::Session(client) = timer else { return };
+        let Some(s) = e.sessions.iter_mut().find(|s| s.client == client && s.live) else { return };
+        s.live = false;
+        let epoch = s.epoch;
+        e.watches.retain(|(w, _)| *w != client);
+        cx.observe(Observation::Expired { client });
+        self.delete_where(e, |z| z.owner == client && z.session == epoch, cx);
+        self.save(e, cx);
     }
 
     fn node(seq: u64) -> String {
@@ -444,6 +531,11 @@ impl Protocol for ZooKeeper {
         self.fencing
     }
 
+    /// A ZooKeeper session is one TCP connection: replies and watch events arrive in order.
+    fn fifo(&self) -> bool {
+        true
+    }
+
     fn server_start(&self, _: usize, _: &mut PCx<Self>) -> Ensemble {
         Ensemble::default()
     }
@@ -459,63 +551,15 @@ impl Protocol for ZooKeeper {
     }
 
     fn server_on_msg(&self, e: &mut Ensemble, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
-        let session = match &msg {
-            Msg::Create { session, .. }
-            | Msg::GetChildren { session, .. }
-            | Msg::Exists { session, .. }
-            | Msg::Delete { session, .. }
-            | Msg::Close { session }
-            | Msg::Ping { session } => *session,
-            _ => return,
-        };
-        if !self.admit(e, from, session, cx) {
-            return;
-        }
-        match msg {
-            Msg::Create { tagged, .. } => {
-                e.zxid += 1;
-                let seq = e.zxid;
-                e.children.push(Znode { seq, owner: from, session, tagged });
-                cx.send_lock(from, Msg::Created { seq });
-                self.changed(e, seq, false, cx);
-            }
-            Msg::GetChildren { watch, .. } => {
-                let kids = e.children.iter().map(|z| (z.seq, z.tagged.then_some(z.owner))).collect();
-                cx.send_lock(from, Msg::Children { kids });
-                if watch {
-                    Self::watch(e, (from, None));
-                }
-            }
-            Msg::Exists { seq, .. } => {
-                let exists = e.children.iter().any(|z| z.seq == seq);
-                cx.send_lock(from, Msg::Stat { seq, exists });
-                if exists {
-                    Self::watch(e, (from, Some(seq)));
-                }
-            }
-            Msg::Delete { seq, .. } => self.delete_where(e, |z| z.seq == seq, cx),
-            Msg::Close { .. } => {
-                // Closed, not forgotten: a late ping of this session must not reopen it.
-                e.sessions.iter_mut().filter(|s| s.client == from).for_each(|s| s.live = false);
-                e.watches.retain(|(w, _)| *w != from);
-                cx.cancel_lock_timer(Timer::Session(from));
-                self.delete_where(e, |z| z.owner == from && z.session == session, cx);
-            }
-            Msg::Ping { .. } if self.curator.is_some() => cx.send_lock(from, Msg::Pong),
-            _ => {}
-        }
-        self.save(e, cx);
+        let lowest = e.children.first().map(|z| z.seq);
+        self.serve(e, from, msg, cx);
+        self.granted_since(e, lowest, cx);
     }
 
     fn server_on_timer(&self, e: &mut Ensemble, timer: Timer, cx: &mut PCx<Self>) {
-        let Timer::Session(client) = timer else { return };
-        let Some(s) = e.sessions.iter_mut().find(|s| s.client == client && s.live) else { return };
-        s.live = false;
-        let epoch = s.epoch;
-        e.watches.retain(|(w, _)| *w != client);
-        cx.observe(Observation::Expired { client });
-        self.delete_where(e, |z| z.owner == client && z.session == epoch, cx);
-        self.save(e, cx);
+        let lowest = e.children.first().map(|z| z.seq);
+        self.expire(e, timer, cx);
+        self.granted_since(e, lowest, cx);
     }
 
     fn acquire(&self, lib: &mut Lib, cx: &mut PCx<Self>) -> LockEvent<u64> {
@@ -539,11 +583,9 @@ impl Protocol for ZooKeeper {
             lib.count -= 1;
             return;
         }
-        if lib.mine == Some(*seq) {
-            cx.send_lock(self.server, Msg::Delete { session: lib.session, seq: *seq });
-        }
         if lib.step != Step::Idle {
-            cx.send_lock(self.server, Msg::Close { session: lib.session });
+            let seq = (lib.mine == Some(*seq)).then_some(*seq);
+            cx.send_lock(self.server, Msg::Delete { session: lib.session, seq, close: true });
         }
         *lib = Lib { session: lib.session, ..Lib::default() };
         for t in [Timer::Ping, Timer::Timeout, Timer::Silence, Timer::Suspended] {
@@ -557,14 +599,17 @@ impl Protocol for ZooKeeper {
         }
         self.heard(lib, cx);
         match msg {
-            Msg::SessionExpired => self.expired(lib, cx),
-            Msg::Created { seq } if lib.step == Step::Creating => {
+            Msg::SessionExpired { session } if session == lib.session => self.expired(lib, cx),
+            Msg::Created { xid, .. } | Msg::Children { xid, .. } | Msg::Stat { xid, .. } if xid != lib.xid => {
+                LockEvent::Ignore
+            }
+            Msg::Created { seq, .. } if lib.step == Step::Creating => {
                 lib.mine = Some(seq);
                 lib.retries = 0;
                 self.list(lib, cx);
                 LockEvent::Ignore
             }
-            Msg::Children { kids } => {
+            Msg::Children { kids, .. } => {
                 lib.retries = 0;
                 self.on_children(lib, kids, cx)
             }
@@ -602,14 +647,14 @@ impl Protocol for ZooKeeper {
     fn show_msg(&self, from: NodeId, msg: &Msg) -> String {
         let sid = |s: &u8| format!("0x{from}{s:02x}");
         match msg {
-            Msg::Create { session, tagged: true } => {
+            Msg::Create { session, tagged: true, .. } => {
                 format!("create -e -s /lock/_c_{from}-lock- (session {})", sid(session))
             }
             Msg::Create { session, .. } => format!("create -e -s /lock/lock- (session {})", sid(session)),
-            Msg::Created { seq } => format!("Created {}", Self::node(*seq)),
+            Msg::Created { seq, .. } => format!("Created {}", Self::node(*seq)),
             Msg::GetChildren { watch: true, .. } => "ls -w /lock".into(),
             Msg::GetChildren { .. } => "ls /lock".into(),
-            Msg::Children { kids } => {
+            Msg::Children { kids, .. } => {
                 let names: Vec<String> = kids
                     .iter()
                     .map(|(s, tag)| match tag {
@@ -620,13 +665,16 @@ impl Protocol for ZooKeeper {
                 format!("[{}]", names.join(", "))
             }
             Msg::Exists { seq, .. } => format!("stat -w {}", Self::node(*seq)),
-            Msg::Stat { seq, exists: true } => format!("{} exists (watch set)", Self::node(*seq)),
-            Msg::Stat { seq, exists: false } => format!("Node does not exist: {}", Self::node(*seq)),
-            Msg::Delete { seq, .. } => format!("delete {}", Self::node(*seq)),
-            Msg::Close { session } => format!("close session {}", sid(session)),
+            Msg::Stat { seq, exists: true, .. } => format!("{} exists (watch set)", Self::node(*seq)),
+            Msg::Stat { seq, exists: false, .. } => format!("Node does not exist: {}", Self::node(*seq)),
+            Msg::Delete { seq: Some(seq), close: false, .. } => format!("delete {}", Self::node(*seq)),
+            Msg::Delete { seq: Some(seq), close: true, session } => {
+                format!("delete {}; close session {}", Self::node(*seq), sid(session))
+            }
+            Msg::Delete { seq: None, session, .. } => format!("close session {}", sid(session)),
             Msg::Ping { .. } => "ping".into(),
             Msg::Pong => "pong".into(),
-            Msg::SessionExpired => "KeeperErrorCode = Session expired".into(),
+            Msg::SessionExpired { .. } => "KeeperErrorCode = Session expired".into(),
             Msg::WatchedEvent { node: Some(seq) } => format!("WatchedEvent NodeDeleted {}", Self::node(*seq)),
             Msg::WatchedEvent { node: None } => "WatchedEvent NodeChildrenChanged /lock".into(),
         }
@@ -661,7 +709,7 @@ impl Ids for Ensemble {
 
 impl Ids for Msg {
     fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
-        if let Msg::Children { kids } = self {
+        if let Msg::Children { kids, .. } = self {
             for (_, tag) in kids {
                 *tag = tag.map(f);
             }
@@ -712,9 +760,9 @@ mod tests {
         let zk = build(Options::default(), &env()).unwrap();
         let mut e = Ensemble::default();
         let mut cx = PCx::<ZooKeeper>::new(2, 0);
-        zk.server_on_msg(&mut e, 0, Msg::Create { session: 0, tagged: false }, &mut cx);
-        zk.server_on_msg(&mut e, 1, Msg::Create { session: 0, tagged: false }, &mut cx);
-        zk.server_on_msg(&mut e, 1, Msg::Exists { session: 0, seq: 1 }, &mut cx);
+        zk.server_on_msg(&mut e, 0, Msg::Create { session: 0, xid: 1, tagged: false }, &mut cx);
+        zk.server_on_msg(&mut e, 1, Msg::Create { session: 0, xid: 1, tagged: false }, &mut cx);
+        zk.server_on_msg(&mut e, 1, Msg::Exists { session: 0, xid: 2, seq: 1 }, &mut cx);
         let mut cx = PCx::<ZooKeeper>::new(2, 3);
         zk.server_on_timer(&mut e, Timer::Session(0), &mut cx);
         assert_eq!(e.children.iter().map(|z| z.seq).collect::<Vec<_>>(), vec![2]);
@@ -722,7 +770,7 @@ mod tests {
         assert!(cx.effects.contains(&Effect::Observe(Observation::Expired { client: 0 })));
         let mut cx = PCx::<ZooKeeper>::new(2, 3);
         zk.server_on_msg(&mut e, 0, Msg::Ping { session: 0 }, &mut cx);
-        assert_eq!(sent(&cx), vec![(0, Msg::SessionExpired)], "the old session is told it expired");
+        assert_eq!(sent(&cx), vec![(0, Msg::SessionExpired { session: 0 })], "the old session is told it expired");
     }
 
     #[test]
@@ -736,13 +784,16 @@ mod tests {
             zk.client_on_timer(&mut lib, Timer::Timeout, &mut cx);
             let again = sent(&cx);
             if protection {
-                assert_eq!(again, vec![(2, Msg::GetChildren { session: 0, watch: false })]);
-                let ev = zk.client_on_msg(&mut lib, 2, Msg::Children { kids: vec![(1, Some(0))] }, &mut cx);
+                assert_eq!(again, vec![(2, Msg::GetChildren { session: 0, xid: 2, watch: false })]);
+                let kids = vec![(1, Some(0))];
+                let stale = zk.client_on_msg(&mut lib, 2, Msg::Children { xid: 1, kids: kids.clone() }, &mut cx);
+                assert_eq!(stale, LockEvent::Ignore, "a reply to an older request is ignored");
+                let ev = zk.client_on_msg(&mut lib, 2, Msg::Children { xid: 2, kids }, &mut cx);
                 assert_eq!(ev, LockEvent::Granted { hold: 1, token: Some(1), valid_for: None });
             } else {
                 assert_eq!(
                     again,
-                    vec![(2, Msg::Create { session: 0, tagged: false })],
+                    vec![(2, Msg::Create { session: 0, xid: 2, tagged: false })],
                     "a second node: the orphan stays"
                 );
             }
@@ -762,6 +813,6 @@ mod tests {
         curator.release(&mut lib, &4, &mut cx);
         assert!(sent(&cx).is_empty(), "the first release only counts down");
         curator.release(&mut lib, &4, &mut cx);
-        assert!(sent(&cx).contains(&(2, Msg::Delete { session: 0, seq: 4 })));
+        assert!(sent(&cx).contains(&(2, Msg::Delete { session: 0, seq: Some(4), close: true })));
     }
 }
