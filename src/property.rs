@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::protocol::{NodeId, Observation};
-use crate::spec::{MAX_CLIENTS, Workload};
+use crate::spec::{MAX_SIM_CLIENTS as MAX_CLIENTS, Workload};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

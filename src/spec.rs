@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use crate::property::PropertyName;
 
 pub const MAX_CLIENTS: usize = 6;
+/// The simulator runs more clients than the model checker can explore (the herd effect needs 8).
+pub const MAX_SIM_CLIENTS: usize = 8;
 pub const MAX_BUDGET: u8 = 3;
 pub const MAX_HORIZON: u16 = 64;
 
@@ -319,15 +321,20 @@ pub fn load_model(path: &Path) -> Result<Loaded, SpecError> {
 }
 
 /// What model specs and simulation scenarios share: a description and a setup within limits.
-pub(crate) fn validate_common(path: &Path, description: &str, setup: &Setup) -> Result<(), SpecError> {
+pub(crate) fn validate_common(
+    path: &Path,
+    description: &str,
+    setup: &Setup,
+    max_clients: usize,
+) -> Result<(), SpecError> {
     if description.trim().is_empty() {
         return Err(SpecError::field(path, "description", "must say what the spec shows"));
     }
-    if setup.clients == 0 || setup.clients > MAX_CLIENTS {
+    if setup.clients == 0 || setup.clients > max_clients {
         return Err(SpecError::field(
             path,
             "setup.clients",
-            format!("must be 1..={MAX_CLIENTS}, got {}", setup.clients),
+            format!("must be 1..={max_clients}, got {}", setup.clients),
         ));
     }
     if !(0..=100).contains(&setup.stock) {
@@ -339,7 +346,7 @@ pub(crate) fn validate_common(path: &Path, description: &str, setup: &Setup) -> 
 fn validate(l: &Loaded) -> Result<(), SpecError> {
     let (s, p) = (&l.spec, l.path.as_path());
     let err = |field: &str, msg: String| Err(SpecError::field(p, field, msg));
-    validate_common(p, &s.description, &s.setup)?;
+    validate_common(p, &s.description, &s.setup, MAX_CLIENTS)?;
     let t = &s.time;
     if s.setup.work_ticks != 0 && t.mode != TimeMode::Discrete {
         return err("setup.work_ticks", "only meaningful with time.mode = \"discrete\"".into());

@@ -79,12 +79,12 @@ impl<P: Protocol> LockSystem<P> {
         self.on_lock_event(c, ev, cx);
     }
 
-    /// A request to the resource; with durations, one that gets no answer in a tick has failed
+    /// A request to the resource; with durations, one that gets no answer within a TTL has failed
     /// (a statement timeout), whatever it did.
     fn to_resource(&self, req: ResReq, cx: &mut Cx<P>) {
         cx.send(self.resource_node, Wire::Res(req));
         if self.env.timed {
-            cx.set_timer(Tmr::Statement, 1);
+            cx.set_timer(Tmr::Statement, self.env.ttl);
         }
     }
 
@@ -314,7 +314,8 @@ impl<P: Protocol> Machine for LockSystem<P> {
     }
 
     fn is_app_input(&self, msg: Option<&Self::Msg>, timer: Option<&Self::Timer>) -> bool {
-        matches!(msg, Some(Wire::ResReply(_))) || matches!(timer, Some(Tmr::Retry | Tmr::Work | Tmr::Validity | Tmr::Statement))
+        matches!(msg, Some(Wire::ResReply(_)))
+            || matches!(timer, Some(Tmr::Retry | Tmr::Work | Tmr::Validity | Tmr::Statement))
     }
 
     fn show_msg(&self, from: NodeId, msg: &Self::Msg) -> String {

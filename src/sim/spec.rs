@@ -190,7 +190,7 @@ pub fn load_sim(path: &Path) -> Result<LoadedSim, SpecError> {
 fn validate(l: &LoadedSim) -> Result<(), SpecError> {
     let (s, p) = (&l.spec, l.path.as_path());
     let err = |field: &str, msg: String| Err(SpecError::field(p, field, msg));
-    crate::spec::validate_common(p, &s.description, &s.setup)?;
+    crate::spec::validate_common(p, &s.description, &s.setup, crate::spec::MAX_SIM_CLIENTS)?;
     let t = &s.time;
     if t.tick_ms == 0 || t.tick_ms > 1000 {
         return err("time.tick_ms", format!("must be 1..=1000, got {}", t.tick_ms));
