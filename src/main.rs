@@ -110,6 +110,12 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // `lockcheck ... | head`: end quietly when the reader goes away, as Unix tools do, rather than
+    // fail a write with "Broken pipe". Rust ignores SIGPIPE by default; restore the default action.
+    // SAFETY: called before any thread starts; SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(code) => code,
@@ -149,7 +155,11 @@ fn run(cli: Cli) -> Result<i32> {
                 anyhow::bail!("--jobs must be at least 1");
             }
             let range = match (seed, seeds.as_deref()) {
-                (Some(s), _) => Some((s, s + 1)),
+                (Some(s), _) => Some((
+                    s,
+                    s.checked_add(1)
+                        .ok_or_else(|| anyhow::anyhow!("--seed {s}: the largest seed is {}", u64::MAX - 1))?,
+                )),
                 (None, Some(r)) => Some(cli::parse_seeds(r).map_err(anyhow::Error::msg)?),
                 (None, None) => None,
             };

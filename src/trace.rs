@@ -18,7 +18,7 @@ pub struct Step {
 pub struct Trace {
     pub spec: String,
     pub engine: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[serde(skip_serializing_if = "Option::is_none", default, with = "seed_text::opt")]
     pub seed: Option<u64>,
     pub property: String,
     pub steps: Vec<Step>,
@@ -219,5 +219,46 @@ mod tests {
             html.contains("<svg") && html.contains("marker-end") && html.contains("client-0 → redis: Acquire"),
             "{html}"
         );
+    }
+}
+
+/// 64-bit seeds travel as JSON strings: a JSON number above 2^53 is rounded by JavaScript tools
+/// (`jq`), and a rounded seed replays another run. Numbers are still read, for older traces.
+pub mod seed_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        Number(u64),
+    }
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Either::deserialize(d)? {
+            Either::Number(n) => Ok(n),
+            Either::Text(t) => t.parse().map_err(|_| serde::de::Error::custom(format!("`{t}` is not a 64-bit seed"))),
+        }
+    }
+
+    pub mod opt {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => super::serialize(v, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrap(#[serde(deserialize_with = "super::deserialize")] u64);
+            Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+        }
     }
 }

@@ -144,6 +144,11 @@ fn bad_input_names_file_and_field_and_writes_nothing() {
             GOOD.replace("[faults]", "[time]\nmode = \"discrete\"\nttl_ticks = 5\nhorizon_ticks = 4\n[faults]"),
             "time.horizon_ticks: 4 is not longer than time.ttl_ticks = 5",
         ),
+        (
+            "no_settle_time",
+            GOOD.replace("[faults]", "[time]\nmode = \"discrete\"\nttl_ticks = 3\nhorizon_ticks = 6\n[faults]"),
+            "it must exceed ttl_ticks + clients × (work_ticks + 1) + 1 = 6 (needed because the spec judges deadlock_free or available)",
+        ),
         ("untimed_pause", GOOD.replace("crashes = 1", "pauses = 1"), "faults.pauses: untimed mode"),
         ("malformed", "description = \"x\nprotocol = ".into(), "malformed TOML"),
     ];
@@ -218,6 +223,16 @@ fn sim_bad_input_names_file_and_field_and_writes_nothing() {
         ("sim_seeds", SIM.replace("seeds = 20", "seeds = 0"), "seeds: must be 1..="),
         ("sim_stock", SIM.replace("clients = 2", "clients = 2\nstock = -3"), "setup.stock: must be 0..=100"),
         ("sim_unknown_field", SIM.replace("[faults]", "[faults]\nmeteors = 2"), "faults.meteors: unknown field"),
+        (
+            "sim_available",
+            SIM.replace("[expect]", "[expect]\navailable = \"violated\""),
+            "expect.available: the simulator cannot judge `available`",
+        ),
+        (
+            "sim_ttl_overflow",
+            SIM.replace("ttl_ticks = 30", "ttl_ticks = 9223372036854775807\ntick_ms = 1000"),
+            "time.ttl_ticks: 9223372036854775807 ticks × tick_ms 1000 is over",
+        ),
     ];
     for (name, text, needle) in cases {
         let d = scratch();
@@ -234,7 +249,7 @@ fn sim_bad_input_names_file_and_field_and_writes_nothing() {
         );
         assert!(!out.exists(), "{name}: nothing may be written");
     }
-    for args in [["--shard", "3/2"], ["--seeds", "9..3"], ["--jobs", "0"]] {
+    for args in [["--shard", "3/2"], ["--seeds", "9..3"], ["--jobs", "0"], ["--seed", "18446744073709551615"]] {
         let o = lockcheck(&["sim", "sims/redis_gc_pause.toml", args[0], args[1]]);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         assert_eq!(stderr(&o).trim_end().lines().count(), 1);
@@ -300,4 +315,90 @@ fn explore_on_a_busy_address_is_a_usage_error() {
     let o = lockcheck(&["explore", "models/redis_ttl_crash.toml", "--addr", &addr]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("cannot listen"));
+}
+
+/// A stopped search confirms no `holds`: the verdict is `unknown`, said in one line, and exit 1.
+#[test]
+fn a_search_stopped_by_its_state_budget_answers_unknown_not_holds() {
+    let o = lockcheck(&["check", "models/redis_fenced_gc_pause.toml", "--max-states", "50", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(v["complete"], false);
+    let verdicts: Vec<&str> = v["results"].as_array().unwrap().iter().map(|r| r["verdict"].as_str().unwrap()).collect();
+    assert!(!verdicts.contains(&"holds"), "{verdicts:?}");
+    assert!(verdicts.contains(&"unknown"), "{verdicts:?}");
+    let human = stdout(&lockcheck(&["check", "models/redis_fenced_gc_pause.toml", "--max-states", "50"]));
+    assert!(human.contains("unknown: the search stopped at the state limit after 50 states"), "{human}");
+}
+
+/// A violation nobody claimed fails the run and says so on its row.
+#[test]
+fn an_unclaimed_violation_is_marked_on_its_row() {
+    let d = scratch();
+    let spec = d.join("unclaimed.toml");
+    std::fs::write(
+        &spec,
+        std::fs::read_to_string("models/redlock_crash_restart.toml")
+            .unwrap()
+            .replace("no_stale_write = \"violated\"", ""),
+    )
+    .unwrap();
+    let o = lockcheck(&["check", spec.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let row = stdout(&o).lines().find(|l| l.trim_start().starts_with("no_stale_write")).unwrap().to_string();
+    assert!(row.contains("VIOLATED (not claimed)"), "{row}");
+}
+
+/// `jq .` turns every JSON number into a double; seeds are strings so a trace survives it.
+#[test]
+fn a_trace_passed_through_a_float_json_tool_still_replays() {
+    fn as_floats(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Number(n) => {
+                let f = n.as_f64().unwrap();
+                *v = if f.fract() == 0.0 { serde_json::json!(f as i64) } else { serde_json::json!(f) };
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(as_floats),
+            serde_json::Value::Object(o) => o.values_mut().for_each(as_floats),
+            _ => {}
+        }
+    }
+    let d = scratch();
+    let o = lockcheck(&[
+        "sim",
+        "sims/redis_gc_pause.toml",
+        "--seeds",
+        "0..20",
+        "--out",
+        d.to_str().unwrap(),
+        "--no-shrink",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let trace = std::fs::read_dir(d.join("redis_gc_pause"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    assert!(v["plan"]["plan"]["loss_seed"].is_string(), "{}", v["plan"]);
+    as_floats(&mut v);
+    std::fs::write(&trace, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    let again = lockcheck(&["replay", trace.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(0), "{}{}", stdout(&again), stderr(&again));
+}
+
+/// `lockcheck list | head -1`: the reader goes away; lockcheck ends without an error message.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lockcheck"))
+        .args(["check", "models/"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_ne!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("Broken pipe"), "{}", stderr(&o));
 }

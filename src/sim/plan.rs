@@ -88,8 +88,10 @@ pub struct Plan {
     /// Faults in time order.
     pub faults: Vec<Fault>,
     /// Seed handed to turmoil (latencies and its internal choices).
+    #[serde(with = "crate::trace::seed_text")]
     pub turmoil_seed: u64,
     /// Seed of the message-loss draws.
+    #[serde(with = "crate::trace::seed_text")]
     pub loss_seed: u64,
 }
 
