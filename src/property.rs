@@ -191,6 +191,10 @@ impl Monitor {
                 }
             }
             Observation::Acquired { client, depth } => {
+                assert!(
+                    self.seq(client) > 0,
+                    "observation contract: client {client} believes it holds a lock that was never granted to it"
+                );
                 self.depth[client] = depth;
                 self.nested |= depth > 1;
             }
@@ -210,6 +214,10 @@ impl Monitor {
             Observation::Read { client, .. } => self.resource_seen = self.resource_seen.max(self.seq(client)),
             Observation::WriteAccepted { client, value, sale, .. } => {
                 let seq = self.seq(client);
+                assert!(
+                    seq > 0,
+                    "observation contract: the resource accepted a write from client {client}, which was never granted the lock"
+                );
                 if seq < self.resource_seen {
                     self.break_(PropertyName::NoStaleWrite);
                 }
@@ -313,7 +321,8 @@ mod tests {
 
     #[test]
     fn two_believers_break_mutual_exclusion_until_one_crashes() {
-        let mut m = run(2, 1, &[Acquired { client: 0, depth: 1 }, Acquired { client: 1, depth: 1 }]);
+        let g = |c| Granted { client: c, token: None };
+        let mut m = run(2, 1, &[g(0), g(1), Acquired { client: 0, depth: 1 }, Acquired { client: 1, depth: 1 }]);
         assert!(!m.holds(PropertyName::MutualExclusion));
         m.crashed(0);
         assert!(m.holds(PropertyName::MutualExclusion));
@@ -335,9 +344,22 @@ mod tests {
 
     #[test]
     fn lost_update_is_an_oversell() {
+        let g = |c| Granted { client: c, token: None };
         let w = |c| WriteAccepted { client: c, token: None, value: 0, sale: true };
-        assert!(run(2, 1, &[w(0)]).holds(PropertyName::NoOversell));
-        assert!(!run(2, 1, &[w(0), w(1)]).holds(PropertyName::NoOversell));
+        assert!(run(2, 1, &[g(0), w(0)]).holds(PropertyName::NoOversell));
+        assert!(!run(2, 1, &[g(0), w(0), g(1), w(1)]).holds(PropertyName::NoOversell));
+    }
+
+    #[test]
+    #[should_panic(expected = "observation contract")]
+    fn a_write_from_a_client_nobody_granted_breaks_the_contract() {
+        run(2, 1, &[WriteAccepted { client: 1, token: None, value: 0, sale: true }]);
+    }
+
+    #[test]
+    #[should_panic(expected = "observation contract")]
+    fn a_belief_nobody_granted_breaks_the_contract() {
+        run(2, 1, &[Acquired { client: 0, depth: 1 }]);
     }
 
     #[test]
@@ -349,9 +371,13 @@ mod tests {
 
     #[test]
     fn granting_another_client_during_a_partial_release_breaks_reentrancy() {
-        let obs =
-            [Acquired { client: 0, depth: 2 }, Released { client: 0, depth: 1 }, Granted { client: 1, token: None }];
+        let obs = [
+            Granted { client: 0, token: None },
+            Acquired { client: 0, depth: 2 },
+            Released { client: 0, depth: 1 },
+            Granted { client: 1, token: None },
+        ];
         assert!(!run(2, 1, &obs).holds(PropertyName::Reentrant));
-        assert!(run(2, 1, &obs[..2]).holds(PropertyName::Reentrant));
+        assert!(run(2, 1, &obs[..3]).holds(PropertyName::Reentrant));
     }
 }
