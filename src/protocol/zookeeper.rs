@@ -259,6 +259,9 @@ pub struct Lib {
     /// Curator's retries of the outstanding request.
     pub retries: u8,
     pub suspended: bool,
+    /// Curator's guaranteed delete: a node given up while the server was unreachable is deleted
+    /// again until a listing shows it gone.
+    pub doomed: Option<u64>,
 }
 
 impl ZooKeeper {
@@ -368,7 +371,7 @@ impl ZooKeeper {
 
     fn on_children(&self, lib: &mut Lib, kids: Vec<(u64, Option<NodeId>)>, cx: &mut PCx<Self>) -> LockEvent<u64> {
         if lib.step == Step::Finding {
-            match kids.iter().find(|(_, tag)| *tag == Some(cx.me)) {
+            match kids.iter().find(|(s, tag)| *tag == Some(cx.me) && Some(*s) != lib.doomed) {
                 Some((seq, _)) => lib.mine = Some(*seq),
                 None => {
                     self.create(lib, cx);
@@ -379,6 +382,13 @@ impl ZooKeeper {
             return LockEvent::Ignore;
         }
         cx.cancel_lock_timer(Timer::Timeout);
+        if let Some(doomed) = lib.doomed {
+            if kids.iter().any(|(s, _)| *s == doomed) {
+                cx.send_lock(self.server, Msg::Delete { session: lib.session, seq: Some(doomed), close: false });
+            } else {
+                lib.doomed = None;
+            }
+        }
         let Some(mine) = lib.mine else { return LockEvent::Ignore };
         if !kids.iter().any(|(s, _)| *s == mine) {
             // Our node is gone (the session expired under us): start over.
@@ -418,6 +428,7 @@ impl ZooKeeper {
                 lib.step = Step::Idle;
                 lib.retries = 0;
                 if mine.is_some() {
+                    lib.doomed = mine;
                     cx.send_lock(self.server, Msg::Delete { session: lib.session, seq: mine, close: false });
                 }
                 return LockEvent::Busy { retry_after: c.base_sleep };
