@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::protocol::{Protocol, db, fenced_lease, none, redis, redlock, zookeeper};
+use crate::protocol::{Protocol, db, etcd, fenced_lease, none, redis, redlock, zookeeper};
 use crate::spec::{Loaded, SpecError, from_table};
 use crate::system::LockSystem;
 
@@ -63,6 +63,9 @@ families! {
     "curator" => zookeeper::build_curator, zookeeper::CuratorOptions,
         "Curator InterProcessMutex: the recipe, reentrant, protected, SUSPENDED/LOST (Apache Curator)",
         "fencing=true|false, session_timeout=<ticks>, connection_timeout=<ticks>, base_sleep=<ticks>, max_retries=0..29";
+    "etcd" => etcd::build, etcd::Options,
+        "etcd v3 concurrency mutex: lease-bound keys, create-revision queue, watches (etcd client v3)",
+        "ttl=<ticks>, fencing=true|false";
     "none" => none::build, none::Options, "no lock at all (baseline)", "(none)";
 }
 

@@ -70,8 +70,7 @@ fn every_family_is_judged_on_every_property_under_every_fault() {
                     "{family}: two clients believe they hold the lock over an unfenced resource, yet no stale write is ever seen: a grant is not observed"
                 ));
             }
-            let row: Vec<String> =
-                o.results.iter().map(|r| format!("{}={}", r.property.name(), r.verdict)).collect();
+            let row: Vec<String> = o.results.iter().map(|r| format!("{}={}", r.property.name(), r.verdict)).collect();
             table.push(format!("{family:<12} {scenario:<15} {:>8} states  {}", o.unique, row.join(" ")));
         }
     }

@@ -9,6 +9,7 @@
 //!   protocol only writes its servers and the client side of its wire protocol.
 
 pub mod db;
+pub mod etcd;
 pub mod fenced_lease;
 pub mod lease;
 pub mod none;

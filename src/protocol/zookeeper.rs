@@ -78,7 +78,15 @@ pub struct Curator {
     pub max_retries: u8,
 }
 
+/// Whose names the session-and-queue machine speaks in traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    ZooKeeper,
+    Etcd,
+}
+
 pub struct ZooKeeper {
+    pub(crate) dialect: Dialect,
     watch: Watch,
     protection: bool,
     fencing: bool,
@@ -87,7 +95,7 @@ pub struct ZooKeeper {
     server: NodeId,
 }
 
-fn session_timeout(st: Option<i64>, env: &Env) -> Result<i64, (String, String)> {
+pub(crate) fn session_timeout(st: Option<i64>, env: &Env) -> Result<i64, (String, String)> {
     if !env.timed {
         return Err(("session_timeout".into(), "sessions need time.mode = \"discrete\"".into()));
     }
@@ -100,6 +108,7 @@ fn session_timeout(st: Option<i64>, env: &Env) -> Result<i64, (String, String)> 
 
 pub fn build(o: Options, env: &Env) -> Result<ZooKeeper, (String, String)> {
     Ok(ZooKeeper {
+        dialect: Dialect::ZooKeeper,
         watch: o.watch,
         protection: o.protection,
         fencing: o.fencing,
@@ -128,6 +137,7 @@ pub fn build_curator(o: CuratorOptions, env: &Env) -> Result<ZooKeeper, (String,
         return Err(("max_retries".into(), format!("must be 0..=29 (Curator's limit), got {max_retries}")));
     }
     Ok(ZooKeeper {
+        dialect: Dialect::ZooKeeper,
         watch: Watch::Predecessor,
         protection: true,
         fencing: o.fencing,
@@ -135,6 +145,21 @@ pub fn build_curator(o: CuratorOptions, env: &Env) -> Result<ZooKeeper, (String,
         curator: Some(Curator { connection_timeout, base_sleep, max_retries }),
         server: env.clients,
     })
+}
+
+/// etcd's mutex is the same queue: keys bound to a lease instead of ephemeral nodes, a key named
+/// by the lease (so a retried put finds its own key: protection is built in), a watch on the key
+/// just before one's own.
+pub(crate) fn etcd(ttl: i64, fencing: bool, env: &Env) -> ZooKeeper {
+    ZooKeeper {
+        dialect: Dialect::Etcd,
+        watch: Watch::Predecessor,
+        protection: true,
+        fencing,
+        session_timeout: ttl,
+        curator: None,
+        server: env.clients,
+    }
 }
 
 /// One child of `/lock`: `lock-<seq>`, whose sequence number is also its creation zxid.
@@ -531,7 +556,10 @@ impl Protocol for ZooKeeper {
     type Hold = u64;
 
     fn servers(&self) -> Vec<String> {
-        vec!["zookeeper".into()]
+        vec![match self.dialect {
+            Dialect::ZooKeeper => "zookeeper".into(),
+            Dialect::Etcd => "etcd".into(),
+        }]
     }
 
     fn resource(&self) -> ResourceHome {
@@ -656,6 +684,9 @@ impl Protocol for ZooKeeper {
     }
 
     fn show_msg(&self, from: NodeId, msg: &Msg) -> String {
+        if self.dialect == Dialect::Etcd {
+            return super::etcd::show_msg(from, msg);
+        }
         let sid = |s: &u8| format!("0x{from}{s:02x}");
         match msg {
             Msg::Create { session, tagged: true, .. } => {
@@ -692,6 +723,9 @@ impl Protocol for ZooKeeper {
     }
 
     fn show_timer(&self, timer: &Timer) -> String {
+        if self.dialect == Dialect::Etcd {
+            return super::etcd::show_timer(self.session_timeout, timer);
+        }
         match timer {
             Timer::Session(_) => format!("session timeout ({} ticks without a heartbeat)", self.session_timeout),
             Timer::Ping => "ping interval".into(),

@@ -1,0 +1,77 @@
+//! `etcd`: the v3 concurrency mutex (`go.etcd.io/etcd/client/v3/concurrency`, `Session` and
+//! `Mutex`; etcd blog "etcd lock"; catalog #18, S7).
+//!
+//! A session is a lease with a TTL that the client keeps alive (`LeaseKeepAlive` every third of the
+//! TTL); when the lease expires, every key attached to it is deleted. `Lock` puts
+//! `/lock/<lease-id>` bound to the lease (in a transaction that reuses the key if it already
+//! exists), reads the prefix sorted by create revision, holds the lock when its key has the lowest,
+//! and otherwise watches the key with the next lower create revision until it is deleted. `Unlock`
+//! deletes the key; the process then revokes its lease. The key's create revision is the fencing
+//! token. The queue, sessions and watches are the machine of the ZooKeeper recipe
+//! ([`super::zookeeper`]), speaking etcd's operations here.
+//!
+//! Knobs and the failure each exposes:
+//! - `ttl` (ticks, default the spec's `ttl_ticks`; etcd's `defaultSessionTTL` is 60 s, catalog
+//!   A.0): a holder paused past it loses its lease and its key while it still believes it holds
+//!   the lock (catalog #1, #18; `mutual_exclusion`, and `no_stale_write` without fencing).
+//! - `fencing` (default false): the storage checks the create revision (catalog S1; etcd's own
+//!   `contrib/lock` demo). etcd says its lock is only safe with such a revision check (S7).
+
+use serde::{Deserialize, Serialize};
+
+use super::zookeeper::{Msg, Timer, ZooKeeper};
+use crate::protocol::NodeId;
+use crate::spec::Env;
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    pub ttl: Option<i64>,
+    pub fencing: bool,
+}
+
+pub fn build(o: Options, env: &Env) -> Result<ZooKeeper, (String, String)> {
+    let ttl = super::zookeeper::session_timeout(o.ttl, env).map_err(|(_, m)| ("ttl".to_string(), m))?;
+    Ok(super::zookeeper::etcd(ttl, o.fencing, env))
+}
+
+fn key(from: NodeId, session: u8) -> String {
+    format!("/lock/{from:x}{session:02x}")
+}
+
+pub(crate) fn show_msg(from: NodeId, msg: &Msg) -> String {
+    match msg {
+        Msg::Create { session, .. } => format!(
+            "txn: if create_revision({k}) == 0 then put {k} \"\" --lease={from:x}{session:02x} else get {k}",
+            k = key(from, *session)
+        ),
+        Msg::Created { seq, .. } => format!("succeeded, create_revision {seq}"),
+        Msg::GetChildren { .. } => "get /lock --prefix --sort-by=CREATE".into(),
+        Msg::Children { kids, .. } => {
+            let revs: Vec<String> = kids.iter().map(|(rev, _)| format!("rev {rev}")).collect();
+            format!("[{}]", revs.join(", "))
+        }
+        Msg::Exists { seq, .. } => format!("watch the key with create_revision {seq} (waitDeletes)"),
+        Msg::Stat { seq, exists: true, .. } => format!("key at revision {seq} present: watching"),
+        Msg::Stat { seq, exists: false, .. } => format!("key at revision {seq} already deleted"),
+        Msg::Delete { seq: Some(seq), close: false, .. } => format!("delete the key at revision {seq}"),
+        Msg::Delete { seq: Some(seq), close: true, session } => {
+            format!("delete the key at revision {seq}; lease revoke {from:x}{session:02x}")
+        }
+        Msg::Delete { seq: None, session, .. } => format!("lease revoke {from:x}{session:02x}"),
+        Msg::Ping { session } => format!("lease keep-alive {from:x}{session:02x}"),
+        Msg::Pong => "keep-alive ok".into(),
+        Msg::SessionExpired { .. } => "etcdserver: requested lease not found".into(),
+        Msg::WatchedEvent { node: Some(seq) } => format!("watch event: DELETE key at revision {seq}"),
+        Msg::WatchedEvent { node: None } => "watch event on /lock".into(),
+    }
+}
+
+pub(crate) fn show_timer(ttl: i64, timer: &Timer) -> String {
+    match timer {
+        Timer::Session(_) => format!("lease TTL ({ttl} ticks) runs out: its keys are deleted"),
+        Timer::Ping => "keep-alive interval".into(),
+        Timer::Timeout => "request timeout / watch re-check".into(),
+        Timer::Silence | Timer::Suspended => "connection check".into(),
+    }
+}
