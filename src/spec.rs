@@ -115,6 +115,9 @@ pub enum Targets {
 pub struct FaultBudget {
     #[serde(default)]
     pub pauses: u8,
+    /// The application thread of a client is stuck while its lock library's threads run on.
+    #[serde(default)]
+    pub hangs: u8,
     #[serde(default)]
     pub crashes: u8,
     #[serde(default)]
@@ -357,6 +360,7 @@ fn validate(l: &Loaded) -> Result<(), SpecError> {
     let f = &s.faults;
     for (name, v) in [
         ("pauses", f.pauses),
+        ("hangs", f.hangs),
         ("crashes", f.crashes),
         ("restarts_lose_state", f.restarts_lose_state),
         ("partitions", f.partitions),
@@ -389,6 +393,12 @@ fn validate(l: &Loaded) -> Result<(), SpecError> {
                 return err(
                     "faults.pauses",
                     "untimed mode already lets any timer fire at any moment, which covers every pause; use time.mode = \"discrete\" to see one".into(),
+                );
+            }
+            if f.hangs > 0 {
+                return err(
+                    "faults.hangs",
+                    "untimed mode already lets the library's timers run ahead of the application; use time.mode = \"discrete\" to see a hang".into(),
                 );
             }
             if f.delays > 0 {

@@ -36,6 +36,8 @@ pub struct Client<L, H> {
     /// The protocol's client-side state (the lock library).
     pub lock: L,
     pub depth: u8,
+    /// What the library reported while the application thread hung, in order.
+    pub deferred: Vec<LockEvent<H>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -162,6 +164,12 @@ impl<P: Protocol> LockSystem<P> {
     }
 
     fn on_lock_event(&self, c: &mut Cl<P>, ev: LockEvent<P::Hold>, cx: &mut Cx<P>) {
+        if cx.app_hung {
+            if ev != LockEvent::Ignore {
+                c.deferred.push(ev);
+            }
+            return;
+        }
         let me = cx.me;
         match (c.phase, ev) {
             (Phase::Acquiring, LockEvent::Granted { hold, token, valid_for }) => {
@@ -228,6 +236,7 @@ impl<P: Protocol> LockSystem<P> {
             new_stock: 0,
             lock: P::Client::default(),
             depth: 0,
+            deferred: Vec::new(),
         };
         if self.env.workload.uses_lock() {
             self.proto.client_start(&mut c.lock, cx);
@@ -318,6 +327,14 @@ impl<P: Protocol> Machine for LockSystem<P> {
             || matches!(timer, Some(Tmr::Retry | Tmr::Work | Tmr::Validity | Tmr::Statement))
     }
 
+    fn resume_app(&self, state: &mut Self::State, cx: &mut Cx<P>) {
+        if let NodeState::Client(c) = state {
+            for ev in std::mem::take(&mut c.deferred) {
+                self.on_lock_event(c, ev, cx);
+            }
+        }
+    }
+
     fn show_msg(&self, from: NodeId, msg: &Self::Msg) -> String {
         match msg {
             Wire::Lock(m) => self.proto.show_msg(from, m),
@@ -363,6 +380,7 @@ impl<S: crate::protocol::Ids, L: crate::protocol::Ids, H: crate::protocol::Ids> 
             NodeState::Client(c) => {
                 c.lock.map_ids(f);
                 c.hold.map_ids(f);
+                c.deferred.map_ids(f);
             }
             NodeState::Storage(_) => {}
         }

@@ -233,6 +233,11 @@ fn describe<M: Machine>(w: &World<M>, step: u32, a: &Act<M>, after: &State<M>, o
         }
         Action::Pause(id) => ("pause", format!("GcPause: {} stops the world", name(*id))),
         Action::Resume(id) => ("resume", format!("{} resumes, unaware it was paused", name(*id))),
+        Action::Hang(id) => (
+            "hang",
+            format!("{}'s application thread is stuck; its lock library's threads run on", name(*id)),
+        ),
+        Action::Unhang(id) => ("resume", format!("{}'s application thread runs again", name(*id))),
         Action::Crash(id) => ("crash", format!("{} crashes", name(*id))),
         Action::Restart { node, keep_disk } => {
             let how = match (keep_disk, after.nodes[*node].durable.is_some()) {
@@ -246,7 +251,7 @@ fn describe<M: Machine>(w: &World<M>, step: u32, a: &Act<M>, after: &State<M>, o
         Action::Heal => ("heal", "the partition heals".into()),
         Action::Linger => ("tick", format!("time passes to {} with the faults left in place", after.tick)),
         Action::HealAll => {
-            ("heal", "fault window over: every paused node resumes, partitions heal, crashed servers restart".into())
+            ("heal", "fault window over: every paused node resumes, stuck applications run again, partitions heal, crashed servers restart".into())
         }
         Action::Delay(e) => (
             "delay",

@@ -35,6 +35,8 @@ pub struct Slot<S, T, D> {
     /// `None` while crashed.
     pub state: Option<S>,
     pub paused: bool,
+    /// The application thread is stuck; the lock library still runs.
+    pub hung: bool,
     pub offset: i16,
     /// Armed timers and their deadlines on this node's clock, sorted by timer.
     pub timers: SmallVec<[(T, i64); 2]>,
@@ -44,6 +46,7 @@ pub struct Slot<S, T, D> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Used {
     pub pauses: u8,
+    pub hangs: u8,
     pub crashes: u8,
     pub lost_disks: u8,
     pub partitions: u8,
@@ -76,6 +79,8 @@ pub enum Action<Msg, T> {
     Tick(Option<(NodeId, Drift)>),
     Pause(NodeId),
     Resume(NodeId),
+    Hang(NodeId),
+    Unhang(NodeId),
     Crash(NodeId),
     Restart {
         node: NodeId,
@@ -115,9 +120,12 @@ impl<Msg, T> Action<Msg, T> {
     pub fn class(&self) -> Class {
         match self {
             // A stop-the-world pause always ends by itself.
-            Action::Deliver(_) | Action::Fire(..) | Action::Tick(_) | Action::Resume(_) => Class::Normal,
+            Action::Deliver(_) | Action::Fire(..) | Action::Tick(_) | Action::Resume(_) | Action::Unhang(_) => {
+                Class::Normal
+            }
             Action::Heal | Action::HealAll | Action::Restart { keep_disk: true, .. } => Class::Heal,
             Action::Pause(_)
+            | Action::Hang(_)
             | Action::Crash(_)
             | Action::Restart { keep_disk: false, .. }
             | Action::Partition(_)
@@ -190,7 +198,11 @@ impl<M: Machine> World<M> {
 
     /// A message to a crashed node can still arrive: it is then lost. One to a paused node waits.
     fn deliverable(&self, s: &State<M>, e: &Envelope<M::Msg>) -> bool {
-        e.pos == 0 && !s.nodes[e.dst].paused && !Self::crosses_cut(s, e.src, e.dst)
+        let dst = &s.nodes[e.dst];
+        e.pos == 0
+            && !dst.paused
+            && !(dst.hung && self.machine.is_app_input(Some(&e.msg), None))
+            && !Self::crosses_cut(s, e.src, e.dst)
     }
 
     fn due(&self, s: &State<M>, id: NodeId, deadline: i64) -> bool {
@@ -207,7 +219,14 @@ impl<M: Machine> World<M> {
         let mut s = WorldState {
             tick: 0,
             nodes: (0..n)
-                .map(|_| Slot { state: None, paused: false, offset: 0, timers: SmallVec::new(), durable: None })
+                .map(|_| Slot {
+                    state: None,
+                    paused: false,
+                    hung: false,
+                    offset: 0,
+                    timers: SmallVec::new(),
+                    durable: None,
+                })
                 .collect(),
             net: Vec::new(),
             cut: 0,
@@ -352,8 +371,9 @@ impl<M: Machine> World<M> {
             if !self.runnable(s, id) {
                 continue;
             }
+            let hung = s.nodes[id].hung;
             for (t, deadline) in &s.nodes[id].timers {
-                if self.due(s, id, *deadline) {
+                if self.due(s, id, *deadline) && !(hung && self.machine.is_app_input(None, Some(t))) {
                     urgent = true;
                     out.push(Action::Fire(id, t.clone()));
                 }
@@ -365,7 +385,7 @@ impl<M: Machine> World<M> {
             if !self.in_window(s) && self.unhealed(s) {
                 out.push(Action::HealAll);
                 // A pause always ends; only crashes and partitions may stay while time passes.
-                let paused = s.nodes.iter().any(|n| n.paused);
+                let paused = s.nodes.iter().any(|n| n.paused || n.hung);
                 if !urgent && !paused && s.tick < self.horizon {
                     out.push(Action::Linger);
                 }
@@ -392,7 +412,7 @@ impl<M: Machine> World<M> {
             || s.nodes
                 .iter()
                 .enumerate()
-                .any(|(id, n)| n.paused || (n.state.is_none() && self.kind(id) == NodeKind::Server))
+                .any(|(id, n)| n.paused || n.hung || (n.state.is_none() && self.kind(id) == NodeKind::Server))
     }
 
     /// Liveness goals. `healed`: every client finished or crashed. `in_place`: the same, but a
@@ -411,6 +431,9 @@ impl<M: Machine> World<M> {
             if slot.paused {
                 out.push(Action::Resume(id));
             }
+            if slot.hung {
+                out.push(Action::Unhang(id));
+            }
             if slot.state.is_none() && self.kind(id) == NodeKind::Server {
                 out.push(Action::Restart { node: id, keep_disk: true });
                 if u.lost_disks < b.restarts_lose_state && window {
@@ -422,6 +445,9 @@ impl<M: Machine> World<M> {
             }
             if u.pauses < b.pauses && !slot.paused && self.targets(b.pause_targets, id) {
                 out.push(Action::Pause(id));
+            }
+            if u.hangs < b.hangs && !slot.hung && self.kind(id) == NodeKind::Client {
+                out.push(Action::Hang(id));
             }
             if u.crashes < b.crashes && self.targets(b.crash_targets, id) {
                 out.push(Action::Crash(id));
@@ -462,6 +488,7 @@ impl<M: Machine> World<M> {
                 let e = Self::take(&mut s, i);
                 let now = self.reading(&s, e.dst);
                 let mut cx = Cx::new(e.dst, now);
+                cx.app_hung = s.nodes[e.dst].hung;
                 let Some(mut st) = s.nodes[e.dst].state.take() else {
                     return Some(s);
                 };
@@ -473,6 +500,7 @@ impl<M: Machine> World<M> {
                 let now = self.reading(&s, *id);
                 s.nodes[*id].timers.retain(|(x, _)| x != t);
                 let mut cx = Cx::new(*id, now);
+                cx.app_hung = s.nodes[*id].hung;
                 let mut st = s.nodes[*id].state.take()?;
                 self.machine.on_timer(&mut st, t.clone(), &mut cx);
                 s.nodes[*id].state = Some(st);
@@ -492,11 +520,17 @@ impl<M: Machine> World<M> {
                 s.nodes[*id].paused = true;
             }
             Action::Resume(id) => s.nodes[*id].paused = false,
+            Action::Hang(id) => {
+                s.used.hangs += 1;
+                s.nodes[*id].hung = true;
+            }
+            Action::Unhang(id) => self.unhang(&mut s, *id, &mut log),
             Action::Crash(id) => {
                 s.used.crashes += 1;
                 let slot = &mut s.nodes[*id];
                 slot.state = None;
                 slot.paused = false;
+                slot.hung = false;
                 slot.timers.clear();
                 s.monitor.crashed(*id);
             }
@@ -520,6 +554,9 @@ impl<M: Machine> World<M> {
                 s.cut = 0;
                 for id in 0..s.nodes.len() {
                     s.nodes[id].paused = false;
+                    if s.nodes[id].hung {
+                        self.unhang(&mut s, id, &mut log);
+                    }
                     if s.nodes[id].state.is_none() && self.kind(id) == NodeKind::Server {
                         let mut cx = Cx::new(id, self.reading(&s, id));
                         s.nodes[id].state = Some(self.machine.restart(s.nodes[id].durable.as_ref(), &mut cx));
@@ -548,6 +585,16 @@ impl<M: Machine> World<M> {
         Some(s)
     }
 
+    /// The application thread of `id` runs again and handles what its library reported meanwhile.
+    fn unhang(&self, s: &mut State<M>, id: NodeId, log: &mut Option<&mut Vec<Observation>>) {
+        s.nodes[id].hung = false;
+        let Some(mut st) = s.nodes[id].state.take() else { return };
+        let mut cx = Cx::new(id, self.reading(s, id));
+        self.machine.resume_app(&mut st, &mut cx);
+        s.nodes[id].state = Some(st);
+        self.apply(s, cx, log);
+    }
+
     /// Which node an action happens at, for traces.
     pub fn actor(&self, a: &Act<M>) -> Option<NodeId> {
         match a {
@@ -555,6 +602,8 @@ impl<M: Machine> World<M> {
             Action::Fire(id, _)
             | Action::Pause(id)
             | Action::Resume(id)
+            | Action::Hang(id)
+            | Action::Unhang(id)
             | Action::Crash(id)
             | Action::Partition(id)
             | Action::ClockJump(id)

@@ -72,6 +72,14 @@ impl<M: Ids> Ids for Wire<M> {
     }
 }
 
+impl<H: Ids> Ids for LockEvent<H> {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        if let LockEvent::Granted { hold, .. } | LockEvent::Lost { hold } = self {
+            hold.map_ids(f);
+        }
+    }
+}
+
 impl<T: Ids> Ids for Tmr<T> {
     fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
         if let Tmr::Lock(t) = self {
@@ -176,12 +184,14 @@ pub enum Effect<M, T, D> {
 pub struct Cx<M, T, D> {
     pub me: NodeId,
     pub now: i64,
+    /// The node's application thread is stuck (a `hang`): only its lock library runs.
+    pub app_hung: bool,
     pub effects: Vec<Effect<M, T, D>>,
 }
 
 impl<M, T, D> Cx<M, T, D> {
     pub fn new(me: NodeId, now: i64) -> Self {
-        Cx { me, now, effects: Vec::new() }
+        Cx { me, now, app_hung: false, effects: Vec::new() }
     }
     pub fn send(&mut self, to: NodeId, msg: M) {
         self.effects.push(Effect::Send { to, msg });
@@ -229,6 +239,9 @@ pub trait Machine: Send + Sync + 'static {
     fn is_app_input(&self, _msg: Option<&Self::Msg>, _timer: Option<&Self::Timer>) -> bool {
         false
     }
+    /// The application thread runs again after a `hang`: it handles what its library told it
+    /// meanwhile.
+    fn resume_app(&self, _state: &mut Self::State, _cx: &mut MCx<Self>) {}
     /// A message and a timer in the real system's terms, for traces.
     fn show_msg(&self, from: NodeId, msg: &Self::Msg) -> String;
     fn show_timer(&self, timer: &Self::Timer) -> String;
@@ -275,7 +288,7 @@ impl<M, T, D> Cx<Wire<M>, Tmr<T>, D> {
 }
 
 /// What a client's lock library reports to the application.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum LockEvent<H> {
     /// The application holds the lock. `hold` identifies this hold (handed back to `release`);
     /// `token` is what the resource may check; `valid_for` is how long, on the client's clock, the

@@ -74,6 +74,10 @@ struct Shared<D> {
     names: Vec<String>,
     kinds: Vec<NodeKind>,
     paused: Vec<bool>,
+    /// Application thread stuck; the lock library runs on.
+    hung: Vec<bool>,
+    /// The application runs again and must first handle what its library reported meanwhile.
+    unhung: Vec<bool>,
     dead: Vec<bool>,
     started: Vec<bool>,
     durable: Vec<Option<D>>,
@@ -103,6 +107,8 @@ impl<D> Shared<D> {
             names: nodes.iter().map(|x| x.name.clone()).collect(),
             kinds: nodes.iter().map(|x| x.kind).collect(),
             paused: vec![false; n],
+            hung: vec![false; n],
+            unhung: vec![false; n],
             dead: vec![false; n],
             started: vec![false; n],
             durable: (0..n).map(|_| None).collect(),
@@ -325,15 +331,29 @@ async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: 
             continue;
         }
         let now = sh.borrow().reading(id);
-        let sends = if let Some((from, msg)) = inbox.pop_front() {
+        let (hung, unhung) = {
+            let mut s = sh.borrow_mut();
+            (s.hung[id], std::mem::take(&mut s.unhung[id]))
+        };
+        let next_msg = inbox.iter().position(|(_, msg)| !(hung && m.is_app_input(Some(msg), None)));
+        let sends = if unhung {
+            let mut cx = Cx::new(id, now);
+            m.resume_app(&mut state, &mut cx);
+            let detail = format!("{}'s application thread runs again", names[id]);
+            apply::<M>(&m, &sh, id, ("resume", detail), cx, &mut timers)
+        } else if let Some((from, msg)) = next_msg.and_then(|i| inbox.remove(i)) {
             let detail = format!("{} → {}: {}", names[from], names[id], m.show_msg(from, &msg));
             let mut cx = Cx::new(id, now);
+            cx.app_hung = hung;
             m.on_message(&mut state, from, msg, &mut cx);
             apply::<M>(&m, &sh, id, ("receive", detail), cx, &mut timers)
-        } else if let Some(t) = timers.iter().find(|(_, d)| **d <= now).map(|(t, _)| t.clone()) {
+        } else if let Some(t) =
+            timers.iter().find(|(t, d)| **d <= now && !(hung && m.is_app_input(None, Some(t)))).map(|(t, _)| t.clone())
+        {
             timers.remove(&t);
             let detail = format!("timer {} fires", m.show_timer(&t));
             let mut cx = Cx::new(id, now);
+            cx.app_hung = hung;
             m.on_timer(&mut state, t, &mut cx);
             apply::<M>(&m, &sh, id, ("timer", detail), cx, &mut timers)
         } else {
@@ -385,6 +405,7 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
     enum Ev {
         Fault(Fault),
         Resume(NodeId),
+        Unhang(NodeId),
         Restart(NodeId),
         Repair(NodeId),
         Release(NodeId),
@@ -395,6 +416,7 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
     for (i, f) in plan.faults.iter().enumerate() {
         match f {
             Fault::Pause { node, at_ms, for_ms } => events.push(((at_ms + for_ms).min(window), i, Ev::Resume(*node))),
+            Fault::Hang { node, at_ms, for_ms } => events.push(((at_ms + for_ms).min(window), i, Ev::Unhang(*node))),
             Fault::Crash { node, at_ms, restart_after_ms: Some(r), .. } => {
                 events.push(((at_ms + r).min(window), i, Ev::Restart(*node)))
             }
@@ -430,6 +452,18 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
                 Ev::Resume(node) if s.paused[node] => {
                     s.paused[node] = false;
                     s.record(node, "resume", format!("{} resumes, unaware it was paused", names[node]));
+                }
+                Ev::Fault(Fault::Hang { node, .. }) => {
+                    s.hung[node] = true;
+                    s.record(
+                        node,
+                        "hang",
+                        format!("{}'s application thread is stuck; its lock library's threads run on", names[node]),
+                    );
+                }
+                Ev::Unhang(node) if s.hung[node] => {
+                    s.hung[node] = false;
+                    s.unhung[node] = true;
                 }
                 Ev::Fault(Fault::Crash { node, lose_disk, .. }) => {
                     s.record(node, "crash", format!("{} crashes", names[node]));
@@ -501,6 +535,10 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
                 Ev::HealAll => {
                     for node in 0..n {
                         s.paused[node] = false;
+                        if s.hung[node] {
+                            s.hung[node] = false;
+                            s.unhung[node] = true;
+                        }
                     }
                     s.record_as(
                         "world".into(),
@@ -527,7 +565,7 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
                         }
                     }
                 }
-                Ev::Resume(_) | Ev::Restart(_) | Ev::Repair(_) | Ev::Release(_) => {}
+                Ev::Resume(_) | Ev::Unhang(_) | Ev::Restart(_) | Ev::Repair(_) | Ev::Release(_) => {}
             }
         }
         {

@@ -14,6 +14,8 @@ use crate::spec::Targets;
 pub enum Fault {
     /// A stop-the-world pause: the node's loop is frozen, its socket queues, its timers wait.
     Pause { node: NodeId, at_ms: u64, for_ms: u64 },
+    /// The client's application thread is stuck; its lock library's threads run on.
+    Hang { node: NodeId, at_ms: u64, for_ms: u64 },
     /// The process dies; a server comes back after `restart_after_ms`, with or without its disk.
     Crash { node: NodeId, at_ms: u64, restart_after_ms: Option<u64>, lose_disk: bool },
     /// The node is cut off from every other node (one way: it still hears them).
@@ -29,6 +31,7 @@ impl Fault {
     pub fn at(&self) -> u64 {
         match self {
             Fault::Pause { at_ms, .. }
+            | Fault::Hang { at_ms, .. }
             | Fault::Crash { at_ms, .. }
             | Fault::Partition { at_ms, .. }
             | Fault::ClockJump { at_ms, .. }
@@ -39,6 +42,9 @@ impl Fault {
     pub fn describe(&self, names: &[String]) -> String {
         match self {
             Fault::Pause { node, at_ms, for_ms } => format!("at {at_ms} ms GcPause {} for {for_ms} ms", names[*node]),
+            Fault::Hang { node, at_ms, for_ms } => {
+                format!("at {at_ms} ms the application thread of {} hangs for {for_ms} ms", names[*node])
+            }
             Fault::Crash { node, at_ms, restart_after_ms, lose_disk } => match restart_after_ms {
                 Some(r) => format!(
                     "at {at_ms} ms crash {}, restart {r} ms later{}",
@@ -68,6 +74,7 @@ impl Fault {
         let half = |x: u64| (x > 1).then_some(x / 2);
         Some(match self.clone() {
             Fault::Pause { node, at_ms, for_ms } => Fault::Pause { node, at_ms, for_ms: half(for_ms)? },
+            Fault::Hang { node, at_ms, for_ms } => Fault::Hang { node, at_ms, for_ms: half(for_ms)? },
             Fault::Partition { node, at_ms, for_ms, one_way } => {
                 Fault::Partition { node, at_ms, for_ms: half(for_ms)?, one_way }
             }
@@ -155,6 +162,18 @@ pub fn draw_plan(sim: &LoadedSim, nodes: &[NodeInfo], seed: u64) -> Plan {
                 at_ms: rng.random_range(0..window),
                 by_ms: draw(&mut rng, f.jump_ms),
             });
+        }
+    }
+    // Drawn last, and only when asked for, so that plans of scenarios without hangs stay as they were.
+    if f.hangs > 0 {
+        for _ in 0..rng.random_range(0..=f.hangs) {
+            if let Some(node) = pick(&mut rng, Targets::Clients) {
+                faults.push(Fault::Hang {
+                    node,
+                    at_ms: rng.random_range(0..window),
+                    for_ms: draw(&mut rng, f.hang_ms),
+                });
+            }
         }
     }
     faults.sort_by_key(|f| (f.at(), f.clone()));

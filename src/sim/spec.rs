@@ -79,6 +79,11 @@ pub struct SimFaults {
     pub pause_ms: Range,
     #[serde(default = "clients")]
     pub pause_targets: Targets,
+    /// Up to this many hangs of a client's application thread (its lock library runs on).
+    #[serde(default)]
+    pub hangs: u8,
+    #[serde(default = "pause_len")]
+    pub hang_ms: Range,
     #[serde(default)]
     pub crashes: u8,
     #[serde(default)]
@@ -231,6 +236,7 @@ fn validate(l: &LoadedSim) -> Result<(), SpecError> {
         ("faults.partition_ms", s.faults.partition_ms),
         ("faults.jump_ms", s.faults.jump_ms),
         ("faults.hold_ms", s.faults.hold_ms),
+        ("faults.hang_ms", s.faults.hang_ms),
     ];
     for (name, Range(a, b)) in ranges {
         if a > b {
@@ -242,6 +248,7 @@ fn validate(l: &LoadedSim) -> Result<(), SpecError> {
     }
     for (name, v) in [
         ("pauses", s.faults.pauses),
+        ("hangs", s.faults.hangs),
         ("crashes", s.faults.crashes),
         ("partitions", s.faults.partitions),
         ("clock_jumps", s.faults.clock_jumps),
