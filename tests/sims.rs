@@ -209,3 +209,28 @@ fn a_partial_sweep_fails_only_on_a_broken_holds_claim() {
     wrong.spec.expect.no_stale_write = Some(Verdict::Holds);
     assert!(!one(&wrong, failing).ok());
 }
+
+/// A scenario in `sims/` and a spec in `models/` with the same name describe the same situation:
+/// every claim they both make must agree (each engine re-derives its own claims in the tests
+/// above, so agreeing claims mean agreeing engines).
+#[test]
+fn models_and_sims_of_the_same_name_make_the_same_claims() {
+    let mut shared = 0;
+    let mut disagreements = Vec::new();
+    for entry in std::fs::read_dir("sims").unwrap() {
+        let path = entry.unwrap().path();
+        let model = Path::new("models").join(path.file_name().unwrap());
+        if !model.exists() {
+            continue;
+        }
+        let (sim, spec) = (load_sim(&path).unwrap(), lockcheck::spec::load_model(&model).unwrap());
+        for (p, v) in sim.claims() {
+            shared += 1;
+            if let Some(w) = spec.spec.expect.get(p).filter(|w| *w != v) {
+                disagreements.push(format!("{}: {} is {v} in sims/ but {w} in models/", sim.name, p.name()));
+            }
+        }
+    }
+    assert!(shared >= 20, "only {shared} shared claims");
+    assert!(disagreements.is_empty(), "\n{}", disagreements.join("\n"));
+}
