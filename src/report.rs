@@ -44,7 +44,8 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     for (o, approach) in models {
         let row = rows.entry(approach.clone()).or_default();
-        for r in &o.results {
+        // A `holds` nothing exercised, or one a budget cut short, says nothing about the approach.
+        for r in o.results.iter().filter(|r| !r.vacuous && r.verdict != Verdict::Unknown) {
             let how =
                 r.trace.as_ref().map(|t| format!("{} steps", t.steps.len())).unwrap_or_else(|| "exhaustive".into());
             row.findings.entry(r.property).or_default().push((o.name.clone(), r.verdict, how));
