@@ -236,6 +236,14 @@ pub struct Env {
     pub on_lost: OnLost,
 }
 
+#[cfg(test)]
+impl Env {
+    /// A discrete-time environment for unit tests of protocol handlers.
+    pub(crate) fn test(clients: usize, workload: Workload, ttl: i64, stock: i64) -> Env {
+        Env { clients, workload, timed: true, ttl, stock, work_ticks: 0, on_lost: OnLost::Stop }
+    }
+}
+
 /// A parsed, validated spec with its name (the file stem) and path.
 #[derive(Clone, Debug)]
 pub struct Loaded {

@@ -394,15 +394,7 @@ mod tests {
     use crate::protocol::{Effect, Machine};
 
     fn system(margin: i64) -> LockSystem<LeaseLock> {
-        let env = Env {
-            clients: 2,
-            workload: Workload::CriticalWrite,
-            timed: true,
-            ttl: 5,
-            stock: 1,
-            work_ticks: 0,
-            on_lost: crate::spec::OnLost::Stop,
-        };
+        let env = Env::test(2, Workload::CriticalWrite, 5, 1);
         let o = crate::protocol::redis::Options { validity_margin: Some(margin), ..Default::default() };
         LockSystem::new(crate::protocol::redis::build(o, &env).unwrap(), env)
     }

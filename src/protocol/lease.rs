@@ -431,19 +431,11 @@ crate::no_ids!(Msg);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Effect, Tmr, Wire};
+    use crate::protocol::{Effect, Tmr};
     use crate::spec::Workload;
 
     fn env() -> Env {
-        Env {
-            clients: 3,
-            workload: Workload::Oversell,
-            timed: true,
-            ttl: 5,
-            stock: 2,
-            work_ticks: 0,
-            on_lost: crate::spec::OnLost::Stop,
-        }
+        Env::test(3, Workload::Oversell, 5, 2)
     }
 
     fn cx() -> PCx<LeaseLock> {
@@ -451,13 +443,7 @@ mod tests {
     }
 
     fn replies(cx: &PCx<LeaseLock>) -> Vec<(NodeId, Msg)> {
-        cx.effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Send { to, msg: Wire::Lock(m) } => Some((*to, m.clone())),
-                _ => None,
-            })
-            .collect()
+        crate::protocol::lock_sends(cx)
     }
 
     fn redis(o: super::super::redis::Options) -> LeaseLock {

@@ -312,6 +312,18 @@ pub enum LockEvent<H> {
     Ignore,
 }
 
+/// The protocol messages a handler sent, with their destinations (for unit tests of handlers).
+#[cfg(test)]
+pub(crate) fn lock_sends<M: Clone, T, D>(cx: &Cx<Wire<M>, T, D>) -> Vec<(NodeId, M)> {
+    cx.effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to, msg: Wire::Lock(m) } => Some((*to, m.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Where the protected resource lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResourceHome {

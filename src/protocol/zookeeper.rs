@@ -775,29 +775,15 @@ crate::no_ids!(Lib);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Effect, Wire};
-    use crate::spec::{OnLost, Workload};
+    use crate::protocol::Effect;
+    use crate::spec::Workload;
 
     fn env() -> Env {
-        Env {
-            clients: 2,
-            workload: Workload::Oversell,
-            timed: true,
-            ttl: 3,
-            stock: 1,
-            work_ticks: 0,
-            on_lost: OnLost::Stop,
-        }
+        Env::test(2, Workload::Oversell, 3, 1)
     }
 
     fn sent(cx: &PCx<ZooKeeper>) -> Vec<(NodeId, Msg)> {
-        cx.effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Send { to, msg: Wire::Lock(m) } => Some((*to, m.clone())),
-                _ => None,
-            })
-            .collect()
+        crate::protocol::lock_sends(cx)
     }
 
     #[test]
