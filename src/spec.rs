@@ -5,6 +5,7 @@
 //! at most [`MAX_BUDGET`] of each fault, a horizon of at most [`MAX_HORIZON`] ticks.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::property::PropertyName;
@@ -180,29 +181,37 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// `[expect]`: a claim per property, by the property's name. Read through a map of strings so
+/// that an error names the claim (`expect.deadlock_free`), not an anonymous map key.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Expect {
-    pub mutual_exclusion: Option<Verdict>,
-    pub no_stale_write: Option<Verdict>,
-    pub no_oversell: Option<Verdict>,
-    pub deadlock_free: Option<Verdict>,
-    pub reentrant: Option<Verdict>,
-    pub available: Option<Verdict>,
-    pub token_monotonic: Option<Verdict>,
+#[serde(try_from = "BTreeMap<String, Verdict>", into = "BTreeMap<String, Verdict>")]
+pub struct Expect(pub BTreeMap<PropertyName, Verdict>);
+
+impl TryFrom<BTreeMap<String, Verdict>> for Expect {
+    type Error = String;
+    fn try_from(m: BTreeMap<String, Verdict>) -> Result<Self, String> {
+        m.into_iter()
+            .map(|(k, v)| match PropertyName::parse(&k) {
+                Some(p) => Ok((p, v)),
+                None => {
+                    let known: Vec<&str> = PropertyName::ALL.iter().map(|p| p.name()).collect();
+                    Err(format!("unknown property `{k}` (known: {})", known.join(", ")))
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map(Expect)
+    }
+}
+
+impl From<Expect> for BTreeMap<String, Verdict> {
+    fn from(e: Expect) -> Self {
+        e.0.into_iter().map(|(p, v)| (p.name().to_string(), v)).collect()
+    }
 }
 
 impl Expect {
     pub fn get(&self, p: PropertyName) -> Option<Verdict> {
-        match p {
-            PropertyName::MutualExclusion => self.mutual_exclusion,
-            PropertyName::NoStaleWrite => self.no_stale_write,
-            PropertyName::NoOversell => self.no_oversell,
-            PropertyName::DeadlockFree => self.deadlock_free,
-            PropertyName::Reentrant => self.reentrant,
-            PropertyName::Available => self.available,
-            PropertyName::TokenMonotonic => self.token_monotonic,
-        }
+        self.0.get(&p).copied()
     }
 }
 

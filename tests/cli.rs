@@ -140,6 +140,11 @@ fn bad_input_names_file_and_field_and_writes_nothing() {
             "expect.no_oversell: not judged for workload",
         ),
         (
+            "unknown_property",
+            GOOD.replace("[expect]", "[expect]\nmeteor_safety = \"holds\""),
+            "expect: unknown property `meteor_safety` (known: mutual_exclusion,",
+        ),
+        (
             "short_horizon",
             GOOD.replace("[faults]", "[time]\nmode = \"discrete\"\nttl_ticks = 5\nhorizon_ticks = 4\n[faults]"),
             "time.horizon_ticks: 4 is not longer than time.ttl_ticks = 5",

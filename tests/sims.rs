@@ -206,7 +206,7 @@ fn a_partial_sweep_fails_only_on_a_broken_holds_claim() {
     assert!(b.ok(), "a failing seed agrees with the scenario's violated claims");
     // The same failing seed against a scenario claiming the opposite must fail.
     let mut wrong = sim.clone();
-    wrong.spec.expect.no_stale_write = Some(Verdict::Holds);
+    wrong.spec.expect.0.insert(lockcheck::property::PropertyName::NoStaleWrite, Verdict::Holds);
     assert!(!one(&wrong, failing).ok());
 }
 

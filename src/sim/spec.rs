@@ -257,7 +257,7 @@ fn validate(l: &LoadedSim) -> Result<(), SpecError> {
             return err(&format!("faults.{name}"), format!("at most 8 per run, got {v}"));
         }
     }
-    if s.expect.available.is_some() {
+    if s.expect.get(crate::property::PropertyName::Available).is_some() {
         return err(
             "expect.available",
             "the simulator cannot judge `available` (every simulated run heals at the end of its fault window); claim it in a models/ spec".into(),
