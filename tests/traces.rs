@@ -121,3 +121,11 @@ fn two_runs_give_byte_identical_traces() {
         assert_eq!((a.generated, a.unique), (b.generated, b.unique));
     }
 }
+
+/// A restart tells what the node came back with: nothing, when it never persisted anything.
+#[test]
+fn a_restart_without_persistence_says_it_came_back_empty() {
+    let text = trace_text("models/redis_no_persistence_crash.toml", "mutual_exclusion");
+    assert!(text.contains("redis restarts empty (nothing was persisted)"), "{text}");
+    assert!(!text.contains("disk kept"), "{text}");
+}
