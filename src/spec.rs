@@ -107,6 +107,8 @@ pub struct TimeCfg {
 pub enum Targets {
     Clients,
     Servers,
+    /// The node holding the protected resource (where it is a node of its own).
+    Storage,
     #[default]
     Any,
 }
@@ -141,11 +143,12 @@ pub struct FaultBudget {
 }
 
 impl Targets {
-    /// Whether a fault aimed at these targets may hit a node of this kind. The storage is the
-    /// resource under protection and is assumed not to fail.
+    /// Whether a fault aimed at these targets may hit a node of this kind. The storage fails only
+    /// when named (`"storage"`): `"any"` means the lock's own processes.
     pub fn matches(self, kind: crate::protocol::NodeKind) -> bool {
         use crate::protocol::NodeKind;
         match (self, kind) {
+            (Targets::Storage, k) => k == NodeKind::Storage,
             (_, NodeKind::Storage) => false,
             (Targets::Any, _) => true,
             (Targets::Clients, k) => k == NodeKind::Client,

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{
-    LockEvent, Machine, NodeId, NodeInfo, NodeKind, Observation, PCx, Protocol, ResourceHome, Tmr, Wire,
+    Effect, LockEvent, Machine, NodeId, NodeInfo, NodeKind, Observation, PCx, Protocol, ResourceHome, Tmr, Wire,
 };
 use crate::resource::{ResReply, ResReq, Resource};
 use crate::spec::{Env, OnLost, Workload};
@@ -254,25 +254,54 @@ impl<P: Protocol> LockSystem<P> {
     }
 }
 
-impl<P: Protocol> Machine for LockSystem<P> {
-    type State = NodeState<P::Server, P::Client, P::Hold>;
-    type Msg = Wire<P::Msg>;
-    type Timer = Tmr<P::Timer>;
-    type Durable = P::Durable;
+/// What a node keeps on disk: a lock server's own durable state, or the storage's data (written
+/// before every reply, as a database commits).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Disk<D> {
+    Lock(D),
+    Store(Resource),
+}
 
-    fn nodes(&self) -> &[NodeInfo] {
-        &self.nodes
-    }
-
-    fn start(&self, cx: &mut Cx<P>) -> Self::State {
-        match self.nodes[cx.me].kind {
-            NodeKind::Client => NodeState::Client(self.client_start(cx)),
-            NodeKind::Server => NodeState::Server(self.proto.server_start(self.server_index(cx.me), cx)),
-            NodeKind::Storage => NodeState::Storage(Resource::new(self.env.stock, self.fencing())),
+impl<D: crate::protocol::Ids> crate::protocol::Ids for Disk<D> {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        if let Disk::Lock(d) = self {
+            d.map_ids(f);
         }
     }
+}
 
-    fn on_message(&self, state: &mut Self::State, from: NodeId, msg: Self::Msg, cx: &mut Cx<P>) {
+type SysCx<P> =
+    crate::protocol::Cx<Wire<<P as Protocol>::Msg>, Tmr<<P as Protocol>::Timer>, Disk<<P as Protocol>::Durable>>;
+
+impl<P: Protocol> LockSystem<P> {
+    /// Runs protocol and workload code, which speak the protocol's own disk, inside a handler of
+    /// the whole system, whose disk also holds the storage's.
+    fn lifted<R>(cx: &mut SysCx<P>, f: impl FnOnce(&mut Cx<P>) -> R) -> R {
+        let mut inner = Cx::<P>::new(cx.me, cx.now);
+        inner.app_hung = cx.app_hung;
+        let out = f(&mut inner);
+        cx.effects.extend(inner.effects.into_iter().map(|e| match e {
+            Effect::Send { to, msg } => Effect::Send { to, msg },
+            Effect::SetTimer { timer, after } => Effect::SetTimer { timer, after },
+            Effect::CancelTimer { timer } => Effect::CancelTimer { timer },
+            Effect::Persist(d) => Effect::Persist(Disk::Lock(d)),
+            Effect::Observe(o) => Effect::Observe(o),
+        }));
+        out
+    }
+
+    fn store(&self, r: &mut Resource, from: NodeId, req: ResReq, cx: &mut SysCx<P>) {
+        r.handle(from, req, cx);
+        cx.persist(Disk::Store(r.clone()));
+    }
+
+    fn on_message_inner(
+        &self,
+        state: &mut NodeState<P::Server, P::Client, P::Hold>,
+        from: NodeId,
+        msg: Wire<P::Msg>,
+        cx: &mut Cx<P>,
+    ) {
         match (state, msg) {
             (NodeState::Client(c), Wire::Lock(m)) => {
                 let ev = self.proto.client_on_msg(&mut c.lock, from, m, cx);
@@ -281,12 +310,16 @@ impl<P: Protocol> Machine for LockSystem<P> {
             (NodeState::Client(c), Wire::ResReply(r)) => self.on_reply(c, r, cx),
             (NodeState::Server(s), Wire::Lock(m)) => self.proto.server_on_msg(s, from, m, cx),
             (NodeState::Server(s), Wire::Res(req)) => self.proto.server_on_resource(s, from, req, cx),
-            (NodeState::Storage(r), Wire::Res(req)) => r.handle(from, req, cx),
             _ => {}
         }
     }
 
-    fn on_timer(&self, state: &mut Self::State, timer: Self::Timer, cx: &mut Cx<P>) {
+    fn on_timer_inner(
+        &self,
+        state: &mut NodeState<P::Server, P::Client, P::Hold>,
+        timer: Tmr<P::Timer>,
+        cx: &mut Cx<P>,
+    ) {
         match (state, timer) {
             (NodeState::Client(c), Tmr::Retry) if c.phase == Phase::Acquiring => self.ask(c, cx),
             (NodeState::Client(c), Tmr::Work) if c.phase == Phase::Working => self.touch_resource(c, cx),
@@ -309,6 +342,38 @@ impl<P: Protocol> Machine for LockSystem<P> {
             _ => {}
         }
     }
+}
+
+impl<P: Protocol> Machine for LockSystem<P> {
+    type State = NodeState<P::Server, P::Client, P::Hold>;
+    type Msg = Wire<P::Msg>;
+    type Timer = Tmr<P::Timer>;
+    type Durable = Disk<P::Durable>;
+
+    fn nodes(&self) -> &[NodeInfo] {
+        &self.nodes
+    }
+
+    fn start(&self, cx: &mut SysCx<P>) -> Self::State {
+        match self.nodes[cx.me].kind {
+            NodeKind::Client => NodeState::Client(Self::lifted(cx, |cx| self.client_start(cx))),
+            NodeKind::Server => {
+                NodeState::Server(Self::lifted(cx, |cx| self.proto.server_start(self.server_index(cx.me), cx)))
+            }
+            NodeKind::Storage => NodeState::Storage(Resource::new(self.env.stock, self.fencing())),
+        }
+    }
+
+    fn on_message(&self, state: &mut Self::State, from: NodeId, msg: Self::Msg, cx: &mut SysCx<P>) {
+        match (state, msg) {
+            (NodeState::Storage(r), Wire::Res(req)) => self.store(r, from, req, cx),
+            (state, msg) => Self::lifted(cx, |cx| self.on_message_inner(state, from, msg, cx)),
+        }
+    }
+
+    fn on_timer(&self, state: &mut Self::State, timer: Self::Timer, cx: &mut SysCx<P>) {
+        Self::lifted(cx, |cx| self.on_timer_inner(state, timer, cx));
+    }
 
     fn symmetric_servers(&self) -> bool {
         self.proto.symmetric_servers()
@@ -327,11 +392,13 @@ impl<P: Protocol> Machine for LockSystem<P> {
             || matches!(timer, Some(Tmr::Retry | Tmr::Work | Tmr::Validity | Tmr::Statement))
     }
 
-    fn resume_app(&self, state: &mut Self::State, cx: &mut Cx<P>) {
+    fn resume_app(&self, state: &mut Self::State, cx: &mut SysCx<P>) {
         if let NodeState::Client(c) = state {
-            for ev in std::mem::take(&mut c.deferred) {
-                self.on_lock_event(c, ev, cx);
-            }
+            Self::lifted(cx, |cx| {
+                for ev in std::mem::take(&mut c.deferred) {
+                    self.on_lock_event(c, ev, cx);
+                }
+            });
         }
     }
 
@@ -353,10 +420,18 @@ impl<P: Protocol> Machine for LockSystem<P> {
         }
     }
 
-    fn restart(&self, durable: Option<&Self::Durable>, cx: &mut Cx<P>) -> Self::State {
-        match self.nodes[cx.me].kind {
-            NodeKind::Server => NodeState::Server(self.proto.server_restart(self.server_index(cx.me), durable, cx)),
-            // Clients never come back (a dead process's work is not resumed); storage never crashes.
+    fn restart(&self, durable: Option<&Self::Durable>, cx: &mut SysCx<P>) -> Self::State {
+        match (self.nodes[cx.me].kind, durable) {
+            (NodeKind::Server, durable) => {
+                let own = match durable {
+                    Some(Disk::Lock(d)) => Some(d),
+                    _ => None,
+                };
+                NodeState::Server(Self::lifted(cx, |cx| self.proto.server_restart(self.server_index(cx.me), own, cx)))
+            }
+            (NodeKind::Storage, Some(Disk::Store(r))) => NodeState::Storage(r.clone()),
+            // Clients never come back (a dead process's work is not resumed); a storage that lost
+            // its disk starts from the initial stock.
             _ => self.start(cx),
         }
     }

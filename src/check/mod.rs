@@ -251,7 +251,7 @@ fn describe<M: Machine>(w: &World<M>, step: u32, a: &Act<M>, after: &State<M>, o
         Action::Heal => ("heal", "the partition heals".into()),
         Action::Linger => ("tick", format!("time passes to {} with the faults left in place", after.tick)),
         Action::HealAll => {
-            ("heal", "fault window over: every paused node resumes, stuck applications run again, partitions heal, crashed servers restart".into())
+            ("heal", "fault window over: every paused node resumes, stuck applications run again, partitions heal, crashed servers and storage restart".into())
         }
         Action::Delay(e) => (
             "delay",

@@ -88,7 +88,7 @@ pub enum Action<Msg, T> {
     },
     Partition(NodeId),
     Heal,
-    /// The fault window is over: paused nodes resume, partitions heal, crashed servers restart.
+    /// The fault window is over: paused nodes resume, partitions heal, crashed servers and storage restart.
     HealAll,
     /// Time passes after the fault window with the faults left in place.
     Linger,
@@ -412,7 +412,7 @@ impl<M: Machine> World<M> {
             || s.nodes
                 .iter()
                 .enumerate()
-                .any(|(id, n)| n.paused || n.hung || (n.state.is_none() && self.kind(id) == NodeKind::Server))
+                .any(|(id, n)| n.paused || n.hung || (n.state.is_none() && self.kind(id) != NodeKind::Client))
     }
 
     /// Liveness goals. `healed`: every client finished or crashed. `in_place`: the same, but a
@@ -434,7 +434,7 @@ impl<M: Machine> World<M> {
             if slot.hung {
                 out.push(Action::Unhang(id));
             }
-            if slot.state.is_none() && self.kind(id) == NodeKind::Server {
+            if slot.state.is_none() && self.kind(id) != NodeKind::Client {
                 out.push(Action::Restart { node: id, keep_disk: true });
                 if u.lost_disks < b.restarts_lose_state && window {
                     out.push(Action::Restart { node: id, keep_disk: false });
@@ -557,7 +557,7 @@ impl<M: Machine> World<M> {
                     if s.nodes[id].hung {
                         self.unhang(&mut s, id, &mut log);
                     }
-                    if s.nodes[id].state.is_none() && self.kind(id) == NodeKind::Server {
+                    if s.nodes[id].state.is_none() && self.kind(id) != NodeKind::Client {
                         let mut cx = Cx::new(id, self.reading(&s, id));
                         s.nodes[id].state = Some(self.machine.restart(s.nodes[id].durable.as_ref(), &mut cx));
                         self.apply(&mut s, cx, &mut log);

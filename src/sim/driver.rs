@@ -543,7 +543,8 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
                     s.record_as(
                         "world".into(),
                         "heal",
-                        "fault window over: paused nodes resume, partitions heal, crashed servers restart".into(),
+                        "fault window over: paused nodes resume, partitions heal, crashed servers and storage restart"
+                            .into(),
                     );
                     drop(s);
                     for node in 0..n {

@@ -140,7 +140,7 @@ pub fn draw_plan(sim: &LoadedSim, nodes: &[NodeInfo], seed: u64) -> Plan {
     for _ in 0..rng.random_range(0..=f.crashes) {
         if let Some(node) = pick(&mut rng, f.crash_targets) {
             let at_ms = rng.random_range(0..window);
-            let restart_after_ms = (nodes[node].kind == NodeKind::Server).then(|| draw(&mut rng, f.restart_after_ms));
+            let restart_after_ms = (nodes[node].kind != NodeKind::Client).then(|| draw(&mut rng, f.restart_after_ms));
             faults.push(Fault::Crash { node, at_ms, restart_after_ms, lose_disk: f.restarts_lose_state });
         }
     }
