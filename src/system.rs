@@ -477,8 +477,8 @@ mod tests {
     #[test]
     fn a_grant_arriving_after_its_validity_is_given_back() {
         let sys = system(1);
-        let mut st = sys.start(&mut PCx::<LeaseLock>::new(0, 0));
-        let mut cx = PCx::<LeaseLock>::new(0, 4);
+        let mut st = sys.start(&mut crate::protocol::MCx::<LockSystem<LeaseLock>>::new(0, 0));
+        let mut cx = crate::protocol::MCx::<LockSystem<LeaseLock>>::new(0, 4);
         sys.on_message(&mut st, 2, Wire::Lock(Msg::Grant { token: None, asked: 0 }), &mut cx);
         assert!(cx.effects.contains(&Effect::Send { to: 2, msg: Wire::Lock(Msg::Release { asked: 0 }) }));
         assert!(!cx.effects.iter().any(|e| matches!(e, Effect::Observe(Observation::Acquired { .. }))));
@@ -487,8 +487,8 @@ mod tests {
     #[test]
     fn a_timely_grant_is_trusted_until_ttl_minus_margin_after_asking() {
         let sys = system(1);
-        let mut st = sys.start(&mut PCx::<LeaseLock>::new(0, 0));
-        let mut cx = PCx::<LeaseLock>::new(0, 1);
+        let mut st = sys.start(&mut crate::protocol::MCx::<LockSystem<LeaseLock>>::new(0, 0));
+        let mut cx = crate::protocol::MCx::<LockSystem<LeaseLock>>::new(0, 1);
         sys.on_message(&mut st, 2, Wire::Lock(Msg::Grant { token: None, asked: 0 }), &mut cx);
         assert!(cx.effects.contains(&Effect::SetTimer { timer: Tmr::Validity, after: 3 }));
         assert!(cx.effects.contains(&Effect::Observe(Observation::Acquired { client: 0, depth: 1 })));
