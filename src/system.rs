@@ -468,6 +468,8 @@ mod tests {
     use crate::protocol::lease::{LeaseLock, Msg};
     use crate::protocol::{Effect, Machine};
 
+    type Scx = crate::protocol::MCx<LockSystem<LeaseLock>>;
+
     fn system(margin: i64) -> LockSystem<LeaseLock> {
         let env = Env::test(2, Workload::CriticalWrite, 5, 1);
         let o = crate::protocol::redis::Options { validity_margin: Some(margin), ..Default::default() };
@@ -477,8 +479,8 @@ mod tests {
     #[test]
     fn a_grant_arriving_after_its_validity_is_given_back() {
         let sys = system(1);
-        let mut st = sys.start(&mut crate::protocol::MCx::<LockSystem<LeaseLock>>::new(0, 0));
-        let mut cx = crate::protocol::MCx::<LockSystem<LeaseLock>>::new(0, 4);
+        let mut st = sys.start(&mut Scx::new(0, 0));
+        let mut cx = Scx::new(0, 4);
         sys.on_message(&mut st, 2, Wire::Lock(Msg::Grant { token: None, asked: 0 }), &mut cx);
         assert!(cx.effects.contains(&Effect::Send { to: 2, msg: Wire::Lock(Msg::Release { asked: 0 }) }));
         assert!(!cx.effects.iter().any(|e| matches!(e, Effect::Observe(Observation::Acquired { .. }))));
@@ -487,10 +489,25 @@ mod tests {
     #[test]
     fn a_timely_grant_is_trusted_until_ttl_minus_margin_after_asking() {
         let sys = system(1);
-        let mut st = sys.start(&mut crate::protocol::MCx::<LockSystem<LeaseLock>>::new(0, 0));
-        let mut cx = crate::protocol::MCx::<LockSystem<LeaseLock>>::new(0, 1);
+        let mut st = sys.start(&mut Scx::new(0, 0));
+        let mut cx = Scx::new(0, 1);
         sys.on_message(&mut st, 2, Wire::Lock(Msg::Grant { token: None, asked: 0 }), &mut cx);
         assert!(cx.effects.contains(&Effect::SetTimer { timer: Tmr::Validity, after: 3 }));
         assert!(cx.effects.contains(&Effect::Observe(Observation::Acquired { client: 0, depth: 1 })));
+    }
+
+    #[test]
+    fn a_grant_that_arrives_while_the_application_hangs_waits_for_it() {
+        let sys = system(1);
+        let mut st = sys.start(&mut Scx::new(0, 0));
+        let mut cx = Scx::new(0, 1);
+        cx.app_hung = true;
+        sys.on_message(&mut st, 2, Wire::Lock(Msg::Grant { token: None, asked: 0 }), &mut cx);
+        let acquired = |cx: &Scx| cx.effects.iter().any(|e| matches!(e, Effect::Observe(Observation::Acquired { .. })));
+        assert!(!acquired(&cx), "a stuck application learns nothing");
+        assert!(sys.is_app_input(None, Some(&Tmr::Work)) && !sys.is_app_input(Some(&Wire::Lock(Msg::Busy)), None));
+        let mut cx = Scx::new(0, 2);
+        sys.resume_app(&mut st, &mut cx);
+        assert!(acquired(&cx), "once it runs again it takes the grant its library received");
     }
 }
