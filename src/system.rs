@@ -72,10 +72,6 @@ impl<P: Protocol> LockSystem<P> {
         LockSystem { proto, env, nodes, resource_node }
     }
 
-    pub fn env(&self) -> &Env {
-        &self.env
-    }
-
     fn ask(&self, c: &mut Cl<P>, cx: &mut Cx<P>) {
         let ev = self.proto.acquire(&mut c.lock, cx);
         self.on_lock_event(c, ev, cx);
@@ -387,9 +383,12 @@ impl<P: Protocol> Machine for LockSystem<P> {
         matches!(msg, Wire::Res(_))
     }
 
-    fn is_app_input(&self, msg: Option<&Self::Msg>, timer: Option<&Self::Timer>) -> bool {
-        matches!(msg, Some(Wire::ResReply(_)))
-            || matches!(timer, Some(Tmr::Retry | Tmr::Work | Tmr::Validity | Tmr::Statement))
+    fn is_app_msg(&self, msg: &Self::Msg) -> bool {
+        matches!(msg, Wire::ResReply(_))
+    }
+
+    fn is_app_timer(&self, timer: &Self::Timer) -> bool {
+        matches!(timer, Tmr::Retry | Tmr::Work | Tmr::Validity | Tmr::Statement)
     }
 
     fn resume_app(&self, state: &mut Self::State, cx: &mut SysCx<P>) {
@@ -505,7 +504,7 @@ mod tests {
         sys.on_message(&mut st, 2, Wire::Lock(Msg::Grant { token: None, asked: 0 }), &mut cx);
         let acquired = |cx: &Scx| cx.effects.iter().any(|e| matches!(e, Effect::Observe(Observation::Acquired { .. })));
         assert!(!acquired(&cx), "a stuck application learns nothing");
-        assert!(sys.is_app_input(None, Some(&Tmr::Work)) && !sys.is_app_input(Some(&Wire::Lock(Msg::Busy)), None));
+        assert!(sys.is_app_timer(&Tmr::Work) && !sys.is_app_msg(&Wire::Lock(Msg::Busy)));
         let mut cx = Scx::new(0, 2);
         sys.resume_app(&mut st, &mut cx);
         assert!(acquired(&cx), "once it runs again it takes the grant its library received");

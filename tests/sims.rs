@@ -215,7 +215,7 @@ fn a_partial_sweep_fails_only_on_a_broken_holds_claim() {
 /// above, so agreeing claims mean agreeing engines).
 #[test]
 fn models_and_sims_of_the_same_name_make_the_same_claims() {
-    let mut shared = 0;
+    let mut claims = 0;
     let mut disagreements = Vec::new();
     for entry in std::fs::read_dir("sims").unwrap() {
         let path = entry.unwrap().path();
@@ -225,12 +225,12 @@ fn models_and_sims_of_the_same_name_make_the_same_claims() {
         }
         let (sim, spec) = (load_sim(&path).unwrap(), lockcheck::spec::load_model(&model).unwrap());
         for (p, v) in sim.claims() {
-            shared += 1;
+            claims += 1;
             if let Some(w) = spec.spec.expect.get(p).filter(|w| *w != v) {
                 disagreements.push(format!("{}: {} is {v} in sims/ but {w} in models/", sim.name, p.name()));
             }
         }
     }
-    assert!(shared >= 20, "only {shared} shared claims");
+    assert!(claims >= 20, "only {claims} claims of scenarios that have a model twin");
     assert!(disagreements.is_empty(), "\n{}", disagreements.join("\n"));
 }

@@ -201,7 +201,7 @@ impl<M: Machine> World<M> {
         let dst = &s.nodes[e.dst];
         e.pos == 0
             && !dst.paused
-            && !(dst.hung && self.machine.is_app_input(Some(&e.msg), None))
+            && !(dst.hung && self.machine.is_app_msg(&e.msg))
             && !Self::crosses_cut(s, e.src, e.dst)
     }
 
@@ -283,10 +283,12 @@ impl<M: Machine> World<M> {
     /// Takes envelope `i` off the network; on a FIFO connection the ones behind it move up.
     fn take(s: &mut State<M>, i: usize) -> Envelope<M::Msg> {
         let e = s.net.remove(i);
-        if e.pos > 0 || s.net.iter().any(|x| x.src == e.src && x.dst == e.dst && x.pos > 0) {
-            for x in s.net.iter_mut().filter(|x| x.src == e.src && x.dst == e.dst && x.pos > e.pos) {
-                x.pos -= 1;
-            }
+        let mut moved = false;
+        for x in s.net.iter_mut().filter(|x| x.src == e.src && x.dst == e.dst && x.pos > e.pos) {
+            x.pos -= 1;
+            moved = true;
+        }
+        if moved {
             s.net.sort();
         }
         e
@@ -373,7 +375,7 @@ impl<M: Machine> World<M> {
             }
             let hung = s.nodes[id].hung;
             for (t, deadline) in &s.nodes[id].timers {
-                if self.due(s, id, *deadline) && !(hung && self.machine.is_app_input(None, Some(t))) {
+                if self.due(s, id, *deadline) && !(hung && self.machine.is_app_timer(t)) {
                     urgent = true;
                     out.push(Action::Fire(id, t.clone()));
                 }

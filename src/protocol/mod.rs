@@ -234,9 +234,12 @@ pub trait Machine: Send + Sync + 'static {
     fn is_store_request(&self, _msg: &Self::Msg) -> bool {
         false
     }
-    /// Whether an input goes to the application thread rather than the lock library's threads
-    /// (a `hang` stops only the former).
-    fn is_app_input(&self, _msg: Option<&Self::Msg>, _timer: Option<&Self::Timer>) -> bool {
+    /// Whether a message or a timer goes to the application thread rather than the lock
+    /// library's threads (a `hang` stops only the former).
+    fn is_app_msg(&self, _msg: &Self::Msg) -> bool {
+        false
+    }
+    fn is_app_timer(&self, _timer: &Self::Timer) -> bool {
         false
     }
     /// The application thread runs again after a `hang`: it handles what its library told it
@@ -427,14 +430,11 @@ pub trait Protocol: Sized + Send + Sync + 'static {
     fn fifo(&self) -> bool {
         false
     }
-    /// A message as the real system's log or wire would show it (`SET lock c0:3 NX PX 30`).
-    fn show_msg(&self, _from: NodeId, msg: &Self::Msg) -> String {
-        format!("{msg:?}")
-    }
+    /// A message as the real system's log or wire would show it (`SET lock c0:3 NX PX 30`);
+    /// required, so no trace falls back to Rust's `Debug`.
+    fn show_msg(&self, from: NodeId, msg: &Self::Msg) -> String;
     /// A timer as the real system would name it.
-    fn show_timer(&self, timer: &Self::Timer) -> String {
-        format!("{timer:?}")
-    }
+    fn show_timer(&self, timer: &Self::Timer) -> String;
 }
 
 /// Checks a `validity_margin` knob: it needs expiring leases and must leave some lease to use.

@@ -50,4 +50,11 @@ impl Protocol for NoLock {
     fn client_on_msg(&self, _: &mut (), _: NodeId, _: (), _: &mut PCx<Self>) -> LockEvent<()> {
         LockEvent::Ignore
     }
+    // No lock service: nothing is ever sent or timed.
+    fn show_msg(&self, _: NodeId, _: &()) -> String {
+        String::new()
+    }
+    fn show_timer(&self, _: &()) -> String {
+        String::new()
+    }
 }

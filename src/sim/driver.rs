@@ -335,7 +335,7 @@ async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: 
             let mut s = sh.borrow_mut();
             (s.hung[id], std::mem::take(&mut s.unhung[id]))
         };
-        let next_msg = inbox.iter().position(|(_, msg)| !(hung && m.is_app_input(Some(msg), None)));
+        let next_msg = inbox.iter().position(|(_, msg)| !(hung && m.is_app_msg(msg)));
         let sends = if unhung {
             let mut cx = Cx::new(id, now);
             m.resume_app(&mut state, &mut cx);
@@ -348,7 +348,7 @@ async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: 
             m.on_message(&mut state, from, msg, &mut cx);
             apply::<M>(&m, &sh, id, ("receive", detail), cx, &mut timers)
         } else if let Some(t) =
-            timers.iter().find(|(t, d)| **d <= now && !(hung && m.is_app_input(None, Some(t)))).map(|(t, _)| t.clone())
+            timers.iter().find(|(t, d)| **d <= now && !(hung && m.is_app_timer(t))).map(|(t, _)| t.clone())
         {
             timers.remove(&t);
             let detail = format!("timer {} fires", m.show_timer(&t));
