@@ -125,8 +125,12 @@ pub struct FaultBudget {
     pub crashes: u8,
     #[serde(default)]
     pub restarts_lose_state: u8,
+    /// A partition cuts one node off from the others; it drops what crosses the cut.
     #[serde(default)]
     pub partitions: u8,
+    /// One-way partitions: the cut-off node still hears the others but is not heard.
+    #[serde(default)]
+    pub one_way: bool,
     #[serde(default)]
     pub clock_jumps: u8,
     #[serde(default)]

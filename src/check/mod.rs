@@ -247,7 +247,13 @@ fn describe<M: Machine>(w: &World<M>, step: u32, a: &Act<M>, after: &State<M>, o
             };
             ("restart", format!("{} restarts {how}", name(*node)))
         }
-        Action::Partition(id) => ("partition", format!("{} is cut off from the others", name(*id))),
+        Action::Partition(id) if w.budget.one_way => (
+            "partition",
+            format!("{} is cut off one way: it still hears the others, what it sends is dropped", name(*id)),
+        ),
+        Action::Partition(id) => {
+            ("partition", format!("{} is cut off from the others: what crosses the cut is dropped", name(*id)))
+        }
         Action::Heal => ("heal", "the partition heals".into()),
         Action::Linger => ("tick", format!("time passes to {} with the faults left in place", after.tick)),
         Action::HealAll => {

@@ -2,7 +2,10 @@
 //! faults and the property monitor, as a `stateright::Model`.
 //!
 //! Network: an unordered multiset of envelopes, nothing duplicated; loss and partitions are fault
-//! actions. Time, as the spec says:
+//! actions. A partition drops what crosses it, in flight or sent while it lasts (as turmoil's
+//! `partition` and an iptables DROP do); a message that arrives late instead is a delay fault.
+//! Keeping crossing messages queued until the heal made every retry sent meanwhile a new message
+//! whose delivery order after the heal the search had to try in every interleaving. Time, as the spec says:
 //! - untimed: any armed timer may fire at any moment, over-approximating every pause and clock error;
 //! - discrete: a global tick counter up to a horizon. A node's clock reads `tick + offset`; bounded
 //!   drift moves the offset within `±drift` (a fast clock gains a tick, a slow one stands still for
@@ -192,8 +195,11 @@ impl<M: Machine> World<M> {
         slot.state.is_some() && !slot.paused
     }
 
-    fn crosses_cut(s: &State<M>, a: NodeId, b: NodeId) -> bool {
-        ((s.cut >> a) & 1) != ((s.cut >> b) & 1)
+    /// Whether the partition drops a message from `a` to `b`: it crosses the cut (one-way: leaves
+    /// the cut-off node, which still hears the others).
+    fn crosses_cut(&self, s: &State<M>, a: NodeId, b: NodeId) -> bool {
+        let side = |n: NodeId| (s.cut >> n) & 1 == 1;
+        side(a) != side(b) && (!self.budget.one_way || side(a))
     }
 
     /// A message to a crashed node can still arrive: it is then lost. One to a paused node waits.
@@ -202,7 +208,6 @@ impl<M: Machine> World<M> {
         e.pos == 0
             && !dst.paused
             && !(dst.hung && self.machine.is_app_msg(&e.msg))
-            && !Self::crosses_cut(s, e.src, e.dst)
     }
 
     fn due(&self, s: &State<M>, id: NodeId, deadline: i64) -> bool {
@@ -250,8 +255,8 @@ impl<M: Machine> World<M> {
         let me = cx.me;
         for e in cx.effects {
             match e {
-                // A node that is down refuses the connection: the message is never sent.
-                Effect::Send { to, msg } if s.nodes[to].state.is_some() => {
+                // A node that is down refuses the connection, a partition drops: never sent.
+                Effect::Send { to, msg } if s.nodes[to].state.is_some() && !self.crosses_cut(s, me, to) => {
                     let pos = if self.machine.fifo() {
                         s.net.iter().filter(|e| e.src == me && e.dst == to).count() as u8
                     } else {
@@ -457,7 +462,7 @@ impl<M: Machine> World<M> {
             if u.jumps < b.clock_jumps && self.targets(b.jump_targets, id) {
                 out.push(Action::ClockJump(id));
             }
-            if u.partitions < b.partitions && s.cut == 0 {
+            if u.partitions < b.partitions && s.cut == 0 && self.targets(Targets::Any, id) {
                 out.push(Action::Partition(id));
             }
         }
@@ -550,6 +555,9 @@ impl<M: Machine> World<M> {
             Action::Partition(id) => {
                 s.used.partitions += 1;
                 s.cut = 1 << id;
+                while let Some(i) = s.net.iter().rposition(|e| self.crosses_cut(&s, e.src, e.dst)) {
+                    Self::take(&mut s, i);
+                }
             }
             Action::Heal => s.cut = 0,
             Action::HealAll => {
