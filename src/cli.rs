@@ -3,9 +3,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::check::{Outcome, PropResult};
+use crate::check::Outcome;
 use crate::spec::{Loaded, SpecError, load_model};
 use crate::trace::Trace;
+use crate::witness::Twin;
 
 /// Exit codes of the contract.
 pub const EXIT_OK: i32 = 0;
@@ -85,14 +86,6 @@ pub fn write_traces(o: &Outcome, out: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn verdict_cell(r: &PropResult) -> String {
-    let mut v = r.verdict.to_string();
-    if r.vacuous {
-        v.push_str(" (vacuous)");
-    }
-    v
-}
-
 pub fn print_human(o: &Outcome, w: &mut impl Write) -> std::io::Result<()> {
     writeln!(w, "== {}", o.spec)?;
     writeln!(w, "   {}", o.description)?;
@@ -114,7 +107,7 @@ pub fn print_human(o: &Outcome, w: &mut impl Write) -> std::io::Result<()> {
             "   {:<17} {:<9} {:<19} {:>10} {:>9} {:>6} {:>8.2}{mark}",
             r.property.name(),
             expected,
-            verdict_cell(r),
+            r.verdict.to_string(),
             o.generated,
             o.unique,
             depth,
@@ -157,7 +150,7 @@ pub fn json_line(o: &Outcome, out: Option<&Path>) -> String {
                 "property": r.property.name(),
                 "verdict": r.verdict,
                 "expected": r.expected,
-                "vacuous": r.vacuous,
+                "vacuous": r.verdict == crate::spec::Verdict::Vacuous,
                 "depth": r.trace.as_ref().map(|t| t.steps.len()),
                 "trace": trace,
             })
@@ -206,6 +199,7 @@ pub fn list(models: &Path, sims: &Path, w: &mut impl Write) -> anyhow::Result<()
     for p in crate::property::PropertyName::ALL {
         writeln!(w, "  {:<17} {}", p.name(), p.sentence().0)?;
     }
+    let mut facts = Vec::new();
     if models.is_dir() {
         writeln!(w, "\n{}:", models.display())?;
         for path in spec_files(&[models.to_path_buf()])? {
@@ -216,6 +210,7 @@ pub fn list(models: &Path, sims: &Path, w: &mut impl Write) -> anyhow::Result<()
                         .filter_map(|p| l.spec.expect.get(p).map(|v| format!("{}={v}", p.name())))
                         .collect();
                     writeln!(w, "  {:<34} {:<13} {}", l.name, l.spec.protocol, claims.join(" "))?;
+                    facts.push(crate::witness::SpecFacts::of_model(&l));
                 }
                 Err(e) => writeln!(w, "  {e}")?,
             }
@@ -235,10 +230,15 @@ pub fn list(models: &Path, sims: &Path, w: &mut impl Write) -> anyhow::Result<()
                         l.spec.seeds,
                         claims.join(" ")
                     )?;
+                    facts.push(crate::witness::SpecFacts::of_sim(&l));
                 }
                 Err(e) => writeln!(w, "  {e}")?,
             }
         }
+    }
+    writeln!(w)?;
+    for line in crate::witness::table(&facts) {
+        writeln!(w, "{line}")?;
     }
     Ok(())
 }
@@ -527,21 +527,28 @@ pub fn check_all(
     let limits = crate::check::search::Limits { progress: limits.progress && threads == 1, ..*limits };
     let mut all_ok = true;
     for chunk in specs.chunks(threads.max(1)) {
-        let outcomes: Vec<Result<crate::check::Outcome, SpecError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = chunk.iter().map(|s| scope.spawn(|| crate::check::check(s, &limits))).collect();
+        type Checked = Result<(crate::check::Outcome, Vec<Twin>), SpecError>;
+        let outcomes: Vec<Checked> = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|s| {
+                    scope.spawn(|| Ok((crate::check::check(s, &limits)?, crate::witness::model_twins(s, &limits)?)))
+                })
+                .collect();
             handles.into_iter().map(|h| h.join().expect("a checker thread panicked")).collect()
         });
         for outcome in outcomes {
-            let outcome = outcome?;
+            let (outcome, twins) = outcome?;
             if let Some(dir) = out {
                 write_traces(&outcome, dir)?;
             }
             if json {
-                writeln!(w, "{}", json_line(&outcome, out))?;
+                writeln!(w, "{}", with_twins(json_line(&outcome, out), &twins))?;
             } else {
                 print_human(&outcome, w)?;
+                print_twins(&twins, w)?;
             }
-            all_ok &= outcome.ok();
+            all_ok &= outcome.ok() && twins.iter().all(Twin::ok);
         }
     }
     Ok(all_ok)
@@ -562,11 +569,17 @@ pub fn sim_all(
         let (from, to) = range.unwrap_or((0, sim.spec.seeds));
         let seeds = crate::sim::Seeds { from, to, shard };
         let (outcome, runs) = crate::sim::simulate(sim, &seeds, opts, None)?;
+        // A twin says something only over the scenario's own sweep.
+        let twins = if outcome.partial || range.is_some() {
+            Vec::new()
+        } else {
+            crate::witness::sim_twins(sim, &crate::sim::Options { shrink: false, ..*opts })?
+        };
         if let Some(dir) = out {
             write_sim_traces(&outcome, dir)?;
         }
         if json {
-            writeln!(w, "{}", sim_json_line(&outcome, out))?;
+            writeln!(w, "{}", with_twins(sim_json_line(&outcome, out), &twins))?;
         } else {
             let label = match shard {
                 Some((k, n)) => format!("{from}..{to} shard {k}/{n}"),
@@ -574,8 +587,33 @@ pub fn sim_all(
             };
             let plan = (runs.len() == 1).then(|| runs[0].plan.describe(&outcome.participants));
             print_sim_human(&outcome, &label, plan, w)?;
+            print_twins(&twins, w)?;
         }
-        all_ok &= outcome.ok();
+        all_ok &= outcome.ok() && twins.iter().all(Twin::ok);
     }
     Ok(all_ok)
+}
+
+fn print_twins(twins: &[Twin], w: &mut impl Write) -> std::io::Result<()> {
+    twins.iter().try_for_each(|t| writeln!(w, "   {}", t.describe()))
+}
+
+/// A JSON result line with its witness twins added (`"witness": [{"field": .., "verdicts": {..}}]`).
+fn with_twins(line: String, twins: &[Twin]) -> String {
+    if twins.is_empty() {
+        return line;
+    }
+    let Ok(serde_json::Value::Object(mut o)) = serde_json::from_str::<serde_json::Value>(&line) else {
+        unreachable!("json_line writes an object");
+    };
+    let t: Vec<serde_json::Value> = twins
+        .iter()
+        .map(|t| {
+            let v: serde_json::Map<String, serde_json::Value> =
+                t.verdicts.iter().map(|(p, _, v)| (p.name().to_string(), serde_json::json!(v))).collect();
+            serde_json::json!({ "field": t.field, "verdicts": v, "ok": t.ok() })
+        })
+        .collect();
+    o.insert("witness".into(), serde_json::Value::Array(t));
+    serde_json::Value::Object(o).to_string()
 }

@@ -29,3 +29,4 @@ pub mod sim;
 pub mod spec;
 pub mod system;
 pub mod trace;
+pub mod witness;

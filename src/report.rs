@@ -45,7 +45,7 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
     for (o, approach) in models {
         let row = rows.entry(approach.clone()).or_default();
         // A `holds` nothing exercised, or one a budget cut short, says nothing about the approach.
-        for r in o.results.iter().filter(|r| !r.vacuous && r.verdict != Verdict::Unknown) {
+        for r in o.results.iter().filter(|r| matches!(r.verdict, Verdict::Holds | Verdict::Violated)) {
             let how =
                 r.trace.as_ref().map(|t| format!("{} steps", t.steps.len())).unwrap_or_else(|| "exhaustive".into());
             row.findings.entry(r.property).or_default().push((o.name.clone(), r.verdict, how));

@@ -173,9 +173,19 @@ pub(crate) fn servers() -> Targets {
 pub enum Verdict {
     Holds,
     Violated,
+    /// Holds, but only because its `sometimes` partner never happened: nothing exercised it. As a
+    /// claim it says the spec is built so that nothing can (a spec showing the flag works).
+    Vacuous,
     /// A budget (states, memory, time) stopped the search before it could tell. Never a claim.
     #[serde(skip_deserializing)]
     Unknown,
+}
+
+impl Verdict {
+    /// Nothing broke the property (whether or not anything exercised it).
+    pub fn passes(self) -> bool {
+        matches!(self, Verdict::Holds | Verdict::Vacuous)
+    }
 }
 
 impl std::fmt::Display for Verdict {
@@ -183,6 +193,7 @@ impl std::fmt::Display for Verdict {
         f.write_str(match self {
             Verdict::Holds => "holds",
             Verdict::Violated => "violated",
+            Verdict::Vacuous => "vacuous",
             Verdict::Unknown => "unknown",
         })
     }
@@ -237,6 +248,10 @@ pub struct ModelSpec {
     pub faults: FaultBudget,
     #[serde(default)]
     pub expect: Expect,
+    /// Fault settings this spec's violations depend on (`faults.partitions`, `time.drift`): with any
+    /// one of them set to 0 (or false), some claimed violation must hold, non-vacuously.
+    #[serde(default)]
+    pub witness: Vec<String>,
 }
 
 /// What a protocol learns of the spec when it is built.
@@ -307,12 +322,12 @@ impl Loaded {
     }
 }
 
-/// Reads and parses a TOML file into `T`, naming the offending field on error.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SpecError> {
+/// Reads a TOML file as a table, naming the line of a syntax error.
+pub fn read_table(path: &Path) -> Result<toml::Table, SpecError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| SpecError::File { file: file.clone(), message: format!("cannot read: {e}") })?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+    text.parse().map_err(|e: toml::de::Error| {
         let line = e.span().map(|s| text[..s.start].lines().count().max(1));
         let msg = e.message().replace('\n', " ");
         SpecError::File {
@@ -322,8 +337,64 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Spec
                 None => format!("malformed TOML: {msg}"),
             },
         }
-    })?;
-    from_table(path, toml::Value::Table(table))
+    })
+}
+
+/// Reads and parses a TOML file into `T`, naming the offending field on error.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SpecError> {
+    from_table(path, toml::Value::Table(read_table(path)?))
+}
+
+/// `table` with the fault setting `field` (a dotted path such as `faults.partitions`) turned off:
+/// the zero-budget twin of a witness spec. The setting must be there and on, or the spec could not
+/// witness it.
+pub fn without(path: &Path, table: &toml::Table, field: &str) -> Result<toml::Table, SpecError> {
+    let wrong = |why: &str| SpecError::field(path, "witness", format!("`{field}` {why}"));
+    let mut out = table.clone();
+    let mut at = &mut out;
+    let mut parts = field.split('.').peekable();
+    while let Some(key) = parts.next() {
+        if parts.peek().is_none() {
+            let off = match at.get(key) {
+                Some(toml::Value::Integer(0)) | Some(toml::Value::Boolean(false)) => {
+                    return Err(wrong("is already off in this spec"));
+                }
+                Some(toml::Value::Integer(_)) => toml::Value::Integer(0),
+                Some(toml::Value::Boolean(true)) => toml::Value::Boolean(false),
+                Some(toml::Value::Float(f)) if *f == 0.0 => return Err(wrong("is already off in this spec")),
+                Some(toml::Value::Float(_)) => toml::Value::Float(0.0),
+                Some(_) => return Err(wrong("is not a count, a rate or a switch")),
+                None => return Err(wrong("is not set in this spec")),
+            };
+            at.insert(key.to_string(), off);
+            break;
+        }
+        at = match at.get_mut(key) {
+            Some(toml::Value::Table(t)) => t,
+            _ => return Err(wrong("is not set in this spec")),
+        };
+    }
+    Ok(out)
+}
+
+/// Checks a witness list against the file it came from: every entry names a setting that is on,
+/// and the spec claims a violation for it to take away.
+pub(crate) fn validate_witness(
+    path: &Path,
+    table: &toml::Table,
+    witness: &[String],
+    expect: &Expect,
+) -> Result<(), SpecError> {
+    for field in witness {
+        if !(field.starts_with("faults.") || field.starts_with("time.") || field.starts_with("network.")) {
+            return Err(SpecError::field(path, "witness", format!("`{field}` is not a fault setting")));
+        }
+        without(path, table, field)?;
+    }
+    if !witness.is_empty() && !expect.0.values().any(|v| *v == Verdict::Violated) {
+        return Err(SpecError::field(path, "witness", "a witness spec must claim a violation for its fault to cause"));
+    }
+    Ok(())
 }
 
 /// Deserializes a TOML value, turning serde's error into one naming the field path.
@@ -340,11 +411,24 @@ pub fn from_table<T: serde::de::DeserializeOwned>(path: &Path, value: toml::Valu
 }
 
 pub fn load_model(path: &Path) -> Result<Loaded, SpecError> {
-    let spec: ModelSpec = parse_toml(path)?;
+    let table = read_table(path)?;
+    let loaded = model_from_table(path, &table)?;
+    validate_witness(path, &table, &loaded.spec.witness, &loaded.spec.expect)?;
+    Ok(loaded)
+}
+
+fn model_from_table(path: &Path, table: &toml::Table) -> Result<Loaded, SpecError> {
+    let spec: ModelSpec = from_table(path, toml::Value::Table(table.clone()))?;
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("spec").to_string();
     let loaded = Loaded { name, path: path.to_path_buf(), spec };
     validate(&loaded)?;
     Ok(loaded)
+}
+
+/// The spec at `path` with the witnessed setting `field` turned off.
+pub fn load_model_without(path: &Path, field: &str) -> Result<Loaded, SpecError> {
+    let table = without(path, &read_table(path)?, field)?;
+    model_from_table(path, &table)
 }
 
 /// What model specs and simulation scenarios share: a description and a setup within limits.

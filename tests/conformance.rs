@@ -57,7 +57,7 @@ fn every_family_is_judged_on_every_property_under_every_fault() {
             let o = check(&loaded, &Limits { progress: false, ..Limits::default() }).unwrap();
             assert!(o.complete, "{family} {scenario}: over the state budget");
             let verdict = |p| o.results.iter().find(|r| r.property == p).map(|r| r.verdict);
-            for r in o.results.iter().filter(|r| r.vacuous) {
+            for r in o.results.iter().filter(|r| r.verdict == Verdict::Vacuous) {
                 failures.push(format!("{family} {scenario}: {} holds only vacuously", r.property.name()));
             }
             let unguarded = registry::build(&loaded, Unguarded).unwrap();

@@ -20,15 +20,13 @@ pub struct PropResult {
     pub property: PropertyName,
     pub verdict: Verdict,
     pub expected: Option<Verdict>,
-    /// The property held only because its `sometimes` partner never happened.
-    pub vacuous: bool,
     #[serde(skip)]
     pub trace: Option<Trace>,
 }
 
 impl PropResult {
     pub fn ok(&self) -> bool {
-        self.expected.is_none_or(|e| e == self.verdict) && !(self.vacuous && self.expected == Some(Verdict::Holds))
+        self.expected.is_none_or(|e| e == self.verdict)
     }
 }
 
@@ -50,7 +48,7 @@ pub struct Outcome {
 impl Outcome {
     /// Every verdict matches its expectation (or, without one, nothing is violated).
     pub fn ok(&self) -> bool {
-        self.complete && self.results.iter().all(|r| r.ok() && (r.expected.is_some() || r.verdict == Verdict::Holds))
+        self.complete && self.results.iter().all(|r| r.ok() && (r.expected.is_some() || r.verdict.passes()))
     }
 }
 
@@ -110,10 +108,10 @@ fn outcome<M: Machine>(spec: &Loaded, w: &World<M>, found: &Found) -> Outcome {
                 verdict: match v {
                     Some(_) => Verdict::Violated,
                     None if !found.complete => Verdict::Unknown,
+                    None if !witnessed => Verdict::Vacuous,
                     None => Verdict::Holds,
                 },
                 expected: spec.spec.expect.get(p),
-                vacuous: v.is_none() && found.complete && !witnessed,
                 trace: v.map(|state| trace(spec, w, p, &found.path_to(state))),
             }
         })

@@ -205,9 +205,7 @@ impl<M: Machine> World<M> {
     /// A message to a crashed node can still arrive: it is then lost. One to a paused node waits.
     fn deliverable(&self, s: &State<M>, e: &Envelope<M::Msg>) -> bool {
         let dst = &s.nodes[e.dst];
-        e.pos == 0
-            && !dst.paused
-            && !(dst.hung && self.machine.is_app_msg(&e.msg))
+        e.pos == 0 && !dst.paused && !(dst.hung && self.machine.is_app_msg(&e.msg))
     }
 
     fn due(&self, s: &State<M>, id: NodeId, deadline: i64) -> bool {
@@ -657,5 +655,50 @@ impl<M: Machine> stateright::Model for World<M> {
 
     fn within_boundary(&self, _: &Self::State) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::redis;
+    use crate::system::LockSystem;
+
+    fn world(one_way: bool) -> World<LockSystem<crate::protocol::lease::LeaseLock>> {
+        let mut spec = crate::spec::load_model(std::path::Path::new("models/redis_partition.toml")).unwrap();
+        spec.spec.faults.one_way = one_way;
+        let env = spec.env();
+        let system = LockSystem::new(redis::build(redis::Options::default(), &env).unwrap(), env);
+        World::new(system, &spec, vec![PropertyName::MutualExclusion])
+    }
+
+    fn server(w: &World<LockSystem<crate::protocol::lease::LeaseLock>>) -> NodeId {
+        (0..w.machine.nodes().len()).find(|&i| w.kind(i) == NodeKind::Server).unwrap()
+    }
+
+    #[test]
+    fn a_partition_drops_what_crosses_it_both_ways() {
+        let w = world(false);
+        let redis = server(&w);
+        let s = w.init();
+        assert!(s.net.iter().any(|e| e.dst == redis), "clients ask at start");
+        let cut = w.step(&s, &Action::Partition(redis), None).unwrap();
+        assert!(cut.net.iter().all(|e| e.src != redis && e.dst != redis), "{:?}", cut.net);
+        assert_eq!(cut.cut, 1 << redis);
+        let mut acts = Vec::new();
+        w.actions_of(&cut, &mut acts);
+        assert!(acts.contains(&Action::Heal));
+    }
+
+    #[test]
+    fn a_one_way_partition_still_delivers_to_the_cut_node_and_drops_what_it_sends() {
+        let w = world(true);
+        let redis = server(&w);
+        let s = w.step(&w.init(), &Action::Partition(redis), None).unwrap();
+        let asks: Vec<_> = s.net.iter().filter(|e| e.dst == redis).cloned().collect();
+        assert!(!asks.is_empty(), "what the cut node hears stays in flight");
+        let after = w.step(&s, &Action::Deliver(asks[0].clone()), None).unwrap();
+        assert!(after.net.iter().all(|e| e.src != redis), "its reply is dropped: {:?}", after.net);
+        assert!(after.monitor != s.monitor || after.nodes[redis] != s.nodes[redis], "the cut node acted on it");
     }
 }

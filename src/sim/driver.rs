@@ -65,6 +65,8 @@ pub struct RunOutcome {
     pub seed: u64,
     pub plan: Plan,
     pub violations: Vec<Violation>,
+    /// The properties whose `sometimes` partner happened in this run.
+    pub witnessed: Vec<PropertyName>,
     pub metrics: Metrics,
 }
 
@@ -88,6 +90,7 @@ struct Shared<D> {
     tick_ms: u64,
     properties: Vec<PropertyName>,
     violations: Vec<Violation>,
+    witnessed: Vec<PropertyName>,
     metrics: Metrics,
     asked_at: Vec<Option<u64>>,
     stop: bool,
@@ -119,6 +122,7 @@ impl<D> Shared<D> {
             tick_ms: cfg.tick_ms,
             properties: cfg.properties.clone(),
             violations: Vec::new(),
+            witnessed: Vec::new(),
             metrics: Metrics::default(),
             asked_at: vec![None; clients],
             stop: false,
@@ -187,6 +191,9 @@ impl<D> Shared<D> {
     fn judge(&mut self) {
         for i in 0..self.properties.len() {
             let p = self.properties[i];
+            if self.monitor.witness(p) && !self.witnessed.contains(&p) {
+                self.witnessed.push(p);
+            }
             if !p.is_liveness() && !self.monitor.holds(p) && !self.violations.iter().any(|v| v.property == p) {
                 let at_ms = self.now_ms();
                 self.violations.push(Violation { property: p, at_ms, steps: self.steps.clone() });
@@ -601,6 +608,7 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
         seed,
         plan,
         violations: std::mem::take(&mut s.violations),
+        witnessed: std::mem::take(&mut s.witnessed),
         metrics: std::mem::take(&mut s.metrics),
     })
 }

@@ -59,7 +59,7 @@ pub struct PropSummary {
 
 impl PropSummary {
     pub fn ok(&self) -> bool {
-        self.expected.is_none_or(|e| e == self.verdict) && (self.expected.is_some() || self.verdict == Verdict::Holds)
+        self.expected.is_none_or(|e| e == self.verdict) && (self.expected.is_some() || self.verdict.passes())
     }
 }
 
@@ -90,16 +90,18 @@ pub struct SimOutcome {
 
 impl SimOutcome {
     /// Every claim re-derived. A partial sweep cannot show a claimed violation it did not reach,
-    /// so it fails only when it broke a `holds` claim.
+    /// so it fails only when it broke a `holds` claim;
     pub fn ok(&self) -> bool {
         if self.partial {
-            self.results.iter().all(|r| r.expected != Some(Verdict::Holds) || r.verdict == Verdict::Holds)
+            // nor can a few seeds tell a vacuous pass from a real one.
+            self.results.iter().all(|r| !r.expected.is_some_and(Verdict::passes) || r.verdict.passes())
         } else {
             self.results.iter().all(PropSummary::ok)
         }
     }
 }
 
+#[derive(Clone, Copy, Debug)]
 pub struct Options {
     pub jobs: usize,
     pub shrink: bool,
@@ -197,7 +199,13 @@ impl Visit for SimVisit<'_> {
             };
             results.push(PropSummary {
                 property: p,
-                verdict: if failing.is_empty() { Verdict::Holds } else { Verdict::Violated },
+                verdict: if !failing.is_empty() {
+                    Verdict::Violated
+                } else if runs.iter().any(|r| r.witnessed.contains(&p)) {
+                    Verdict::Holds
+                } else {
+                    Verdict::Vacuous
+                },
                 expected: self.sim.spec.expect.get(p),
                 violations: failing.len() as u64,
                 rate,

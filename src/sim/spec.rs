@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-use crate::spec::{Expect, Setup, SpecError, Targets, Verdict, clients, parse_toml, servers};
+use crate::spec::{
+    Expect, Setup, SpecError, Targets, Verdict, clients, from_table, read_table, servers, validate_witness, without,
+};
 
 /// `[a, b]` in the file: a value drawn uniformly from the closed range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -141,6 +143,10 @@ pub struct SimSpec {
     pub seeds: u64,
     #[serde(default)]
     pub expect: Expect,
+    /// Fault settings this scenario's violations depend on: with any one of them set to 0 (or
+    /// false), some claimed violation holds over the whole sweep, and something exercised it.
+    #[serde(default)]
+    pub witness: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -172,6 +178,7 @@ impl LoadedSim {
                 },
                 faults: Default::default(),
                 expect: s.expect.clone(),
+                witness: Vec::new(),
             },
         }
     }
@@ -185,11 +192,24 @@ pub const MAX_SEEDS: u64 = 1_000_000;
 pub const MAX_SIM_MS: u64 = 600_000;
 
 pub fn load_sim(path: &Path) -> Result<LoadedSim, SpecError> {
-    let spec: SimSpec = parse_toml(path)?;
+    let table = read_table(path)?;
+    let l = sim_from_table(path, &table)?;
+    validate_witness(path, &table, &l.spec.witness, &l.spec.expect)?;
+    Ok(l)
+}
+
+fn sim_from_table(path: &Path, table: &toml::Table) -> Result<LoadedSim, SpecError> {
+    let spec: SimSpec = from_table(path, toml::Value::Table(table.clone()))?;
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("sim").to_string();
     let l = LoadedSim { name, path: path.to_path_buf(), spec };
     validate(&l)?;
     Ok(l)
+}
+
+/// The scenario at `path` with the witnessed setting `field` turned off.
+pub fn load_sim_without(path: &Path, field: &str) -> Result<LoadedSim, SpecError> {
+    let table = without(path, &read_table(path)?, field)?;
+    sim_from_table(path, &table)
 }
 
 fn validate(l: &LoadedSim) -> Result<(), SpecError> {
