@@ -573,7 +573,7 @@ pub fn sim_all(
         let twins = if outcome.partial || range.is_some() {
             Vec::new()
         } else {
-            crate::witness::sim_twins(sim, &crate::sim::Options { shrink: false, ..*opts })?
+            crate::witness::sim_twins(sim, &crate::sim::Options { shrink: false, ..*opts }, sim.spec.seeds)?
         };
         if let Some(dir) = out {
             write_sim_traces(&outcome, dir)?;

@@ -163,12 +163,13 @@ pub fn model_twins(spec: &Loaded, limits: &Limits) -> Result<Vec<Twin>, SpecErro
     Ok(out)
 }
 
-/// Simulates each twin of a witness scenario over the scenario's own sweep.
-pub fn sim_twins(sim: &LoadedSim, opts: &crate::sim::Options) -> Result<Vec<Twin>, SpecError> {
+/// Simulates each twin of a witness scenario over the scenario's own sweep, or its first
+/// `max_seeds` seeds.
+pub fn sim_twins(sim: &LoadedSim, opts: &crate::sim::Options, max_seeds: u64) -> Result<Vec<Twin>, SpecError> {
     let mut out = Vec::new();
     for field in &sim.spec.witness {
         let t = load_sim_without(&sim.path, field)?;
-        let seeds = crate::sim::Seeds { from: 0, to: t.spec.seeds, shard: None };
+        let seeds = crate::sim::Seeds { from: 0, to: t.spec.seeds.min(max_seeds), shard: None };
         let (o, _) = crate::sim::simulate(&t, &seeds, opts, None)?;
         let judged = |p| o.results.iter().find(|r| r.property == p).map(|r| r.verdict);
         out.push(twin(field, &sim.spec.expect, judged));

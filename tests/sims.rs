@@ -31,9 +31,16 @@ fn every_sim_scenario_matches_its_expectations() {
         if violated_claim {
             assert!(sim.spec.seeds <= 1000, "{}", f.display());
         }
-        let seeds = Seeds { from: 0, to: sim.spec.seeds, shard: None };
-        let (o, _) = simulate(&sim, &seeds, &opts(2), None).unwrap();
-        for r in o.results.iter().filter(|r| !r.ok()) {
+        // `LOCKCHECK_FAST=1` (mutation testing): the first 100 seeds, where every claimed violation
+        // must show anyway; a `holds` claim is then judged on fewer runs.
+        let fast = std::env::var_os("LOCKCHECK_FAST").is_some();
+        let to = if fast { sim.spec.seeds.min(100) } else { sim.spec.seeds };
+        let (o, _) = simulate(&sim, &Seeds { from: 0, to, shard: None }, &opts(2), None).unwrap();
+        for r in o
+            .results
+            .iter()
+            .filter(|r| !r.ok() && !(fast && r.expected == Some(Verdict::Holds) && r.verdict == Verdict::Vacuous))
+        {
             failures.push(format!(
                 "{}: {} expected {:?} got {} ({} of {} seeds)",
                 f.display(),
