@@ -92,7 +92,7 @@ pub fn sim(path: &Path, seeds: u64, w: &mut impl std::io::Write) -> anyhow::Resu
     let steps = [1, sim.spec.time.step_ms.max(2)];
     for (step, jobs) in steps.iter().flat_map(|s| [(*s, 1), (*s, 2)]) {
         sim.spec.time.step_ms = step;
-        let opts = Options { jobs, shrink: false, progress: false, full_duration: true };
+        let opts = Options { jobs, shrink: false, progress: false, full_duration: true, max_seconds: None };
         let started = std::time::Instant::now();
         let (o, _) = simulate(&sim, &Seeds { from: 0, to: seeds, shard: None }, &opts, None)?;
         let secs = started.elapsed().as_secs_f64();

@@ -114,10 +114,10 @@ pub fn print_human(o: &Outcome, w: &mut impl Write) -> std::io::Result<()> {
             o.seconds
         )?;
     }
-    if !o.complete {
+    if let Some(budget) = &o.stopped {
         writeln!(
             w,
-            "   unknown: the search stopped at the state limit after {} states; no `holds` is confirmed (try --symmetry, --strategy dfs or a shorter horizon)",
+            "   unknown: {budget} stopped the search after {} states; no `holds` is confirmed (try --symmetry, --strategy dfs or a shorter horizon)",
             o.unique
         )?;
     }
@@ -161,6 +161,7 @@ pub fn json_line(o: &Outcome, out: Option<&Path>) -> String {
         "engine": "check",
         "ok": o.ok(),
         "complete": o.complete,
+        "stopped_by": o.stopped,
         "states": o.generated,
         "unique": o.unique,
         "max_depth": o.max_depth,
@@ -409,6 +410,9 @@ pub fn print_sim_human(
         m.critical_sections_per_second,
         m.rejected_writes
     )?;
+    if let Some(budget) = &o.stopped {
+        writeln!(w, "   unknown: {budget}; no `holds` is confirmed (give it more time, or fewer seeds with --seeds)")?;
+    }
     for r in &o.results {
         let Some(t) = &r.trace else { continue };
         writeln!(
@@ -466,6 +470,7 @@ pub fn sim_json_line(o: &crate::sim::SimOutcome, out: Option<&Path>) -> String {
         "seconds": (o.seconds * 1000.0).round() / 1000.0,
         "metrics": o.metrics,
         "results": results,
+        "stopped_by": o.stopped,
     })
     .to_string()
 }
@@ -481,7 +486,7 @@ pub fn replay_sim(path: &Path, stored: &Trace) -> Result<(bool, String), SpecErr
         .and_then(|p| serde_json::from_value(p.clone()).map_err(|e| SpecError::field(path, "plan", e.to_string())))?;
     let sims = load_all_sims(&[PathBuf::from(&stored.spec)])?;
     let seeds = crate::sim::Seeds { from: seed, to: seed + 1, shard: None };
-    let opts = crate::sim::Options { jobs: 1, shrink: false, progress: false, full_duration: false };
+    let opts = crate::sim::Options { jobs: 1, shrink: false, progress: false, full_duration: false, max_seconds: None };
     let (o, runs) = crate::sim::simulate(&sims[0], &seeds, &opts, Some(plan.clone()))?;
     let v = runs.first().and_then(|r| r.violations.iter().find(|v| v.property.name() == stored.property));
     let derived = v.map(|v| crate::sim::trace_of(&sims[0], seed, &plan, v, &o.participants));

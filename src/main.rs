@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use lockcheck::check::search::Limits;
+use lockcheck::check::search::{Bytes, Limits, default_max_memory};
 use lockcheck::cli::{self, EXIT_BAD_INPUT, EXIT_MISMATCH, EXIT_OK};
 use lockcheck::spec::SpecError;
 
@@ -39,8 +39,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// Stop exploring after this many unique states (no `holds` verdict is then claimed).
-        #[arg(long, default_value_t = 30_000_000)]
+        #[arg(long, default_value_t = 30_000_000, value_parser = clap::value_parser!(u64).range(1..))]
         max_states: u64,
+        /// Stop exploring before the process's memory would pass this (K, M, G); the default is
+        /// half of this machine's memory. No `holds` verdict is then claimed.
+        #[arg(long, default_value_t = Bytes(default_max_memory()))]
+        max_memory: Bytes,
         /// Judge only the properties named in each spec's `expect`.
         #[arg(long)]
         claimed_only: bool,
@@ -86,6 +90,9 @@ enum Cmd {
         /// Do not search for a smaller failing fault plan.
         #[arg(long)]
         no_shrink: bool,
+        /// Start no new seed after this many seconds; what no seed violated is then `unknown`.
+        #[arg(long, value_parser = positive_seconds)]
+        max_seconds: Option<f64>,
     },
     /// Everything in models/ and sims/, re-derived, to reports/ (with the comparison of approaches).
     Report {
@@ -135,12 +142,13 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Cmd::List { models, sims } => lockcheck::cli::list(&models, &sims, &mut std::io::stdout()).map(|_| EXIT_OK),
-        Cmd::Check { specs, out, threads, json, max_states, claimed_only, strategy, symmetry } => {
+        Cmd::Check { specs, out, threads, json, max_states, max_memory, claimed_only, strategy, symmetry } => {
             if threads == 0 {
                 anyhow::bail!("--threads must be at least 1");
             }
             let loaded = cli::load_all(&specs)?;
-            let limits = Limits { max_states, claimed_only, strategy, symmetry, ..Limits::default() };
+            let limits =
+                Limits { max_states, max_memory: max_memory.0, claimed_only, strategy, symmetry, ..Limits::default() };
             let ok = cli::check_all(&loaded, &limits, threads, out.as_deref(), json, &mut std::io::stdout())?;
             Ok(if ok { EXIT_OK } else { EXIT_MISMATCH })
         }
@@ -150,7 +158,7 @@ fn run(cli: Cli) -> Result<i32> {
             lockcheck::bench::sim(&sim, sim_seeds, &mut std::io::stdout())?;
             Ok(if rows.iter().all(|r| r.ok) { EXIT_OK } else { EXIT_MISMATCH })
         }
-        Cmd::Sim { specs, seed, seeds, jobs, shard, out, json, no_shrink } => {
+        Cmd::Sim { specs, seed, seeds, jobs, shard, out, json, no_shrink, max_seconds } => {
             if jobs == 0 {
                 anyhow::bail!("--jobs must be at least 1");
             }
@@ -165,7 +173,8 @@ fn run(cli: Cli) -> Result<i32> {
             };
             let shard = shard.as_deref().map(cli::parse_shard).transpose().map_err(anyhow::Error::msg)?;
             let sims = cli::load_all_sims(&specs)?;
-            let opts = lockcheck::sim::Options { jobs, shrink: !no_shrink, ..lockcheck::sim::default_options() };
+            let opts =
+                lockcheck::sim::Options { jobs, shrink: !no_shrink, max_seconds, ..lockcheck::sim::default_options() };
             let ok = cli::sim_all(&sims, range, shard, &opts, out.as_deref(), json, &mut std::io::stdout())?;
             Ok(if ok { EXIT_OK } else { EXIT_MISMATCH })
         }
@@ -184,5 +193,12 @@ fn run(cli: Cli) -> Result<i32> {
             cli::explore(&loaded[0], &addr)?;
             Ok(EXIT_OK)
         }
+    }
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
     }
 }

@@ -11,7 +11,7 @@ use lockcheck::sim::{Options, Seeds, simulate};
 use lockcheck::spec::Verdict;
 
 fn opts(jobs: usize) -> Options {
-    Options { jobs, shrink: false, progress: false, full_duration: false }
+    Options { jobs, shrink: false, progress: false, full_duration: false, max_seconds: None }
 }
 
 #[test]

@@ -61,7 +61,7 @@ fn every_model_witness_loses_its_violation_without_its_fault() {
 
 #[test]
 fn every_sim_witness_loses_its_violation_without_its_fault() {
-    let opts = Options { jobs: 2, shrink: false, progress: false, full_duration: false };
+    let opts = Options { jobs: 2, shrink: false, progress: false, full_duration: false, max_seconds: None };
     let mut failures = Vec::new();
     let mut pairs = 0;
     for p in files("sims") {

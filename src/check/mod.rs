@@ -40,15 +40,19 @@ pub struct Outcome {
     pub unique: u64,
     pub max_depth: u32,
     pub seconds: f64,
-    /// False when the state limit cut the search short: no `holds` can be claimed.
+    /// False when a budget cut the search short: no `holds` can be claimed.
     pub complete: bool,
+    /// The budget that did, in words.
+    pub stopped: Option<String>,
     pub participants: Vec<String>,
 }
 
 impl Outcome {
-    /// Every verdict matches its expectation (or, without one, nothing is violated).
+    /// Every claim re-derived, and nothing violated that is not claimed.
     pub fn ok(&self) -> bool {
-        self.complete && self.results.iter().all(|r| r.ok() && (r.expected.is_some() || r.verdict.passes()))
+        // A budget that stops the search leaves `unknown`, which matches no claim; a violation
+        // found before it stays a violation.
+        self.results.iter().all(|r| r.ok() && (r.expected.is_some() || r.verdict != Verdict::Violated))
     }
 }
 
@@ -126,6 +130,7 @@ fn outcome<M: Machine>(spec: &Loaded, w: &World<M>, found: &Found) -> Outcome {
         max_depth: found.max_depth,
         seconds: found.seconds,
         complete: found.complete,
+        stopped: found.stopped.map(|b| b.to_string()),
         participants: w.machine.nodes().iter().map(|n| n.name.clone()).collect(),
     }
 }

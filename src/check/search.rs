@@ -27,7 +27,92 @@ pub struct Found {
     pub max_depth: u32,
     pub seconds: f64,
     pub complete: bool,
+    /// Which budget cut the search short, if one did.
+    pub stopped: Option<Budget>,
     parent: Vec<(u32, u32)>,
+}
+
+/// A budget that stopped a search before it could answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    States(u64),
+    /// Bytes: the process's resident memory plus the next growth of the search's tables would pass it.
+    Memory(u64),
+}
+
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Budget::States(n) => write!(f, "the state budget (--max-states {n})"),
+            Budget::Memory(b) => write!(f, "the memory budget (--max-memory {})", mib(*b)),
+        }
+    }
+}
+
+/// A byte count as the command line takes it back (`512M`, `2G`).
+pub fn mib(bytes: u64) -> String {
+    const G: u64 = 1 << 30;
+    const M: u64 = 1 << 20;
+    if bytes % G == 0 { format!("{}G", bytes / G) } else { format!("{}M", bytes.div_ceil(M)) }
+}
+
+/// Parses `4G`, `512M`, `100K` or a plain number of bytes.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size (e.g. 4G, 512M)"))?;
+    let scale: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (K, M or G)")),
+    };
+    match n.checked_mul(scale) {
+        Some(b) if b >= 16 << 20 => Ok(b),
+        Some(_) => Err(format!("`{s}` is below the 16M a search needs to start")),
+        None => Err(format!("`{s}` is too large")),
+    }
+}
+
+/// A size on the command line (`--max-memory 2G`), shown back the same way in `--help`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bytes(pub u64);
+
+impl std::str::FromStr for Bytes {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_bytes(s).map(Bytes)
+    }
+}
+
+impl std::fmt::Display for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&mib(self.0))
+    }
+}
+
+/// Half of the machine's memory (MemTotal in /proc/meminfo), or 4 GiB where that cannot be read.
+pub fn default_max_memory() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    total.map(|kib| kib * 1024 / 2).unwrap_or(4 << 30)
+}
+
+/// The process's resident memory in bytes (Linux `/proc/self/statm`; 0 where it cannot be read).
+pub fn resident_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
 }
 
 impl Found {
@@ -57,6 +142,8 @@ pub enum Strategy {
 pub struct Limits {
     pub strategy: Strategy,
     pub max_states: u64,
+    /// Bytes of resident memory the process may reach.
+    pub max_memory: u64,
     pub progress: bool,
     /// Judge only the properties the spec makes claims about (lets a search stop at the first
     /// counterexample, as SPIN's BFS does).
@@ -71,6 +158,7 @@ impl Default for Limits {
         Limits {
             strategy: Strategy::Bfs,
             max_states: 30_000_000,
+            max_memory: default_max_memory(),
             progress: std::io::stderr().is_terminal(),
             claimed_only: false,
             symmetry: false,
@@ -91,7 +179,7 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
     let mut witnessed: Vec<(PropertyName, bool)> = props.iter().map(|p| (*p, false)).collect();
     let mut queue: VecDeque<(u32, State<M>)> = VecDeque::new();
     let mut generated = 0u64;
-    let mut complete = true;
+    let mut stopped: Option<Budget> = None;
     let mut last_report = Instant::now();
 
     let mut visit = |s: &State<M>, idx: u32, violation: &mut Vec<(PropertyName, Option<u32>)>| {
@@ -116,6 +204,8 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
     visit(&init, 0, &mut violation);
     queue.push_back((0, init));
 
+    // 5% stays free for the states between checks and for building the traces afterwards.
+    let over_memory = |growth: u64| resident_bytes() + growth > limits.max_memory / 20 * 19;
     let mut actions = Vec::new();
     let next_job = |q: &mut VecDeque<(u32, State<M>)>| match limits.strategy {
         Strategy::Bfs => q.pop_front(),
@@ -123,6 +213,13 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
     };
     while let Some((from, s)) = next_job(&mut queue) {
         if !liveness && violation.iter().all(|(_, v)| v.is_some()) {
+            break;
+        }
+        if stopped.is_some() {
+            break;
+        }
+        if from % 1024 == 0 && over_memory(0) {
+            stopped = Some(Budget::Memory(limits.max_memory));
             break;
         }
         actions.clear();
@@ -138,7 +235,17 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
                 Some(&i) => i,
                 None => {
                     if parent.len() as u64 >= limits.max_states {
-                        complete = false;
+                        stopped = Some(Budget::States(limits.max_states));
+                        continue;
+                    }
+                    // The tables grow by doubling: stop before a doubling would pass the budget.
+                    let full = |len: usize, cap: usize, bytes: usize| if len == cap { (cap * bytes) as u64 } else { 0 };
+                    let growth = full(parent.len(), parent.capacity(), 8 + 4 + 2)
+                        + full(index.len(), index.capacity(), 40)
+                        + full(queue.len(), queue.capacity(), std::mem::size_of::<(u32, State<M>)>())
+                        + full(edges.len(), edges.capacity(), std::mem::size_of::<(u32, u32, Class)>());
+                    if growth > 0 && over_memory(growth) {
+                        stopped = Some(Budget::Memory(limits.max_memory));
                         continue;
                     }
                     let i = parent.len() as u32;
@@ -170,6 +277,7 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
         eprint!("\r{}\r", " ".repeat(60));
     }
 
+    let complete = stopped.is_none();
     if liveness && complete {
         for (p, v) in violation.iter_mut().filter(|(p, _)| p.is_liveness()) {
             // Each judgement has its own world: deadlock_free's heals after the fault window,
@@ -198,6 +306,7 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
         max_depth: depth.iter().copied().max().unwrap_or(0),
         seconds: started.elapsed().as_secs_f64(),
         complete,
+        stopped,
         parent,
     }
 }

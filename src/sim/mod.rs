@@ -59,7 +59,8 @@ pub struct PropSummary {
 
 impl PropSummary {
     pub fn ok(&self) -> bool {
-        self.expected.is_none_or(|e| e == self.verdict) && (self.expected.is_some() || self.verdict.passes())
+        self.expected.is_none_or(|e| e == self.verdict)
+            && (self.expected.is_some() || self.verdict != Verdict::Violated)
     }
 }
 
@@ -86,6 +87,8 @@ pub struct SimOutcome {
     pub participants: Vec<String>,
     /// Fewer runs than the scenario's own sweep (one `--seed`, a shard).
     pub partial: bool,
+    /// The time budget stopped the sweep before every seed ran, in words.
+    pub stopped: Option<String>,
 }
 
 impl SimOutcome {
@@ -108,6 +111,9 @@ pub struct Options {
     pub progress: bool,
     /// Simulate every run to its end even when all clients are done (benchmarks).
     pub full_duration: bool,
+    /// Start no new seed after this many seconds of wall-clock time: the sweep then answers
+    /// `unknown` for whatever it has not seen violated.
+    pub max_seconds: Option<f64>,
 }
 
 fn wilson(k: u64, n: u64) -> (f64, f64, f64) {
@@ -180,6 +186,14 @@ impl Visit for SimVisit<'_> {
         let started = Instant::now();
         let seeds = self.seeds.list();
         let runs = sweep(&machine, self.sim, &cfg, &seeds, self.opts, self.fixed_plan.as_ref())?;
+        let stopped = (runs.len() < seeds.len()).then(|| {
+            format!(
+                "the time budget (--max-seconds {}) stopped the sweep after {} of {} seeds",
+                self.opts.max_seconds.unwrap_or_default(),
+                runs.len(),
+                seeds.len()
+            )
+        });
         let names: Vec<String> = machine.nodes().iter().map(|n| n.name.clone()).collect();
         let mut results = Vec::new();
         for p in props {
@@ -201,6 +215,8 @@ impl Visit for SimVisit<'_> {
                 property: p,
                 verdict: if !failing.is_empty() {
                     Verdict::Violated
+                } else if stopped.is_some() {
+                    Verdict::Unknown
                 } else if runs.iter().any(|r| r.witnessed.contains(&p)) {
                     Verdict::Holds
                 } else {
@@ -227,6 +243,7 @@ impl Visit for SimVisit<'_> {
             seconds: started.elapsed().as_secs_f64(),
             participants: names,
             partial: (runs.len() as u64) < self.sim.spec.seeds,
+            stopped,
         };
         Ok((outcome, runs))
     }
@@ -281,6 +298,9 @@ fn sweep<M: Machine>(
                 scope.spawn(move || {
                     let mut out = Vec::new();
                     for &seed in seeds.iter().skip(j).step_by(jobs) {
+                        if opts.max_seconds.is_some_and(|max| started.elapsed().as_secs_f64() >= max) {
+                            break;
+                        }
                         out.push(one(m, sim, cfg, seed, fixed)?);
                         done.fetch_add(1, Ordering::Relaxed);
                     }
@@ -359,5 +379,11 @@ pub fn simulate(
 }
 
 pub fn default_options() -> Options {
-    Options { jobs: 1, shrink: true, progress: std::io::stderr().is_terminal(), full_duration: false }
+    Options {
+        jobs: 1,
+        shrink: true,
+        progress: std::io::stderr().is_terminal(),
+        full_duration: false,
+        max_seconds: None,
+    }
 }
