@@ -64,17 +64,22 @@ pub fn run(exe: &Path, dirs: &[PathBuf]) -> Result<Vec<Row>, SpecError> {
 pub fn print(rows: &[Row], w: &mut impl std::io::Write) -> std::io::Result<()> {
     writeln!(
         w,
-        "{:<24} {:<4} {:>10} {:>12} {:>9} {:>8}  verdicts",
-        "spec", "sym", "unique", "states/s", "seconds", "peak MB"
+        "{:<24} {:<4} {:>10} {:>12} {:>9} {:>8} {:>8}  verdicts",
+        "spec", "sym", "unique", "states/s", "seconds", "peak MB", "B/state"
     )?;
     for r in rows {
         let rate = if r.seconds > 0.0 { format!("{:.0}", r.unique as f64 / r.seconds) } else { "-".into() };
         let mem = r.peak_mb.map(|m| format!("{m:.1}")).unwrap_or_else(|| "-".into());
+        // The whole process's peak over the states it kept: what one more state costs, tables included.
+        let per_state = match r.peak_mb {
+            Some(m) if r.unique > 0 => format!("{:.0}", m * 1_048_576.0 / r.unique as f64),
+            _ => "-".into(),
+        };
         let mark = if r.ok { "" } else { "  <-- MISMATCH" };
         let sym = if r.symmetry { "yes" } else { "no" };
         writeln!(
             w,
-            "{:<24} {:<4} {:>10} {:>12} {:>9.3} {:>8}  {}{mark}",
+            "{:<24} {:<4} {:>10} {:>12} {:>9.3} {:>8} {per_state:>8}  {}{mark}",
             r.spec, sym, r.unique, rate, r.seconds, mem, r.verdicts
         )?;
     }

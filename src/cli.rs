@@ -41,9 +41,49 @@ pub fn spec_files(args: &[PathBuf]) -> Result<Vec<PathBuf>, SpecError> {
     Ok(out)
 }
 
+/// A name per spec for its trace folder: the file stem, or where two specs of one run share a
+/// stem (`a/x.toml`, `b/x.toml`), the path without its extension (`a_x`, `b_x`).
+fn unique_names<'a>(paths: impl Iterator<Item = &'a Path> + Clone) -> Vec<String> {
+    let stem = |p: &Path| p.file_stem().and_then(|s| s.to_str()).unwrap_or("spec").to_string();
+    paths
+        .clone()
+        .map(|p| {
+            let shared = paths.clone().filter(|q| stem(q) == stem(p) && *q != p).count() > 0;
+            if !shared {
+                return stem(p);
+            }
+            let parts: Vec<String> = p
+                .with_extension("")
+                .components()
+                .filter_map(|c| match c {
+                    std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+                    _ => None,
+                })
+                .collect();
+            parts.join("_")
+        })
+        .collect()
+}
+
+/// `--out DIR` must be a folder lockcheck can write, checked before any work is done.
+pub fn usable_out(dir: &Path) -> Result<(), SpecError> {
+    let bad = |e: std::io::Error| SpecError::File {
+        file: dir.display().to_string(),
+        message: format!("--out: cannot write traces here: {e}"),
+    };
+    std::fs::create_dir_all(dir).map_err(bad)?;
+    let probe = dir.join(format!(".lockcheck-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(bad)?;
+    std::fs::remove_file(&probe).map_err(bad)
+}
+
 /// Loads and validates every spec before anything runs, so bad input writes nothing.
 pub fn load_all(args: &[PathBuf]) -> Result<Vec<Loaded>, SpecError> {
-    let specs: Vec<Loaded> = spec_files(args)?.iter().map(|p| load_model(p)).collect::<Result<_, _>>()?;
+    let mut specs: Vec<Loaded> = spec_files(args)?.iter().map(|p| load_model(p)).collect::<Result<_, _>>()?;
+    let names = unique_names(specs.iter().map(|s| s.path.as_path()));
+    for (s, name) in specs.iter_mut().zip(names) {
+        s.name = name;
+    }
     for s in &specs {
         crate::registry::build(s, ValidateOnly(s))??;
     }
@@ -191,6 +231,15 @@ pub fn read_trace(path: &Path) -> Result<Trace, SpecError> {
 
 /// Protocols, knobs, and each spec in `models` and scenario in `sims` with its claims.
 pub fn list(models: &Path, sims: &Path, w: &mut impl Write) -> anyhow::Result<()> {
+    // Everything is loaded and validated first: a bad folder or spec is an error, not a line.
+    for dir in [models, sims] {
+        if !dir.is_dir() {
+            return Err(
+                SpecError::File { file: dir.display().to_string(), message: "not a folder of specs".into() }.into()
+            );
+        }
+    }
+    let (models_loaded, sims_loaded) = (load_all(&[models.to_path_buf()])?, load_all_sims(&[sims.to_path_buf()])?);
     writeln!(w, "protocols:")?;
     for f in crate::registry::FAMILIES {
         writeln!(w, "  {:<13} {}", f.name, f.models)?;
@@ -201,41 +250,20 @@ pub fn list(models: &Path, sims: &Path, w: &mut impl Write) -> anyhow::Result<()
         writeln!(w, "  {:<17} {}", p.name(), p.sentence().0)?;
     }
     let mut facts = Vec::new();
-    if models.is_dir() {
-        writeln!(w, "\n{}:", models.display())?;
-        for path in spec_files(&[models.to_path_buf()])? {
-            match load_model(&path) {
-                Ok(l) => {
-                    let claims: Vec<String> = crate::property::PropertyName::ALL
-                        .into_iter()
-                        .filter_map(|p| l.spec.expect.get(p).map(|v| format!("{}={v}", p.name())))
-                        .collect();
-                    writeln!(w, "  {:<34} {:<13} {}", l.name, l.spec.protocol, claims.join(" "))?;
-                    facts.push(crate::witness::SpecFacts::of_model(&l));
-                }
-                Err(e) => writeln!(w, "  {e}")?,
-            }
-        }
+    writeln!(w, "\n{}:", models.display())?;
+    for l in &models_loaded {
+        let claims: Vec<String> = crate::property::PropertyName::ALL
+            .into_iter()
+            .filter_map(|p| l.spec.expect.get(p).map(|v| format!("{}={v}", p.name())))
+            .collect();
+        writeln!(w, "  {:<34} {:<13} {}", l.name, l.spec.protocol, claims.join(" "))?;
+        facts.push(crate::witness::SpecFacts::of_model(l));
     }
-    if sims.is_dir() {
-        writeln!(w, "\n{}:", sims.display())?;
-        for path in spec_files(&[sims.to_path_buf()])? {
-            match crate::sim::spec::load_sim(&path) {
-                Ok(l) => {
-                    let claims: Vec<String> = l.claims().map(|(p, v)| format!("{}={v}", p.name())).collect();
-                    writeln!(
-                        w,
-                        "  {:<34} {:<13} {} seeds: {}",
-                        l.name,
-                        l.spec.protocol,
-                        l.spec.seeds,
-                        claims.join(" ")
-                    )?;
-                    facts.push(crate::witness::SpecFacts::of_sim(&l));
-                }
-                Err(e) => writeln!(w, "  {e}")?,
-            }
-        }
+    writeln!(w, "\n{}:", sims.display())?;
+    for l in &sims_loaded {
+        let claims: Vec<String> = l.claims().map(|(p, v)| format!("{}={v}", p.name())).collect();
+        writeln!(w, "  {:<34} {:<13} {} seeds: {}", l.name, l.spec.protocol, l.spec.seeds, claims.join(" "))?;
+        facts.push(crate::witness::SpecFacts::of_sim(l));
     }
     writeln!(w)?;
     for line in crate::witness::table(&facts) {
@@ -255,7 +283,9 @@ pub fn replay(path: &Path) -> Result<(bool, String), SpecError> {
             return Err(SpecError::field(path, "engine", format!("unknown engine `{other}` (check or sim)")));
         }
     }
-    let specs = load_all(&[PathBuf::from(&stored.spec)])?;
+    let used = spec_of_trace(path, &stored)?;
+    let mut specs = load_all(std::slice::from_ref(&used))?;
+    specs[0].path = PathBuf::from(&stored.spec);
     let outcome = crate::check::check(&specs[0], &crate::check::search::Limits::default())?;
     let Some(result) = outcome.results.iter().find(|r| r.property.name() == stored.property) else {
         return Err(SpecError::field(
@@ -264,9 +294,10 @@ pub fn replay(path: &Path) -> Result<(bool, String), SpecError> {
             format!("`{}` is not judged for {}", stored.property, stored.spec),
         ));
     };
-    Ok(compare(result.trace.as_ref(), &stored, || {
+    let (same, msg) = compare(result.trace.as_ref(), &stored, || {
         format!("{} now holds: the stored counterexample no longer exists", stored.property)
-    }))
+    });
+    Ok((same, format!("{msg} (spec {})", used.display())))
 }
 
 struct Explore<'a> {
@@ -287,6 +318,18 @@ impl crate::registry::Visit for Explore<'_> {
         world.checker().serve(self.addr);
         Ok(())
     }
+}
+
+/// The one spec `explore` serves: a file, or a folder holding exactly one.
+pub fn explore_spec(arg: &Path) -> Result<Loaded, SpecError> {
+    let mut specs = load_all(&[arg.to_path_buf()])?;
+    if specs.len() != 1 {
+        return Err(SpecError::File {
+            file: arg.display().to_string(),
+            message: format!("explore serves one spec; this folder holds {} (name one file)", specs.len()),
+        });
+    }
+    Ok(specs.remove(0))
 }
 
 pub fn explore(spec: &Loaded, addr: &str) -> anyhow::Result<()> {
@@ -327,7 +370,12 @@ pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
 }
 
 pub fn load_all_sims(args: &[PathBuf]) -> Result<Vec<crate::sim::spec::LoadedSim>, SpecError> {
-    let sims: Vec<_> = spec_files(args)?.iter().map(|p| crate::sim::spec::load_sim(p)).collect::<Result<_, _>>()?;
+    let mut sims: Vec<crate::sim::spec::LoadedSim> =
+        spec_files(args)?.iter().map(|p| crate::sim::spec::load_sim(p)).collect::<Result<_, _>>()?;
+    let names = unique_names(sims.iter().map(|s| s.path.as_path()));
+    for (s, name) in sims.iter_mut().zip(names) {
+        s.name = name;
+    }
     for s in &sims {
         crate::registry::build(&s.as_model(), ValidateOnly(&s.as_model()))??;
     }
@@ -484,13 +532,37 @@ pub fn replay_sim(path: &Path, stored: &Trace) -> Result<(bool, String), SpecErr
         .and_then(|p| p.get("plan"))
         .ok_or_else(|| SpecError::field(path, "plan", "a simulator trace needs its plan"))
         .and_then(|p| serde_json::from_value(p.clone()).map_err(|e| SpecError::field(path, "plan", e.to_string())))?;
-    let sims = load_all_sims(&[PathBuf::from(&stored.spec)])?;
-    let seeds = crate::sim::Seeds { from: seed, to: seed + 1, shard: None };
+    let used = spec_of_trace(path, stored)?;
+    let mut sims = load_all_sims(std::slice::from_ref(&used))?;
+    // The trace names its spec as it was given; so does the re-derived one.
+    sims[0].path = PathBuf::from(&stored.spec);
+    let nodes = crate::sim::participants(&sims[0])?.len();
+    plan.validate(nodes).map_err(|(field, why)| SpecError::field(path, field, why))?;
+    let seeds = crate::sim::Seeds { from: seed, to: seed.saturating_add(1), shard: None };
     let opts = crate::sim::Options { jobs: 1, shrink: false, progress: false, full_duration: false, max_seconds: None };
     let (o, runs) = crate::sim::simulate(&sims[0], &seeds, &opts, Some(plan.clone()))?;
     let v = runs.first().and_then(|r| r.violations.iter().find(|v| v.property.name() == stored.property));
     let derived = v.map(|v| crate::sim::trace_of(&sims[0], seed, &plan, v, &o.participants));
-    Ok(compare(derived.as_ref(), stored, || format!("seed {seed} no longer violates {}", stored.property)))
+    let (same, msg) =
+        compare(derived.as_ref(), stored, || format!("seed {seed} no longer violates {}", stored.property));
+    Ok((same, format!("{msg} (spec {})", used.display())))
+}
+
+/// The spec file a trace names: as written (relative to the current folder), or else relative to
+/// the folders the trace file sits in, then the folders around the current one, nearest first: a
+/// trace under `reports/` replays from anywhere, and any trace from inside the repository.
+fn spec_of_trace(trace: &Path, stored: &Trace) -> Result<PathBuf, SpecError> {
+    let named = PathBuf::from(&stored.spec);
+    if named.is_file() {
+        return Ok(named);
+    }
+    let dir = std::fs::canonicalize(trace).ok().and_then(|p| p.parent().map(Path::to_path_buf));
+    let cwd = std::env::current_dir().ok();
+    let found = dir.iter().chain(cwd.iter()).flat_map(|d| d.ancestors()).map(|a| a.join(&named)).find(|p| p.is_file());
+    found.ok_or_else(|| {
+        let why = format!("`{}` is under neither the trace's folders nor the current one's", stored.spec);
+        SpecError::field(trace, "spec", why)
+    })
 }
 
 /// Whether a re-derived trace is the stored one, byte for byte, and a line saying so.

@@ -147,6 +147,9 @@ fn run(cli: Cli) -> Result<i32> {
                 anyhow::bail!("--threads must be at least 1");
             }
             let loaded = cli::load_all(&specs)?;
+            if let Some(dir) = &out {
+                cli::usable_out(dir)?;
+            }
             let limits =
                 Limits { max_states, max_memory: max_memory.0, claimed_only, strategy, symmetry, ..Limits::default() };
             let ok = cli::check_all(&loaded, &limits, threads, out.as_deref(), json, &mut std::io::stdout())?;
@@ -173,6 +176,9 @@ fn run(cli: Cli) -> Result<i32> {
             };
             let shard = shard.as_deref().map(cli::parse_shard).transpose().map_err(anyhow::Error::msg)?;
             let sims = cli::load_all_sims(&specs)?;
+            if let Some(dir) = &out {
+                cli::usable_out(dir)?;
+            }
             let opts =
                 lockcheck::sim::Options { jobs, shrink: !no_shrink, max_seconds, ..lockcheck::sim::default_options() };
             let ok = cli::sim_all(&sims, range, shard, &opts, out.as_deref(), json, &mut std::io::stdout())?;
@@ -189,8 +195,7 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(if same { EXIT_OK } else { EXIT_MISMATCH })
         }
         Cmd::Explore { spec, addr } => {
-            let loaded = cli::load_all(std::slice::from_ref(&spec))?;
-            cli::explore(&loaded[0], &addr)?;
+            cli::explore(&cli::explore_spec(&spec)?, &addr)?;
             Ok(EXIT_OK)
         }
     }

@@ -170,9 +170,15 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
 pub fn run(models_dir: &Path, sims_dir: &Path, out: &Path, jobs: usize) -> anyhow::Result<bool> {
     let specs = crate::cli::load_all(&[models_dir.to_path_buf()])?;
     let scenarios = crate::cli::load_all_sims(&[sims_dir.to_path_buf()])?;
+    crate::cli::usable_out(out)?;
     let limits = crate::check::search::Limits::default();
     let mut models = Vec::new();
+    // Each witness's twin too: a fault that stopped mattering fails the report.
+    let mut witnesses_ok = true;
     for s in &specs {
+        for t in crate::witness::model_twins(s, &limits)? {
+            witnesses_ok &= report_twin(&s.path, &t);
+        }
         let o = crate::check::check(s, &limits)?;
         crate::cli::write_traces(&o, &out.join("models"))?;
         models.push((o, crate::registry::approach(s)?));
@@ -180,11 +186,22 @@ pub fn run(models_dir: &Path, sims_dir: &Path, out: &Path, jobs: usize) -> anyho
     let mut sims = Vec::new();
     let opts = crate::sim::Options { jobs, ..crate::sim::default_options() };
     for s in &scenarios {
+        for t in crate::witness::sim_twins(s, &crate::sim::Options { shrink: false, ..opts }, s.spec.seeds)? {
+            witnesses_ok &= report_twin(&s.path, &t);
+        }
         let seeds = crate::sim::Seeds { from: 0, to: s.spec.seeds, shard: None };
         let (o, _) = crate::sim::simulate(s, &seeds, &opts, None)?;
         crate::cli::write_sim_traces(&o, &out.join("sims"))?;
         sims.push((o, crate::registry::approach(&s.as_model())?));
     }
     crate::cli::write_atomic(&out.join("README.md"), &render(&models, &sims))?;
-    Ok(models.iter().all(|m| m.0.ok()) && sims.iter().all(|s| s.0.ok()))
+    Ok(witnesses_ok && models.iter().all(|m| m.0.ok()) && sims.iter().all(|s| s.0.ok()))
+}
+
+/// A twin that failed is said on stderr (the report page shows verdicts, not witnesses).
+fn report_twin(spec: &Path, t: &crate::witness::Twin) -> bool {
+    if !t.ok() {
+        eprintln!("{}: {}", spec.display(), t.describe());
+    }
+    t.ok()
 }

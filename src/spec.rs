@@ -325,6 +325,14 @@ impl Loaded {
 /// Reads a TOML file as a table, naming the line of a syntax error.
 pub fn read_table(path: &Path) -> Result<toml::Table, SpecError> {
     let file = path.display().to_string();
+    // Reading a FIFO or a device would block or never end.
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => {
+            return Err(SpecError::File { file, message: "not a regular file: a spec must be a .toml file".into() });
+        }
+        Err(e) => return Err(SpecError::File { file, message: format!("cannot read: {e}") }),
+        Ok(_) => {}
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| SpecError::File { file: file.clone(), message: format!("cannot read: {e}") })?;
     text.parse().map_err(|e: toml::de::Error| {

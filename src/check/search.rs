@@ -53,7 +53,7 @@ impl std::fmt::Display for Budget {
 pub fn mib(bytes: u64) -> String {
     const G: u64 = 1 << 30;
     const M: u64 = 1 << 20;
-    if bytes % G == 0 { format!("{}G", bytes / G) } else { format!("{}M", bytes.div_ceil(M)) }
+    if bytes.is_multiple_of(G) { format!("{}G", bytes / G) } else { format!("{}M", bytes.div_ceil(M)) }
 }
 
 /// Parses `4G`, `512M`, `100K` or a plain number of bytes.

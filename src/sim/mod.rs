@@ -368,6 +368,19 @@ fn shrink<M: Machine>(m: &Arc<M>, cfg: &RunCfg, failing: &RunOutcome, p: Propert
         .then_some((best, best_v))
 }
 
+struct Participants;
+impl Visit for Participants {
+    type Out = Vec<String>;
+    fn visit<P: Protocol>(self, system: LockSystem<P>) -> Vec<String> {
+        system.nodes().iter().map(|n| n.name.clone()).collect()
+    }
+}
+
+/// The names of a scenario's nodes, in id order (what a plan's `node` indexes).
+pub fn participants(sim: &LoadedSim) -> Result<Vec<String>, SpecError> {
+    registry::build(&sim.as_model(), Participants)
+}
+
 /// Runs a scenario over `seeds` (or one seed under a stored plan).
 pub fn simulate(
     sim: &LoadedSim,

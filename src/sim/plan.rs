@@ -103,6 +103,40 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Checks a plan read from a trace against the `nodes` its scenario has: `Err((field, why))`.
+    pub fn validate(&self, nodes: usize) -> Result<(), (String, String)> {
+        if self.drift_ppm.len() != nodes {
+            let why = format!("has {} entries for {nodes} nodes", self.drift_ppm.len());
+            return Err(("plan.drift_ppm".into(), why));
+        }
+        if let Some((i, d)) = self.drift_ppm.iter().enumerate().find(|(_, d)| d.unsigned_abs() >= 1_000_000) {
+            return Err((format!("plan.drift_ppm[{i}]"), format!("{d} is not a clock rate (|ppm| < 1000000)")));
+        }
+        let limit = super::spec::MAX_SIM_MS;
+        for (i, f) in self.faults.iter().enumerate() {
+            let (node, spans): (NodeId, Vec<u64>) = match f {
+                Fault::Pause { node, at_ms, for_ms }
+                | Fault::Hang { node, at_ms, for_ms }
+                | Fault::Partition { node, at_ms, for_ms, .. }
+                | Fault::Hold { node, at_ms, for_ms } => (*node, vec![*at_ms, *for_ms]),
+                Fault::Crash { node, at_ms, restart_after_ms, .. } => {
+                    (*node, vec![*at_ms, restart_after_ms.unwrap_or_default()])
+                }
+                Fault::ClockJump { node, at_ms, by_ms } => (*node, vec![*at_ms, *by_ms]),
+            };
+            if node >= nodes {
+                return Err((
+                    format!("plan.faults[{i}].node"),
+                    format!("{node} names no node (the scenario has {nodes})"),
+                ));
+            }
+            if spans.iter().any(|ms| *ms > limit) {
+                return Err((format!("plan.faults[{i}]"), format!("a time beyond the {limit} ms limit")));
+            }
+        }
+        Ok(())
+    }
+
     pub fn describe(&self, names: &[String]) -> Vec<String> {
         let mut out: Vec<String> = self.faults.iter().map(|f| f.describe(names)).collect();
         for (i, d) in self.drift_ppm.iter().enumerate().filter(|(_, d)| **d != 0) {
