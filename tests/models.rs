@@ -37,6 +37,11 @@ fn every_model_spec_matches_its_expectations() {
             ));
         }
         assert!(o.complete, "{} hit the state limit", f.display());
+        // What `lockcheck check` turns into its exit code.
+        assert!(o.ok() || !failures.is_empty(), "{}: outcome not ok", f.display());
+        for r in o.results.iter().filter_map(|r| r.trace.as_ref()) {
+            assert_eq!(r.reproduce, format!("lockcheck check {}", f.display()));
+        }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
@@ -95,4 +100,33 @@ fn symmetry_reduction_keeps_verdicts_and_shortest_lengths() {
         }
     }
     assert!(reduced_somewhere);
+}
+
+/// A budget that stops the search leaves `unknown` where it would have said `holds`, keeps the
+/// violations it found, and the outcome fails.
+#[test]
+fn a_state_budget_leaves_unknown_not_holds() {
+    let spec = load_model(Path::new("models/redis_gc_pause.toml")).unwrap();
+    let o = check(&spec, &Limits { max_states: 200, ..quiet() }).unwrap();
+    assert!(!o.complete && o.stopped.as_deref().is_some_and(|s| s.contains("--max-states 200")));
+    let v = |p: &str| o.results.iter().find(|r| r.property.name() == p).unwrap().verdict;
+    assert_eq!(v("deadlock_free"), lockcheck::spec::Verdict::Unknown);
+    assert!(!o.ok());
+}
+
+/// A claim a spec cannot make is refused with the reason that applies.
+#[test]
+fn a_claim_the_engine_cannot_judge_names_why() {
+    let dir = std::env::temp_dir().join(format!("lockcheck-claims-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string("models/redis_gc_pause.toml").unwrap();
+    let tokens = dir.join("tokens.toml");
+    std::fs::write(&tokens, text.replace("[expect]\n", "[expect]\ntoken_monotonic = \"holds\"\n")).unwrap();
+    let err = check(&load_model(&tokens).unwrap(), &quiet()).unwrap_err().to_string();
+    assert!(err.contains("expect.token_monotonic: this protocol configuration issues no tokens"), "{err}");
+    let nested = dir.join("nested.toml");
+    std::fs::write(&nested, text.replace("[expect]\n", "[expect]\nreentrant = \"holds\"\n")).unwrap();
+    let err = check(&load_model(&nested).unwrap(), &quiet()).unwrap_err().to_string();
+    assert!(err.contains("expect.reentrant: not judged for workload \"oversell\""), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
