@@ -333,7 +333,10 @@ fn a_search_stopped_by_its_state_budget_answers_unknown_not_holds() {
     assert!(!verdicts.contains(&"holds"), "{verdicts:?}");
     assert!(verdicts.contains(&"unknown"), "{verdicts:?}");
     let human = stdout(&lockcheck(&["check", "models/redis_fenced_gc_pause.toml", "--max-states", "50"]));
-    assert!(human.contains("unknown: the state budget (--max-states 50) stopped the search after 50 states"), "{human}");
+    assert!(
+        human.contains("unknown: the state budget (--max-states 50) stopped the search after 50 states"),
+        "{human}"
+    );
 }
 
 /// A violation nobody claimed fails the run and says so on its row.
