@@ -175,7 +175,7 @@ fn indent(s: &str) -> String {
     s.lines().map(|l| format!("  {l}\n")).collect()
 }
 
-pub fn json_line(o: &Outcome, out: Option<&Path>) -> String {
+pub fn json_value(o: &Outcome, out: Option<&Path>) -> serde_json::Value {
     let results: Vec<serde_json::Value> = o
         .results
         .iter()
@@ -209,7 +209,6 @@ pub fn json_line(o: &Outcome, out: Option<&Path>) -> String {
         "peak_memory_mb": peak_memory_mb(),
         "results": results,
     })
-    .to_string()
 }
 
 /// Parses a stored trace, naming the file and field on error.
@@ -493,7 +492,12 @@ pub fn print_sim_human(
     writeln!(w)
 }
 
+/// One scenario's result as a JSON line.
 pub fn sim_json_line(o: &crate::sim::SimOutcome, out: Option<&Path>) -> String {
+    sim_json_value(o, out).to_string()
+}
+
+pub fn sim_json_value(o: &crate::sim::SimOutcome, out: Option<&Path>) -> serde_json::Value {
     let path = |t: &Option<Trace>, r: &crate::sim::PropSummary, shrunk: bool| match (t, out) {
         (Some(t), Some(dir)) => serde_json::Value::String(
             sim_trace_path(dir, &o.name, r.property.name(), t.seed.unwrap_or(0), shrunk).display().to_string(),
@@ -520,7 +524,6 @@ pub fn sim_json_line(o: &crate::sim::SimOutcome, out: Option<&Path>) -> String {
         "results": results,
         "stopped_by": o.stopped,
     })
-    .to_string()
 }
 
 /// Replays a simulator trace: the stored seed under the stored plan must give the same steps.
@@ -620,7 +623,7 @@ pub fn check_all(
                 write_traces(&outcome, dir)?;
             }
             if json {
-                writeln!(w, "{}", with_twins(json_line(&outcome, out), &twins))?;
+                writeln!(w, "{}", with_twins(json_value(&outcome, out), &twins))?;
             } else {
                 print_human(&outcome, w)?;
                 print_twins(&twins, w)?;
@@ -656,7 +659,7 @@ pub fn sim_all(
             write_sim_traces(&outcome, dir)?;
         }
         if json {
-            writeln!(w, "{}", with_twins(sim_json_line(&outcome, out), &twins))?;
+            writeln!(w, "{}", with_twins(sim_json_value(&outcome, out), &twins))?;
         } else {
             let label = match shard {
                 Some((k, n)) => format!("{from}..{to} shard {k}/{n}"),
@@ -676,21 +679,17 @@ fn print_twins(twins: &[Twin], w: &mut impl Write) -> std::io::Result<()> {
 }
 
 /// A JSON result line with its witness twins added (`"witness": [{"field": .., "verdicts": {..}}]`).
-fn with_twins(line: String, twins: &[Twin]) -> String {
-    if twins.is_empty() {
-        return line;
+fn with_twins(mut line: serde_json::Value, twins: &[Twin]) -> String {
+    if !twins.is_empty() {
+        let t: Vec<serde_json::Value> = twins
+            .iter()
+            .map(|t| {
+                let v: serde_json::Map<String, serde_json::Value> =
+                    t.verdicts.iter().map(|(p, _, v)| (p.name().to_string(), serde_json::json!(v))).collect();
+                serde_json::json!({ "field": t.field, "verdicts": v, "ok": t.ok() })
+            })
+            .collect();
+        line["witness"] = serde_json::Value::Array(t);
     }
-    let Ok(serde_json::Value::Object(mut o)) = serde_json::from_str::<serde_json::Value>(&line) else {
-        unreachable!("json_line writes an object");
-    };
-    let t: Vec<serde_json::Value> = twins
-        .iter()
-        .map(|t| {
-            let v: serde_json::Map<String, serde_json::Value> =
-                t.verdicts.iter().map(|(p, _, v)| (p.name().to_string(), serde_json::json!(v))).collect();
-            serde_json::json!({ "field": t.field, "verdicts": v, "ok": t.ok() })
-        })
-        .collect();
-    o.insert("witness".into(), serde_json::Value::Array(t));
-    serde_json::Value::Object(o).to_string()
+    line.to_string()
 }

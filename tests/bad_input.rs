@@ -1,9 +1,10 @@
 //! The bad inputs that once hung, panicked or slipped through: each is one line on stderr naming
 //! the file or field, exit code 2, no work done and nothing written.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Runs lockcheck from `dir`, killed after 30 s: a hang is a failure, not a stuck test run.
@@ -32,12 +33,7 @@ fn lockcheck(args: &[&str]) -> Output {
 }
 
 fn scratch() -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d =
-        std::env::temp_dir().join(format!("lockcheck-bad-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch("bad")
 }
 
 fn bad(o: &Output, names: &str) {

@@ -1,20 +1,16 @@
 //! The `lockcheck` command end to end: exit codes, output files, bad input.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn lockcheck(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lockcheck")).args(args).output().expect("runs")
 }
 
 fn scratch() -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d =
-        std::env::temp_dir().join(format!("lockcheck-cli-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch("cli")
 }
 
 fn stderr(o: &Output) -> String {

@@ -41,40 +41,35 @@ fn every_fault_kind_of_each_engine_has_a_witness() {
     assert!(missing.is_empty(), "fault kinds no spec shows to matter: {missing:?}");
 }
 
-#[test]
-fn every_model_witness_loses_its_violation_without_its_fault() {
-    let limits = Limits { progress: false, ..Limits::default() };
+/// Runs every twin of every spec in `dir` and asserts each loses a claimed violation.
+fn assert_twins(dir: &str, min_pairs: usize, twins: impl Fn(&Path) -> Vec<lockcheck::witness::Twin>) {
     let mut failures = Vec::new();
     let mut pairs = 0;
-    for p in files("models") {
-        let spec = load_model(&p).unwrap();
-        for t in model_twins(&spec, &limits).unwrap() {
+    for p in files(dir) {
+        for t in twins(&p) {
             pairs += 1;
             if !t.ok() {
                 failures.push(format!("{}: {}", p.display(), t.describe()));
             }
         }
     }
-    assert!(pairs >= 12, "{pairs} witness pairs");
+    assert!(pairs >= min_pairs, "{dir}: {pairs} witness pairs");
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_model_witness_loses_its_violation_without_its_fault() {
+    let limits = Limits { progress: false, ..Limits::default() };
+    assert_twins("models", 12, |p| model_twins(&load_model(p).unwrap(), &limits).unwrap());
 }
 
 #[test]
 fn every_sim_witness_loses_its_violation_without_its_fault() {
     let opts = Options { jobs: 2, shrink: false, progress: false, full_duration: false, max_seconds: None };
-    let mut failures = Vec::new();
-    let mut pairs = 0;
-    for p in files("sims") {
-        let sim = load_sim(&p).unwrap();
-        for t in sim_twins(&sim, &opts, fast_seeds(sim.spec.seeds)).unwrap() {
-            pairs += 1;
-            if !t.ok() {
-                failures.push(format!("{}: {}", p.display(), t.describe()));
-            }
-        }
-    }
-    assert!(pairs >= 10, "{pairs} witness pairs");
-    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert_twins("sims", 10, |p| {
+        let sim = load_sim(p).unwrap();
+        sim_twins(&sim, &opts, fast_seeds(sim.spec.seeds)).unwrap()
+    });
 }
 
 /// The claims themselves are re-derived by `models.rs` and `sims.rs`; here, that the catalogue
