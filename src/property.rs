@@ -379,5 +379,20 @@ mod tests {
         ];
         assert!(!run(2, 1, &obs).holds(PropertyName::Reentrant));
         assert!(run(2, 1, &obs[..3]).holds(PropertyName::Reentrant));
+        let by_client_1 = [
+            Granted { client: 1, token: None },
+            Acquired { client: 1, depth: 2 },
+            Released { client: 1, depth: 1 },
+            Granted { client: 0, token: None },
+        ];
+        assert!(!run(2, 1, &by_client_1).holds(PropertyName::Reentrant), "whichever client holds partially");
+    }
+
+    #[test]
+    fn token_monotonicity_applies_only_to_lock_workloads_of_token_issuing_protocols() {
+        let tm = PropertyName::TokenMonotonic;
+        assert!(tm.applies(Workload::CriticalWrite, true));
+        assert!(!tm.applies(Workload::CriticalWrite, false), "no tokens, nothing to order");
+        assert!(!tm.applies(Workload::AtomicDecrement, true), "no lock, no grants");
     }
 }
