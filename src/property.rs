@@ -67,7 +67,7 @@ impl PropertyName {
                 "some owner holds the lock twice",
             ),
             PropertyName::Available => (
-                "with crashed nodes left down and partitions left in place (pauses end), every live client can still finish",
+                "with crashed nodes left down, partitions left in place and stuck application threads left stuck (pauses end), every other live client can still finish",
                 "every client finishes",
             ),
             PropertyName::TokenMonotonic => {

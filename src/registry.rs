@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::protocol::{Protocol, db, etcd, fenced_lease, none, redis, redlock, zookeeper};
+use crate::protocol::{Protocol, db, etcd, fenced_lease, none, redis, redisson, redlock, zookeeper};
 use crate::spec::{Loaded, SpecError, from_table};
 use crate::system::LockSystem;
 
@@ -48,6 +48,9 @@ families! {
     "redis" => redis::build, redis::Options,
         "single Redis, SET key value NX PX ttl (Redis distlock doc)",
         "ttl=true|false, release=\"del\"|\"compare_and_delete\", persistence=true|false, fencing=true|false, reentrant=true|false, validity_margin=<ticks>";
+    "redisson" => redisson::build, redisson::Options,
+        "Redisson RLock on one Redis: reentrant hash, watchdog renewal, pub/sub wake-up (RedissonLock.java)",
+        "lease=<ticks> (unset: watchdog), watchdog_every=<ticks>, pubsub=true|false, retry_attempts=0..255";
     "redlock" => redlock::build, redlock::Options,
         "Redlock: SET NX PX on N independent Redis masters, majority quorum (Redis distlock doc)",
         "nodes=1..7, ttl=true|false, persistence=true|false, delayed_restart=true|false, validity_margin=<ticks>";

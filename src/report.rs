@@ -147,18 +147,20 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
             );
         }
     }
-    md.push_str("\n## Efficiency (simulation)\n\n| scenario | acquisitions | messages / acq. | store requests / acq. | acquire p50 | acquire p99 | critical sections / s | writes rejected by fencing |\n|---|---|---|---|---|---|---|---|\n");
+    md.push_str("\n## Efficiency (simulation)\n\n| scenario | acquisitions | messages / acq. | store requests / acq. | acquire p50 | acquire p99 | wake-up p50 | wake-up p99 | critical sections / s | writes rejected by fencing |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for (o, _) in sims {
         let m = &o.metrics;
         let _ = writeln!(
             md,
-            "| {} | {} | {:.1} | {:.1} | {} ms | {} ms | {:.1} | {} |",
+            "| {} | {} | {:.1} | {:.1} | {} ms | {} ms | {} ms | {} ms | {:.1} | {} |",
             o.name,
             m.acquisitions,
             m.messages_per_acquisition,
             m.store_requests_per_acquisition,
             m.acquire_latency_p50_ms,
             m.acquire_latency_p99_ms,
+            m.wakeup_latency_p50_ms,
+            m.wakeup_latency_p99_ms,
             m.critical_sections_per_second,
             m.rejected_writes
         );

@@ -122,11 +122,12 @@ pub enum Class {
 impl<Msg, T> Action<Msg, T> {
     pub fn class(&self) -> Class {
         match self {
-            // A stop-the-world pause always ends by itself.
-            Action::Deliver(_) | Action::Fire(..) | Action::Tick(_) | Action::Resume(_) | Action::Unhang(_) => {
-                Class::Normal
+            // A stop-the-world pause always ends by itself; a stuck application thread (a deadlock in
+            // the application, a leaked thread) may not, so `available` leaves it stuck.
+            Action::Deliver(_) | Action::Fire(..) | Action::Tick(_) | Action::Resume(_) => Class::Normal,
+            Action::Heal | Action::HealAll | Action::Restart { keep_disk: true, .. } | Action::Unhang(_) => {
+                Class::Heal
             }
-            Action::Heal | Action::HealAll | Action::Restart { keep_disk: true, .. } => Class::Heal,
             Action::Pause(_)
             | Action::Hang(_)
             | Action::Crash(_)
@@ -424,7 +425,8 @@ impl<M: Machine> World<M> {
     /// client cut off by a partition is excused (the faults stay, so it cannot be expected to finish).
     pub fn goals(&self, s: &State<M>) -> (bool, bool) {
         let healed = s.monitor.finished();
-        let in_place = healed || (0..self.clients).all(|c| s.monitor.client_finished(c) || (s.cut >> c) & 1 == 1);
+        let in_place = healed
+            || (0..self.clients).all(|c| s.monitor.client_finished(c) || (s.cut >> c) & 1 == 1 || s.nodes[c].hung);
         (healed, in_place)
     }
 

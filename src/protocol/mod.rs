@@ -14,6 +14,7 @@ pub mod fenced_lease;
 pub mod lease;
 pub mod none;
 pub mod redis;
+pub mod redisson;
 pub mod redlock;
 pub mod zookeeper;
 

@@ -49,6 +49,9 @@ pub struct Metrics {
     pub rejected_writes: u64,
     /// Simulated milliseconds from a client's first request to its grant, per acquisition.
     pub acquire_latency_ms: Vec<u64>,
+    /// Simulated milliseconds from the lock becoming free (a release or an expiry) while some client
+    /// waited to the next grant: how quickly a waiter learns of it.
+    pub wakeup_latency_ms: Vec<u64>,
     pub simulated_ms: u64,
 }
 
@@ -93,6 +96,8 @@ struct Shared<D> {
     witnessed: Vec<PropertyName>,
     metrics: Metrics,
     asked_at: Vec<Option<u64>>,
+    /// When the lock last became free with a client waiting, until the next grant.
+    freed_at: Option<u64>,
     stop: bool,
     /// Simulated time as the driver last saw it, for steps recorded between simulation steps.
     driver_ms: u64,
@@ -125,6 +130,7 @@ impl<D> Shared<D> {
             witnessed: Vec::new(),
             metrics: Metrics::default(),
             asked_at: vec![None; clients],
+            freed_at: None,
             stop: false,
             driver_ms: 0,
             epoch,
@@ -180,6 +186,14 @@ impl<D> Shared<D> {
                 if let Some(t) = self.asked_at[*client].take() {
                     self.metrics.acquire_latency_ms.push(now - t);
                 }
+                if let Some(t) = self.freed_at.take() {
+                    self.metrics.wakeup_latency_ms.push(now - t);
+                }
+            }
+            Observation::Released { depth: 0, .. } | Observation::Expired { .. }
+                if self.asked_at.iter().any(Option::is_some) =>
+            {
+                self.freed_at = Some(now);
             }
             Observation::WriteRejected { .. } => self.metrics.rejected_writes += 1,
             _ => {}

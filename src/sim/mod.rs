@@ -71,6 +71,8 @@ pub struct SweepMetrics {
     pub store_requests_per_acquisition: f64,
     pub acquire_latency_p50_ms: u64,
     pub acquire_latency_p99_ms: u64,
+    pub wakeup_latency_p50_ms: u64,
+    pub wakeup_latency_p99_ms: u64,
     pub critical_sections_per_second: f64,
     pub rejected_writes: u64,
 }
@@ -252,6 +254,8 @@ impl Visit for SimVisit<'_> {
 fn aggregate(runs: &[RunOutcome]) -> SweepMetrics {
     let mut lat: Vec<u64> = runs.iter().flat_map(|r| r.metrics.acquire_latency_ms.iter().copied()).collect();
     lat.sort_unstable();
+    let mut wake: Vec<u64> = runs.iter().flat_map(|r| r.metrics.wakeup_latency_ms.iter().copied()).collect();
+    wake.sort_unstable();
     let acq: u64 = runs.iter().map(|r| r.metrics.acquisitions).sum();
     let msgs: u64 = runs.iter().map(|r| r.metrics.messages).sum();
     let store: u64 = runs.iter().map(|r| r.metrics.store_requests).sum();
@@ -263,6 +267,8 @@ fn aggregate(runs: &[RunOutcome]) -> SweepMetrics {
         store_requests_per_acquisition: per(store),
         acquire_latency_p50_ms: percentile(&lat, 0.5),
         acquire_latency_p99_ms: percentile(&lat, 0.99),
+        wakeup_latency_p50_ms: percentile(&wake, 0.5),
+        wakeup_latency_p99_ms: percentile(&wake, 0.99),
         critical_sections_per_second: if ms == 0 { 0.0 } else { acq as f64 * 1000.0 / ms as f64 },
         rejected_writes: runs.iter().map(|r| r.metrics.rejected_writes).sum(),
     }

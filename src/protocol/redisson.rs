@@ -1,0 +1,558 @@
+//! `redisson`: Redisson's `RLock` on one Redis (`RedissonLock.java`; Redisson docs "Locks and
+//! synchronizers"; catalog #19–#22, A.0).
+//!
+//! The lock is a hash `{owner: count}` changed by Lua scripts: `tryLock` creates it or increments
+//! the caller's own field (reentrant per owner, `uuid:threadId` in Redisson, the client here) and
+//! sets its TTL, else returns the key's PTTL; `unlock` by a non-owner is refused
+//! (`IllegalMonitorStateException`), and at count 0 deletes the key and publishes on
+//! `redisson_lock__channel:{lock}`. A waiter subscribes to that channel and then waits for the
+//! message or for the PTTL it was told, whichever comes first, and tries again: a lost or late
+//! message only delays it (a key that *expires* publishes nothing, so the PTTL wait is what wakes
+//! waiters then).
+//!
+//! Knobs and the failure each exposes:
+//! - `lease` (ticks, default unset). Unset: the lease is `lockWatchdogTimeout` (the spec's
+//!   `ttl_ticks`, 30 s by default) and a watchdog in the client renews it every `watchdog_every`
+//!   while the owner holds the lock. The watchdog is a thread of the owner's process: a GC pause
+//!   longer than the lease stops it and the lock expires under the paused owner (catalog #19,
+//!   Redisson #2665; `mutual_exclusion`, `no_stale_write`), while an application thread stuck
+//!   with the process alive (`hang`) keeps it renewing forever, so nobody else ever gets the lock
+//!   (catalog #20, Redisson #3521; `deadlock_free`). Set: no watchdog; the lock expires `lease`
+//!   after the last acquire whatever the owner does.
+//! - `watchdog_every` (ticks, default a third of the lease: `internalLockLeaseTime / 3`).
+//! - `retry_attempts` (default 3, Redisson's `retryAttempts`; retried every tick, `retryInterval`
+//!   1.5 s): a renewal still unanswered after them ends the watchdog for good, because
+//!   `renewExpiration` gives up on an error instead of scheduling the next renewal; the key then
+//!   expires under an owner that works longer than the lease (catalog #19, Redisson #5698).
+//! - `pubsub` (default true). Off: waiters poll every tick instead of subscribing (the `SpinLock`
+//!   the docs suggest against pub/sub load): more requests to Redis per acquisition, no lost
+//!   wake-ups.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{LockEvent, NodeId, Observation, PCx, Protocol, ResourceHome};
+use crate::resource::Fencing;
+use crate::spec::Env;
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    pub lease: Option<i64>,
+    pub watchdog_every: Option<i64>,
+    pub pubsub: bool,
+    pub retry_attempts: u8,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { lease: None, watchdog_every: None, pubsub: true, retry_attempts: 3 }
+    }
+}
+
+pub fn build(o: Options, env: &Env) -> Result<Redisson, (String, String)> {
+    if !env.timed {
+        return Err(("lease".into(), "Redisson's leases and watchdog need time.mode = \"discrete\"".into()));
+    }
+    let watchdog = match (o.lease, o.watchdog_every) {
+        (Some(_), Some(_)) => {
+            return Err((
+                "watchdog_every".into(),
+                "an explicit lease disables the watchdog: leave one of lease and watchdog_every unset".into(),
+            ));
+        }
+        (Some(l), None) if l < 1 => return Err(("lease".into(), format!("must be at least 1 tick, got {l}"))),
+        (Some(_), None) => None,
+        (None, Some(w)) if w < 1 || w >= env.ttl => {
+            return Err((
+                "watchdog_every".into(),
+                format!("must be 1..ttl_ticks ({}) so a renewal comes before the lease ends, got {w}", env.ttl),
+            ));
+        }
+        (None, Some(w)) => Some(w),
+        (None, None) => Some((env.ttl / 3).max(1)),
+    };
+    Ok(Redisson {
+        lease: o.lease.unwrap_or(env.ttl),
+        watchdog,
+        pubsub: o.pubsub,
+        retry_attempts: o.retry_attempts,
+        server: env.clients,
+    })
+}
+
+pub struct Redisson {
+    /// The TTL every `tryLock`, renewal and nested `unlock` sets.
+    lease: i64,
+    /// How often the watchdog renews; `None`: no watchdog (explicit lease).
+    watchdog: Option<i64>,
+    pubsub: bool,
+    retry_attempts: u8,
+    server: NodeId,
+}
+
+/// The lock key: a hash with one field, its owner's hold count.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Hash {
+    pub owner: NodeId,
+    pub count: u8,
+    /// When the key expires, on the server's clock.
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Server {
+    pub lock: Option<Hash>,
+    /// Connections subscribed to the unlock channel, in id order. They die with the server.
+    pub subscribers: Vec<NodeId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Msg {
+    TryLock,
+    /// `nil`: the caller holds the lock (again).
+    Locked,
+    /// The key's remaining TTL: someone else holds it.
+    Held { pttl: i64 },
+    /// The watchdog's `renewExpiration`.
+    Renew,
+    Renewed { ok: bool },
+    Unlock,
+    /// `unlock` by a client that does not hold the lock (`IllegalMonitorStateException`).
+    NotOwner,
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    /// The unlock message on the channel.
+    Published,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Timer {
+    /// The key's TTL runs out (server).
+    Expire,
+    /// The watchdog renews the lease (client, a library thread).
+    Watchdog,
+    /// A renewal got no answer within `retryInterval`: send it again, or give up.
+    RenewRetry,
+    /// A `tryLock` or `SUBSCRIBE` got no answer: send it again (client).
+    Timeout,
+    /// The waiter's latch times out after the PTTL it was told (client).
+    Wake,
+}
+
+/// Where the client's lock library is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Step {
+    #[default]
+    Idle,
+    /// A `tryLock` is on its way.
+    Trying,
+    /// A `SUBSCRIBE` is on its way.
+    Subscribing,
+    /// Subscribed, waiting for the unlock message or the PTTL.
+    Waiting,
+    Holding,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Lib {
+    pub step: Step,
+    /// Nested holds the application has not released yet.
+    pub depth: u8,
+    pub subscribed: bool,
+    pub renewing: bool,
+    /// Retries of the renewal on its way.
+    pub renew_tries: u8,
+}
+
+impl Redisson {
+    fn set_lease(&self, h: &mut Hash, cx: &mut PCx<Self>) {
+        h.expires_at = cx.now + self.lease;
+        cx.set_lock_timer(Timer::Expire, self.lease);
+    }
+
+    fn try_lock(&self, s: &mut Server, from: NodeId, cx: &mut PCx<Self>) {
+        match &mut s.lock {
+            None => {
+                let mut h = Hash { owner: from, count: 1, expires_at: 0 };
+                self.set_lease(&mut h, cx);
+                s.lock = Some(h);
+                cx.observe(Observation::Granted { client: from, token: None });
+                cx.send_lock(from, Msg::Locked);
+            }
+            Some(h) if h.owner == from => {
+                assert!(h.count < u8::MAX, "hold count overflow: a client re-acquired without bound");
+                h.count += 1;
+                self.set_lease(h, cx);
+                cx.send_lock(from, Msg::Locked);
+            }
+            Some(h) => {
+                let pttl = h.expires_at - cx.now;
+                cx.send_lock(from, Msg::Held { pttl });
+            }
+        }
+        cx.persist(s.lock.clone());
+    }
+
+    fn unlock(&self, s: &mut Server, from: NodeId, cx: &mut PCx<Self>) {
+        let Some(h) = s.lock.as_mut().filter(|h| h.owner == from) else {
+            cx.send_lock(from, Msg::NotOwner);
+            return;
+        };
+        h.count -= 1;
+        if h.count > 0 {
+            self.set_lease(h, cx);
+        } else {
+            s.lock = None;
+            cx.cancel_lock_timer(Timer::Expire);
+            for &sub in &s.subscribers {
+                cx.send_lock(sub, Msg::Published);
+            }
+        }
+        cx.persist(s.lock.clone());
+    }
+
+    /// Sends the request of `step` (a `tryLock` or a `SUBSCRIBE`), again after a timeout.
+    fn ask(&self, c: &mut Lib, step: Step, cx: &mut PCx<Self>) {
+        let msg = match step {
+            Step::Trying => Msg::TryLock,
+            Step::Subscribing => Msg::Subscribe,
+            Step::Idle | Step::Waiting | Step::Holding => unreachable!("only tryLock and SUBSCRIBE are asked"),
+        };
+        c.step = step;
+        cx.send_lock(self.server, msg);
+        cx.set_lock_timer(Timer::Timeout, 1);
+    }
+
+    fn locked(&self, c: &mut Lib, cx: &mut PCx<Self>) -> LockEvent<()> {
+        cx.cancel_lock_timer(Timer::Timeout);
+        cx.cancel_lock_timer(Timer::Wake);
+        c.step = Step::Holding;
+        c.depth += 1;
+        if c.depth == 1
+            && let Some(every) = self.watchdog
+        {
+            c.renewing = true;
+            cx.set_lock_timer(Timer::Watchdog, every);
+        }
+        if c.subscribed {
+            c.subscribed = false;
+            cx.send_lock(self.server, Msg::Unsubscribe);
+        }
+        LockEvent::Granted { hold: (), token: None, valid_for: None }
+    }
+
+    fn renew(&self, cx: &mut PCx<Self>) {
+        cx.send_lock(self.server, Msg::Renew);
+        cx.set_lock_timer(Timer::RenewRetry, 1);
+    }
+
+    fn stop_watchdog(&self, c: &mut Lib, cx: &mut PCx<Self>) {
+        c.renewing = false;
+        c.renew_tries = 0;
+        cx.cancel_lock_timer(Timer::Watchdog);
+        cx.cancel_lock_timer(Timer::RenewRetry);
+    }
+
+    fn held(&self, c: &mut Lib, pttl: i64, cx: &mut PCx<Self>) -> LockEvent<()> {
+        cx.cancel_lock_timer(Timer::Timeout);
+        c.step = Step::Idle;
+        if !self.pubsub {
+            return LockEvent::Busy { retry_after: 1 };
+        }
+        if !c.subscribed {
+            self.ask(c, Step::Subscribing, cx);
+            return LockEvent::Queued;
+        }
+        c.step = Step::Waiting;
+        cx.set_lock_timer(Timer::Wake, pttl.max(1));
+        LockEvent::Queued
+    }
+}
+
+impl Protocol for Redisson {
+    type Server = Server;
+    type Client = Lib;
+    type Msg = Msg;
+    type Timer = Timer;
+    type Durable = Option<Hash>;
+    /// Redisson names a hold by its owner alone: the client is the hold.
+    type Hold = ();
+
+    fn servers(&self) -> Vec<String> {
+        vec!["redis".into()]
+    }
+
+    fn resource(&self) -> ResourceHome {
+        ResourceHome::Storage(Fencing::None)
+    }
+
+    fn issues_tokens(&self) -> bool {
+        false
+    }
+
+    fn server_start(&self, _: usize, _: &mut PCx<Self>) -> Server {
+        Server { lock: None, subscribers: Vec::new() }
+    }
+
+    /// Redis drops keys whose TTL passed while it was down when it loads them.
+    fn server_restart(&self, _: usize, durable: Option<&Option<Hash>>, cx: &mut PCx<Self>) -> Server {
+        let mut s = self.server_start(0, cx);
+        if let Some(h) = durable.cloned().flatten() {
+            let left = h.expires_at - cx.now;
+            if left > 0 {
+                cx.set_lock_timer(Timer::Expire, left);
+                s.lock = Some(h);
+            } else {
+                cx.observe(Observation::Expired { client: h.owner });
+                cx.persist(None);
+            }
+        }
+        s
+    }
+
+    fn server_on_msg(&self, s: &mut Server, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
+        match msg {
+            Msg::TryLock => self.try_lock(s, from, cx),
+            Msg::Renew => {
+                let mine = s.lock.as_mut().filter(|h| h.owner == from);
+                let ok = mine.is_some();
+                if let Some(h) = mine {
+                    self.set_lease(h, cx);
+                    cx.persist(s.lock.clone());
+                }
+                cx.send_lock(from, Msg::Renewed { ok });
+            }
+            Msg::Unlock => self.unlock(s, from, cx),
+            Msg::Subscribe => {
+                if let Err(i) = s.subscribers.binary_search(&from) {
+                    s.subscribers.insert(i, from);
+                }
+                cx.send_lock(from, Msg::Subscribed);
+            }
+            Msg::Unsubscribe => s.subscribers.retain(|&c| c != from),
+            Msg::Locked
+            | Msg::Held { .. }
+            | Msg::Renewed { .. }
+            | Msg::NotOwner
+            | Msg::Subscribed
+            | Msg::Published => {}
+        }
+    }
+
+    fn server_on_timer(&self, s: &mut Server, timer: Timer, cx: &mut PCx<Self>) {
+        if timer != Timer::Expire {
+            return;
+        }
+        if let Some(h) = s.lock.take() {
+            cx.observe(Observation::Expired { client: h.owner });
+            cx.persist(None);
+        }
+    }
+
+    fn acquire(&self, c: &mut Lib, cx: &mut PCx<Self>) -> LockEvent<()> {
+        self.ask(c, Step::Trying, cx);
+        LockEvent::Ignore
+    }
+
+    fn release(&self, c: &mut Lib, _: &(), cx: &mut PCx<Self>) {
+        assert!(c.depth > 0, "the application released a Redisson lock its library never handed out");
+        c.depth -= 1;
+        cx.send_lock(self.server, Msg::Unlock);
+        if c.depth == 0 {
+            c.step = Step::Idle;
+            self.stop_watchdog(c, cx);
+        }
+    }
+
+    fn client_on_msg(&self, c: &mut Lib, _: NodeId, msg: Msg, cx: &mut PCx<Self>) -> LockEvent<()> {
+        match (c.step, msg) {
+            (Step::Trying, Msg::Locked) => self.locked(c, cx),
+            (Step::Trying, Msg::Held { pttl }) => self.held(c, pttl, cx),
+            (Step::Subscribing, Msg::Subscribed) => {
+                c.subscribed = true;
+                self.ask(c, Step::Trying, cx);
+                LockEvent::Ignore
+            }
+            (_, Msg::Subscribed) => {
+                c.subscribed = true;
+                LockEvent::Ignore
+            }
+            (Step::Waiting, Msg::Published) => {
+                cx.cancel_lock_timer(Timer::Wake);
+                self.ask(c, Step::Trying, cx);
+                LockEvent::Ignore
+            }
+            (Step::Holding, Msg::Renewed { ok: true }) if c.renewing => {
+                cx.cancel_lock_timer(Timer::RenewRetry);
+                c.renew_tries = 0;
+                if let Some(every) = self.watchdog {
+                    cx.set_lock_timer(Timer::Watchdog, every);
+                }
+                LockEvent::Ignore
+            }
+            (_, Msg::Renewed { ok: false }) => {
+                self.stop_watchdog(c, cx);
+                LockEvent::Ignore
+            }
+            _ => LockEvent::Ignore,
+        }
+    }
+
+    fn client_on_timer(&self, c: &mut Lib, timer: Timer, cx: &mut PCx<Self>) -> LockEvent<()> {
+        match (c.step, timer) {
+            (Step::Holding, Timer::Watchdog) if c.renewing => self.renew(cx),
+            (Step::Holding, Timer::RenewRetry) if c.renewing && c.renew_tries < self.retry_attempts => {
+                c.renew_tries += 1;
+                self.renew(cx);
+            }
+            (_, Timer::RenewRetry) => self.stop_watchdog(c, cx),
+            (step @ (Step::Trying | Step::Subscribing), Timer::Timeout) => self.ask(c, step, cx),
+            (Step::Waiting, Timer::Wake) => self.ask(c, Step::Trying, cx),
+            _ => {}
+        }
+        LockEvent::Ignore
+    }
+
+    fn show_msg(&self, from: NodeId, msg: &Msg) -> String {
+        let me = format!("c{from}:thread-1");
+        let channel = "redisson_lock__channel:{lock}";
+        match msg {
+            Msg::TryLock => {
+                format!("EVAL tryLock: HINCRBY lock {me} 1 + PEXPIRE lock {} if free or own, else PTTL lock", self.lease)
+            }
+            Msg::Locked => "(nil): locked".into(),
+            Msg::Held { pttl } => format!("{pttl}: PTTL of a lock held by another owner"),
+            Msg::Renew => format!("EVAL renewExpiration: if HEXISTS lock {me} then PEXPIRE lock {}", self.lease),
+            Msg::Renewed { ok: true } => "1: renewed".into(),
+            Msg::Renewed { ok: false } => "0: not the owner any more, the watchdog stops".into(),
+            Msg::Unlock => {
+                format!("EVAL unlock: HINCRBY lock {me} -1; at 0 DEL lock and PUBLISH {channel} 0")
+            }
+            Msg::NotOwner => {
+                "(nil): IllegalMonitorStateException: attempt to unlock lock, not locked by current thread".into()
+            }
+            Msg::Subscribe => format!("SUBSCRIBE {channel}"),
+            Msg::Subscribed => "subscribed".into(),
+            Msg::Unsubscribe => format!("UNSUBSCRIBE {channel}"),
+            Msg::Published => format!("message on {channel}: 0 (unlocked)"),
+        }
+    }
+
+    fn show_timer(&self, timer: &Timer) -> String {
+        match timer {
+            Timer::Expire => "key lock expires (PEXPIRE)".into(),
+            Timer::Watchdog => format!("watchdog: renewExpiration every {} ticks", self.watchdog.unwrap_or(0)),
+            Timer::RenewRetry => format!("renewal unanswered: retry (retryAttempts {})", self.retry_attempts),
+            Timer::Timeout => "response timeout: retry".into(),
+            Timer::Wake => "latch tryAcquire(PTTL) times out".into(),
+        }
+    }
+}
+
+impl crate::protocol::Ids for Server {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        self.lock.map_ids(f);
+        self.subscribers.iter_mut().for_each(|c| *c = f(*c));
+        self.subscribers.sort_unstable();
+    }
+}
+
+impl crate::protocol::Ids for Hash {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        self.owner = f(self.owner);
+    }
+}
+
+crate::no_ids!(Msg, Timer, Lib);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Effect, Tmr, lock_sends};
+    use crate::spec::Workload;
+
+    fn redisson(o: Options) -> Redisson {
+        build(o, &Env::test(3, Workload::CriticalWrite, 9, 1)).unwrap()
+    }
+
+    fn cx(now: i64) -> PCx<Redisson> {
+        PCx::<Redisson>::new(3, now)
+    }
+
+    #[test]
+    fn the_owner_nests_and_the_last_unlock_deletes_and_publishes_to_subscribers() {
+        let p = redisson(Options::default());
+        let mut s = p.server_start(0, &mut cx(0));
+        p.server_on_msg(&mut s, 0, Msg::TryLock, &mut cx(0));
+        p.server_on_msg(&mut s, 0, Msg::TryLock, &mut cx(1));
+        let mut c = cx(2);
+        p.server_on_msg(&mut s, 1, Msg::Subscribe, &mut c);
+        p.server_on_msg(&mut s, 1, Msg::TryLock, &mut c);
+        assert_eq!(lock_sends(&c), vec![(1, Msg::Subscribed), (1, Msg::Held { pttl: 8 })], "PTTL from the nested lock");
+        let mut c = cx(3);
+        p.server_on_msg(&mut s, 0, Msg::Unlock, &mut c);
+        assert_eq!(s.lock.as_ref().map(|h| h.count), Some(1));
+        assert!(lock_sends(&c).is_empty());
+        let mut c = cx(3);
+        p.server_on_msg(&mut s, 0, Msg::Unlock, &mut c);
+        assert!(s.lock.is_none());
+        assert_eq!(lock_sends(&c), vec![(1, Msg::Published)]);
+    }
+
+    #[test]
+    fn unlock_by_another_client_is_refused_and_leaves_the_lock_alone() {
+        let p = redisson(Options::default());
+        let mut s = p.server_start(0, &mut cx(0));
+        p.server_on_msg(&mut s, 0, Msg::TryLock, &mut cx(0));
+        let mut c = cx(1);
+        p.server_on_msg(&mut s, 1, Msg::Unlock, &mut c);
+        assert_eq!(lock_sends(&c), vec![(1, Msg::NotOwner)]);
+        assert_eq!(s.lock.as_ref().map(|h| (h.owner, h.count)), Some((0, 1)));
+        let mut c = cx(1);
+        p.server_on_msg(&mut s, 1, Msg::Renew, &mut c);
+        assert_eq!(lock_sends(&c), vec![(1, Msg::Renewed { ok: false })], "nor may a stranger renew it");
+    }
+
+    #[test]
+    fn the_watchdog_renews_while_held_and_gives_up_after_its_retries() {
+        let p = redisson(Options { retry_attempts: 1, ..Options::default() });
+        let mut lib = Lib::default();
+        p.acquire(&mut lib, &mut cx(0));
+        let mut c = cx(0);
+        let ev = p.client_on_msg(&mut lib, 3, Msg::Locked, &mut c);
+        assert!(matches!(ev, LockEvent::Granted { .. }));
+        assert!(c.effects.contains(&Effect::SetTimer { timer: Tmr::Lock(Timer::Watchdog), after: 3 }));
+        for (tick, renews) in [(3, true), (4, true), (5, false)] {
+            let timer = if tick == 3 { Timer::Watchdog } else { Timer::RenewRetry };
+            let mut c = cx(tick);
+            p.client_on_timer(&mut lib, timer, &mut c);
+            assert_eq!(lock_sends(&c) == vec![(3, Msg::Renew)], renews, "tick {tick}");
+        }
+        assert!(!lib.renewing, "an unanswered renewal ends the watchdog");
+    }
+
+    #[test]
+    fn an_explicit_lease_has_no_watchdog_and_cannot_be_combined_with_one() {
+        let p = redisson(Options { lease: Some(4), ..Options::default() });
+        let mut lib = Lib::default();
+        p.acquire(&mut lib, &mut cx(0));
+        let mut c = cx(0);
+        p.client_on_msg(&mut lib, 3, Msg::Locked, &mut c);
+        assert!(!lib.renewing);
+        assert!(!c.effects.iter().any(|e| matches!(e, Effect::SetTimer { timer: Tmr::Lock(Timer::Watchdog), .. })));
+        let env = Env::test(3, Workload::CriticalWrite, 9, 1);
+        assert!(build(Options { lease: Some(4), watchdog_every: Some(2), ..Options::default() }, &env).is_err());
+        assert!(build(Options { watchdog_every: Some(9), ..Options::default() }, &env).is_err());
+    }
+
+    #[test]
+    fn a_restarted_redis_drops_a_key_whose_ttl_passed_while_it_was_down() {
+        let p = redisson(Options::default());
+        let h = Hash { owner: 0, count: 1, expires_at: 9 };
+        assert!(p.server_restart(0, Some(&Some(h.clone())), &mut cx(5)).lock.is_some());
+        let mut c = cx(9);
+        assert!(p.server_restart(0, Some(&Some(h)), &mut c).lock.is_none());
+        assert!(c.effects.contains(&Effect::Observe(Observation::Expired { client: 0 })));
+    }
+}
