@@ -20,10 +20,21 @@ pub enum PropertyName {
     Reentrant,
     Available,
     TokenMonotonic,
+    NoDuplicateEffect,
+}
+
+/// What a run does, as far as which properties speak about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scope {
+    pub workload: Workload,
+    /// The protocol issues tokens meant to increase.
+    pub tokens: bool,
+    /// The critical section performs an external side effect.
+    pub side_effect: bool,
 }
 
 impl PropertyName {
-    pub const ALL: [PropertyName; 7] = [
+    pub const ALL: [PropertyName; 8] = [
         PropertyName::MutualExclusion,
         PropertyName::NoStaleWrite,
         PropertyName::NoOversell,
@@ -31,6 +42,7 @@ impl PropertyName {
         PropertyName::Reentrant,
         PropertyName::Available,
         PropertyName::TokenMonotonic,
+        PropertyName::NoDuplicateEffect,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +54,7 @@ impl PropertyName {
             PropertyName::Reentrant => "reentrant",
             PropertyName::Available => "available",
             PropertyName::TokenMonotonic => "token_monotonic",
+            PropertyName::NoDuplicateEffect => "no_duplicate_effect",
         }
     }
 
@@ -73,6 +86,10 @@ impl PropertyName {
             PropertyName::TokenMonotonic => {
                 ("every grant carries a larger token than the one before", "two grants are issued")
             }
+            PropertyName::NoDuplicateEffect => (
+                "no external side effect is performed twice for the same item",
+                "some external side effect is performed",
+            ),
         }
     }
 
@@ -81,7 +98,7 @@ impl PropertyName {
     }
 
     /// Whether the property says anything about a run of this workload and protocol.
-    pub fn applies(self, workload: Workload, tokens: bool) -> bool {
+    pub fn applies(self, Scope { workload, tokens, side_effect }: Scope) -> bool {
         match self {
             PropertyName::MutualExclusion | PropertyName::NoStaleWrite | PropertyName::Available => {
                 workload.uses_lock()
@@ -92,6 +109,7 @@ impl PropertyName {
             PropertyName::DeadlockFree => true,
             PropertyName::Reentrant => workload == Workload::Reentrant,
             PropertyName::TokenMonotonic => tokens && workload.uses_lock(),
+            PropertyName::NoDuplicateEffect => side_effect,
         }
     }
 
@@ -128,6 +146,8 @@ pub struct Monitor {
     broken: u8,
     /// Sticky: some owner was granted a nested hold (the reentrancy witness is an event).
     nested: bool,
+    /// Items whose external side effect has been performed (bit = item number).
+    effects: u64,
     initial_stock: i64,
     clients: u8,
 }
@@ -148,6 +168,7 @@ impl Monitor {
             dead: 0,
             broken: 0,
             nested: false,
+            effects: 0,
             initial_stock: stock,
             clients: clients as u8,
         }
@@ -173,6 +194,14 @@ impl Monitor {
 
     pub fn observe(&mut self, obs: &Observation) {
         match *obs {
+            Observation::SideEffect { item, .. } => {
+                assert!((0..64).contains(&item), "side-effect item {item} out of range (stock is validated to 1..=63)");
+                let bit = 1u64 << item;
+                if self.effects & bit != 0 {
+                    self.break_(PropertyName::NoDuplicateEffect);
+                }
+                self.effects |= bit;
+            }
             Observation::Granted { client, token } => {
                 if (0..self.clients()).any(|d| d != client && self.partial & (1 << d) != 0) {
                     self.break_(PropertyName::Reentrant);
@@ -302,6 +331,7 @@ impl Monitor {
             PropertyName::DeadlockFree | PropertyName::Available => self.finished() && self.dead == 0,
             PropertyName::Reentrant => self.nested,
             PropertyName::TokenMonotonic => self.grants >= 2,
+            PropertyName::NoDuplicateEffect => self.effects != 0,
         }
     }
 }
@@ -391,8 +421,18 @@ mod tests {
     #[test]
     fn token_monotonicity_applies_only_to_lock_workloads_of_token_issuing_protocols() {
         let tm = PropertyName::TokenMonotonic;
-        assert!(tm.applies(Workload::CriticalWrite, true));
-        assert!(!tm.applies(Workload::CriticalWrite, false), "no tokens, nothing to order");
-        assert!(!tm.applies(Workload::AtomicDecrement, true), "no lock, no grants");
+        let scope = |workload, tokens| Scope { workload, tokens, side_effect: false };
+        assert!(tm.applies(scope(Workload::CriticalWrite, true)));
+        assert!(!tm.applies(scope(Workload::CriticalWrite, false)), "no tokens, nothing to order");
+        assert!(!tm.applies(scope(Workload::AtomicDecrement, true)), "no lock, no grants");
+    }
+
+    #[test]
+    fn a_second_side_effect_for_the_same_item_is_a_duplicate() {
+        let e = |client, item| SideEffect { client, item };
+        let m = run(2, 2, &[e(0, 2), e(1, 1)]);
+        assert!(m.holds(PropertyName::NoDuplicateEffect) && m.witness(PropertyName::NoDuplicateEffect));
+        assert!(!run(2, 2, &[e(0, 2), e(1, 2)]).holds(PropertyName::NoDuplicateEffect));
+        assert!(!run(2, 2, &[]).witness(PropertyName::NoDuplicateEffect));
     }
 }

@@ -29,13 +29,14 @@ fn cell(findings: Option<&Vec<(String, Verdict, String)>>) -> String {
     }
 }
 
-const COLUMNS: [(PropertyName, &str); 6] = [
+const COLUMNS: [(PropertyName, &str); 7] = [
     (PropertyName::MutualExclusion, "exclusive (beliefs)"),
     (PropertyName::NoStaleWrite, "no stale write"),
     (PropertyName::NoOversell, "no oversell"),
     (PropertyName::DeadlockFree, "no deadlock"),
     (PropertyName::Available, "available"),
     (PropertyName::Reentrant, "reentrant"),
+    (PropertyName::NoDuplicateEffect, "no duplicate effect"),
 ];
 
 /// The Markdown page; `models` and `sims` as the engines returned them, with the spec texts.

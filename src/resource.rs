@@ -4,6 +4,8 @@
 //! decrements (Case 2: `UPDATE .. SET stock = stock - 1 WHERE stock >= 1`). With fencing it remembers
 //! the highest token it has seen and rejects lower ones (Kleppmann 2016; catalog S1). Fencing reads
 //! too closes the gap of catalog S1(c): a late write landing before the next holder's first write.
+//! With a version column (optimistic concurrency, catalog S4) reads return the row's version and a
+//! write names the version it read: `UPDATE .. SET stock = B, version = v + 1 WHERE version = v`.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +17,8 @@ pub enum Fencing {
     None,
     Writes,
     ReadsAndWrites,
+    /// No tokens: a version column checked by each write (`db` `lock = "optimistic"`).
+    Version,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -33,13 +37,18 @@ pub enum ResReq {
         sale: bool,
     },
     Decrement,
+    /// A write that changes the row only if its version is still the one read.
+    CasWrite {
+        version: u64,
+        value: i64,
+    },
 }
 
 impl ResReq {
     pub fn session(&self) -> Option<i64> {
         match self {
             ResReq::Read { session, .. } | ResReq::Write { session, .. } => Some(*session),
-            ResReq::Decrement => None,
+            ResReq::Decrement | ResReq::CasWrite { .. } => None,
         }
     }
 }
@@ -47,7 +56,14 @@ impl ResReq {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ResReply {
     Stock(i64),
+    /// A read of a versioned row.
+    Row {
+        stock: i64,
+        version: u64,
+    },
     WriteOk,
+    /// `UPDATE 0`: the version moved on since the read.
+    Conflict,
     Rejected,
     Decremented,
     SoldOut,
@@ -63,6 +79,9 @@ impl std::fmt::Display for ResReq {
             ResReq::Read { token, .. } => write!(f, "SELECT stock{}", with_token(token)),
             ResReq::Write { token, value, .. } => write!(f, "UPDATE SET stock = {value}{}", with_token(token)),
             ResReq::Decrement => f.write_str("UPDATE SET stock = stock - 1 WHERE stock >= 1"),
+            ResReq::CasWrite { version, value } => {
+                write!(f, "UPDATE SET stock = {value}, version = {} WHERE version = {version}", version + 1)
+            }
         }
     }
 }
@@ -71,6 +90,8 @@ impl std::fmt::Display for ResReply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ResReply::Stock(s) => write!(f, "stock = {s}"),
+            ResReply::Row { stock, version } => write!(f, "stock = {stock}, version = {version}"),
+            ResReply::Conflict => f.write_str("UPDATE 0 (the version moved on)"),
             ResReply::WriteOk => f.write_str("UPDATE 1"),
             ResReply::Rejected => f.write_str("REJECTED"),
             ResReply::Decremented => f.write_str("UPDATE 1"),
@@ -84,11 +105,13 @@ pub struct Resource {
     pub stock: i64,
     pub max_token: Option<u64>,
     pub fencing: Fencing,
+    /// The row's version column (only [`Fencing::Version`] moves it).
+    pub version: u64,
 }
 
 impl Resource {
     pub fn new(stock: i64, fencing: Fencing) -> Self {
-        Resource { stock, max_token: None, fencing }
+        Resource { stock, max_token: None, fencing, version: 0 }
     }
 
     /// A token lower than the highest seen is stale; an equal one is the current holder's.
@@ -113,7 +136,11 @@ impl Resource {
                 let registers = self.fencing == Fencing::ReadsAndWrites;
                 if self.admits(token, registers) {
                     cx.observe(Observation::Read { client: from, token, stock: self.stock });
-                    ResReply::Stock(self.stock)
+                    if self.fencing == Fencing::Version {
+                        ResReply::Row { stock: self.stock, version: self.version }
+                    } else {
+                        ResReply::Stock(self.stock)
+                    }
                 } else {
                     cx.observe(Observation::WriteRejected { client: from, token });
                     ResReply::Rejected
@@ -127,6 +154,18 @@ impl Resource {
                 } else {
                     cx.observe(Observation::WriteRejected { client: from, token });
                     ResReply::Rejected
+                }
+            }
+            ResReq::CasWrite { version, value } => {
+                assert_eq!(self.fencing, Fencing::Version, "a versioned write to a row without a version column");
+                if version == self.version {
+                    self.stock = value;
+                    self.version += 1;
+                    cx.observe(Observation::WriteAccepted { client: from, token: None, value, sale: true });
+                    ResReply::WriteOk
+                } else {
+                    cx.observe(Observation::WriteRejected { client: from, token: None });
+                    ResReply::Conflict
                 }
             }
             ResReq::Decrement => {
@@ -147,7 +186,7 @@ impl Resource {
     pub fn refuse<M, T, D>(from: NodeId, req: &ResReq, cx: &mut Cx<Wire<M>, T, D>) {
         let token = match req {
             ResReq::Read { token, .. } | ResReq::Write { token, .. } => *token,
-            ResReq::Decrement => None,
+            ResReq::Decrement | ResReq::CasWrite { .. } => None,
         };
         cx.observe(Observation::WriteRejected { client: from, token });
         cx.send(from, Wire::ResReply(ResReply::Rejected));
@@ -185,6 +224,25 @@ mod tests {
             r.handle(0, ResReq::Write { token: Some(1), session: 0, value: 0, sale: true }, &mut cx);
             assert_eq!(r.stock == 0, stale_accepted, "{fencing:?}");
         }
+    }
+
+    #[test]
+    fn a_versioned_write_of_a_stale_version_changes_nothing() {
+        let mut r = Resource::new(2, Fencing::Version);
+        let mut cx = C::new(9, 0);
+        r.handle(0, ResReq::Read { token: None, session: 0 }, &mut cx);
+        r.handle(0, ResReq::CasWrite { version: 0, value: 1 }, &mut cx);
+        r.handle(1, ResReq::CasWrite { version: 0, value: 1 }, &mut cx);
+        assert_eq!((r.stock, r.version), (1, 1));
+        let replies: Vec<_> = cx
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                crate::protocol::Effect::Send { msg: Wire::ResReply(r), .. } => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replies, vec![ResReply::Row { stock: 2, version: 0 }, ResReply::WriteOk, ResReply::Conflict]);
     }
 
     #[test]

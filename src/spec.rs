@@ -72,6 +72,10 @@ pub struct Setup {
     pub work_ticks: i64,
     #[serde(default)]
     pub on_lost: OnLost,
+    /// The critical section performs an external side effect (charge a card, ship the item) for
+    /// the item it read, before writing the new stock (oversell workload).
+    #[serde(default)]
+    pub side_effect: bool,
 }
 
 fn one() -> i64 {
@@ -265,13 +269,14 @@ pub struct Env {
     pub stock: i64,
     pub work_ticks: i64,
     pub on_lost: OnLost,
+    pub side_effect: bool,
 }
 
 #[cfg(test)]
 impl Env {
     /// A discrete-time environment for unit tests of protocol handlers.
     pub(crate) fn test(clients: usize, workload: Workload, ttl: i64, stock: i64) -> Env {
-        Env { clients, workload, timed: true, ttl, stock, work_ticks: 0, on_lost: OnLost::Stop }
+        Env { clients, workload, timed: true, ttl, stock, work_ticks: 0, on_lost: OnLost::Stop, side_effect: false }
     }
 }
 
@@ -294,6 +299,7 @@ impl Loaded {
             stock: self.spec.setup.stock,
             work_ticks: self.spec.setup.work_ticks,
             on_lost: self.spec.setup.on_lost,
+            side_effect: self.spec.setup.side_effect,
         }
     }
     pub fn horizon(&self) -> u16 {
@@ -458,6 +464,12 @@ pub(crate) fn validate_common(
     }
     if !(0..=100).contains(&setup.stock) {
         return Err(SpecError::field(path, "setup.stock", format!("must be 0..=100, got {}", setup.stock)));
+    }
+    if setup.side_effect && setup.workload != Workload::Oversell {
+        return Err(SpecError::field(path, "setup.side_effect", "needs workload = \"oversell\" (an effect per item sold)"));
+    }
+    if setup.side_effect && setup.stock > 63 {
+        return Err(SpecError::field(path, "setup.stock", format!("must be 0..=63 with side_effect, got {}", setup.stock)));
     }
     Ok(())
 }

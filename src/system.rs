@@ -33,6 +33,8 @@ pub struct Client<L, H> {
     pub hold: Option<H>,
     /// The stock this client will write (read-modify-write: computed from what it read).
     pub new_stock: i64,
+    /// The row version it read, when the store has a version column (optimistic concurrency).
+    pub version: Option<u64>,
     /// The protocol's client-side state (the lock library).
     pub lock: L,
     pub depth: u8,
@@ -112,7 +114,11 @@ impl<P: Protocol> LockSystem<P> {
         match self.env.workload {
             Workload::Oversell if c.phase == Phase::Working => {
                 c.phase = Phase::Writing;
-                self.to_resource(ResReq::Write { token, session, value: c.new_stock, sale: true }, cx);
+                let req = match c.version {
+                    Some(version) => ResReq::CasWrite { version, value: c.new_stock },
+                    None => ResReq::Write { token, session, value: c.new_stock, sale: true },
+                };
+                self.to_resource(req, cx);
             }
             Workload::Oversell => {
                 c.phase = Phase::Reading;
@@ -152,6 +158,7 @@ impl<P: Protocol> LockSystem<P> {
         c.phase = Phase::Done;
         c.token = None;
         c.new_stock = 0;
+        c.version = None;
         cx.observe(Observation::Done { client: cx.me });
     }
 
@@ -211,13 +218,28 @@ impl<P: Protocol> LockSystem<P> {
         }
     }
 
+    /// Read-modify-write: an item is left, so sell it (after its external effect, if any).
+    fn sell(&self, c: &mut Cl<P>, stock: i64, cx: &mut Cx<P>) {
+        if self.env.side_effect {
+            cx.observe(Observation::SideEffect { client: cx.me, item: stock });
+        }
+        c.new_stock = stock - 1;
+        c.phase = Phase::Working;
+        self.work_then(c, cx);
+    }
+
     fn on_reply(&self, c: &mut Cl<P>, reply: ResReply, cx: &mut Cx<P>) {
         cx.cancel_timer(Tmr::Statement);
         match (c.phase, reply) {
-            (Phase::Reading, ResReply::Stock(s)) if s >= 1 => {
-                c.new_stock = s - 1;
-                c.phase = Phase::Working;
-                self.work_then(c, cx);
+            (Phase::Reading, ResReply::Stock(stock)) if stock >= 1 => self.sell(c, stock, cx),
+            (Phase::Reading, ResReply::Row { stock, version }) if stock >= 1 => {
+                c.version = Some(version);
+                self.sell(c, stock, cx);
+            }
+            // Somebody wrote since the read: start again from the read.
+            (Phase::Writing, ResReply::Conflict) => {
+                c.phase = Phase::Reading;
+                self.to_resource(ResReq::Read { token: c.token, session: 0 }, cx);
             }
             (Phase::Reading, _) | (Phase::Writing, _) | (Phase::Decrementing, _) => self.finish(c, cx),
             _ => {}
@@ -230,6 +252,7 @@ impl<P: Protocol> LockSystem<P> {
             token: None,
             hold: None,
             new_stock: 0,
+            version: None,
             lock: P::Client::default(),
             depth: 0,
             deferred: Vec::new(),

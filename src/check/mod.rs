@@ -6,7 +6,7 @@ pub mod world;
 
 use serde::Serialize;
 
-use crate::property::PropertyName;
+use crate::property::{PropertyName, Scope};
 use crate::protocol::{Machine, NodeId, Observation, Protocol};
 use crate::registry::{self, Visit};
 use crate::spec::{Loaded, SpecError, Verdict};
@@ -59,17 +59,20 @@ impl Outcome {
 /// The properties judged for a spec, after checking its `expect` names only those.
 pub fn properties(spec: &Loaded, tokens: bool) -> Result<Vec<PropertyName>, SpecError> {
     let workload = spec.spec.setup.workload;
+    let scope = Scope { workload, tokens, side_effect: spec.spec.setup.side_effect };
     for p in PropertyName::ALL {
-        if spec.spec.expect.get(p).is_some() && !p.applies(workload, tokens) {
+        if spec.spec.expect.get(p).is_some() && !p.applies(scope) {
             let why = if p == PropertyName::TokenMonotonic && workload.uses_lock() {
                 "this protocol configuration issues no tokens".to_string()
+            } else if p == PropertyName::NoDuplicateEffect {
+                "no side effect to duplicate: set setup.side_effect = true".to_string()
             } else {
                 format!("not judged for workload {}", serde_json::to_string(&workload).unwrap_or_default())
             };
             return Err(SpecError::field(&spec.path, format!("expect.{}", p.name()), why));
         }
     }
-    Ok(PropertyName::ALL.into_iter().filter(|p| p.applies(workload, tokens)).collect())
+    Ok(PropertyName::ALL.into_iter().filter(|p| p.applies(scope)).collect())
 }
 
 struct CheckVisit<'a> {
@@ -204,6 +207,9 @@ pub fn observation_text(o: &Observation, name: &dyn Fn(NodeId) -> String) -> Str
             format!("decrements stock to {stock} for {}", name(*client))
         }
         Observation::SoldOut { client } => format!("sold out for {}", name(*client)),
+        Observation::SideEffect { client, item } => {
+            format!("{} performs the external side effect for item {item}", name(*client))
+        }
         Observation::Done { client } => format!("{} finishes", name(*client)),
     }
 }

@@ -1,27 +1,44 @@
 //! `db`: a lock kept in one linearizable SQL database that also holds the stock.
 //!
-//! The three recipes of the seed note's "Database" row (catalog #24, #27, S2). Knobs:
+//! The recipes of the seed note's "Database" row and what PostgreSQL users reach for (catalog #24,
+//! #27, S2, S4). Knobs:
 //! - `lock = "unique_row"`: `INSERT INTO locks(name, owner)`; a duplicate-key error means busy, the
 //!   owner `DELETE`s the row. No expiry: a holder that crashes leaves its row forever
 //!   (`deadlock_free`).
 //! - `lock = "expiry_column"`: the row also has `expires_at`, and a waiter may take over an expired
-//!   row (database clock). A holder paused past `expires_at` writes stale data (catalog #24(b); with
-//!   the stock updated in a separate statement: `no_stale_write`, `no_oversell`).
+//!   row. A holder paused past `expires_at` writes stale data (catalog #24(b); with the stock updated
+//!   in a separate statement: `no_stale_write`, `no_oversell`).
+//!   - `expiry_clock = "database"` (default): `expires_at` and the takeover test use the database's
+//!     `now()`. `"client"`: the application computes `expires_at` and the takeover's `now` from its
+//!     own clock, so a waiter whose clock runs ahead takes a live lock (catalog #24(a);
+//!     `mutual_exclusion` under a clock jump or drift on a client).
 //! - `lock = "for_update"` (default): `BEGIN; SELECT stock .. FOR UPDATE; UPDATE stock ..; COMMIT`.
 //!   Waiters block in the database's queue; the row lock lives exactly as long as the transaction;
 //!   a dropped connection or an idle-in-transaction timeout (the TTL here) aborts it, and the
 //!   aborted transaction's statements fail (catalog S2). The stock stays right (`no_oversell` holds)
 //!   even though a paused client may still *believe* it holds the lock (catalog #27). The final
 //!   `UPDATE` and `COMMIT` travel together, as drivers pipeline them.
+//! - `lock = "advisory"`: `pg_advisory_lock(1)`, a session-level lock bound to one connection:
+//!   waiters block in the database's queue and the server releases it when the connection closes
+//!   (the TTL here: a frozen client's connection dropped by TCP keepalive or a pooler's idle
+//!   timeout). Unlike `for_update` the data statements are not in a transaction the lock guards:
+//!   a paused holder whose connection was dropped reconnects and its stale write commits
+//!   (`no_oversell`).
+//! - `lock = "optimistic"`: no lock at all; the row has a version column, the write is
+//!   `UPDATE .. SET stock = B, version = v + 1 WHERE version = v`, and a client that loses retries
+//!   from the read (catalog S4). Nothing to expire, nothing to deadlock: `no_oversell` and
+//!   `deadlock_free` hold under every fault, paid for in retries. With no lock there is no
+//!   exclusion to speak of (`mutual_exclusion` and `no_stale_write` are violated by definition).
 //! - `owner_check` (default true): release is `DELETE .. WHERE owner = me`. Off: a late release
 //!   deletes the next holder's row (catalog #24(c)).
 //!
 //! The database writes its data (and lock rows, which are ordinary rows) to disk before replying;
-//! row locks of open transactions die with the process.
+//! row locks of open transactions and session locks die with the process.
 
 use serde::{Deserialize, Serialize};
 
 use super::lease::{Dialect, LeaseCfg, LeaseLock, Persist};
+use crate::resource::Fencing;
 use crate::spec::Env;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -31,6 +48,16 @@ pub enum DbLock {
     ExpiryColumn,
     #[default]
     ForUpdate,
+    Advisory,
+    Optimistic,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiryClock {
+    #[default]
+    Database,
+    Client,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -38,25 +65,42 @@ pub enum DbLock {
 pub struct Options {
     pub lock: DbLock,
     pub owner_check: bool,
+    pub expiry_clock: ExpiryClock,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { lock: DbLock::ForUpdate, owner_check: true }
+        Options { lock: DbLock::ForUpdate, owner_check: true, expiry_clock: ExpiryClock::Database }
     }
 }
 
 pub fn build(o: Options, env: &Env) -> Result<LeaseLock, (String, String)> {
+    if o.expiry_clock == ExpiryClock::Client && o.lock != DbLock::ExpiryColumn {
+        return Err(("expiry_clock".into(), "only lock = \"expiry_column\" stores an expiry time".into()));
+    }
     let mut cfg = LeaseCfg::base("db", Dialect::Sql(o.lock), env);
     cfg.hosts_resource = true;
     cfg.release_checks_owner = o.owner_check;
     match o.lock {
         DbLock::UniqueRow => cfg.expires = false,
+        DbLock::ExpiryColumn if o.expiry_clock == ExpiryClock::Client => {
+            cfg.expires = false;
+            cfg.expiry_on_client_clock = true;
+        }
         DbLock::ExpiryColumn => {}
         DbLock::ForUpdate => {
             cfg.queue = true;
             cfg.txn_bound = true;
             cfg.persist = Persist::DataOnly;
+        }
+        DbLock::Advisory => {
+            cfg.queue = true;
+            cfg.persist = Persist::DataOnly;
+        }
+        DbLock::Optimistic => {
+            cfg.lockless = true;
+            cfg.expires = false;
+            cfg.fencing = Fencing::Version;
         }
     }
     Ok(LeaseLock::new(cfg))

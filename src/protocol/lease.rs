@@ -55,6 +55,12 @@ pub struct LeaseCfg {
     /// Resource requests count only inside the holder's live transaction, and a write commits it.
     pub txn_bound: bool,
     pub client_margin: Option<i64>,
+    /// No lock at all: every acquire is granted at once, locally (the store's version check is
+    /// the only guard).
+    pub lockless: bool,
+    /// Expiry is judged on the asker's clock: a request carries its sender's clock reading and
+    /// takes over a record whose holder asked more than `ttl` before that (no server timer).
+    pub expiry_on_client_clock: bool,
     pub ttl: i64,
     pub stock: i64,
     /// The server is the node right after the clients.
@@ -78,6 +84,8 @@ impl LeaseCfg {
             hosts_resource: false,
             txn_bound: false,
             client_margin: None,
+            lockless: false,
+            expiry_on_client_clock: false,
             ttl: env.ttl,
             stock: env.stock,
             server_node: env.clients,
@@ -236,6 +244,10 @@ impl Protocol for LeaseLock {
         match msg {
             Msg::Acquire { asked } => match &mut s.hold {
                 None => self.grant(s, from, asked, cx),
+                Some(h) if self.cfg.expiry_on_client_clock && h.owner != from && h.asked + self.cfg.ttl <= asked => {
+                    cx.observe(Observation::Expired { client: h.owner });
+                    self.grant(s, from, asked, cx);
+                }
                 Some(h) if h.owner == from && self.cfg.reentrant => {
                     h.count += 1;
                     if self.cfg.expires {
@@ -309,6 +321,10 @@ impl Protocol for LeaseLock {
 
     fn acquire(&self, _: &mut (), cx: &mut PCx<Self>) -> LockEvent<i64> {
         let asked = cx.now;
+        if self.cfg.lockless {
+            cx.observe(Observation::Granted { client: cx.me, token: None });
+            return LockEvent::Granted { hold: asked, token: None, valid_for: None };
+        }
         cx.send_lock(self.cfg.server_node, Msg::Acquire { asked });
         if self.cfg.timed {
             cx.set_lock_timer(Timer::Timeout, 1);
@@ -317,6 +333,9 @@ impl Protocol for LeaseLock {
     }
 
     fn release(&self, _: &mut (), asked: &i64, cx: &mut PCx<Self>) {
+        if self.cfg.lockless {
+            return;
+        }
         cx.send_lock(self.cfg.server_node, Msg::Release { asked: *asked });
     }
 
@@ -368,11 +387,18 @@ impl Protocol for LeaseLock {
             (Dialect::LeaseService, Msg::Grant { token, .. }) => format!("lease granted{}", tok(token)),
             (Dialect::LeaseService, Msg::Busy) => "lease held by another client".into(),
             (Dialect::LeaseService, Msg::Release { asked }) => format!("release lease c{from}:{asked}"),
+            (Dialect::Sql(DbLock::Advisory), Msg::Acquire { .. }) => "SELECT pg_advisory_lock(1)".into(),
+            (Dialect::Sql(DbLock::Advisory), Msg::Grant { .. }) => "pg_advisory_lock: acquired (session lock)".into(),
+            (Dialect::Sql(DbLock::Advisory), Msg::Release { .. }) => "SELECT pg_advisory_unlock(1)".into(),
             (Dialect::Sql(DbLock::ForUpdate), Msg::Acquire { .. }) => {
                 "BEGIN; SELECT stock FROM inventory WHERE sku = 1 FOR UPDATE".into()
             }
             (Dialect::Sql(DbLock::ForUpdate), Msg::Grant { .. }) => "row locked (transaction open)".into(),
             (Dialect::Sql(DbLock::ForUpdate), Msg::Release { .. }) => "ROLLBACK".into(),
+            (Dialect::Sql(DbLock::ExpiryColumn), Msg::Acquire { asked }) if self.cfg.expiry_on_client_clock => format!(
+                "INSERT INTO locks VALUES ('stock', 'c{from}:{asked}', {}) ON CONFLICT DO UPDATE .. WHERE expires_at < {asked} (the application's clock)",
+                asked + ttl
+            ),
             (Dialect::Sql(DbLock::ExpiryColumn), Msg::Acquire { asked }) => format!(
                 "INSERT INTO locks VALUES ('stock', 'c{from}:{asked}', now() + {ttl}) ON CONFLICT DO UPDATE .. WHERE expires_at < now()"
             ),
@@ -393,6 +419,9 @@ impl Protocol for LeaseLock {
             (Dialect::Redis, Timer::Expire(_)) => "key lock expires (PX)".into(),
             (Dialect::LeaseService, Timer::Expire(_)) => "lease expires".into(),
             (Dialect::Sql(DbLock::ForUpdate), Timer::Expire(_)) => "idle_in_transaction_session_timeout".into(),
+            (Dialect::Sql(DbLock::Advisory), Timer::Expire(_)) => {
+                "the connection drops (keepalive or proxy idle timeout): its session locks go with it".into()
+            }
             (Dialect::Sql(_), Timer::Expire(_)) => "expires_at passes".into(),
             (_, Timer::Timeout) => "request timeout".into(),
         }
@@ -524,6 +553,53 @@ mod tests {
         assert_eq!(s.hold.as_ref().map(|h| h.count), Some(1));
         p.server_on_msg(&mut s, 0, Msg::Release { asked: 0 }, &mut cx());
         assert!(s.hold.is_none());
+    }
+
+    fn db(lock: super::super::db::DbLock, expiry_clock: super::super::db::ExpiryClock) -> LeaseLock {
+        let o = super::super::db::Options { lock, expiry_clock, ..Default::default() };
+        super::super::db::build(o, &env()).unwrap()
+    }
+
+    #[test]
+    fn an_advisory_lock_dies_with_its_connection_but_the_old_holders_write_still_commits() {
+        use super::super::db::{DbLock, ExpiryClock};
+        let p = db(DbLock::Advisory, ExpiryClock::Database);
+        let mut s = p.server_start(0, &mut cx());
+        p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 0 }, &mut cx());
+        p.server_on_msg(&mut s, 1, Msg::Acquire { asked: 0 }, &mut cx());
+        let mut c = cx();
+        p.server_on_timer(&mut s, Timer::Expire(0), &mut c);
+        assert_eq!(replies(&c), vec![(1, Msg::Grant { token: None, asked: 0 })], "the waiter gets the lock");
+        p.server_on_resource(&mut s, 0, ResReq::Write { token: None, session: 0, value: 1, sale: true }, &mut cx());
+        assert_eq!(s.resource.as_ref().map(|r| r.stock), Some(1), "no transaction bound the write to the lock");
+        assert_eq!(s.hold.as_ref().map(|h| h.owner), Some(1), "and the write did not release anybody's lock");
+    }
+
+    #[test]
+    fn an_expiry_on_the_clients_clock_is_taken_over_by_a_waiter_whose_clock_runs_ahead() {
+        use super::super::db::{DbLock, ExpiryClock};
+        for (clock, taken) in [(ExpiryClock::Client, true), (ExpiryClock::Database, false)] {
+            let p = db(DbLock::ExpiryColumn, clock);
+            let mut s = p.server_start(0, &mut cx());
+            p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 10 }, &mut cx());
+            p.server_on_msg(&mut s, 1, Msg::Acquire { asked: 14 }, &mut cx());
+            assert_eq!(s.hold.as_ref().map(|h| h.owner), Some(0), "{clock:?}: 14 < 10 + ttl 5");
+            p.server_on_msg(&mut s, 1, Msg::Acquire { asked: 15 }, &mut cx());
+            assert_eq!(s.hold.as_ref().map(|h| h.owner) == Some(1), taken, "{clock:?}");
+        }
+    }
+
+    #[test]
+    fn optimistic_grants_locally_and_versions_the_row() {
+        use super::super::db::{DbLock, ExpiryClock};
+        let p = db(DbLock::Optimistic, ExpiryClock::Database);
+        let mut c = cx();
+        assert!(matches!(p.acquire(&mut (), &mut c), LockEvent::Granted { .. }));
+        assert!(replies(&c).is_empty(), "no lock request leaves the client");
+        let mut s = p.server_start(0, &mut cx());
+        p.server_on_resource(&mut s, 0, ResReq::CasWrite { version: 0, value: 1 }, &mut cx());
+        p.server_on_resource(&mut s, 1, ResReq::CasWrite { version: 0, value: 1 }, &mut cx());
+        assert_eq!(s.resource.as_ref().map(|r| (r.stock, r.version)), Some((1, 1)));
     }
 
     #[test]

@@ -166,6 +166,12 @@ pub enum Observation {
     SoldOut {
         client: NodeId,
     },
+    /// The client performed the external side effect of its critical section (charging a card,
+    /// shipping) for the item it read: `item` is the stock it read.
+    SideEffect {
+        client: NodeId,
+        item: i64,
+    },
     /// The client's workload has finished.
     Done {
         client: NodeId,
