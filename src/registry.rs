@@ -47,7 +47,7 @@ macro_rules! families {
 families! {
     "redis" => redis::build, redis::Options,
         "single Redis, SET key value NX PX ttl (Redis distlock doc)",
-        "ttl=true|false, release=\"del\"|\"compare_and_delete\", persistence=true|false, fencing=true|false, reentrant=true|false, validity_margin=<ticks>";
+        "ttl=true|false, release=\"del\"|\"compare_and_delete\", persistence=true|false, fencing=true|false, reentrant=true|false, validity_margin=<ticks>, replicas=0..3, down_after=<ticks>, min_replicas_to_ack=0..replicas";
     "redisson" => redisson::build, redisson::Options,
         "Redisson RLock on one Redis: reentrant hash, watchdog renewal, pub/sub wake-up (RedissonLock.java)",
         "lease=<ticks> (unset: watchdog), watchdog_every=<ticks>, pubsub=true|false, retry_attempts=0..255";

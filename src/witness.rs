@@ -29,6 +29,8 @@ enum When {
     NotStorage,
     TwoWay,
     OneWay,
+    /// A crash of a replicated server: Sentinel fails over.
+    Replicated,
 }
 
 /// A fault kind, as one engine offers it.
@@ -47,10 +49,11 @@ const fn kind(engine: Engine, name: &'static str, field: &'static str, when: Whe
 
 /// Every fault either engine can inject. A fault added to an engine belongs here, and then needs
 /// a witness (the `witness` test fails until one exists).
-pub const KINDS: [FaultKind; 22] = [
+pub const KINDS: [FaultKind; 24] = [
     kind(Engine::Check, "pause", "faults.pauses", When::Always),
     kind(Engine::Check, "hang", "faults.hangs", When::Always),
     kind(Engine::Check, "crash and restart", "faults.crashes", When::NotStorage),
+    kind(Engine::Check, "failover", "faults.crashes", When::Replicated),
     kind(Engine::Check, "restart losing the disk", "faults.restarts_lose_state", When::NotStorage),
     kind(Engine::Check, "storage crash", "faults.crashes", When::Storage),
     kind(Engine::Check, "storage disk lost", "faults.restarts_lose_state", When::Storage),
@@ -63,6 +66,7 @@ pub const KINDS: [FaultKind; 22] = [
     kind(Engine::Sim, "pause", "faults.pauses", When::Always),
     kind(Engine::Sim, "hang", "faults.hangs", When::Always),
     kind(Engine::Sim, "crash and restart", "faults.crashes", When::NotStorage),
+    kind(Engine::Sim, "failover", "faults.crashes", When::Replicated),
     kind(Engine::Sim, "storage disk lost", "faults.restarts_lose_state", When::Storage),
     kind(Engine::Sim, "partition", "faults.partitions", When::TwoWay),
     kind(Engine::Sim, "one-way partition", "faults.partitions", When::OneWay),
@@ -81,6 +85,12 @@ pub struct SpecFacts {
     pub expect: Expect,
     storage: bool,
     one_way: bool,
+    replicated: bool,
+}
+
+/// Whether a spec's protocol options run replicas (the `replicas` knob).
+fn replicated(options: &toml::Table) -> bool {
+    options.get("replicas").and_then(toml::Value::as_integer).is_some_and(|n| n > 0)
 }
 
 impl SpecFacts {
@@ -93,6 +103,7 @@ impl SpecFacts {
             expect: l.spec.expect.clone(),
             storage: f.crash_targets == crate::spec::Targets::Storage,
             one_way: f.one_way,
+            replicated: replicated(&l.spec.options),
         }
     }
 
@@ -105,6 +116,7 @@ impl SpecFacts {
             expect: l.spec.expect.clone(),
             storage: f.crash_targets == crate::spec::Targets::Storage,
             one_way: f.one_way,
+            replicated: replicated(&l.spec.options),
         }
     }
 
@@ -114,9 +126,10 @@ impl SpecFacts {
             && match k.when {
                 When::Always => true,
                 When::Storage => self.storage,
-                When::NotStorage => !self.storage,
+                When::NotStorage => !self.storage && !self.replicated,
                 When::TwoWay => !self.one_way,
                 When::OneWay => self.one_way,
+                When::Replicated => self.replicated && !self.storage,
             }
     }
 }

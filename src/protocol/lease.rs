@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::db::DbLock;
+use crate::protocol::replication::{LeaseClient, ReplState, Replication, Role};
 use crate::protocol::{ClientLease, LockEvent, NodeId, Observation, PCx, Protocol, ResourceHome};
 use crate::resource::{Fencing, ResReq, Resource};
 use crate::spec::Env;
@@ -61,6 +62,8 @@ pub struct LeaseCfg {
     /// Expiry is judged on the asker's clock: a request carries its sender's clock reading and
     /// takes over a record whose holder asked more than `ttl` before that (no server timer).
     pub expiry_on_client_clock: bool,
+    /// Asynchronous replicas and Sentinel failover ([`super::replication`]).
+    pub replication: Option<Replication>,
     pub ttl: i64,
     pub stock: i64,
     /// The server is the node right after the clients.
@@ -86,6 +89,7 @@ impl LeaseCfg {
             client_margin: None,
             lockless: false,
             expiry_on_client_clock: false,
+            replication: None,
             ttl: env.ttl,
             stock: env.stock,
             server_node: env.clients,
@@ -108,10 +112,14 @@ pub struct Server {
     /// Queued `(client, asked)` requests, oldest first.
     pub waiters: Vec<(NodeId, i64)>,
     pub resource: Option<Resource>,
+    /// Role, epoch and replication offset, when the server is replicated.
+    pub repl: Option<ReplState>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Durable {
+    /// Role and epoch of a replicated server.
+    pub role: Option<(Role, u8)>,
     pub hold: Option<Hold>,
     pub counter: u64,
     pub resource: Option<Resource>,
@@ -131,6 +139,20 @@ pub enum Msg {
     Release {
         asked: i64,
     },
+    /// The master's replication stream: its state at `offset`, in `epoch`.
+    Replicate {
+        epoch: u8,
+        offset: u32,
+        hold: Option<Hold>,
+        counter: u64,
+    },
+    ReplAck {
+        offset: u32,
+    },
+    /// Sentinel's `+switch-master`: the sender is the master now.
+    SwitchMaster,
+    /// A replica refuses a write (`-READONLY`).
+    ReadOnly,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -139,6 +161,10 @@ pub enum Timer {
     Expire(NodeId),
     /// An unanswered request is given up and sent again (client).
     Timeout,
+    /// The master streams its state to the replicas.
+    Heartbeat,
+    /// A replica has heard nothing from the master for `down_after`: Sentinel fails over to it.
+    MasterDown,
 }
 
 pub struct LeaseLock {
@@ -154,20 +180,29 @@ impl LeaseLock {
         self.cfg.client_margin.map(|margin| ClientLease { ttl: self.cfg.ttl, margin })
     }
 
-    fn fresh(&self) -> Server {
+    fn fresh(&self, index: usize, was: Option<(Role, u8)>, restarted: bool, cx: &mut PCx<Self>) -> Server {
         Server {
             hold: None,
             counter: 0,
             waiters: Vec::new(),
             resource: self.cfg.hosts_resource.then(|| Resource::new(self.cfg.stock, self.cfg.fencing)),
+            repl: self.repl_start(index, was, restarted, cx),
         }
     }
 
-    fn save(&self, s: &Server, cx: &mut PCx<Self>) {
+    /// The server changed its state: a new replication offset, and the disk.
+    fn changed(&self, s: &mut Server, cx: &mut PCx<Self>) {
+        self.repl_changed(s);
+        self.save(s, cx);
+    }
+
+    pub(super) fn save(&self, s: &Server, cx: &mut PCx<Self>) {
+        let role = s.repl.as_ref().map(|r| (r.role, r.epoch));
+        let (counter, resource) = (s.counter, s.resource.clone());
         let durable = match self.cfg.persist {
             Persist::Nothing => return,
-            Persist::Everything => Durable { hold: s.hold.clone(), counter: s.counter, resource: s.resource.clone() },
-            Persist::DataOnly => Durable { hold: None, counter: s.counter, resource: s.resource.clone() },
+            Persist::Everything => Durable { role, hold: s.hold.clone(), counter, resource },
+            Persist::DataOnly => Durable { role, hold: None, counter, resource },
         };
         cx.persist(durable);
     }
@@ -184,32 +219,38 @@ impl LeaseLock {
             cx.set_lock_timer(Timer::Expire(to), self.cfg.ttl);
         }
         cx.observe(Observation::Granted { client: to, token });
-        cx.send_lock(to, Msg::Grant { token, asked });
-        self.save(s, cx);
+        self.changed(s, cx);
+        if !self.repl_hold_back(s, to, asked, token) {
+            cx.send_lock(to, Msg::Grant { token, asked });
+        }
     }
 
     /// The record is gone: hand it to the next queued waiter, if any.
     fn vacate(&self, s: &mut Server, cx: &mut PCx<Self>) {
         s.hold = None;
+        self.repl_forget_pending(s);
         if !s.waiters.is_empty() {
             let (next, asked) = s.waiters.remove(0);
             self.grant(s, next, asked, cx);
         } else {
-            self.save(s, cx);
+            self.changed(s, cx);
         }
     }
 }
 
 impl Protocol for LeaseLock {
     type Server = Server;
-    type Client = ();
+    type Client = LeaseClient;
     type Msg = Msg;
     type Timer = Timer;
     type Durable = Durable;
     type Hold = i64;
 
     fn servers(&self) -> Vec<String> {
-        vec![self.cfg.server.to_string()]
+        let replicas = self.cfg.replication.map_or(0, |r| r.replicas);
+        let mut names = vec![self.cfg.server.to_string()];
+        names.extend((1..=replicas).map(|i| format!("replica-{i}")));
+        names
     }
 
     fn resource(&self) -> ResourceHome {
@@ -220,12 +261,12 @@ impl Protocol for LeaseLock {
         self.cfg.tokens
     }
 
-    fn server_start(&self, _: usize, _: &mut PCx<Self>) -> Server {
-        self.fresh()
+    fn server_start(&self, index: usize, cx: &mut PCx<Self>) -> Server {
+        self.fresh(index, None, false, cx)
     }
 
-    fn server_restart(&self, _: usize, durable: Option<&Durable>, cx: &mut PCx<Self>) -> Server {
-        let mut s = self.fresh();
+    fn server_restart(&self, index: usize, durable: Option<&Durable>, cx: &mut PCx<Self>) -> Server {
+        let mut s = self.fresh(index, durable.and_then(|d| d.role), true, cx);
         if let Some(d) = durable {
             s.hold = d.hold.clone();
             s.counter = d.counter;
@@ -234,7 +275,7 @@ impl Protocol for LeaseLock {
             }
         }
         // The expiry instant is not on disk in this model: a restored lease gets a full TTL again.
-        if let (Some(h), true) = (&s.hold, self.cfg.expires) {
+        if let (Some(h), true, true) = (&s.hold, self.cfg.expires, self.serves(&s)) {
             cx.set_lock_timer(Timer::Expire(h.owner), self.cfg.ttl);
         }
         s
@@ -242,6 +283,7 @@ impl Protocol for LeaseLock {
 
     fn server_on_msg(&self, s: &mut Server, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
         match msg {
+            Msg::Acquire { .. } | Msg::Release { .. } if !self.serves(s) => cx.send_lock(from, Msg::ReadOnly),
             Msg::Acquire { asked } => match &mut s.hold {
                 None => self.grant(s, from, asked, cx),
                 Some(h) if self.cfg.expiry_on_client_clock && h.owner != from && h.asked + self.cfg.ttl <= asked => {
@@ -255,7 +297,7 @@ impl Protocol for LeaseLock {
                     }
                     let token = self.cfg.tokens.then_some(s.counter);
                     cx.send_lock(from, Msg::Grant { token, asked });
-                    self.save(s, cx);
+                    self.changed(s, cx);
                 }
                 Some(_) if self.cfg.queue => {
                     if !s.waiters.iter().any(|(w, _)| *w == from) {
@@ -274,7 +316,7 @@ impl Protocol for LeaseLock {
                 }
                 if self.cfg.reentrant && h.owner == from && h.count > 1 {
                     h.count -= 1;
-                    self.save(s, cx);
+                    self.changed(s, cx);
                     return;
                 }
                 let owner = h.owner;
@@ -283,13 +325,17 @@ impl Protocol for LeaseLock {
                 }
                 self.vacate(s, cx);
             }
-            Msg::Grant { .. } | Msg::Busy => {}
+            Msg::Replicate { epoch, offset, hold, counter } => {
+                self.repl_on_replicate(s, from, (epoch, offset, hold, counter), cx)
+            }
+            Msg::ReplAck { offset } => self.repl_on_ack(s, from, offset, cx),
+            Msg::Grant { .. } | Msg::Busy | Msg::SwitchMaster | Msg::ReadOnly => {}
         }
     }
 
     fn server_on_timer(&self, s: &mut Server, timer: Timer, cx: &mut PCx<Self>) {
-        let Timer::Expire(owner) = timer else { return };
-        if s.hold.as_ref().is_some_and(|h| h.owner == owner) {
+        let Timer::Expire(owner) = timer else { return self.repl_on_timer(s, &timer, cx) };
+        if self.serves(s) && s.hold.as_ref().is_some_and(|h| h.owner == owner) {
             cx.observe(Observation::Expired { client: owner });
             self.vacate(s, cx);
         }
@@ -319,27 +365,27 @@ impl Protocol for LeaseLock {
         *asked
     }
 
-    fn acquire(&self, _: &mut (), cx: &mut PCx<Self>) -> LockEvent<i64> {
+    fn acquire(&self, c: &mut LeaseClient, cx: &mut PCx<Self>) -> LockEvent<i64> {
         let asked = cx.now;
         if self.cfg.lockless {
             cx.observe(Observation::Granted { client: cx.me, token: None });
             return LockEvent::Granted { hold: asked, token: None, valid_for: None };
         }
-        cx.send_lock(self.cfg.server_node, Msg::Acquire { asked });
+        cx.send_lock(self.master_of(c), Msg::Acquire { asked });
         if self.cfg.timed {
             cx.set_lock_timer(Timer::Timeout, 1);
         }
         LockEvent::Ignore
     }
 
-    fn release(&self, _: &mut (), asked: &i64, cx: &mut PCx<Self>) {
+    fn release(&self, c: &mut LeaseClient, asked: &i64, cx: &mut PCx<Self>) {
         if self.cfg.lockless {
             return;
         }
-        cx.send_lock(self.cfg.server_node, Msg::Release { asked: *asked });
+        cx.send_lock(self.master_of(c), Msg::Release { asked: *asked });
     }
 
-    fn client_on_msg(&self, _: &mut (), _from: NodeId, msg: Msg, cx: &mut PCx<Self>) -> LockEvent<i64> {
+    fn client_on_msg(&self, c: &mut LeaseClient, from: NodeId, msg: Msg, cx: &mut PCx<Self>) -> LockEvent<i64> {
         match msg {
             Msg::Grant { token, asked } => {
                 cx.cancel_lock_timer(Timer::Timeout);
@@ -351,21 +397,35 @@ impl Protocol for LeaseLock {
                     return LockEvent::Granted { hold: asked, token, valid_for: Some(left) };
                 }
                 // Granted too late to be of use: let it go and ask again.
-                cx.send_lock(self.cfg.server_node, Msg::Release { asked });
+                cx.send_lock(from, Msg::Release { asked });
                 LockEvent::Busy { retry_after: 1 }
             }
             Msg::Busy => {
                 cx.cancel_lock_timer(Timer::Timeout);
                 LockEvent::Busy { retry_after: 1 }
             }
-            Msg::Acquire { .. } | Msg::Release { .. } => LockEvent::Ignore,
+            Msg::ReadOnly => {
+                cx.cancel_lock_timer(Timer::Timeout);
+                self.next_master(c);
+                LockEvent::Busy { retry_after: 1 }
+            }
+            Msg::SwitchMaster => {
+                c.master = (from - self.cfg.server_node) as u8;
+                LockEvent::Ignore
+            }
+            Msg::Acquire { .. } | Msg::Release { .. } | Msg::Replicate { .. } | Msg::ReplAck { .. } => {
+                LockEvent::Ignore
+            }
         }
     }
 
-    fn client_on_timer(&self, _: &mut (), timer: Timer, _cx: &mut PCx<Self>) -> LockEvent<i64> {
+    fn client_on_timer(&self, c: &mut LeaseClient, timer: Timer, _cx: &mut PCx<Self>) -> LockEvent<i64> {
         match timer {
-            Timer::Timeout => LockEvent::Busy { retry_after: 0 },
-            Timer::Expire(_) => LockEvent::Ignore,
+            Timer::Timeout => {
+                self.next_master(c);
+                LockEvent::Busy { retry_after: 0 }
+            }
+            Timer::Expire(_) | Timer::Heartbeat | Timer::MasterDown => LockEvent::Ignore,
         }
     }
 
@@ -377,12 +437,26 @@ impl Protocol for LeaseLock {
                 format!("SET lock c{from}:{asked} NX PX {ttl}")
             }
             (Dialect::Redis, Msg::Acquire { asked }) => format!("SET lock c{from}:{asked} NX"),
+            (Dialect::Redis, Msg::Grant { token, .. }) if self.cfg.replication.is_some_and(|r| r.min_acks > 0) => {
+                format!("OK{}; WAIT {} answered", tok(token), self.cfg.replication.map_or(0, |r| r.min_acks))
+            }
             (Dialect::Redis, Msg::Grant { token, .. }) => format!("OK{}", tok(token)),
             (Dialect::Redis, Msg::Busy) => "(nil): the key exists".into(),
             (Dialect::Redis, Msg::Release { asked }) if self.cfg.release_checks_owner => {
                 format!("EVAL \"if GET lock == c{from}:{asked} then DEL lock\" (compare-and-delete)")
             }
             (Dialect::Redis, Msg::Release { .. }) => "DEL lock".into(),
+            (_, Msg::Replicate { epoch, offset, hold, counter }) => {
+                let key = match hold {
+                    Some(h) => format!("lock = c{}:{}", h.owner, h.asked),
+                    None => "no lock key".into(),
+                };
+                let tokens = if self.cfg.tokens { format!(", counter {counter}") } else { String::new() };
+                format!("replication stream (epoch {epoch}, offset {offset}): {key}{tokens}")
+            }
+            (_, Msg::ReplAck { offset }) => format!("REPLCONF ACK {offset}"),
+            (_, Msg::SwitchMaster) => "Sentinel: +switch-master: I am the master now".into(),
+            (_, Msg::ReadOnly) => "-READONLY You can't write against a read only replica.".into(),
             (Dialect::LeaseService, Msg::Acquire { asked }) => format!("acquire lease (request c{from}:{asked})"),
             (Dialect::LeaseService, Msg::Grant { token, .. }) => format!("lease granted{}", tok(token)),
             (Dialect::LeaseService, Msg::Busy) => "lease held by another client".into(),
@@ -424,6 +498,8 @@ impl Protocol for LeaseLock {
             }
             (Dialect::Sql(_), Timer::Expire(_)) => "expires_at passes".into(),
             (_, Timer::Timeout) => "request timeout".into(),
+            (_, Timer::Heartbeat) => "replication tick".into(),
+            (_, Timer::MasterDown) => "Sentinel: master silent for down-after-milliseconds, fail over to this replica".into(),
         }
     }
 }
@@ -432,6 +508,7 @@ impl crate::protocol::Ids for Server {
     fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
         self.hold.map_ids(f);
         self.waiters.iter_mut().for_each(|(w, _)| *w = f(*w));
+        self.repl.map_ids(f);
     }
 }
 
@@ -455,7 +532,13 @@ impl crate::protocol::Ids for Timer {
     }
 }
 
-crate::no_ids!(Msg);
+impl crate::protocol::Ids for Msg {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        if let Msg::Replicate { hold, .. } = self {
+            hold.map_ids(f);
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

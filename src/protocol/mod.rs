@@ -16,6 +16,7 @@ pub mod none;
 pub mod redis;
 pub mod redisson;
 pub mod redlock;
+pub mod replication;
 pub mod zookeeper;
 
 use serde::{Deserialize, Serialize};

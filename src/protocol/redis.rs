@@ -18,6 +18,14 @@
 //! - `validity_margin` (ticks, default unset): the client stops trusting its lock `ttl - margin` after
 //!   it asked, measured on its own clock (the Redlock validity rule, catalog A.0). Protects beliefs
 //!   against bounded clock drift; a clock jump on the server still breaks them (catalog #7).
+//! - `replicas` (default 0): asynchronous replicas with Sentinel failover
+//!   ([`super::replication`]). A grant the master had not yet streamed when it crashed is gone from
+//!   the promoted replica, which grants the lock again (catalog #6, Redis distlock doc;
+//!   `mutual_exclusion`). `down_after` (ticks, default a third of the TTL) is Sentinel's
+//!   `down-after-milliseconds`.
+//! - `min_replicas_to_ack` (default 0): the grant waits for that many replica acknowledgements
+//!   (`WAIT`). With as many acks as replicas the failover above keeps the key; with fewer, Sentinel
+//!   may promote the replica that did not acknowledge (the docs' caveat).
 //!
 //! The key's unique random value is modelled as the owner's identity: each client is granted at
 //! most once per run, so the two are equally unique.
@@ -25,6 +33,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::lease::{Dialect, LeaseCfg, LeaseLock, Persist};
+use super::replication::Replication;
 use crate::resource::Fencing;
 use crate::spec::Env;
 
@@ -45,6 +54,9 @@ pub struct Options {
     pub fencing: bool,
     pub reentrant: bool,
     pub validity_margin: Option<i64>,
+    pub replicas: usize,
+    pub down_after: Option<i64>,
+    pub min_replicas_to_ack: u8,
 }
 
 impl Default for Options {
@@ -56,6 +68,9 @@ impl Default for Options {
             fencing: false,
             reentrant: false,
             validity_margin: None,
+            replicas: 0,
+            down_after: None,
+            min_replicas_to_ack: 0,
         }
     }
 }
@@ -70,5 +85,31 @@ pub fn build(o: Options, env: &Env) -> Result<LeaseLock, (String, String)> {
     cfg.fencing = if o.fencing { Fencing::ReadsAndWrites } else { Fencing::None };
     cfg.reentrant = o.reentrant;
     cfg.client_margin = client_margin;
+    cfg.replication = replication(&o, env)?;
     Ok(LeaseLock::new(cfg))
+}
+
+fn replication(o: &Options, env: &Env) -> Result<Option<Replication>, (String, String)> {
+    let bad = |field: &str, msg: String| Err((field.to_string(), msg));
+    if o.replicas == 0 {
+        if o.down_after.is_some() || o.min_replicas_to_ack > 0 {
+            return bad("replicas", "down_after and min_replicas_to_ack need replicas >= 1".into());
+        }
+        return Ok(None);
+    }
+    if o.replicas > 3 {
+        return bad("replicas", format!("must be 0..=3, got {}", o.replicas));
+    }
+    if !env.timed {
+        return bad("replicas", "replication and failover need time.mode = \"discrete\"".into());
+    }
+    if usize::from(o.min_replicas_to_ack) > o.replicas {
+        return bad("min_replicas_to_ack", format!("must be 0..=replicas ({}), got {}", o.replicas, o.min_replicas_to_ack));
+    }
+    let down_after = o.down_after.unwrap_or((env.ttl / 3).max(2));
+    if down_after < 2 {
+        // A replica must hear at least one replication tick before it may decide the master is down.
+        return bad("down_after", format!("must be at least 2 ticks, got {down_after}"));
+    }
+    Ok(Some(Replication { replicas: o.replicas, down_after, min_acks: o.min_replicas_to_ack }))
 }
