@@ -138,3 +138,57 @@ impl crate::registry::Visit for RealTime<'_> {
         crate::sim::driver::run_realtime(std::sync::Arc::new(system), &cfg, &plan).map_err(anyhow::Error::msg)
     }
 }
+
+/// The approaches `--pressure` measures, as `benches/pressure/approaches.toml` lists them.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Approaches {
+    clients: Vec<usize>,
+    approach: Vec<Approach>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Approach {
+    protocol: String,
+    #[serde(default)]
+    options: toml::Table,
+}
+
+/// Blocking and pressure: every approach under one standard contention scenario, from 2 to 8
+/// clients: messages and store requests per acquisition, time to acquire, and how long a waiter
+/// takes to notice a release. Printed as a Markdown table.
+pub fn pressure(standard: &Path, approaches: &Path, w: &mut impl std::io::Write) -> anyhow::Result<()> {
+    use crate::sim::{Options, Seeds, simulate};
+    let base = crate::spec::read_table(standard)?;
+    let list: Approaches =
+        crate::spec::from_table(approaches, toml::Value::Table(crate::spec::read_table(approaches)?))?;
+    writeln!(w, "| approach | clients | messages / acq. | store requests / acq. | acquire p50 / p99 | wake-up p50 / p99 |")?;
+    writeln!(w, "|---|---|---|---|---|---|")?;
+    for a in &list.approach {
+        for &clients in &list.clients {
+            let mut t = base.clone();
+            t.insert("protocol".into(), toml::Value::String(a.protocol.clone()));
+            t.insert("options".into(), toml::Value::Table(a.options.clone()));
+            if let Some(toml::Value::Table(setup)) = t.get_mut("setup") {
+                setup.insert("clients".into(), toml::Value::Integer(clients as i64));
+            }
+            let sim = crate::sim::spec::sim_from_table(standard, &t)?;
+            let name = crate::registry::approach(&sim.as_model())?;
+            let opts = Options { jobs: 2, shrink: false, progress: false, full_duration: false, max_seconds: None };
+            let (o, _) = simulate(&sim, &Seeds { from: 0, to: sim.spec.seeds, shard: None }, &opts, None)?;
+            let m = &o.metrics;
+            writeln!(
+                w,
+                "| {name} | {clients} | {:.1} | {:.1} | {} / {} ms | {} / {} ms |",
+                m.messages_per_acquisition,
+                m.store_requests_per_acquisition,
+                m.acquire_latency_p50_ms,
+                m.acquire_latency_p99_ms,
+                m.wakeup_latency_p50_ms,
+                m.wakeup_latency_p99_ms
+            )?;
+        }
+    }
+    Ok(())
+}

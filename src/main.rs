@@ -65,6 +65,10 @@ enum Cmd {
         /// Seeds per simulator measurement.
         #[arg(long, default_value_t = 200)]
         sim_seeds: u64,
+        /// Only the blocking-and-pressure table: every approach in this file under
+        /// benches/pressure/standard.toml, from 2 to 8 clients.
+        #[arg(long, num_args = 0..=1, default_missing_value = "benches/pressure/approaches.toml")]
+        pressure: Option<PathBuf>,
     },
     /// Simulate scenario files (or folders of them) over seeds.
     Sim {
@@ -155,7 +159,12 @@ fn run(cli: Cli) -> Result<i32> {
             let ok = cli::check_all(&loaded, &limits, threads, out.as_deref(), json, &mut std::io::stdout())?;
             Ok(if ok { EXIT_OK } else { EXIT_MISMATCH })
         }
-        Cmd::Bench { specs, sim, sim_seeds } => {
+        Cmd::Bench { pressure: Some(approaches), .. } => {
+            let standard = approaches.with_file_name("standard.toml");
+            lockcheck::bench::pressure(&standard, &approaches, &mut std::io::stdout())?;
+            Ok(EXIT_OK)
+        }
+        Cmd::Bench { specs, sim, sim_seeds, pressure: None } => {
             let rows = lockcheck::bench::run(&std::env::current_exe()?, &specs)?;
             lockcheck::bench::print(&rows, &mut std::io::stdout())?;
             lockcheck::bench::sim(&sim, sim_seeds, &mut std::io::stdout())?;

@@ -130,3 +130,35 @@ fn a_claim_the_engine_cannot_judge_names_why() {
     assert!(err.contains("expect.reentrant: not judged for workload \"oversell\""), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Unique states of small models, one or more per family. A change to a protocol, the workload or
+/// the world that changes a model's size must change this table too, on purpose.
+#[test]
+fn small_models_keep_their_state_counts() {
+    const PINS: [(&str, u64); 16] = [
+        ("atomic_decrement", 38),
+        ("curator_reentrant", 193),
+        ("db_advisory_crash", 487),
+        ("db_expiry_column_client_clock", 825),
+        ("db_for_update_side_effect", 4448),
+        ("db_optimistic_side_effect", 74),
+        ("db_unique_row_crash", 139),
+        ("fenced_lease_counter_lost", 1543),
+        ("redis_hang", 1757),
+        ("redis_one_way_partition_no_ttl", 245),
+        ("redis_partition", 4767),
+        ("redis_persistent_disk_lost", 1669),
+        ("redisson_hang_watchdog", 4544),
+        ("redisson_lost_renewal", 5494),
+        ("zookeeper_lost_create_orphan", 2931),
+        ("zookeeper_not_reentrant", 137),
+    ];
+    let got: Vec<(&str, u64)> = PINS
+        .iter()
+        .map(|(name, _)| {
+            let spec = load_model(Path::new(&format!("models/{name}.toml"))).unwrap();
+            (*name, check(&spec, &quiet()).unwrap().unique)
+        })
+        .collect();
+    assert_eq!(got, PINS.to_vec());
+}

@@ -677,7 +677,7 @@ mod tests {
         use super::super::db::{DbLock, ExpiryClock};
         let p = db(DbLock::Optimistic, ExpiryClock::Database);
         let mut c = cx();
-        assert!(matches!(p.acquire(&mut (), &mut c), LockEvent::Granted { .. }));
+        assert!(matches!(p.acquire(&mut LeaseClient::default(), &mut c), LockEvent::Granted { .. }));
         assert!(replies(&c).is_empty(), "no lock request leaves the client");
         let mut s = p.server_start(0, &mut cx());
         p.server_on_resource(&mut s, 0, ResReq::CasWrite { version: 0, value: 1 }, &mut cx());

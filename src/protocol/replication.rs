@@ -219,3 +219,59 @@ impl crate::protocol::Ids for ReplState {
 }
 
 crate::no_ids!(LeaseClient);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Observation, Protocol, lock_sends};
+    use crate::spec::{Env, Workload};
+
+    fn redis(replicas: usize, min_replicas_to_ack: u8) -> LeaseLock {
+        let o = crate::protocol::redis::Options { replicas, min_replicas_to_ack, ..Default::default() };
+        crate::protocol::redis::build(o, &Env::test(2, Workload::CriticalWrite, 6, 1)).unwrap()
+    }
+
+    /// Server `index` (node 2 + index) at `now`.
+    fn cx(index: usize, now: i64) -> PCx<LeaseLock> {
+        PCx::<LeaseLock>::new(2 + index, now)
+    }
+
+    #[test]
+    fn a_replica_refuses_writes_and_takes_over_with_what_was_replicated_when_the_master_is_silent() {
+        let p = redis(1, 0);
+        let mut master = p.server_start(0, &mut cx(0, 0));
+        let mut replica = p.server_start(1, &mut cx(1, 0));
+        let mut c = cx(1, 0);
+        p.server_on_msg(&mut replica, 0, Msg::Acquire { asked: 0 }, &mut c);
+        assert_eq!(lock_sends(&c), vec![(0, Msg::ReadOnly)]);
+        p.server_on_msg(&mut master, 0, Msg::Acquire { asked: 0 }, &mut cx(0, 0));
+        let mut c = cx(1, 2);
+        p.server_on_timer(&mut replica, Timer::MasterDown, &mut c);
+        assert_eq!(replica.repl.as_ref().map(|r| (r.role, r.epoch)), Some((Role::Master, 1)));
+        assert_eq!(lock_sends(&c), vec![(0, Msg::SwitchMaster), (1, Msg::SwitchMaster)]);
+        let mut c = cx(1, 2);
+        p.server_on_msg(&mut replica, 1, Msg::Acquire { asked: 2 }, &mut c);
+        assert!(c.effects.contains(&crate::protocol::Effect::Observe(Observation::Granted { client: 1, token: None })));
+        let mut c = cx(0, 3);
+        let stream = Msg::Replicate { epoch: 1, offset: 1, hold: replica.hold.clone(), counter: 0 };
+        p.server_on_msg(&mut master, 3, stream, &mut c);
+        assert_eq!(master.repl.as_ref().map(|r| r.role), Some(Role::Replica), "the old master hears the new epoch");
+        assert_eq!(master.hold.as_ref().map(|h| h.owner), Some(1));
+    }
+
+    #[test]
+    fn wait_answers_the_grant_only_after_enough_acknowledgements() {
+        let p = redis(2, 2);
+        let mut master = p.server_start(0, &mut cx(0, 0));
+        let mut c = cx(0, 0);
+        p.server_on_msg(&mut master, 0, Msg::Acquire { asked: 0 }, &mut c);
+        assert!(lock_sends(&c).is_empty(), "held back for WAIT");
+        let offset = master.repl.as_ref().map_or(0, |r| r.offset);
+        let mut c = cx(0, 1);
+        p.server_on_msg(&mut master, 3, Msg::ReplAck { offset }, &mut c);
+        p.server_on_msg(&mut master, 3, Msg::ReplAck { offset }, &mut c);
+        assert!(lock_sends(&c).is_empty(), "one replica twice is one acknowledgement");
+        p.server_on_msg(&mut master, 4, Msg::ReplAck { offset }, &mut c);
+        assert_eq!(lock_sends(&c), vec![(0, Msg::Grant { token: None, asked: 0 })]);
+    }
+}

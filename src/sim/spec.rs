@@ -198,7 +198,8 @@ pub fn load_sim(path: &Path) -> Result<LoadedSim, SpecError> {
     Ok(l)
 }
 
-fn sim_from_table(path: &Path, table: &toml::Table) -> Result<LoadedSim, SpecError> {
+/// A scenario from an already parsed table (validated as a file would be), named after `path`.
+pub fn sim_from_table(path: &Path, table: &toml::Table) -> Result<LoadedSim, SpecError> {
     let spec: SimSpec = from_table(path, toml::Value::Table(table.clone()))?;
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("sim").to_string();
     let l = LoadedSim { name, path: path.to_path_buf(), spec };
