@@ -20,8 +20,8 @@
 //!   (catalog #20, Redisson #3521; `deadlock_free`). Set: no watchdog; the lock expires `lease`
 //!   after the last acquire whatever the owner does.
 //! - `watchdog_every` (ticks, default a third of the lease: `internalLockLeaseTime / 3`).
-//! - `retry_attempts` (default 3, Redisson's `retryAttempts`; retried every tick, `retryInterval`
-//!   1.5 s): a renewal still unanswered after them ends the watchdog for good, because
+//! - `retry_attempts` (default 3, Redisson's `retryAttempts`; each after the response timeout, a
+//!   tenth of the lease): a renewal still unanswered after them ends the watchdog for good, because
 //!   `renewExpiration` gives up on an error instead of scheduling the next renewal; the key then
 //!   expires under an owner that works longer than the lease (catalog #19, Redisson #5698).
 //! - `pubsub` (default true). Off: waiters poll every tick instead of subscribing (the `SpinLock`
@@ -160,6 +160,9 @@ pub struct Lib {
     /// Nested holds the application has not released yet.
     pub depth: u8,
     pub subscribed: bool,
+    /// An unlock message arrived while the waiter was not waiting yet: the latch is a semaphore,
+    /// so the permit is kept for the next wait (no lost wake-up).
+    pub permit: bool,
     pub renewing: bool,
     /// Retries of the renewal on its way.
     pub renew_tries: u8,
@@ -212,6 +215,13 @@ impl Redisson {
         cx.persist(s.lock.clone());
     }
 
+    /// Redisson's `timeout` (3 s) against the 30 s watchdog: a tenth of the lease, at least a tick.
+    /// A `tryLock` retried after a timeout while the first one succeeded counts the hold twice, so
+    /// the key outlives the owner's unlock until its TTL: the real cost of too short a timeout.
+    fn response_timeout(&self) -> i64 {
+        (self.lease / 10).max(1)
+    }
+
     /// Sends the request of `step` (a `tryLock` or a `SUBSCRIBE`), again after a timeout.
     fn ask(&self, c: &mut Lib, step: Step, cx: &mut PCx<Self>) {
         let msg = match step {
@@ -221,7 +231,7 @@ impl Redisson {
         };
         c.step = step;
         cx.send_lock(self.server, msg);
-        cx.set_lock_timer(Timer::Timeout, 1);
+        cx.set_lock_timer(Timer::Timeout, self.response_timeout());
     }
 
     fn locked(&self, c: &mut Lib, cx: &mut PCx<Self>) -> LockEvent<()> {
@@ -235,6 +245,7 @@ impl Redisson {
             c.renewing = true;
             cx.set_lock_timer(Timer::Watchdog, every);
         }
+        c.permit = false;
         if c.subscribed {
             c.subscribed = false;
             cx.send_lock(self.server, Msg::Unsubscribe);
@@ -244,7 +255,7 @@ impl Redisson {
 
     fn renew(&self, cx: &mut PCx<Self>) {
         cx.send_lock(self.server, Msg::Renew);
-        cx.set_lock_timer(Timer::RenewRetry, 1);
+        cx.set_lock_timer(Timer::RenewRetry, self.response_timeout());
     }
 
     fn stop_watchdog(&self, c: &mut Lib, cx: &mut PCx<Self>) {
@@ -262,6 +273,10 @@ impl Redisson {
         }
         if !c.subscribed {
             self.ask(c, Step::Subscribing, cx);
+            return LockEvent::Queued;
+        }
+        if std::mem::take(&mut c.permit) {
+            self.ask(c, Step::Trying, cx);
             return LockEvent::Queued;
         }
         c.step = Step::Waiting;
@@ -381,6 +396,10 @@ impl Protocol for Redisson {
             (Step::Waiting, Msg::Published) => {
                 cx.cancel_lock_timer(Timer::Wake);
                 self.ask(c, Step::Trying, cx);
+                LockEvent::Ignore
+            }
+            (Step::Trying | Step::Subscribing, Msg::Published) => {
+                c.permit = true;
                 LockEvent::Ignore
             }
             (Step::Holding, Msg::Renewed { ok: true }) if c.renewing => {
