@@ -59,7 +59,7 @@ families! {
         "durable_counter=true|false, fence_reads=true|false, validity_margin=<ticks>";
     "db" => db::build, db::Options,
         "lock in one SQL database that also holds the stock",
-        "lock=\"unique_row\"|\"expiry_column\"|\"for_update\"|\"advisory\"|\"optimistic\", owner_check=true|false, expiry_clock=\"database\"|\"client\"";
+        "lock=\"unique_row\"|\"expiry_column\"|\"for_update\"|\"advisory\"|\"optimistic\", owner_check=true|false, expiry_clock=\"database\"|\"client\", validity_margin=<ticks>";
     "zookeeper" => zookeeper::build, zookeeper::Options,
         "ZooKeeper lock recipe: ephemeral-sequential nodes, sessions, watches (ZooKeeper recipes)",
         "watch=\"predecessor\"|\"all\", protection=true|false, fencing=true|false, session_timeout=<ticks>";

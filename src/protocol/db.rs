@@ -29,6 +29,8 @@
 //!   from the read (catalog S4). Nothing to expire, nothing to deadlock: `no_oversell` and
 //!   `deadlock_free` hold under every fault, paid for in retries. With no lock there is no
 //!   exclusion to speak of (`mutual_exclusion` and `no_stale_write` are violated by definition).
+//! - `validity_margin` (ticks, `expiry_column` only): the client stops trusting its row
+//!   `ttl - margin` after it asked, on its own clock (as `redis`'s knob).
 //! - `owner_check` (default true): release is `DELETE .. WHERE owner = me`. Off: a late release
 //!   deletes the next holder's row (catalog #24(c)).
 //!
@@ -66,11 +68,12 @@ pub struct Options {
     pub lock: DbLock,
     pub owner_check: bool,
     pub expiry_clock: ExpiryClock,
+    pub validity_margin: Option<i64>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { lock: DbLock::ForUpdate, owner_check: true, expiry_clock: ExpiryClock::Database }
+        Options { lock: DbLock::ForUpdate, owner_check: true, expiry_clock: ExpiryClock::Database, validity_margin: None }
     }
 }
 
@@ -78,7 +81,12 @@ pub fn build(o: Options, env: &Env) -> Result<LeaseLock, (String, String)> {
     if o.expiry_clock == ExpiryClock::Client && o.lock != DbLock::ExpiryColumn {
         return Err(("expiry_clock".into(), "only lock = \"expiry_column\" stores an expiry time".into()));
     }
+    let expires = o.lock == DbLock::ExpiryColumn;
+    if o.validity_margin.is_some() && !expires {
+        return Err(("validity_margin".into(), "only lock = \"expiry_column\" has an expiry to trust".into()));
+    }
     let mut cfg = LeaseCfg::base("db", Dialect::Sql(o.lock), env);
+    cfg.client_margin = super::check_margin(o.validity_margin, expires, env)?;
     cfg.hosts_resource = true;
     cfg.release_checks_owner = o.owner_check;
     match o.lock {
