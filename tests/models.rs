@@ -148,8 +148,8 @@ fn small_models_keep_their_state_counts() {
         ("redis_one_way_partition_no_ttl", 245),
         ("redis_partition", 4767),
         ("redis_persistent_disk_lost", 1669),
-        ("redisson_hang_watchdog", 4544),
-        ("redisson_lost_renewal", 5494),
+        ("redisson_hang_watchdog", 4266),
+        ("redisson_lost_renewal", 5206),
         ("zookeeper_lost_create_orphan", 2931),
         ("zookeeper_not_reentrant", 137),
     ];
