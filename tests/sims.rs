@@ -241,3 +241,25 @@ fn models_and_sims_of_the_same_name_make_the_same_claims() {
     assert!(claims >= 20, "only {claims} claims of scenarios that have a model twin");
     assert!(disagreements.is_empty(), "\n{}", disagreements.join("\n"));
 }
+
+/// The cost figures README states are measured, so they are re-derived here: watching every child
+/// costs more per acquisition than watching the predecessor, and more with more clients (the herd
+/// effect); polling Redisson sends more than Redisson waiting on pub/sub, which in turn wakes no
+/// later than its lease (a lost unlock message only delays a waiter).
+#[test]
+fn cost_metrics_show_the_herd_effect_and_the_price_of_polling() {
+    let metrics = |name: &str| {
+        let sim = load_sim(Path::new(&format!("sims/{name}.toml"))).unwrap();
+        let (o, _) = simulate(&sim, &Seeds { from: 0, to: 100, shard: None }, &opts(2), None).unwrap();
+        assert_eq!(o.metrics.acquisitions, 100 * sim.spec.setup.clients as u64, "{name}: every client acquires");
+        o.metrics
+    };
+    let (all8, pred8, all2) =
+        (metrics("zookeeper_herd_all_c8"), metrics("zookeeper_herd_predecessor_c8"), metrics("zookeeper_herd_all_c2"));
+    assert!(all8.messages_per_acquisition > pred8.messages_per_acquisition * 1.3);
+    assert!(all8.messages_per_acquisition > all2.messages_per_acquisition * 1.5);
+    let (pubsub, poll) = (metrics("redisson_pubsub_loss_c4"), metrics("redisson_poll_loss_c4"));
+    assert!(poll.messages_per_acquisition > pubsub.messages_per_acquisition * 1.5);
+    assert!(pubsub.wakeup_latency_p50_ms > 0 && pubsub.wakeup_latency_p99_ms <= 300, "{pubsub:?}");
+    assert!(pubsub.acquire_latency_p99_ms >= pubsub.acquire_latency_p50_ms);
+}
