@@ -163,7 +163,10 @@ pub fn pressure(standard: &Path, approaches: &Path, w: &mut impl std::io::Write)
     let base = crate::spec::read_table(standard)?;
     let list: Approaches =
         crate::spec::from_table(approaches, toml::Value::Table(crate::spec::read_table(approaches)?))?;
-    writeln!(w, "| approach | clients | messages / acq. | store requests / acq. | acquire p50 / p99 | wake-up p50 / p99 |")?;
+    writeln!(
+        w,
+        "| approach | clients | messages / acq. | store requests / acq. | acquire p50 / p99 | wake-up p50 / p99 |"
+    )?;
     writeln!(w, "|---|---|---|---|---|---|")?;
     for a in &list.approach {
         for &clients in &list.clients {

@@ -466,10 +466,18 @@ pub(crate) fn validate_common(
         return Err(SpecError::field(path, "setup.stock", format!("must be 0..=100, got {}", setup.stock)));
     }
     if setup.side_effect && setup.workload != Workload::Oversell {
-        return Err(SpecError::field(path, "setup.side_effect", "needs workload = \"oversell\" (an effect per item sold)"));
+        return Err(SpecError::field(
+            path,
+            "setup.side_effect",
+            "needs workload = \"oversell\" (an effect per item sold)",
+        ));
     }
     if setup.side_effect && setup.stock > 63 {
-        return Err(SpecError::field(path, "setup.stock", format!("must be 0..=63 with side_effect, got {}", setup.stock)));
+        return Err(SpecError::field(
+            path,
+            "setup.stock",
+            format!("must be 0..=63 with side_effect, got {}", setup.stock),
+        ));
     }
     Ok(())
 }

@@ -125,9 +125,7 @@ impl<Msg, T> Action<Msg, T> {
             // A stop-the-world pause always ends by itself; a stuck application thread (a deadlock in
             // the application, a leaked thread) may not, so `available` leaves it stuck.
             Action::Deliver(_) | Action::Fire(..) | Action::Tick(_) | Action::Resume(_) => Class::Normal,
-            Action::Heal | Action::HealAll | Action::Restart { keep_disk: true, .. } | Action::Unhang(_) => {
-                Class::Heal
-            }
+            Action::Heal | Action::HealAll | Action::Restart { keep_disk: true, .. } | Action::Unhang(_) => Class::Heal,
             Action::Pause(_)
             | Action::Hang(_)
             | Action::Crash(_)

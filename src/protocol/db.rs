@@ -73,7 +73,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { lock: DbLock::ForUpdate, owner_check: true, expiry_clock: ExpiryClock::Database, validity_margin: None }
+        Options {
+            lock: DbLock::ForUpdate,
+            owner_check: true,
+            expiry_clock: ExpiryClock::Database,
+            validity_margin: None,
+        }
     }
 }
 

@@ -499,7 +499,9 @@ impl Protocol for LeaseLock {
             (Dialect::Sql(_), Timer::Expire(_)) => "expires_at passes".into(),
             (_, Timer::Timeout) => "request timeout".into(),
             (_, Timer::Heartbeat) => "replication tick".into(),
-            (_, Timer::MasterDown) => "Sentinel: master silent for down-after-milliseconds, fail over to this replica".into(),
+            (_, Timer::MasterDown) => {
+                "Sentinel: master silent for down-after-milliseconds, fail over to this replica".into()
+            }
         }
     }
 }

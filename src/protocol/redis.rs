@@ -104,7 +104,10 @@ fn replication(o: &Options, env: &Env) -> Result<Option<Replication>, (String, S
         return bad("replicas", "replication and failover need time.mode = \"discrete\"".into());
     }
     if usize::from(o.min_replicas_to_ack) > o.replicas {
-        return bad("min_replicas_to_ack", format!("must be 0..=replicas ({}), got {}", o.replicas, o.min_replicas_to_ack));
+        return bad(
+            "min_replicas_to_ack",
+            format!("must be 0..=replicas ({}), got {}", o.replicas, o.min_replicas_to_ack),
+        );
     }
     let down_after = o.down_after.unwrap_or((env.ttl / 3).max(2));
     if down_after < 2 {

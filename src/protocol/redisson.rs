@@ -112,10 +112,14 @@ pub enum Msg {
     /// `nil`: the caller holds the lock (again).
     Locked,
     /// The key's remaining TTL: someone else holds it.
-    Held { pttl: i64 },
+    Held {
+        pttl: i64,
+    },
     /// The watchdog's `renewExpiration`.
     Renew,
-    Renewed { ok: bool },
+    Renewed {
+        ok: bool,
+    },
     Unlock,
     /// `unlock` by a client that does not hold the lock (`IllegalMonitorStateException`).
     NotOwner,
@@ -346,12 +350,8 @@ impl Protocol for Redisson {
                 cx.send_lock(from, Msg::Subscribed);
             }
             Msg::Unsubscribe => s.subscribers.retain(|&c| c != from),
-            Msg::Locked
-            | Msg::Held { .. }
-            | Msg::Renewed { .. }
-            | Msg::NotOwner
-            | Msg::Subscribed
-            | Msg::Published => {}
+            Msg::Locked | Msg::Held { .. } | Msg::Renewed { .. } | Msg::NotOwner | Msg::Subscribed | Msg::Published => {
+            }
         }
     }
 
@@ -438,7 +438,10 @@ impl Protocol for Redisson {
         let channel = "redisson_lock__channel:{lock}";
         match msg {
             Msg::TryLock => {
-                format!("EVAL tryLock: HINCRBY lock {me} 1 + PEXPIRE lock {} if free or own, else PTTL lock", self.lease)
+                format!(
+                    "EVAL tryLock: HINCRBY lock {me} 1 + PEXPIRE lock {} if free or own, else PTTL lock",
+                    self.lease
+                )
             }
             Msg::Locked => "(nil): locked".into(),
             Msg::Held { pttl } => format!("{pttl}: PTTL of a lock held by another owner"),
