@@ -448,7 +448,7 @@ pub fn print_sim_human(
     let m = &o.metrics;
     writeln!(
         w,
-        "   metrics: {} acquisitions, {:.1} messages and {:.1} store requests per acquisition, acquire latency p50 {} ms p99 {} ms, wake-up after a release p50 {} ms p99 {} ms, {:.1} critical sections per simulated second, {} writes rejected by fencing",
+        "   metrics: {} acquisitions, {:.1} messages and {:.1} store requests per acquisition, acquire latency p50 {} ms p99 {} ms, wake-up after a release p50 {} ms p99 {} ms, {:.1} critical sections per simulated second, {} writes rejected (fencing, aborted transaction or version conflict)",
         m.acquisitions,
         m.messages_per_acquisition,
         m.store_requests_per_acquisition,

@@ -148,7 +148,7 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
             );
         }
     }
-    md.push_str("\n## Efficiency (simulation)\n\n| scenario | acquisitions | messages / acq. | store requests / acq. | acquire p50 | acquire p99 | wake-up p50 | wake-up p99 | critical sections / s | writes rejected by fencing |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("\n## Efficiency (simulation)\n\n| scenario | acquisitions | messages / acq. | store requests / acq. | acquire p50 | acquire p99 | wake-up p50 | wake-up p99 | critical sections / s | writes rejected (fencing, aborted transaction, version conflict) |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for (o, _) in sims {
         let m = &o.metrics;
         let _ = writeln!(

@@ -237,10 +237,7 @@ impl<P: Protocol> LockSystem<P> {
                 self.sell(c, stock, cx);
             }
             // Somebody wrote since the read: start again from the read.
-            (Phase::Writing, ResReply::Conflict) => {
-                c.phase = Phase::Reading;
-                self.to_resource(ResReq::Read { token: c.token, session: 0 }, cx);
-            }
+            (Phase::Writing, ResReply::Conflict) => self.touch_resource(c, cx),
             (Phase::Reading, _) | (Phase::Writing, _) | (Phase::Decrementing, _) => self.finish(c, cx),
             _ => {}
         }

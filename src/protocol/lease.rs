@@ -180,13 +180,14 @@ impl LeaseLock {
         self.cfg.client_margin.map(|margin| ClientLease { ttl: self.cfg.ttl, margin })
     }
 
-    fn fresh(&self, index: usize, was: Option<(Role, u8)>, restarted: bool, cx: &mut PCx<Self>) -> Server {
+    /// A server with no state yet; `was`: see [`LeaseLock::repl_start`].
+    fn fresh(&self, index: usize, was: Option<Option<(Role, u8)>>, cx: &mut PCx<Self>) -> Server {
         Server {
             hold: None,
             counter: 0,
             waiters: Vec::new(),
             resource: self.cfg.hosts_resource.then(|| Resource::new(self.cfg.stock, self.cfg.fencing)),
-            repl: self.repl_start(index, was, restarted, cx),
+            repl: self.repl_start(index, was, cx),
         }
     }
 
@@ -262,11 +263,11 @@ impl Protocol for LeaseLock {
     }
 
     fn server_start(&self, index: usize, cx: &mut PCx<Self>) -> Server {
-        self.fresh(index, None, false, cx)
+        self.fresh(index, None, cx)
     }
 
     fn server_restart(&self, index: usize, durable: Option<&Durable>, cx: &mut PCx<Self>) -> Server {
-        let mut s = self.fresh(index, durable.and_then(|d| d.role), true, cx);
+        let mut s = self.fresh(index, Some(durable.and_then(|d| d.role)), cx);
         if let Some(d) = durable {
             s.hold = d.hold.clone();
             s.counter = d.counter;

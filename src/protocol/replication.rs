@@ -69,18 +69,22 @@ impl LeaseLock {
         s.repl.as_ref().is_none_or(|r| r.role == Role::Master)
     }
 
-    /// A server starts, or restarts in the role and epoch it had on disk (`was`): an old master
-    /// comes back as master until it hears of a newer epoch, and Sentinel then makes it a replica.
+    /// A server starts (`was` is `None`: server 0 is the first master), or restarts in the role and
+    /// epoch it had on disk, `Some(None)` when nothing was: an old master comes back as master until
+    /// it hears of a newer epoch, and Sentinel then makes it a replica; a server with no disk comes
+    /// back as a replica.
     pub(super) fn repl_start(
         &self,
         index: usize,
-        was: Option<(Role, u8)>,
-        restarted: bool,
+        was: Option<Option<(Role, u8)>>,
         cx: &mut PCx<Self>,
     ) -> Option<ReplState> {
         self.repl()?;
-        let first = if index == 0 && !restarted { Role::Master } else { Role::Replica };
-        let (role, epoch) = was.unwrap_or((first, 0));
+        let (role, epoch) = match was {
+            None if index == 0 => (Role::Master, 0),
+            None | Some(None) => (Role::Replica, 0),
+            Some(Some(disk)) => disk,
+        };
         match role {
             Role::Master => cx.set_lock_timer(Timer::Heartbeat, 1),
             Role::Replica => cx.set_lock_timer(Timer::MasterDown, self.down_after(index)),
