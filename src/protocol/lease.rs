@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::db::DbLock;
-use crate::protocol::replication::{LeaseClient, ReplState, Replication, Role};
+use crate::protocol::replication::{self, ReplMsg, ReplState, ReplTimer, Replicated, Replication, Role};
 use crate::protocol::{ClientLease, LockEvent, NodeId, Observation, PCx, Protocol, ResourceHome};
 use crate::resource::{Fencing, ResReq, Resource};
 use crate::spec::Env;
@@ -113,7 +113,7 @@ pub struct Server {
     pub waiters: Vec<(NodeId, i64)>,
     pub resource: Option<Resource>,
     /// Role, epoch and replication offset, when the server is replicated.
-    pub repl: Option<ReplState>,
+    pub repl: Option<ReplState<Msg>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -139,20 +139,14 @@ pub enum Msg {
     Release {
         asked: i64,
     },
-    /// The master's replication stream: its state at `offset`, in `epoch`.
-    Replicate {
-        epoch: u8,
-        offset: u32,
-        hold: Option<Hold>,
-        counter: u64,
-    },
-    ReplAck {
-        offset: u32,
-    },
-    /// Sentinel's `+switch-master`: the sender is the master now.
-    SwitchMaster,
-    /// A replica refuses a write (`-READONLY`).
-    ReadOnly,
+    Repl(ReplMsg<Keys>),
+}
+
+/// What the master streams to its replicas: the lock key and the token counter.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Keys {
+    pub hold: Option<Hold>,
+    pub counter: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -161,10 +155,7 @@ pub enum Timer {
     Expire(NodeId),
     /// An unanswered request is given up and sent again (client).
     Timeout,
-    /// The master streams its state to the replicas.
-    Heartbeat,
-    /// A replica has heard nothing from the master for `down_after`: Sentinel fails over to it.
-    MasterDown,
+    Repl(ReplTimer),
 }
 
 pub struct LeaseLock {
@@ -180,25 +171,25 @@ impl LeaseLock {
         self.cfg.client_margin.map(|margin| ClientLease { ttl: self.cfg.ttl, margin })
     }
 
-    /// A server with no state yet; `was`: see [`LeaseLock::repl_start`].
+    /// A server with no state yet; `was`: see [`replication::start`].
     fn fresh(&self, index: usize, was: Option<Option<(Role, u8)>>, cx: &mut PCx<Self>) -> Server {
         Server {
             hold: None,
             counter: 0,
             waiters: Vec::new(),
             resource: self.cfg.hosts_resource.then(|| Resource::new(self.cfg.stock, self.cfg.fencing)),
-            repl: self.repl_start(index, was, cx),
+            repl: replication::start(self, index, was, cx),
         }
     }
 
     /// The server changed its state: a new replication offset, and the disk.
     fn changed(&self, s: &mut Server, cx: &mut PCx<Self>) {
-        self.repl_changed(s);
+        replication::changed::<Self>(s);
         self.save(s, cx);
     }
 
-    pub(super) fn save(&self, s: &Server, cx: &mut PCx<Self>) {
-        let role = s.repl.as_ref().map(|r| (r.role, r.epoch));
+    fn save(&self, s: &Server, cx: &mut PCx<Self>) {
+        let role = replication::role::<Self>(s);
         let (counter, resource) = (s.counter, s.resource.clone());
         let durable = match self.cfg.persist {
             Persist::Nothing => return,
@@ -221,15 +212,13 @@ impl LeaseLock {
         }
         cx.observe(Observation::Granted { client: to, token });
         self.changed(s, cx);
-        if !self.repl_hold_back(s, to, asked, token) {
-            cx.send_lock(to, Msg::Grant { token, asked });
-        }
+        replication::answer(self, s, to, Msg::Grant { token, asked }, cx);
     }
 
     /// The record is gone: hand it to the next queued waiter, if any.
     fn vacate(&self, s: &mut Server, cx: &mut PCx<Self>) {
         s.hold = None;
-        self.repl_forget_pending(s);
+        replication::forget_pending::<Self>(s);
         if !s.waiters.is_empty() {
             let (next, asked) = s.waiters.remove(0);
             self.grant(s, next, asked, cx);
@@ -276,7 +265,7 @@ impl Protocol for LeaseLock {
             }
         }
         // The expiry instant is not on disk in this model: a restored lease gets a full TTL again.
-        if let (Some(h), true, true) = (&s.hold, self.cfg.expires, self.serves(&s)) {
+        if let (Some(h), true, true) = (&s.hold, self.cfg.expires, replication::serves::<Self>(&s)) {
             cx.set_lock_timer(Timer::Expire(h.owner), self.cfg.ttl);
         }
         s
@@ -284,7 +273,9 @@ impl Protocol for LeaseLock {
 
     fn server_on_msg(&self, s: &mut Server, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
         match msg {
-            Msg::Acquire { .. } | Msg::Release { .. } if !self.serves(s) => cx.send_lock(from, Msg::ReadOnly),
+            Msg::Acquire { .. } | Msg::Release { .. } if !replication::serves::<Self>(s) => {
+                cx.send_lock(from, Msg::Repl(ReplMsg::ReadOnly))
+            }
             Msg::Acquire { asked } => match &mut s.hold {
                 None => self.grant(s, from, asked, cx),
                 Some(h) if self.cfg.expiry_on_client_clock && h.owner != from && h.asked + self.cfg.ttl <= asked => {
@@ -326,17 +317,18 @@ impl Protocol for LeaseLock {
                 }
                 self.vacate(s, cx);
             }
-            Msg::Replicate { epoch, offset, hold, counter } => {
-                self.repl_on_replicate(s, from, (epoch, offset, hold, counter), cx)
-            }
-            Msg::ReplAck { offset } => self.repl_on_ack(s, from, offset, cx),
-            Msg::Grant { .. } | Msg::Busy | Msg::SwitchMaster | Msg::ReadOnly => {}
+            Msg::Repl(m) => replication::on_msg(self, s, from, m, cx),
+            Msg::Grant { .. } | Msg::Busy => {}
         }
     }
 
     fn server_on_timer(&self, s: &mut Server, timer: Timer, cx: &mut PCx<Self>) {
-        let Timer::Expire(owner) = timer else { return self.repl_on_timer(s, &timer, cx) };
-        if self.serves(s) && s.hold.as_ref().is_some_and(|h| h.owner == owner) {
+        let owner = match timer {
+            Timer::Expire(owner) => owner,
+            Timer::Repl(t) => return replication::on_timer(self, s, t, cx),
+            Timer::Timeout => return,
+        };
+        if replication::serves::<Self>(s) && s.hold.as_ref().is_some_and(|h| h.owner == owner) {
             cx.observe(Observation::Expired { client: owner });
             self.vacate(s, cx);
         }
@@ -372,7 +364,7 @@ impl Protocol for LeaseLock {
             cx.observe(Observation::Granted { client: cx.me, token: None });
             return LockEvent::Granted { hold: asked, token: None, valid_for: None };
         }
-        cx.send_lock(self.master_of(c), Msg::Acquire { asked });
+        cx.send_lock(replication::master_node(self, c.master), Msg::Acquire { asked });
         if self.cfg.timed {
             cx.set_lock_timer(Timer::Timeout, 1);
         }
@@ -383,7 +375,7 @@ impl Protocol for LeaseLock {
         if self.cfg.lockless {
             return;
         }
-        cx.send_lock(self.master_of(c), Msg::Release { asked: *asked });
+        cx.send_lock(replication::master_node(self, c.master), Msg::Release { asked: *asked });
     }
 
     fn client_on_msg(&self, c: &mut LeaseClient, from: NodeId, msg: Msg, cx: &mut PCx<Self>) -> LockEvent<i64> {
@@ -405,28 +397,26 @@ impl Protocol for LeaseLock {
                 cx.cancel_lock_timer(Timer::Timeout);
                 LockEvent::Busy { retry_after: 1 }
             }
-            Msg::ReadOnly => {
+            Msg::Repl(ReplMsg::ReadOnly) => {
                 cx.cancel_lock_timer(Timer::Timeout);
-                self.next_master(c);
+                replication::next_master(self, &mut c.master);
                 LockEvent::Busy { retry_after: 1 }
             }
-            Msg::SwitchMaster => {
-                c.master = (from - self.cfg.server_node) as u8;
+            Msg::Repl(ReplMsg::SwitchMaster) => {
+                replication::switch_master(self, &mut c.master, from);
                 LockEvent::Ignore
             }
-            Msg::Acquire { .. } | Msg::Release { .. } | Msg::Replicate { .. } | Msg::ReplAck { .. } => {
-                LockEvent::Ignore
-            }
+            Msg::Acquire { .. } | Msg::Release { .. } | Msg::Repl(_) => LockEvent::Ignore,
         }
     }
 
     fn client_on_timer(&self, c: &mut LeaseClient, timer: Timer, _cx: &mut PCx<Self>) -> LockEvent<i64> {
         match timer {
             Timer::Timeout => {
-                self.next_master(c);
+                replication::next_master(self, &mut c.master);
                 LockEvent::Busy { retry_after: 0 }
             }
-            Timer::Expire(_) | Timer::Heartbeat | Timer::MasterDown => LockEvent::Ignore,
+            Timer::Expire(_) | Timer::Repl(_) => LockEvent::Ignore,
         }
     }
 
@@ -447,17 +437,14 @@ impl Protocol for LeaseLock {
                 format!("EVAL \"if GET lock == c{from}:{asked} then DEL lock\" (compare-and-delete)")
             }
             (Dialect::Redis, Msg::Release { .. }) => "DEL lock".into(),
-            (_, Msg::Replicate { epoch, offset, hold, counter }) => {
-                let key = match hold {
+            (_, Msg::Repl(m)) => replication::show_msg(m, |k: &Keys| {
+                let key = match &k.hold {
                     Some(h) => format!("lock = c{}:{}", h.owner, h.asked),
                     None => "no lock key".into(),
                 };
-                let tokens = if self.cfg.tokens { format!(", counter {counter}") } else { String::new() };
-                format!("replication stream (epoch {epoch}, offset {offset}): {key}{tokens}")
-            }
-            (_, Msg::ReplAck { offset }) => format!("REPLCONF ACK {offset}"),
-            (_, Msg::SwitchMaster) => "Sentinel: +switch-master: I am the master now".into(),
-            (_, Msg::ReadOnly) => "-READONLY You can't write against a read only replica.".into(),
+                let tokens = if self.cfg.tokens { format!(", counter {}", k.counter) } else { String::new() };
+                format!("{key}{tokens}")
+            }),
             (Dialect::LeaseService, Msg::Acquire { asked }) => format!("acquire lease (request c{from}:{asked})"),
             (Dialect::LeaseService, Msg::Grant { token, .. }) => format!("lease granted{}", tok(token)),
             (Dialect::LeaseService, Msg::Busy) => "lease held by another client".into(),
@@ -499,11 +486,71 @@ impl Protocol for LeaseLock {
             }
             (Dialect::Sql(_), Timer::Expire(_)) => "expires_at passes".into(),
             (_, Timer::Timeout) => "request timeout".into(),
-            (_, Timer::Heartbeat) => "replication tick".into(),
-            (_, Timer::MasterDown) => {
-                "Sentinel: master silent for down-after-milliseconds, fail over to this replica".into()
-            }
+            (_, Timer::Repl(t)) => replication::show_timer(*t),
         }
+    }
+}
+
+impl Replicated for LeaseLock {
+    type Snapshot = Keys;
+
+    fn replication(&self) -> Option<Replication> {
+        self.cfg.replication
+    }
+
+    fn first_server(&self) -> NodeId {
+        self.cfg.server_node
+    }
+
+    fn repl(s: &Server) -> Option<&ReplState<Msg>> {
+        s.repl.as_ref()
+    }
+
+    fn repl_mut(s: &mut Server) -> Option<&mut ReplState<Msg>> {
+        s.repl.as_mut()
+    }
+
+    fn snapshot(s: &Server) -> Keys {
+        Keys { hold: s.hold.clone(), counter: s.counter }
+    }
+
+    fn install(&self, s: &mut Server, keys: Keys, cx: &mut PCx<Self>) {
+        s.hold = keys.hold;
+        s.counter = keys.counter;
+        self.save(s, cx);
+    }
+
+    /// A promoted key gets a full TTL (the real one keeps its absolute expiry: this model errs on
+    /// the side of longer leases, so the violations it reports are not artefacts of it).
+    fn set_master(&self, s: &Server, master: bool, cx: &mut PCx<Self>) {
+        let Some(h) = s.hold.as_ref().filter(|_| self.cfg.expires) else { return };
+        if master {
+            cx.set_lock_timer(Timer::Expire(h.owner), self.cfg.ttl);
+        } else {
+            cx.cancel_lock_timer(Timer::Expire(h.owner));
+        }
+    }
+
+    fn wrap(m: ReplMsg<Keys>) -> Msg {
+        Msg::Repl(m)
+    }
+
+    fn wrap_timer(t: ReplTimer) -> Timer {
+        Timer::Repl(t)
+    }
+}
+
+/// A client's lock library state: which node it believes is the master (index among servers).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LeaseClient {
+    pub master: u8,
+}
+
+crate::no_ids!(LeaseClient);
+
+impl crate::protocol::Ids for Keys {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        self.hold.map_ids(f);
     }
 }
 
@@ -537,8 +584,8 @@ impl crate::protocol::Ids for Timer {
 
 impl crate::protocol::Ids for Msg {
     fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
-        if let Msg::Replicate { hold, .. } = self {
-            hold.map_ids(f);
+        if let Msg::Repl(m) = self {
+            m.map_ids(f);
         }
     }
 }

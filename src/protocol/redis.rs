@@ -85,34 +85,6 @@ pub fn build(o: Options, env: &Env) -> Result<LeaseLock, (String, String)> {
     cfg.fencing = if o.fencing { Fencing::ReadsAndWrites } else { Fencing::None };
     cfg.reentrant = o.reentrant;
     cfg.client_margin = client_margin;
-    cfg.replication = replication(&o, env)?;
+    cfg.replication = Replication::from_knobs(o.replicas, o.down_after, o.min_replicas_to_ack, env)?;
     Ok(LeaseLock::new(cfg))
-}
-
-fn replication(o: &Options, env: &Env) -> Result<Option<Replication>, (String, String)> {
-    let bad = |field: &str, msg: String| Err((field.to_string(), msg));
-    if o.replicas == 0 {
-        if o.down_after.is_some() || o.min_replicas_to_ack > 0 {
-            return bad("replicas", "down_after and min_replicas_to_ack need replicas >= 1".into());
-        }
-        return Ok(None);
-    }
-    if o.replicas > 3 {
-        return bad("replicas", format!("must be 0..=3, got {}", o.replicas));
-    }
-    if !env.timed {
-        return bad("replicas", "replication and failover need time.mode = \"discrete\"".into());
-    }
-    if usize::from(o.min_replicas_to_ack) > o.replicas {
-        return bad(
-            "min_replicas_to_ack",
-            format!("must be 0..=replicas ({}), got {}", o.replicas, o.min_replicas_to_ack),
-        );
-    }
-    let down_after = o.down_after.unwrap_or((env.ttl / 3).max(2));
-    if down_after < 2 {
-        // A replica must hear at least one replication tick before it may decide the master is down.
-        return bad("down_after", format!("must be at least 2 ticks, got {down_after}"));
-    }
-    Ok(Some(Replication { replicas: o.replicas, down_after, min_acks: o.min_replicas_to_ack }))
 }

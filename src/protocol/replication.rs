@@ -1,17 +1,16 @@
-//! Asynchronous master–replica replication with Sentinel-style failover, for the lease machine
-//! ([`super::lease`]; the `redis` knobs `replicas`, `down_after`, `min_replicas_to_ack`).
+//! Asynchronous master–replica replication with Sentinel-style failover, for any family whose
+//! server is a Redis (the `redis` lease machine, [`super::lease`], and [`super::redisson`]; their
+//! knobs `replicas`, `down_after`, `min_replicas_to_ack`).
 //!
 //! Follows the Redis replication and Sentinel docs, reduced to what a lock key needs:
-//! - The master streams its state (the lock key and the token counter, with a replication offset)
-//!   to every replica once a tick, and answers clients without waiting for them: what it granted
-//!   in the last tick is on no replica yet (replication lag; catalog #6).
+//! - The master streams its state (the lock key, and the token counter where there is one, with a
+//!   replication offset) to every replica once a tick, and answers clients without waiting for
+//!   them: what it granted in the last tick is on no replica yet (replication lag; catalog #6).
 //! - Sentinel promotes a replica once the master has been silent for `down_after` ticks (its
 //!   `down-after-milliseconds`; replica `i` waits `i - 1` ticks more, standing for the election of
 //!   one). The promoted replica starts a new epoch, serves what was replicated to it, and announces
 //!   itself (`+switch-master`); a node that hears a newer epoch becomes its replica, as Sentinel
-//!   reconfigures an old master that comes back. A key the new master holds gets a full TTL (the
-//!   real one keeps its absolute expiry: this model errs on the side of longer leases, so the
-//!   violations it reports are not artefacts of it).
+//!   reconfigures an old master that comes back. Keys expire on the master only, as in Redis.
 //! - `min_replicas_to_ack` (`WAIT n`): the grant is answered only once that many replicas
 //!   acknowledged an offset that includes it. Caveats of the docs that remain: an acknowledged write
 //!   may still be lost if Sentinel promotes a replica that did not acknowledge it (more replicas than
@@ -19,11 +18,14 @@
 //! - Clients write to the master they know (Sentinel's `+switch-master` tells them); a replica
 //!   answers `-READONLY`, and a client whose request times out or is refused tries the next node,
 //!   as a Sentinel-aware client re-resolves the master after a connection error.
+//!
+//! A family plugs in by implementing [`Replicated`]: what its master streams, how a replica takes
+//! it, and which of its timers run only on a master.
 
 use serde::{Deserialize, Serialize};
 
-use super::lease::{Hold, LeaseLock, Msg, Server, Timer};
-use crate::protocol::{NodeId, PCx};
+use crate::protocol::{Ids, NodeId, PCx, Protocol};
+use crate::spec::Env;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Replication {
@@ -32,202 +34,310 @@ pub struct Replication {
     pub min_acks: u8,
 }
 
+impl Replication {
+    /// The knobs `replicas`, `down_after` (default a third of the TTL) and `min_replicas_to_ack`.
+    pub fn from_knobs(
+        replicas: usize,
+        down_after: Option<i64>,
+        min_acks: u8,
+        env: &Env,
+    ) -> Result<Option<Replication>, (String, String)> {
+        let bad = |field: &str, msg: String| Err((field.to_string(), msg));
+        if replicas == 0 {
+            if down_after.is_some() || min_acks > 0 {
+                return bad("replicas", "down_after and min_replicas_to_ack need replicas >= 1".into());
+            }
+            return Ok(None);
+        }
+        if replicas > 3 {
+            return bad("replicas", format!("must be 0..=3, got {replicas}"));
+        }
+        if !env.timed {
+            return bad("replicas", "replication and failover need time.mode = \"discrete\"".into());
+        }
+        if usize::from(min_acks) > replicas {
+            return bad("min_replicas_to_ack", format!("must be 0..=replicas ({replicas}), got {min_acks}"));
+        }
+        let down_after = down_after.unwrap_or((env.ttl / 3).max(2));
+        if down_after < 2 {
+            // One tick of silence is every tick's normal gap between two stream messages.
+            return bad("down_after", format!("must be at least 2 ticks, got {down_after}"));
+        }
+        Ok(Some(Replication { replicas, down_after, min_acks }))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Role {
     Master,
     Replica,
 }
 
-/// A grant waiting for replica acknowledgements (`WAIT`).
+/// A reply waiting for replica acknowledgements (`WAIT`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Pending {
+pub struct Pending<M> {
     pub to: NodeId,
-    pub asked: i64,
-    pub token: Option<u64>,
-    /// The replication offset that includes the grant.
+    pub reply: M,
+    /// The replication offset that includes the write the reply confirms.
     pub offset: u32,
     /// Replicas that acknowledged it (bit = server index).
     pub acked: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ReplState {
+pub struct ReplState<M> {
     pub role: Role,
     pub epoch: u8,
     /// Replication offset: bumped by every change the master makes.
     pub offset: u32,
-    pub pending: Option<Pending>,
+    pub pending: Option<Pending<M>>,
 }
 
-impl LeaseLock {
-    pub(super) fn repl(&self) -> Option<Replication> {
-        self.cfg.replication
-    }
+/// The messages of replication and Sentinel, carried inside a family's own messages.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ReplMsg<S> {
+    /// The master's replication stream: its state at `offset`, in `epoch`.
+    Replicate {
+        epoch: u8,
+        offset: u32,
+        state: S,
+    },
+    Ack {
+        offset: u32,
+    },
+    /// Sentinel's `+switch-master`: the sender is the master now.
+    SwitchMaster,
+    /// A replica refuses a write (`-READONLY`).
+    ReadOnly,
+}
 
-    /// Whether this server may serve clients: it is the master, or there is no replication.
-    pub(super) fn serves(&self, s: &Server) -> bool {
-        s.repl.as_ref().is_none_or(|r| r.role == Role::Master)
-    }
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ReplTimer {
+    /// The master streams its state to the replicas.
+    Heartbeat,
+    /// A replica has heard nothing from the master for `down_after`: Sentinel fails over to it.
+    MasterDown,
+}
 
-    /// A server starts (`was` is `None`: server 0 is the first master), or restarts in the role and
-    /// epoch it had on disk, `Some(None)` when nothing was: an old master comes back as master until
-    /// it hears of a newer epoch, and Sentinel then makes it a replica; a server with no disk comes
-    /// back as a replica.
-    pub(super) fn repl_start(
-        &self,
-        index: usize,
-        was: Option<Option<(Role, u8)>>,
-        cx: &mut PCx<Self>,
-    ) -> Option<ReplState> {
-        self.repl()?;
-        let (role, epoch) = match was {
-            None if index == 0 => (Role::Master, 0),
-            None | Some(None) => (Role::Replica, 0),
-            Some(Some(disk)) => disk,
-        };
-        match role {
-            Role::Master => cx.set_lock_timer(Timer::Heartbeat, 1),
-            Role::Replica => cx.set_lock_timer(Timer::MasterDown, self.down_after(index)),
+/// A family whose server can be replicated.
+pub trait Replicated: Protocol {
+    /// What the master streams: the keys it holds.
+    type Snapshot: Clone;
+    fn replication(&self) -> Option<Replication>;
+    /// The node of server 0, the first master; the clients are the nodes below it.
+    fn first_server(&self) -> NodeId;
+    fn repl(s: &Self::Server) -> Option<&ReplState<Self::Msg>>;
+    fn repl_mut(s: &mut Self::Server) -> Option<&mut ReplState<Self::Msg>>;
+    fn snapshot(s: &Self::Server) -> Self::Snapshot;
+    /// A replica takes the master's state, and saves it.
+    fn install(&self, s: &mut Self::Server, state: Self::Snapshot, cx: &mut PCx<Self>);
+    /// The server becomes (`true`) or stops being the master: keys expire on the master only.
+    fn set_master(&self, s: &Self::Server, master: bool, cx: &mut PCx<Self>);
+    fn wrap(m: ReplMsg<Self::Snapshot>) -> Self::Msg;
+    fn wrap_timer(t: ReplTimer) -> Self::Timer;
+}
+
+/// Whether this server may serve clients: it is the master, or there is no replication.
+pub fn serves<P: Replicated>(s: &P::Server) -> bool {
+    P::repl(s).is_none_or(|r| r.role == Role::Master)
+}
+
+/// A server starts (`was` is `None`: server 0 is the first master), or restarts in the role and
+/// epoch it had on disk, `Some(None)` when nothing was: an old master comes back as master until
+/// it hears of a newer epoch, and Sentinel then makes it a replica; a server with no disk comes
+/// back as a replica.
+pub fn start<P: Replicated>(
+    p: &P,
+    index: usize,
+    was: Option<Option<(Role, u8)>>,
+    cx: &mut PCx<P>,
+) -> Option<ReplState<P::Msg>> {
+    let cfg = p.replication()?;
+    let (role, epoch) = match was {
+        None if index == 0 => (Role::Master, 0),
+        None | Some(None) => (Role::Replica, 0),
+        Some(Some(disk)) => disk,
+    };
+    match role {
+        Role::Master => cx.set_lock_timer(P::wrap_timer(ReplTimer::Heartbeat), 1),
+        Role::Replica => cx.set_lock_timer(P::wrap_timer(ReplTimer::MasterDown), down_after(cfg, index)),
+    }
+    Some(ReplState { role, epoch, offset: 0, pending: None })
+}
+
+/// What a replicated server keeps on disk of its role.
+pub fn role<P: Replicated>(s: &P::Server) -> Option<(Role, u8)> {
+    P::repl(s).map(|r| (r.role, r.epoch))
+}
+
+/// How long server `index` waits for a silent master before it takes over: replicas in turn,
+/// two ticks apart so that the first one's stream reaches the next in time, an old master that
+/// came back last.
+fn down_after(cfg: Replication, index: usize) -> i64 {
+    let turn = if index == 0 { cfg.replicas } else { index - 1 };
+    cfg.down_after + 2 * turn as i64
+}
+
+/// The master changed its keys.
+pub fn changed<P: Replicated>(s: &mut P::Server) {
+    if let Some(r) = P::repl_mut(s)
+        && r.role == Role::Master
+    {
+        r.offset += 1;
+    }
+}
+
+/// Answers a write: now, or with `WAIT` once enough replicas acknowledged it.
+pub fn answer<P: Replicated>(p: &P, s: &mut P::Server, to: NodeId, reply: P::Msg, cx: &mut PCx<P>) {
+    match (p.replication(), P::repl_mut(s)) {
+        (Some(cfg), Some(r)) if cfg.min_acks > 0 => {
+            r.pending = Some(Pending { to, reply, offset: r.offset, acked: 0 });
         }
-        Some(ReplState { role, epoch, offset: 0, pending: None })
+        _ => cx.send_lock(to, reply),
     }
+}
 
-    /// How long server `index` waits for a silent master before it takes over: replicas in turn,
-    /// two ticks apart so that the first one's stream reaches the next in time, an old master that
-    /// came back last.
-    fn down_after(&self, index: usize) -> i64 {
-        let r = self.repl().expect("only replicated servers wait for a master");
-        let turn = if index == 0 { r.replicas } else { index - 1 };
-        r.down_after + 2 * turn as i64
+/// The write a held-back reply confirms is gone: nobody will be told of it.
+pub fn forget_pending<P: Replicated>(s: &mut P::Server) {
+    if let Some(r) = P::repl_mut(s) {
+        r.pending = None;
     }
+}
 
-    /// The master changed the key or the counter.
-    pub(super) fn repl_changed(&self, s: &mut Server) {
-        if let Some(r) = &mut s.repl
-            && r.role == Role::Master
-        {
-            r.offset += 1;
-        }
-    }
-
-    /// With `WAIT`, a grant is held back until enough replicas acknowledge it. Returns whether the
-    /// grant may be answered now.
-    pub(super) fn repl_hold_back(&self, s: &mut Server, to: NodeId, asked: i64, token: Option<u64>) -> bool {
-        let (Some(cfg), Some(r)) = (self.repl(), &mut s.repl) else { return false };
-        if cfg.min_acks == 0 {
-            return false;
-        }
-        r.pending = Some(Pending { to, asked, token, offset: r.offset, acked: 0 });
-        true
-    }
-
-    pub(super) fn repl_forget_pending(&self, s: &mut Server) {
-        if let Some(r) = &mut s.repl {
-            r.pending = None;
-        }
-    }
-
-    pub(super) fn repl_on_timer(&self, s: &mut Server, timer: &Timer, cx: &mut PCx<Self>) {
-        let (Some(cfg), Some(r)) = (self.repl(), &mut s.repl) else { return };
-        match timer {
-            Timer::Heartbeat if r.role == Role::Master => {
-                let (epoch, offset) = (r.epoch, r.offset);
-                for i in 0..=cfg.replicas {
-                    let node = self.cfg.server_node + i;
-                    if node != cx.me {
-                        cx.send_lock(node, Msg::Replicate { epoch, offset, hold: s.hold.clone(), counter: s.counter });
-                    }
-                }
-                cx.set_lock_timer(Timer::Heartbeat, 1);
+pub fn on_timer<P: Replicated>(p: &P, s: &mut P::Server, timer: ReplTimer, cx: &mut PCx<P>) {
+    let (Some(cfg), Some(&ReplState { role, epoch, offset, .. })) = (p.replication(), P::repl(s)) else { return };
+    match (timer, role) {
+        (ReplTimer::Heartbeat, Role::Master) => {
+            let (state, me) = (P::snapshot(s), cx.me);
+            for node in (0..=cfg.replicas).map(|i| p.first_server() + i).filter(|&n| n != me) {
+                cx.send_lock(node, P::wrap(ReplMsg::Replicate { epoch, offset, state: state.clone() }));
             }
-            Timer::MasterDown if r.role == Role::Replica => {
+            cx.set_lock_timer(P::wrap_timer(ReplTimer::Heartbeat), 1);
+        }
+        (ReplTimer::MasterDown, Role::Replica) => {
+            if let Some(r) = P::repl_mut(s) {
                 r.role = Role::Master;
                 r.epoch += 1;
-                cx.set_lock_timer(Timer::Heartbeat, 1);
-                if let (Some(h), true) = (&s.hold, self.cfg.expires) {
-                    cx.set_lock_timer(Timer::Expire(h.owner), self.cfg.ttl);
-                }
-                for client in 0..self.cfg.server_node {
-                    cx.send_lock(client, Msg::SwitchMaster);
-                }
             }
-            _ => {}
+            cx.set_lock_timer(P::wrap_timer(ReplTimer::Heartbeat), 1);
+            p.set_master(s, true, cx);
+            for client in 0..p.first_server() {
+                cx.send_lock(client, P::wrap(ReplMsg::SwitchMaster));
+            }
         }
+        _ => {}
     }
+}
 
-    pub(super) fn repl_on_replicate(
-        &self,
-        s: &mut Server,
-        from: NodeId,
-        (epoch, offset, hold, counter): (u8, u32, Option<Hold>, u64),
-        cx: &mut PCx<Self>,
-    ) {
-        let (Some(cfg), Some(r)) = (self.repl(), &mut s.repl) else { return };
-        // Two masters of one epoch (promoted in the same tick): the lower node stays master, as the
-        // Sentinel election would have picked one.
-        let newer = epoch > r.epoch || (epoch == r.epoch && (r.role == Role::Replica || from < cx.me));
-        if !newer {
-            return;
-        }
-        if r.role == Role::Master {
-            cx.cancel_lock_timer(Timer::Heartbeat);
-            if let Some(h) = &s.hold {
-                cx.cancel_lock_timer(Timer::Expire(h.owner));
-            }
-        }
+/// A server hears the replication stream or an acknowledgement; clients' messages are theirs.
+pub fn on_msg<P: Replicated>(p: &P, s: &mut P::Server, from: NodeId, msg: ReplMsg<P::Snapshot>, cx: &mut PCx<P>) {
+    match msg {
+        ReplMsg::Replicate { epoch, offset, state } => on_replicate(p, s, from, (epoch, offset, state), cx),
+        ReplMsg::Ack { offset } => on_ack(p, s, from, offset, cx),
+        ReplMsg::SwitchMaster | ReplMsg::ReadOnly => {}
+    }
+}
+
+fn on_replicate<P: Replicated>(
+    p: &P,
+    s: &mut P::Server,
+    from: NodeId,
+    (epoch, offset, state): (u8, u32, P::Snapshot),
+    cx: &mut PCx<P>,
+) {
+    let (Some(cfg), Some(r)) = (p.replication(), P::repl(s)) else { return };
+    // Two masters of one epoch (promoted in the same tick): the lower node stays master, as the
+    // Sentinel election would have picked one.
+    let newer = epoch > r.epoch || (epoch == r.epoch && (r.role == Role::Replica || from < cx.me));
+    if !newer {
+        return;
+    }
+    if r.role == Role::Master {
+        cx.cancel_lock_timer(P::wrap_timer(ReplTimer::Heartbeat));
+        p.set_master(s, false, cx);
+    }
+    if let Some(r) = P::repl_mut(s) {
         *r = ReplState { role: Role::Replica, epoch, offset, pending: None };
-        s.hold = hold;
-        s.counter = counter;
-        cx.set_lock_timer(Timer::MasterDown, self.down_after(cx.me - self.cfg.server_node));
-        if cfg.min_acks > 0 {
-            cx.send_lock(from, Msg::ReplAck { offset });
+    }
+    cx.set_lock_timer(P::wrap_timer(ReplTimer::MasterDown), down_after(cfg, cx.me - p.first_server()));
+    if cfg.min_acks > 0 {
+        cx.send_lock(from, P::wrap(ReplMsg::Ack { offset }));
+    }
+    p.install(s, state, cx);
+}
+
+fn on_ack<P: Replicated>(p: &P, s: &mut P::Server, from: NodeId, offset: u32, cx: &mut PCx<P>) {
+    let (Some(cfg), Some(r)) = (p.replication(), P::repl_mut(s)) else { return };
+    let Some(pending) = r.pending.as_mut().filter(|q| offset >= q.offset) else { return };
+    pending.acked |= 1 << (from - p.first_server());
+    if pending.acked.count_ones() >= u32::from(cfg.min_acks) {
+        let done = r.pending.take().expect("checked above");
+        cx.send_lock(done.to, done.reply);
+    }
+}
+
+/// The node a client's lock library sends to: the master it knows (index among the servers).
+pub fn master_node<P: Replicated>(p: &P, master: u8) -> NodeId {
+    p.first_server() + usize::from(master)
+}
+
+/// The client's guess of the master was wrong or is silent: try the next node.
+pub fn next_master<P: Replicated>(p: &P, master: &mut u8) {
+    if let Some(r) = p.replication() {
+        *master = ((usize::from(*master) + 1) % (r.replicas + 1)) as u8;
+    }
+}
+
+/// A client heard `+switch-master` from `from`.
+pub fn switch_master<P: Replicated>(p: &P, master: &mut u8, from: NodeId) {
+    *master = (from - p.first_server()) as u8;
+}
+
+/// A replication message as Redis and Sentinel name it; `state` renders what the stream carries.
+pub fn show_msg<S>(msg: &ReplMsg<S>, state: impl FnOnce(&S) -> String) -> String {
+    match msg {
+        ReplMsg::Replicate { epoch, offset, state: s } => {
+            format!("replication stream (epoch {epoch}, offset {offset}): {}", state(s))
         }
-        self.save(s, cx);
+        ReplMsg::Ack { offset } => format!("REPLCONF ACK {offset}"),
+        ReplMsg::SwitchMaster => "Sentinel: +switch-master: I am the master now".into(),
+        ReplMsg::ReadOnly => "-READONLY You can't write against a read only replica.".into(),
     }
+}
 
-    pub(super) fn repl_on_ack(&self, s: &mut Server, from: NodeId, offset: u32, cx: &mut PCx<Self>) {
-        let (Some(cfg), Some(r)) = (self.repl(), &mut s.repl) else { return };
-        let Some(p) = r.pending.as_mut().filter(|p| offset >= p.offset) else { return };
-        p.acked |= 1 << (from - self.cfg.server_node);
-        if p.acked.count_ones() >= u32::from(cfg.min_acks) {
-            let p = r.pending.take().expect("checked above");
-            cx.send_lock(p.to, Msg::Grant { token: p.token, asked: p.asked });
-        }
-    }
-
-    /// The node a client's lock library sends to: the master it knows.
-    pub(super) fn master_of(&self, c: &LeaseClient) -> NodeId {
-        self.cfg.server_node + usize::from(c.master)
-    }
-
-    /// The client's guess of the master was wrong or is silent: try the next node.
-    pub(super) fn next_master(&self, c: &mut LeaseClient) {
-        if let Some(r) = self.repl() {
-            c.master = ((usize::from(c.master) + 1) % (r.replicas + 1)) as u8;
+pub fn show_timer(timer: ReplTimer) -> String {
+    match timer {
+        ReplTimer::Heartbeat => "replication tick".into(),
+        ReplTimer::MasterDown => {
+            "Sentinel: master silent for down-after-milliseconds, fail over to this replica".into()
         }
     }
 }
 
-/// A client's lock library state: which node it believes is the master (index among servers).
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct LeaseClient {
-    pub master: u8,
-}
-
-impl crate::protocol::Ids for ReplState {
+impl<M: Ids> Ids for ReplState<M> {
     fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
         if let Some(p) = &mut self.pending {
             p.to = f(p.to);
+            p.reply.map_ids(f);
         }
     }
 }
 
-crate::no_ids!(LeaseClient);
+impl<S: Ids> Ids for ReplMsg<S> {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        if let ReplMsg::Replicate { state, .. } = self {
+            state.map_ids(f);
+        }
+    }
+}
+
+crate::no_ids!(ReplTimer);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Observation, Protocol, lock_sends};
+    use crate::protocol::lease::{LeaseLock, Msg, Timer};
+    use crate::protocol::{Observation, lock_sends};
     use crate::spec::{Env, Workload};
 
     fn redis(replicas: usize, min_replicas_to_ack: u8) -> LeaseLock {
@@ -247,17 +357,18 @@ mod tests {
         let mut replica = p.server_start(1, &mut cx(1, 0));
         let mut c = cx(1, 0);
         p.server_on_msg(&mut replica, 0, Msg::Acquire { asked: 0 }, &mut c);
-        assert_eq!(lock_sends(&c), vec![(0, Msg::ReadOnly)]);
+        assert_eq!(lock_sends(&c), vec![(0, Msg::Repl(ReplMsg::ReadOnly))]);
         p.server_on_msg(&mut master, 0, Msg::Acquire { asked: 0 }, &mut cx(0, 0));
         let mut c = cx(1, 2);
-        p.server_on_timer(&mut replica, Timer::MasterDown, &mut c);
+        p.server_on_timer(&mut replica, Timer::Repl(ReplTimer::MasterDown), &mut c);
         assert_eq!(replica.repl.as_ref().map(|r| (r.role, r.epoch)), Some((Role::Master, 1)));
-        assert_eq!(lock_sends(&c), vec![(0, Msg::SwitchMaster), (1, Msg::SwitchMaster)]);
+        assert_eq!(lock_sends(&c), vec![(0, Msg::Repl(ReplMsg::SwitchMaster)), (1, Msg::Repl(ReplMsg::SwitchMaster))]);
         let mut c = cx(1, 2);
         p.server_on_msg(&mut replica, 1, Msg::Acquire { asked: 2 }, &mut c);
         assert!(c.effects.contains(&crate::protocol::Effect::Observe(Observation::Granted { client: 1, token: None })));
         let mut c = cx(0, 3);
-        let stream = Msg::Replicate { epoch: 1, offset: 1, hold: replica.hold.clone(), counter: 0 };
+        let state = LeaseLock::snapshot(&replica);
+        let stream = Msg::Repl(ReplMsg::Replicate { epoch: 1, offset: 1, state });
         p.server_on_msg(&mut master, 3, stream, &mut c);
         assert_eq!(master.repl.as_ref().map(|r| r.role), Some(Role::Replica), "the old master hears the new epoch");
         assert_eq!(master.hold.as_ref().map(|h| h.owner), Some(1));
@@ -272,10 +383,10 @@ mod tests {
         assert!(lock_sends(&c).is_empty(), "held back for WAIT");
         let offset = master.repl.as_ref().map_or(0, |r| r.offset);
         let mut c = cx(0, 1);
-        p.server_on_msg(&mut master, 3, Msg::ReplAck { offset }, &mut c);
-        p.server_on_msg(&mut master, 3, Msg::ReplAck { offset }, &mut c);
+        p.server_on_msg(&mut master, 3, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
+        p.server_on_msg(&mut master, 3, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
         assert!(lock_sends(&c).is_empty(), "one replica twice is one acknowledgement");
-        p.server_on_msg(&mut master, 4, Msg::ReplAck { offset }, &mut c);
+        p.server_on_msg(&mut master, 4, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
         assert_eq!(lock_sends(&c), vec![(0, Msg::Grant { token: None, asked: 0 })]);
     }
 }
