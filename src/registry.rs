@@ -50,7 +50,7 @@ families! {
         "ttl=true|false, release=\"del\"|\"compare_and_delete\", persistence=true|false, fencing=true|false, reentrant=true|false, validity_margin=<ticks>, replicas=0..3, down_after=<ticks>, min_replicas_to_ack=0..replicas";
     "redisson" => redisson::build, redisson::Options,
         "Redisson RLock on one Redis: reentrant hash, watchdog renewal, pub/sub wake-up (RedissonLock.java)",
-        "lease=<ticks> (unset: watchdog), watchdog_every=<ticks>, pubsub=true|false, retry_attempts=0..255";
+        "lease=<ticks> (unset: watchdog), watchdog_every=<ticks>, pubsub=true|false, retry_attempts=0..255, replicas=0..3, down_after=<ticks>, min_replicas_to_ack=0..replicas";
     "redlock" => redlock::build, redlock::Options,
         "Redlock: SET NX PX on N independent Redis masters, majority quorum (Redis distlock doc)",
         "nodes=1..7, ttl=true|false, persistence=true|false, delayed_restart=true|false, validity_margin=<ticks>";

@@ -288,8 +288,8 @@ impl Protocol for LeaseLock {
                         cx.set_lock_timer(Timer::Expire(from), self.cfg.ttl);
                     }
                     let token = self.cfg.tokens.then_some(s.counter);
-                    cx.send_lock(from, Msg::Grant { token, asked });
                     self.changed(s, cx);
+                    replication::answer(self, s, from, Msg::Grant { token, asked }, cx);
                 }
                 Some(_) if self.cfg.queue => {
                     if !s.waiters.iter().any(|(w, _)| *w == from) {

@@ -27,10 +27,18 @@
 //! - `pubsub` (default true). Off: waiters poll every tick instead of subscribing (the `SpinLock`
 //!   the docs suggest against pub/sub load): more requests to Redis per acquisition, no lost
 //!   wake-ups.
+//! - `replicas`, `down_after`, `min_replicas_to_ack`: the Redis behind the lock has asynchronous
+//!   replicas and Sentinel fails over ([`super::replication`], as for `redis`). A lock hash the
+//!   master had not streamed when it crashed is gone from the promoted replica, and a second client
+//!   locks it (catalog #6; the Redisson FAQ and the `RedissonRedLock` deprecation note point at the
+//!   same gap). The promoted replica keeps the key's absolute expiry, as Redis 7 replicates
+//!   `PEXPIREAT`; pub/sub subscriptions are not replicated, so waiters subscribe again on
+//!   `+switch-master`, as Redisson's connection manager does.
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{LockEvent, NodeId, Observation, PCx, Protocol, ResourceHome};
+use super::replication::{self, ReplMsg, ReplState, ReplTimer, Replicated, Replication, Role};
+use crate::protocol::{Ids, LockEvent, NodeId, Observation, PCx, Protocol, ResourceHome};
 use crate::resource::Fencing;
 use crate::spec::Env;
 
@@ -41,11 +49,22 @@ pub struct Options {
     pub watchdog_every: Option<i64>,
     pub pubsub: bool,
     pub retry_attempts: u8,
+    pub replicas: usize,
+    pub down_after: Option<i64>,
+    pub min_replicas_to_ack: u8,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { lease: None, watchdog_every: None, pubsub: true, retry_attempts: 3 }
+        Options {
+            lease: None,
+            watchdog_every: None,
+            pubsub: true,
+            retry_attempts: 3,
+            replicas: 0,
+            down_after: None,
+            min_replicas_to_ack: 0,
+        }
     }
 }
 
@@ -77,6 +96,7 @@ pub fn build(o: Options, env: &Env) -> Result<Redisson, (String, String)> {
         pubsub: o.pubsub,
         retry_attempts: o.retry_attempts,
         server: env.clients,
+        replication: Replication::from_knobs(o.replicas, o.down_after, o.min_replicas_to_ack, env)?,
     })
 }
 
@@ -87,7 +107,9 @@ pub struct Redisson {
     watchdog: Option<i64>,
     pubsub: bool,
     retry_attempts: u8,
+    /// The first server: the master until a failover.
     server: NodeId,
+    replication: Option<Replication>,
 }
 
 /// The lock key: a hash with one field, its owner's hold count.
@@ -104,6 +126,14 @@ pub struct Server {
     pub lock: Option<Hash>,
     /// Connections subscribed to the unlock channel, in id order. They die with the server.
     pub subscribers: Vec<NodeId>,
+    pub repl: Option<ReplState<Msg>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Durable {
+    /// Role and epoch of a replicated server.
+    pub role: Option<(Role, u8)>,
+    pub lock: Option<Hash>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -128,6 +158,8 @@ pub enum Msg {
     Unsubscribe,
     /// The unlock message on the channel.
     Published,
+    /// Replication and Sentinel: the master streams the lock hash.
+    Repl(ReplMsg<Option<Hash>>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -142,6 +174,7 @@ pub enum Timer {
     Timeout,
     /// The waiter's latch times out after the PTTL it was told (client).
     Wake,
+    Repl(ReplTimer),
 }
 
 /// Where the client's lock library is.
@@ -170,9 +203,31 @@ pub struct Lib {
     pub renewing: bool,
     /// Retries of the renewal on its way.
     pub renew_tries: u8,
+    /// The server the library believes is the master (index among the servers).
+    pub master: u8,
 }
 
 impl Redisson {
+    fn fresh(&self, index: usize, was: Option<Option<(Role, u8)>>, cx: &mut PCx<Self>) -> Server {
+        Server { lock: None, subscribers: Vec::new(), repl: replication::start(self, index, was, cx) }
+    }
+
+    /// The lock hash changed: a new replication offset, and the disk.
+    fn changed(&self, s: &mut Server, cx: &mut PCx<Self>) {
+        replication::changed::<Self>(s);
+        self.save(s, cx);
+    }
+
+    fn save(&self, s: &Server, cx: &mut PCx<Self>) {
+        cx.persist(Durable { role: replication::role::<Self>(s), lock: s.lock.clone() });
+    }
+
+    /// The key's TTL runs on a master only, to its absolute expiry (`PEXPIREAT`): a promoted
+    /// replica's key whose time has passed goes at once.
+    fn expire_in_time(&self, h: &Hash, cx: &mut PCx<Self>) {
+        cx.set_lock_timer(Timer::Expire, (h.expires_at - cx.now).max(0));
+    }
+
     fn set_lease(&self, h: &mut Hash, cx: &mut PCx<Self>) {
         h.expires_at = cx.now + self.lease;
         cx.set_lock_timer(Timer::Expire, self.lease);
@@ -185,20 +240,21 @@ impl Redisson {
                 self.set_lease(&mut h, cx);
                 s.lock = Some(h);
                 cx.observe(Observation::Granted { client: from, token: None });
-                cx.send_lock(from, Msg::Locked);
+                self.changed(s, cx);
+                replication::answer(self, s, from, Msg::Locked, cx);
             }
             Some(h) if h.owner == from => {
                 assert!(h.count < u8::MAX, "hold count overflow: a client re-acquired without bound");
                 h.count += 1;
                 self.set_lease(h, cx);
-                cx.send_lock(from, Msg::Locked);
+                self.changed(s, cx);
+                replication::answer(self, s, from, Msg::Locked, cx);
             }
             Some(h) => {
                 let pttl = h.expires_at - cx.now;
                 cx.send_lock(from, Msg::Held { pttl });
             }
         }
-        cx.persist(s.lock.clone());
     }
 
     fn unlock(&self, s: &mut Server, from: NodeId, cx: &mut PCx<Self>) {
@@ -211,19 +267,24 @@ impl Redisson {
             self.set_lease(h, cx);
         } else {
             s.lock = None;
+            replication::forget_pending::<Self>(s);
             cx.cancel_lock_timer(Timer::Expire);
             for &sub in &s.subscribers {
                 cx.send_lock(sub, Msg::Published);
             }
         }
-        cx.persist(s.lock.clone());
+        self.changed(s, cx);
     }
 
     /// Redisson's `timeout` (3 s) against the 30 s watchdog: a tenth of the lease, at least a tick.
     /// A `tryLock` retried after a timeout while the first one succeeded counts the hold twice, so
     /// the key outlives the owner's unlock until its TTL: the real cost of too short a timeout.
+    /// With `WAIT` it is at least three ticks: the real timeout is far above a `WAIT`'s round trip
+    /// (milliseconds), while here the stream goes once a tick and the acknowledgement comes back
+    /// the tick after.
     fn response_timeout(&self) -> i64 {
-        (self.lease / 10).max(1)
+        let wait = self.replication.is_some_and(|r| r.min_acks > 0);
+        (self.lease / 10).max(if wait { 3 } else { 1 })
     }
 
     /// Sends the request of `step` (a `tryLock` or a `SUBSCRIBE`), again after a timeout.
@@ -234,7 +295,7 @@ impl Redisson {
             Step::Idle | Step::Waiting | Step::Holding => unreachable!("only tryLock and SUBSCRIBE are asked"),
         };
         c.step = step;
-        cx.send_lock(self.server, msg);
+        cx.send_lock(replication::master_node(self, c.master), msg);
         cx.set_lock_timer(Timer::Timeout, self.response_timeout());
     }
 
@@ -252,13 +313,13 @@ impl Redisson {
         c.permit = false;
         if c.subscribed {
             c.subscribed = false;
-            cx.send_lock(self.server, Msg::Unsubscribe);
+            cx.send_lock(replication::master_node(self, c.master), Msg::Unsubscribe);
         }
         LockEvent::Granted { hold: (), token: None, valid_for: None }
     }
 
-    fn renew(&self, cx: &mut PCx<Self>) {
-        cx.send_lock(self.server, Msg::Renew);
+    fn renew(&self, c: &Lib, cx: &mut PCx<Self>) {
+        cx.send_lock(replication::master_node(self, c.master), Msg::Renew);
         cx.set_lock_timer(Timer::RenewRetry, self.response_timeout());
     }
 
@@ -294,12 +355,13 @@ impl Protocol for Redisson {
     type Client = Lib;
     type Msg = Msg;
     type Timer = Timer;
-    type Durable = Option<Hash>;
+    type Durable = Durable;
     /// Redisson names a hold by its owner alone: the client is the hold.
     type Hold = ();
 
     fn servers(&self) -> Vec<String> {
-        vec!["redis".into()]
+        let replicas = self.replication.map_or(0, |r| r.replicas);
+        std::iter::once("redis".to_string()).chain((1..=replicas).map(|i| format!("replica-{i}"))).collect()
     }
 
     fn resource(&self) -> ResourceHome {
@@ -310,35 +372,39 @@ impl Protocol for Redisson {
         false
     }
 
-    fn server_start(&self, _: usize, _: &mut PCx<Self>) -> Server {
-        Server { lock: None, subscribers: Vec::new() }
+    fn server_start(&self, index: usize, cx: &mut PCx<Self>) -> Server {
+        self.fresh(index, None, cx)
     }
 
     /// Redis drops keys whose TTL passed while it was down when it loads them.
-    fn server_restart(&self, _: usize, durable: Option<&Option<Hash>>, cx: &mut PCx<Self>) -> Server {
-        let mut s = self.server_start(0, cx);
-        if let Some(h) = durable.cloned().flatten() {
-            let left = h.expires_at - cx.now;
-            if left > 0 {
-                cx.set_lock_timer(Timer::Expire, left);
-                s.lock = Some(h);
-            } else {
-                cx.observe(Observation::Expired { client: h.owner });
-                cx.persist(None);
-            }
+    fn server_restart(&self, index: usize, durable: Option<&Durable>, cx: &mut PCx<Self>) -> Server {
+        let mut s = self.fresh(index, Some(durable.and_then(|d| d.role)), cx);
+        let Some(h) = durable.and_then(|d| d.lock.clone()) else { return s };
+        let serves = replication::serves::<Self>(&s);
+        if serves && h.expires_at <= cx.now {
+            cx.observe(Observation::Expired { client: h.owner });
+            self.save(&s, cx);
+            return s;
         }
+        if serves {
+            self.expire_in_time(&h, cx);
+        }
+        s.lock = Some(h);
         s
     }
 
     fn server_on_msg(&self, s: &mut Server, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
         match msg {
+            Msg::TryLock | Msg::Renew | Msg::Unlock | Msg::Subscribe if !replication::serves::<Self>(s) => {
+                cx.send_lock(from, Msg::Repl(ReplMsg::ReadOnly));
+            }
             Msg::TryLock => self.try_lock(s, from, cx),
             Msg::Renew => {
                 let mine = s.lock.as_mut().filter(|h| h.owner == from);
                 let ok = mine.is_some();
                 if let Some(h) = mine {
                     self.set_lease(h, cx);
-                    cx.persist(s.lock.clone());
+                    self.changed(s, cx);
                 }
                 cx.send_lock(from, Msg::Renewed { ok });
             }
@@ -350,18 +416,23 @@ impl Protocol for Redisson {
                 cx.send_lock(from, Msg::Subscribed);
             }
             Msg::Unsubscribe => s.subscribers.retain(|&c| c != from),
+            Msg::Repl(m) => replication::on_msg(self, s, from, m, cx),
             Msg::Locked | Msg::Held { .. } | Msg::Renewed { .. } | Msg::NotOwner | Msg::Subscribed | Msg::Published => {
             }
         }
     }
 
     fn server_on_timer(&self, s: &mut Server, timer: Timer, cx: &mut PCx<Self>) {
-        if timer != Timer::Expire {
-            return;
-        }
-        if let Some(h) = s.lock.take() {
-            cx.observe(Observation::Expired { client: h.owner });
-            cx.persist(None);
+        match timer {
+            Timer::Repl(t) => replication::on_timer(self, s, t, cx),
+            Timer::Expire if replication::serves::<Self>(s) => {
+                if let Some(h) = s.lock.take() {
+                    cx.observe(Observation::Expired { client: h.owner });
+                    replication::forget_pending::<Self>(s);
+                    self.changed(s, cx);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -373,14 +444,14 @@ impl Protocol for Redisson {
     fn release(&self, c: &mut Lib, _: &(), cx: &mut PCx<Self>) {
         assert!(c.depth > 0, "the application released a Redisson lock its library never handed out");
         c.depth -= 1;
-        cx.send_lock(self.server, Msg::Unlock);
+        cx.send_lock(replication::master_node(self, c.master), Msg::Unlock);
         if c.depth == 0 {
             c.step = Step::Idle;
             self.stop_watchdog(c, cx);
         }
     }
 
-    fn client_on_msg(&self, c: &mut Lib, _: NodeId, msg: Msg, cx: &mut PCx<Self>) -> LockEvent<()> {
+    fn client_on_msg(&self, c: &mut Lib, from: NodeId, msg: Msg, cx: &mut PCx<Self>) -> LockEvent<()> {
         match (c.step, msg) {
             (Step::Trying, Msg::Locked) => self.locked(c, cx),
             (Step::Trying, Msg::Held { pttl }) => self.held(c, pttl, cx),
@@ -414,19 +485,40 @@ impl Protocol for Redisson {
                 self.stop_watchdog(c, cx);
                 LockEvent::Ignore
             }
+            (step, Msg::Repl(ReplMsg::ReadOnly)) => {
+                replication::next_master(self, &mut c.master);
+                if !matches!(step, Step::Trying | Step::Subscribing) {
+                    // A refused renewal is sent again by its retry timer, now to the next node.
+                    return LockEvent::Ignore;
+                }
+                cx.cancel_lock_timer(Timer::Timeout);
+                c.step = Step::Idle;
+                LockEvent::Busy { retry_after: 1 }
+            }
+            (_, Msg::Repl(ReplMsg::SwitchMaster)) => {
+                replication::switch_master(self, &mut c.master, from);
+                if c.subscribed {
+                    cx.send_lock(from, Msg::Subscribe);
+                }
+                LockEvent::Ignore
+            }
             _ => LockEvent::Ignore,
         }
     }
 
     fn client_on_timer(&self, c: &mut Lib, timer: Timer, cx: &mut PCx<Self>) -> LockEvent<()> {
         match (c.step, timer) {
-            (Step::Holding, Timer::Watchdog) if c.renewing => self.renew(cx),
+            (Step::Holding, Timer::Watchdog) if c.renewing => self.renew(c, cx),
             (Step::Holding, Timer::RenewRetry) if c.renewing && c.renew_tries < self.retry_attempts => {
                 c.renew_tries += 1;
-                self.renew(cx);
+                replication::next_master(self, &mut c.master);
+                self.renew(c, cx);
             }
             (_, Timer::RenewRetry) => self.stop_watchdog(c, cx),
-            (step @ (Step::Trying | Step::Subscribing), Timer::Timeout) => self.ask(c, step, cx),
+            (step @ (Step::Trying | Step::Subscribing), Timer::Timeout) => {
+                replication::next_master(self, &mut c.master);
+                self.ask(c, step, cx);
+            }
             (Step::Waiting, Timer::Wake) => self.ask(c, Step::Trying, cx),
             _ => {}
         }
@@ -458,6 +550,10 @@ impl Protocol for Redisson {
             Msg::Subscribed => "subscribed".into(),
             Msg::Unsubscribe => format!("UNSUBSCRIBE {channel}"),
             Msg::Published => format!("message on {channel}: 0 (unlocked)"),
+            Msg::Repl(m) => replication::show_msg(m, |lock: &Option<Hash>| match lock {
+                Some(h) => format!("lock = {{c{}:thread-1: {}}}, expires at {}", h.owner, h.count, h.expires_at),
+                None => "no lock key".into(),
+            }),
         }
     }
 
@@ -468,6 +564,7 @@ impl Protocol for Redisson {
             Timer::RenewRetry => format!("renewal unanswered: retry (retryAttempts {})", self.retry_attempts),
             Timer::Timeout => "response timeout: retry".into(),
             Timer::Wake => "latch tryAcquire(PTTL) times out".into(),
+            Timer::Repl(t) => replication::show_timer(*t),
         }
     }
 }
@@ -477,6 +574,66 @@ impl crate::protocol::Ids for Server {
         self.lock.map_ids(f);
         self.subscribers.iter_mut().for_each(|c| *c = f(*c));
         self.subscribers.sort_unstable();
+        self.repl.map_ids(f);
+    }
+}
+
+impl Replicated for Redisson {
+    type Snapshot = Option<Hash>;
+
+    fn replication(&self) -> Option<Replication> {
+        self.replication
+    }
+
+    fn first_server(&self) -> NodeId {
+        self.server
+    }
+
+    fn repl(s: &Server) -> Option<&ReplState<Msg>> {
+        s.repl.as_ref()
+    }
+
+    fn repl_mut(s: &mut Server) -> Option<&mut ReplState<Msg>> {
+        s.repl.as_mut()
+    }
+
+    fn snapshot(s: &Server) -> Option<Hash> {
+        s.lock.clone()
+    }
+
+    fn install(&self, s: &mut Server, lock: Option<Hash>, cx: &mut PCx<Self>) {
+        s.lock = lock;
+        self.save(s, cx);
+    }
+
+    fn set_master(&self, s: &Server, master: bool, cx: &mut PCx<Self>) {
+        match (&s.lock, master) {
+            (Some(h), true) => self.expire_in_time(h, cx),
+            (Some(_), false) => cx.cancel_lock_timer(Timer::Expire),
+            (None, _) => {}
+        }
+    }
+
+    fn wrap(m: ReplMsg<Option<Hash>>) -> Msg {
+        Msg::Repl(m)
+    }
+
+    fn wrap_timer(t: ReplTimer) -> Timer {
+        Timer::Repl(t)
+    }
+}
+
+impl Ids for Msg {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        if let Msg::Repl(m) = self {
+            m.map_ids(f);
+        }
+    }
+}
+
+impl Ids for Durable {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        self.lock.map_ids(f);
     }
 }
 
@@ -486,7 +643,7 @@ impl crate::protocol::Ids for Hash {
     }
 }
 
-crate::no_ids!(Msg, Timer, Lib);
+crate::no_ids!(Timer, Lib);
 
 #[cfg(test)]
 mod tests {
@@ -572,9 +729,52 @@ mod tests {
     fn a_restarted_redis_drops_a_key_whose_ttl_passed_while_it_was_down() {
         let p = redisson(Options::default());
         let h = Hash { owner: 0, count: 1, expires_at: 9 };
-        assert!(p.server_restart(0, Some(&Some(h.clone())), &mut cx(5)).lock.is_some());
+        let disk = Durable { role: None, lock: Some(h) };
+        assert!(p.server_restart(0, Some(&disk), &mut cx(5)).lock.is_some());
         let mut c = cx(9);
-        assert!(p.server_restart(0, Some(&Some(h)), &mut c).lock.is_none());
+        assert!(p.server_restart(0, Some(&disk), &mut c).lock.is_none());
         assert!(c.effects.contains(&Effect::Observe(Observation::Expired { client: 0 })));
+    }
+
+    #[test]
+    fn a_promoted_replica_keeps_the_hash_it_was_streamed_with_its_absolute_expiry() {
+        let o = Options { replicas: 1, down_after: Some(2), ..Options::default() };
+        let p = build(o, &Env::test(3, Workload::CriticalWrite, 9, 1)).unwrap();
+        let (mut master, mut replica) =
+            (p.server_start(0, &mut cx(0)), p.server_start(1, &mut PCx::<Redisson>::new(4, 0)));
+        p.server_on_msg(&mut master, 0, Msg::TryLock, &mut cx(0));
+        let mut c = PCx::<Redisson>::new(4, 1);
+        p.server_on_msg(&mut replica, 1, Msg::TryLock, &mut c);
+        assert_eq!(lock_sends(&c), vec![(1, Msg::Repl(ReplMsg::ReadOnly))], "a replica refuses writes");
+        let stream = ReplMsg::Replicate { epoch: 0, offset: 1, state: Redisson::snapshot(&master) };
+        p.server_on_msg(&mut replica, 3, Msg::Repl(stream), &mut PCx::<Redisson>::new(4, 1));
+        let mut c = PCx::<Redisson>::new(4, 4);
+        p.server_on_timer(&mut replica, Timer::Repl(ReplTimer::MasterDown), &mut c);
+        assert!(
+            c.effects.contains(&Effect::SetTimer { timer: Tmr::Lock(Timer::Expire), after: 5 }),
+            "PEXPIREAT 9 at 4"
+        );
+        let mut c = PCx::<Redisson>::new(4, 4);
+        p.server_on_msg(&mut replica, 1, Msg::TryLock, &mut c);
+        assert_eq!(lock_sends(&c), vec![(1, Msg::Held { pttl: 5 })], "the new master still knows the owner");
+    }
+
+    #[test]
+    fn with_wait_a_retried_try_lock_is_answered_when_the_first_wait_returns() {
+        let o = Options { replicas: 1, min_replicas_to_ack: 1, ..Options::default() };
+        let p = build(o, &Env::test(3, Workload::CriticalWrite, 9, 1)).unwrap();
+        let mut master = p.server_start(0, &mut cx(0));
+        let mut c = cx(0);
+        p.server_on_msg(&mut master, 0, Msg::TryLock, &mut c);
+        p.server_on_msg(&mut master, 0, Msg::TryLock, &mut c);
+        assert!(lock_sends(&c).is_empty(), "both wait for the replica");
+        assert_eq!(
+            master.lock.as_ref().map(|h| h.count),
+            Some(2),
+            "the retry counts the hold again, as Redisson's does"
+        );
+        let mut c = cx(1);
+        p.server_on_msg(&mut master, 4, Msg::Repl(ReplMsg::Ack { offset: 1 }), &mut c);
+        assert_eq!(lock_sends(&c), vec![(0, Msg::Locked)], "the first WAIT's offset is acknowledged");
     }
 }

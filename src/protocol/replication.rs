@@ -187,11 +187,15 @@ pub fn changed<P: Replicated>(s: &mut P::Server) {
     }
 }
 
-/// Answers a write: now, or with `WAIT` once enough replicas acknowledged it.
+/// Answers a write: now, or with `WAIT` once enough replicas acknowledged it. A client that
+/// retries while its first `WAIT` is still waiting is answered when the first one returns (its
+/// offset is the lower one): the retry's own `WAIT` answer would only repeat it.
 pub fn answer<P: Replicated>(p: &P, s: &mut P::Server, to: NodeId, reply: P::Msg, cx: &mut PCx<P>) {
     match (p.replication(), P::repl_mut(s)) {
         (Some(cfg), Some(r)) if cfg.min_acks > 0 => {
-            r.pending = Some(Pending { to, reply, offset: r.offset, acked: 0 });
+            if r.pending.as_ref().is_none_or(|q| q.to != to) {
+                r.pending = Some(Pending { to, reply, offset: r.offset, acked: 0 });
+            }
         }
         _ => cx.send_lock(to, reply),
     }
