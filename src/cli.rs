@@ -91,7 +91,7 @@ pub fn load_all(args: &[PathBuf]) -> Result<Vec<Loaded>, SpecError> {
 }
 
 /// Builds the protocol and judges which properties apply, without exploring anything.
-struct ValidateOnly<'a>(&'a Loaded);
+pub(crate) struct ValidateOnly<'a>(pub(crate) &'a Loaded);
 impl crate::registry::Visit for ValidateOnly<'_> {
     type Out = Result<(), SpecError>;
     fn visit<P: crate::protocol::Protocol>(self, system: crate::system::LockSystem<P>) -> Self::Out {

@@ -17,6 +17,7 @@
 //! println!("{}", stale.trace.as_ref().unwrap().to_text());
 //! ```
 
+pub mod battery;
 pub mod bench;
 pub mod check;
 pub mod cli;

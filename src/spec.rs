@@ -431,7 +431,7 @@ pub fn load_model(path: &Path) -> Result<Loaded, SpecError> {
     Ok(loaded)
 }
 
-fn model_from_table(path: &Path, table: &toml::Table) -> Result<Loaded, SpecError> {
+pub(crate) fn model_from_table(path: &Path, table: &toml::Table) -> Result<Loaded, SpecError> {
     let spec: ModelSpec = from_table(path, toml::Value::Table(table.clone()))?;
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("spec").to_string();
     let loaded = Loaded { name, path: path.to_path_buf(), spec };

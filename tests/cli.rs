@@ -43,7 +43,11 @@ fn check_models_exits_0_and_prints_every_verdict_with_a_reproduce_line() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     for f in std::fs::read_dir("models").unwrap() {
-        let name = f.unwrap().path().display().to_string();
+        let path = f.unwrap().path();
+        if path.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let name = path.display().to_string();
         assert!(out.contains(&format!("== {name}")), "{name} missing");
     }
     assert!(out.contains("reproduce: lockcheck check models/redis_gc_pause.toml"));

@@ -11,7 +11,7 @@ fn quiet() -> Limits {
 
 #[test]
 fn every_model_spec_matches_its_expectations() {
-    let mut files: Vec<_> = std::fs::read_dir("models").unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = lockcheck::cli::spec_files(&["models".into()]).unwrap();
     files.sort();
     assert!(files.len() >= 15, "models/ should hold the catalogue of specs");
     let mut failures = Vec::new();
@@ -84,7 +84,7 @@ fn the_fenced_variant_rejects_the_write_the_unfenced_one_accepts() {
 /// and must explore fewer states wherever clients can be told apart only by name.
 #[test]
 fn symmetry_reduction_keeps_verdicts_and_shortest_lengths() {
-    let mut files: Vec<_> = std::fs::read_dir("models").unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = lockcheck::cli::spec_files(&["models".into()]).unwrap();
     files.sort();
     let mut reduced_somewhere = false;
     for f in &files {

@@ -16,7 +16,7 @@ fn opts(jobs: usize) -> Options {
 
 #[test]
 fn every_sim_scenario_matches_its_expectations() {
-    let mut files: Vec<_> = std::fs::read_dir("sims").unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = lockcheck::cli::spec_files(&["sims".into()]).unwrap();
     files.sort();
     assert!(files.len() >= 8);
     let mut failures = Vec::new();
@@ -227,7 +227,7 @@ fn models_and_sims_of_the_same_name_make_the_same_claims() {
     for entry in std::fs::read_dir("sims").unwrap() {
         let path = entry.unwrap().path();
         let model = Path::new("models").join(path.file_name().unwrap());
-        if !model.exists() {
+        if !model.is_file() {
             continue;
         }
         let (sim, spec) = (load_sim(&path).unwrap(), lockcheck::spec::load_model(&model).unwrap());

@@ -1,11 +1,16 @@
-//! `lockcheck report`: every spec in `models/` and every scenario in `sims/`, re-derived, written
-//! to `reports/` as Markdown with their traces, headed by the seed note's comparison of approaches,
-//! regenerated from what the engines found.
+//! `lockcheck report`: the seed note's comparison of approaches, judged under one standard fault
+//! battery in both engines ([`crate::battery`]), the answer drawn from it, and every spec in
+//! `models/` and every scenario in `sims/` re-derived, written to `reports/` as Markdown with their
+//! traces and as `results.json`. Nothing in `reports/` depends on the machine or the hour: timings
+//! go to `timings.txt` beside it, which git ignores.
+
+mod compare;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::battery::{Battery, Judged};
 use crate::check::Outcome;
 use crate::property::PropertyName;
 use crate::sim::SimOutcome;
@@ -39,9 +44,71 @@ const COLUMNS: [(PropertyName, &str); 7] = [
     (PropertyName::NoDuplicateEffect, "no duplicate effect"),
 ];
 
-/// The Markdown page; `models` and `sims` as the engines returned them, with the spec texts.
-/// Each outcome comes with the name of its approach (`registry::approach`).
-pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> String {
+/// The answer and the comparison table, with what the battery is.
+fn battery_section(battery: &[Judged]) -> String {
+    let mut md = String::from("## Which lock should I use?\n\n");
+    md.push_str("Generated from the verdicts of the table below: every approach was judged under the same standard fault battery ");
+    md.push_str("([model checker](../models/battery/standard.toml), [simulator](../sims/battery/standard.toml)), so the rows compare.\n\n");
+    md.push_str(&compare::answer(battery));
+    md.push_str("## Approaches compared under the standard battery\n\n");
+    if let Some(j) = battery.first() {
+        let _ = writeln!(md, "Model checker: {}\n\nSimulator: {}\n", j.model.description, j.sim.description);
+    }
+    md.push_str("Each cell: the verdict of both engines together (**no** if either found a counterexample), then the model checker's evidence and the simulator's. ");
+    md.push_str("Reentrancy is checked apart, with nested acquires and no faults ([spec](../models/battery/reentrant.toml)). The last three columns are the seed's pros and cons, measured by the simulator under the battery.\n\n");
+    md.push_str(&compare::table(battery));
+    md.push('\n');
+    md
+}
+
+/// Every verdict and figure of the run, for other tools.
+fn results_json(battery: &[Judged], models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> String {
+    use serde_json::json;
+    let sim_json = |o: &SimOutcome| {
+        json!({
+            "name": o.name, "runs": o.runs, "metrics": o.metrics,
+            "results": o.results.iter().map(|r| json!({
+                "property": r.property.name(), "verdict": r.verdict.to_string(),
+                "expected": r.expected.map(|e| e.to_string()), "violations": r.violations,
+                "rate": r.rate, "rate_low": r.rate_low, "rate_high": r.rate_high, "first_seed": r.first_seed,
+            })).collect::<Vec<_>>(),
+        })
+    };
+    let model_json = |o: &Outcome| {
+        json!({
+            "name": o.name, "states": o.generated, "unique": o.unique, "complete": o.complete,
+            "results": o.results.iter().map(|r| json!({
+                "property": r.property.name(), "verdict": r.verdict.to_string(),
+                "expected": r.expected.map(|e| e.to_string()),
+                "counterexample_steps": r.trace.as_ref().map(|t| t.steps.len()),
+            })).collect::<Vec<_>>(),
+        })
+    };
+    let rows: Vec<_> = battery
+        .iter()
+        .map(|j| {
+            let verdicts: serde_json::Map<String, serde_json::Value> = compare::REQUIREMENTS
+                .iter()
+                .filter_map(|&(p, _)| compare::judge(j, p).map(|x| (p.name().to_string(), json!(x.verdict.to_string()))))
+                .collect();
+            json!({
+                "group": j.approach.group, "approach": j.approach.name, "protocol": j.approach.protocol,
+                "options": j.approach.options, "verdicts": verdicts,
+                "model": model_json(&j.model), "reentrant": j.reentrant.as_ref().map(model_json), "sim": sim_json(&j.sim),
+            })
+        })
+        .collect();
+    let all = json!({
+        "comparison": rows,
+        "models": models.iter().map(|(o, a)| json!({"option_set": a, "outcome": model_json(o)})).collect::<Vec<_>>(),
+        "sims": sims.iter().map(|(o, a)| json!({"option_set": a, "outcome": sim_json(o)})).collect::<Vec<_>>(),
+    });
+    serde_json::to_string_pretty(&all).expect("plain values serialize") + "\n"
+}
+
+/// The Markdown page; `battery` the rows of the comparison, `models` and `sims` the catalog as the
+/// engines returned it. Each catalog outcome comes with its option set (`registry::approach`).
+pub fn render(battery: &[Judged], models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> String {
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     for (o, approach) in models {
         let row = rows.entry(approach.clone()).or_default();
@@ -68,11 +135,11 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
     }
 
     let mut md = String::from("# lockcheck report\n\n");
-    md.push_str("Regenerated by `lockcheck report` from `models/` (exhaustive model checking) and `sims/` (seeded simulation). ");
-    md.push_str("Every verdict below was derived on this run; a **no** names the spec or scenario that found the counterexample. ");
-    md.push_str("The linked traces are written beside this page by the same command.\n\n");
-    md.push_str("## Approaches compared\n\n");
-    md.push_str("The seed note's comparison (Database, Redis, ...), measured instead of asserted. `·`: not judged by any spec.\n\n");
+    md.push_str("Regenerated by `lockcheck report`. Every verdict below was derived on this run, by exhaustive model checking and by seeded simulation; ");
+    md.push_str("every **no** links the counterexample, every yes says how much was checked. The linked traces are written beside this page by the same command.\n\n");
+    md.push_str(&battery_section(battery));
+    md.push_str("## Catalog by option set\n\n");
+    md.push_str("The single scenarios of `models/` and `sims/`, grouped by protocol and knobs: each was judged under its own faults, so rows of this table do not compare; they explain the cells above. `·`: not judged by any spec.\n\n");
     let _ = write!(md, "| approach |");
     for (_, title) in COLUMNS {
         let _ = write!(md, " {title} |");
@@ -90,7 +157,7 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
         let _ = writeln!(md, " {msgs} | {p99} |");
     }
 
-    md.push_str("\n## Model checking (`models/`)\n\n| spec | property | expected | verdict | shortest counterexample | states (unique) | seconds |\n|---|---|---|---|---|---|---|\n");
+    md.push_str("\n## Model checking (`models/`)\n\n| spec | property | expected | verdict | shortest counterexample | states (unique) |\n|---|---|---|---|---|---|\n");
     for (o, _) in models {
         for r in &o.results {
             let expected = r.expected.map(|e| e.to_string()).unwrap_or_else(|| "-".into());
@@ -107,13 +174,12 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {expected} | {} | {trace} | {} ({}) | {:.2} |",
+                "| {} | {} | {expected} | {} | {trace} | {} ({}) |",
                 o.name,
                 r.property.name(),
                 r.verdict,
                 o.generated,
-                o.unique,
-                o.seconds
+                o.unique
             );
         }
     }
@@ -173,8 +239,10 @@ pub fn render(models: &[(Outcome, String)], sims: &[(SimOutcome, String)]) -> St
 pub fn run(models_dir: &Path, sims_dir: &Path, out: &Path, jobs: usize) -> anyhow::Result<bool> {
     let specs = crate::cli::load_all(&[models_dir.to_path_buf()])?;
     let scenarios = crate::cli::load_all_sims(&[sims_dir.to_path_buf()])?;
+    let battery = Battery::load(models_dir, sims_dir)?;
     crate::cli::usable_out(out)?;
     let limits = crate::check::search::Limits::default();
+    let mut timings = String::from("seconds per spec on this machine (not part of the report: it varies)\n");
     let mut models = Vec::new();
     // Each witness's twin too: a fault that stopped mattering fails the report.
     let mut witnesses_ok = true;
@@ -183,6 +251,7 @@ pub fn run(models_dir: &Path, sims_dir: &Path, out: &Path, jobs: usize) -> anyho
             witnesses_ok &= report_twin(&s.path, &t);
         }
         let o = crate::check::check(s, &limits)?;
+        let _ = writeln!(timings, "models/{} {:.2}", o.name, o.seconds);
         crate::cli::write_traces(&o, &out.join("models"))?;
         models.push((o, crate::registry::approach(s)?));
     }
@@ -194,10 +263,22 @@ pub fn run(models_dir: &Path, sims_dir: &Path, out: &Path, jobs: usize) -> anyho
         }
         let seeds = crate::sim::Seeds { from: 0, to: s.spec.seeds, shard: None };
         let (o, _) = crate::sim::simulate(s, &seeds, &opts, None)?;
+        let _ = writeln!(timings, "sims/{} {:.2}", o.name, o.seconds);
         crate::cli::write_sim_traces(&o, &out.join("sims"))?;
         sims.push((o, crate::registry::approach(&s.as_model())?));
     }
-    crate::cli::write_atomic(&out.join("README.md"), &render(&models, &sims))?;
+    let judged = battery.judge(&limits, &crate::sim::Options { shrink: true, ..opts })?;
+    for j in &judged {
+        crate::cli::write_traces(&j.model, &out.join("battery"))?;
+        if let Some(r) = &j.reentrant {
+            crate::cli::write_traces(r, &out.join("battery"))?;
+        }
+        crate::cli::write_sim_traces(&j.sim, &out.join("battery"))?;
+        let _ = writeln!(timings, "battery/{} {:.2} + {:.2}", j.approach.id(), j.model.seconds, j.sim.seconds);
+    }
+    crate::cli::write_atomic(&out.join("README.md"), &render(&judged, &models, &sims))?;
+    crate::cli::write_atomic(&out.join("results.json"), &results_json(&judged, &models, &sims))?;
+    crate::cli::write_atomic(&out.join("timings.txt"), &timings)?;
     Ok(witnesses_ok && models.iter().all(|m| m.0.ok()) && sims.iter().all(|s| s.0.ok()))
 }
 

@@ -1,0 +1,201 @@
+//! The standard fault battery: every approach of the report's comparison judged under the same
+//! faults, clients and workload, in both engines, so that two rows of the table compare.
+//!
+//! `models/battery/approaches.toml` lists the approaches (the seed note's rows and the ones a
+//! reader asks about next); `models/battery/standard.toml` and `sims/battery/standard.toml` are
+//! the battery for each engine, and `models/battery/reentrant.toml` the nested-acquire check. An
+//! approach fills in `protocol`, `[options]` and, for the seed's Case 2, `setup.workload`; nothing
+//! else differs between rows. The specs in `models/` and `sims/` stay the catalog of single
+//! scenarios.
+
+use std::path::{Path, PathBuf};
+
+use crate::check::Outcome;
+use crate::sim::SimOutcome;
+use crate::spec::{Loaded, SpecError, read_table};
+
+/// The model checker's state budget per row: the largest rows (Redlock, ZooKeeper, Curator, etcd
+/// under every fault) stop there in under a minute each; what they found violated by then stands,
+/// and their `holds` come from the simulator alone, which the cell says.
+pub const MAX_STATES: u64 = 4_000_000;
+
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approach {
+    /// The row's name, as a reader knows the approach.
+    pub name: String,
+    /// The seed note's family the row belongs to (Database, Redis, ...).
+    pub group: String,
+    pub protocol: String,
+    #[serde(default)]
+    pub options: toml::Table,
+    /// Replaces the battery's workload (the seed's Case 2 sells by a conditional decrement).
+    #[serde(default)]
+    pub workload: Option<String>,
+}
+
+impl Approach {
+    /// A file-name-safe id for the row's traces: `Redlock, 3 nodes` → `redlock_3_nodes`.
+    pub fn id(&self) -> String {
+        let mut id = String::new();
+        for c in format!("{} {}", self.group, self.name).chars() {
+            if c.is_ascii_alphanumeric() {
+                id.push(c.to_ascii_lowercase());
+            } else if !id.ends_with('_') && !id.is_empty() {
+                id.push('_');
+            }
+        }
+        id.trim_end_matches('_').to_string()
+    }
+
+    /// Whether the approach takes a lock at all (the seed's two oversell cases do not).
+    pub fn locks(&self) -> bool {
+        self.protocol != "none"
+    }
+
+    /// `template` with this approach's protocol, options and workload.
+    fn fill(&self, template: &toml::Table) -> toml::Table {
+        let mut t = template.clone();
+        t.insert("protocol".into(), toml::Value::String(self.protocol.clone()));
+        t.insert("options".into(), toml::Value::Table(self.options.clone()));
+        if let (Some(w), Some(toml::Value::Table(setup))) = (&self.workload, t.get_mut("setup")) {
+            setup.insert("workload".into(), toml::Value::String(w.clone()));
+        }
+        t
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Approaches {
+    approach: Vec<Approach>,
+}
+
+/// The battery's files, read once.
+pub struct Battery {
+    pub approaches: Vec<Approach>,
+    model: (PathBuf, toml::Table),
+    reentrant: (PathBuf, toml::Table),
+    sim: (PathBuf, toml::Table),
+}
+
+/// One approach and what each engine found about it under the battery.
+pub struct Judged {
+    pub approach: Approach,
+    pub model: Outcome,
+    /// The nested-acquire check; `None` for the approaches that take no lock.
+    pub reentrant: Option<Outcome>,
+    pub sim: SimOutcome,
+}
+
+impl Battery {
+    pub fn load(models_dir: &Path, sims_dir: &Path) -> Result<Battery, SpecError> {
+        let file = |dir: &Path, name: &str| -> Result<(PathBuf, toml::Table), SpecError> {
+            let path = dir.join("battery").join(name);
+            Ok((path.clone(), read_table(&path)?))
+        };
+        let (list_path, list) = file(models_dir, "approaches.toml")?;
+        let approaches: Approaches = crate::spec::from_table(&list_path, toml::Value::Table(list))?;
+        let battery = Battery {
+            approaches: approaches.approach,
+            model: file(models_dir, "standard.toml")?,
+            reentrant: file(models_dir, "reentrant.toml")?,
+            sim: file(sims_dir, "standard.toml")?,
+        };
+        let mut ids = std::collections::BTreeSet::new();
+        for a in &battery.approaches {
+            if !ids.insert(a.id()) {
+                return Err(SpecError::field(&list_path, "approach.name", format!("`{}` is listed twice", a.name)));
+            }
+            // Every row must build in every engine before anything runs.
+            battery.model_spec(a)?;
+            battery.sim_spec(a)?;
+        }
+        Ok(battery)
+    }
+
+    /// The model-check spec of one row, named after it (its traces go to `battery/<id>/`).
+    pub fn model_spec(&self, a: &Approach) -> Result<Loaded, SpecError> {
+        self.loaded(a, &self.model, a.id())
+    }
+
+    fn reentrant_spec(&self, a: &Approach) -> Result<Option<Loaded>, SpecError> {
+        if !a.locks() {
+            return Ok(None);
+        }
+        self.loaded(a, &self.reentrant, format!("{}_reentrant", a.id())).map(Some)
+    }
+
+    fn loaded(
+        &self,
+        a: &Approach,
+        (path, template): &(PathBuf, toml::Table),
+        name: String,
+    ) -> Result<Loaded, SpecError> {
+        let mut l = crate::spec::model_from_table(path, &a.fill(template))?;
+        crate::registry::build(&l, crate::cli::ValidateOnly(&l))??;
+        l.name = name;
+        Ok(l)
+    }
+
+    pub fn sim_spec(&self, a: &Approach) -> Result<crate::sim::spec::LoadedSim, SpecError> {
+        let (path, template) = &self.sim;
+        let mut l = crate::sim::spec::sim_from_table(path, &a.fill(template))?;
+        crate::registry::build(&l.as_model(), crate::cli::ValidateOnly(&l.as_model()))??;
+        l.name = a.id();
+        Ok(l)
+    }
+
+    /// Runs every row in both engines. The model checker uses symmetry reduction (exact: the
+    /// verdicts do not depend on which client is which) within `limits`' budgets and at most
+    /// [`MAX_STATES`] a row.
+    pub fn judge(
+        &self,
+        limits: &crate::check::search::Limits,
+        opts: &crate::sim::Options,
+    ) -> Result<Vec<Judged>, SpecError> {
+        let limits = crate::check::search::Limits {
+            symmetry: true,
+            max_states: limits.max_states.min(MAX_STATES),
+            ..limits.clone()
+        };
+        let mut out = Vec::new();
+        for a in &self.approaches {
+            let model = crate::check::check(&self.model_spec(a)?, &limits)?;
+            let reentrant = match self.reentrant_spec(a)? {
+                Some(spec) => Some(crate::check::check(&spec, &limits)?),
+                None => None,
+            };
+            let sim_spec = self.sim_spec(a)?;
+            let seeds = crate::sim::Seeds { from: 0, to: sim_spec.spec.seeds, shard: None };
+            let (sim, _) = crate::sim::simulate(&sim_spec, &seeds, opts, None)?;
+            out.push(Judged { approach: a.clone(), model, reentrant, sim });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_ids_are_file_names_made_of_group_and_name() {
+        let a = Approach {
+            name: "SET NX PX, compare-and-delete".into(),
+            group: "Redis".into(),
+            protocol: "redis".into(),
+            options: toml::Table::new(),
+            workload: None,
+        };
+        assert_eq!(a.id(), "redis_set_nx_px_compare_and_delete");
+    }
+
+    #[test]
+    fn every_row_of_the_committed_battery_builds_in_both_engines() {
+        let b = Battery::load(Path::new("models"), Path::new("sims")).unwrap();
+        assert!(b.approaches.len() >= 10);
+        let case2 = b.approaches.iter().find(|a| a.workload.is_some()).unwrap();
+        assert_eq!(b.model_spec(case2).unwrap().spec.setup.workload, crate::spec::Workload::AtomicDecrement);
+    }
+}
