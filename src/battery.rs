@@ -79,6 +79,16 @@ pub struct Battery {
     sim: (PathBuf, toml::Table),
 }
 
+/// The simulator battery's faults, each as the reader names it and the setting that turns it on.
+pub const SIM_FAULTS: [(&str, &str); 6] = [
+    ("a process pause", "faults.pauses"),
+    ("a crash", "faults.crashes"),
+    ("a partition", "faults.partitions"),
+    ("a network delay", "faults.holds"),
+    ("a clock jump", "faults.clock_jumps"),
+    ("message loss", "network.loss"),
+];
+
 /// One approach and what each engine found about it under the battery.
 pub struct Judged {
     pub approach: Approach,
@@ -86,6 +96,9 @@ pub struct Judged {
     /// The nested-acquire check; `None` for the approaches that take no lock.
     pub reentrant: Option<Outcome>,
     pub sim: SimOutcome,
+    /// The simulator battery with one fault alone, per entry of [`SIM_FAULTS`]: which faults
+    /// break a property on their own, and so which assumption an approach's safety rests on.
+    pub alone: Vec<SimOutcome>,
 }
 
 impl Battery {
@@ -139,8 +152,17 @@ impl Battery {
     }
 
     pub fn sim_spec(&self, a: &Approach) -> Result<crate::sim::spec::LoadedSim, SpecError> {
+        self.sim_spec_with(a, None)
+    }
+
+    /// The simulator's row with every fault of [`SIM_FAULTS`] off but `only` (all on if `None`).
+    fn sim_spec_with(&self, a: &Approach, only: Option<&str>) -> Result<crate::sim::spec::LoadedSim, SpecError> {
         let (path, template) = &self.sim;
-        let mut l = crate::sim::spec::sim_from_table(path, &a.fill(template))?;
+        let mut table = a.fill(template);
+        for (_, field) in SIM_FAULTS.iter().filter(|_| only.is_some()).filter(|(_, f)| Some(*f) != only) {
+            table = crate::spec::without(path, &table, field)?;
+        }
+        let mut l = crate::sim::spec::sim_from_table(path, &table)?;
         crate::registry::build(&l.as_model(), crate::cli::ValidateOnly(&l.as_model()))??;
         l.name = a.id();
         Ok(l)
@@ -166,10 +188,17 @@ impl Battery {
                 Some(spec) => Some(crate::check::check(&spec, &limits)?),
                 None => None,
             };
-            let sim_spec = self.sim_spec(a)?;
-            let seeds = crate::sim::Seeds { from: 0, to: sim_spec.spec.seeds, shard: None };
-            let (sim, _) = crate::sim::simulate(&sim_spec, &seeds, opts, None)?;
-            out.push(Judged { approach: a.clone(), model, reentrant, sim });
+            let sweep = |spec: &crate::sim::spec::LoadedSim, opts: &crate::sim::Options| {
+                let seeds = crate::sim::Seeds { from: 0, to: spec.spec.seeds, shard: None };
+                crate::sim::simulate(spec, &seeds, opts, None).map(|(o, _)| o)
+            };
+            let sim = sweep(&self.sim_spec(a)?, opts)?;
+            let quick = crate::sim::Options { shrink: false, ..*opts };
+            let alone = SIM_FAULTS
+                .iter()
+                .map(|(_, field)| sweep(&self.sim_spec_with(a, Some(field))?, &quick))
+                .collect::<Result<_, _>>()?;
+            out.push(Judged { approach: a.clone(), model, reentrant, sim, alone });
         }
         Ok(out)
     }

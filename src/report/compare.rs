@@ -203,13 +203,34 @@ fn keeps(j: &Judged, props: &[PropertyName]) -> bool {
     !judged.is_empty() && judged.iter().all(|x| x.verdict == Verdict::Holds && !x.simulated_only)
 }
 
+/// The simulator's faults that break `p` on their own, with their violation counts.
+fn alone_breaking(j: &Judged, p: PropertyName) -> Vec<String> {
+    crate::battery::SIM_FAULTS
+        .iter()
+        .zip(&j.alone)
+        .filter_map(|((words, _), o)| {
+            let r = o.results.iter().find(|r| r.property == p && r.verdict == Verdict::Violated)?;
+            Some(format!("{words} ({}/{} runs)", r.violations, o.runs))
+        })
+        .collect()
+}
+
 fn broken_line(j: &Judged, p: PropertyName, x: &Judgement) -> String {
     let what = REQUIREMENTS.iter().find(|(q, _)| *q == p).map_or(p.name(), |(_, t)| t);
     let shown = match &x.link {
         Some(page) => format!("[counterexample]({page})"),
         None => "counterexample".into(),
     };
-    format!("- {}: fails \"{what}\"; the shortest counterexample needs {} ({shown}).\n", row_name(j), x.fault_words())
+    if x.faults.is_empty() {
+        return format!("- {}: fails \"{what}\" with no fault at all ({shown}).\n", row_name(j));
+    }
+    let alone = alone_breaking(j, p);
+    let alone = if alone.is_empty() {
+        "no single fault of the simulator's battery breaks it alone".to_string()
+    } else {
+        format!("each alone breaks it in the simulator: {}", list(&alone))
+    };
+    format!("- {}: fails \"{what}\". Shortest counterexample: {} ({shown}); {alone}.\n", row_name(j), x.fault_words())
 }
 
 /// One use case of the seed note: the approaches that keep `needs` under the whole battery, and

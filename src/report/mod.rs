@@ -95,6 +95,8 @@ fn results_json(battery: &[Judged], models: &[(Outcome, String)], sims: &[(SimOu
                 "group": j.approach.group, "approach": j.approach.name, "protocol": j.approach.protocol,
                 "options": j.approach.options, "verdicts": verdicts,
                 "model": model_json(&j.model), "reentrant": j.reentrant.as_ref().map(model_json), "sim": sim_json(&j.sim),
+                "sim_one_fault_alone": crate::battery::SIM_FAULTS.iter().zip(&j.alone)
+                    .map(|((_, field), o)| json!({"fault": field, "outcome": sim_json(o)})).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -114,8 +116,11 @@ pub fn render(battery: &[Judged], models: &[(Outcome, String)], sims: &[(SimOutc
         let row = rows.entry(approach.clone()).or_default();
         // A `holds` nothing exercised, or one a budget cut short, says nothing about the approach.
         for r in o.results.iter().filter(|r| matches!(r.verdict, Verdict::Holds | Verdict::Violated)) {
-            let how =
-                r.trace.as_ref().map(|t| format!("{} steps", t.steps.len())).unwrap_or_else(|| "exhaustive".into());
+            let how = match r.trace.as_ref().map(|t| t.steps.len()) {
+                Some(1) => "1 step".to_string(),
+                Some(n) => format!("{n} steps"),
+                None => "exhaustive".into(),
+            };
             row.findings.entry(r.property).or_default().push((o.name.clone(), r.verdict, how));
         }
     }
