@@ -18,9 +18,7 @@ fn fast_seeds(seeds: u64) -> u64 {
 }
 
 fn files(dir: &str) -> Vec<PathBuf> {
-    let mut f: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    f.sort();
-    f
+    lockcheck::cli::spec_files(&[PathBuf::from(dir)]).unwrap()
 }
 
 fn facts() -> Vec<SpecFacts> {
