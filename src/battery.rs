@@ -55,9 +55,7 @@ impl Approach {
 
     /// `template` with this approach's protocol, options and workload.
     fn fill(&self, template: &toml::Table) -> toml::Table {
-        let mut t = template.clone();
-        t.insert("protocol".into(), toml::Value::String(self.protocol.clone()));
-        t.insert("options".into(), toml::Value::Table(self.options.clone()));
+        let mut t = crate::spec::with_protocol(template, &self.protocol, &self.options);
         if let (Some(w), Some(toml::Value::Table(setup))) = (&self.workload, t.get_mut("setup")) {
             setup.insert("workload".into(), toml::Value::String(w.clone()));
         }
@@ -146,7 +144,7 @@ impl Battery {
         name: String,
     ) -> Result<Loaded, SpecError> {
         let mut l = crate::spec::model_from_table(path, &a.fill(template))?;
-        crate::registry::build(&l, crate::cli::ValidateOnly(&l))??;
+        crate::cli::validate(&l)?;
         l.name = name;
         Ok(l)
     }
@@ -159,11 +157,13 @@ impl Battery {
     fn sim_spec_with(&self, a: &Approach, only: Option<&str>) -> Result<crate::sim::spec::LoadedSim, SpecError> {
         let (path, template) = &self.sim;
         let mut table = a.fill(template);
-        for (_, field) in SIM_FAULTS.iter().filter(|_| only.is_some()).filter(|(_, f)| Some(*f) != only) {
-            table = crate::spec::without(path, &table, field)?;
+        if let Some(only) = only {
+            for (_, field) in SIM_FAULTS.iter().filter(|(_, f)| *f != only) {
+                table = crate::spec::without(path, &table, field)?;
+            }
         }
         let mut l = crate::sim::spec::sim_from_table(path, &table)?;
-        crate::registry::build(&l.as_model(), crate::cli::ValidateOnly(&l.as_model()))??;
+        crate::cli::validate(&l.as_model())?;
         l.name = a.id();
         Ok(l)
     }

@@ -170,9 +170,7 @@ pub fn pressure(standard: &Path, approaches: &Path, w: &mut impl std::io::Write)
     writeln!(w, "|---|---|---|---|---|---|")?;
     for a in &list.approach {
         for &clients in &list.clients {
-            let mut t = base.clone();
-            t.insert("protocol".into(), toml::Value::String(a.protocol.clone()));
-            t.insert("options".into(), toml::Value::Table(a.options.clone()));
+            let mut t = crate::spec::with_protocol(&base, &a.protocol, &a.options);
             if let Some(toml::Value::Table(setup)) = t.get_mut("setup") {
                 setup.insert("clients".into(), toml::Value::Integer(clients as i64));
             }

@@ -85,13 +85,18 @@ pub fn load_all(args: &[PathBuf]) -> Result<Vec<Loaded>, SpecError> {
         s.name = name;
     }
     for s in &specs {
-        crate::registry::build(s, ValidateOnly(s))??;
+        validate(s)?;
     }
     Ok(specs)
 }
 
-/// Builds the protocol and judges which properties apply, without exploring anything.
-pub(crate) struct ValidateOnly<'a>(pub(crate) &'a Loaded);
+/// Builds the protocol with the spec's knobs and judges which properties apply, without
+/// exploring anything: what a spec must pass before any engine runs it.
+pub fn validate(spec: &Loaded) -> Result<(), SpecError> {
+    crate::registry::build(spec, ValidateOnly(spec))?
+}
+
+struct ValidateOnly<'a>(&'a Loaded);
 impl crate::registry::Visit for ValidateOnly<'_> {
     type Out = Result<(), SpecError>;
     fn visit<P: crate::protocol::Protocol>(self, system: crate::system::LockSystem<P>) -> Self::Out {
@@ -376,7 +381,7 @@ pub fn load_all_sims(args: &[PathBuf]) -> Result<Vec<crate::sim::spec::LoadedSim
         s.name = name;
     }
     for s in &sims {
-        crate::registry::build(&s.as_model(), ValidateOnly(&s.as_model()))??;
+        validate(&s.as_model())?;
     }
     Ok(sims)
 }

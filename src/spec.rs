@@ -359,6 +359,15 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Spec
     from_table(path, toml::Value::Table(read_table(path)?))
 }
 
+/// A spec `template` (a table) made for another protocol: its `protocol` and `[options]` replaced.
+/// The benches and the report's battery judge many approaches under one file this way.
+pub fn with_protocol(template: &toml::Table, protocol: &str, options: &toml::Table) -> toml::Table {
+    let mut t = template.clone();
+    t.insert("protocol".into(), toml::Value::String(protocol.to_string()));
+    t.insert("options".into(), toml::Value::Table(options.clone()));
+    t
+}
+
 /// `table` with the fault setting `field` (a dotted path such as `faults.partitions`) turned off:
 /// the zero-budget twin of a witness spec. The setting must be there and on, or the spec could not
 /// witness it.
