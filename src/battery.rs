@@ -149,14 +149,18 @@ impl Battery {
         Ok(l)
     }
 
+    /// The simulator battery's file, and its table filled in for `a`.
+    pub fn sim_table(&self, a: &Approach) -> (&Path, toml::Table) {
+        (&self.sim.0, a.fill(&self.sim.1))
+    }
+
     pub fn sim_spec(&self, a: &Approach) -> Result<crate::sim::spec::LoadedSim, SpecError> {
         self.sim_spec_with(a, None)
     }
 
     /// The simulator's row with every fault of [`SIM_FAULTS`] off but `only` (all on if `None`).
     fn sim_spec_with(&self, a: &Approach, only: Option<&str>) -> Result<crate::sim::spec::LoadedSim, SpecError> {
-        let (path, template) = &self.sim;
-        let mut table = a.fill(template);
+        let (path, mut table) = self.sim_table(a);
         if let Some(only) = only {
             for (_, field) in SIM_FAULTS.iter().filter(|(_, f)| *f != only) {
                 table = crate::spec::without(path, &table, field)?;
@@ -168,9 +172,9 @@ impl Battery {
         Ok(l)
     }
 
-    /// Runs every row in both engines. The model checker uses symmetry reduction (exact: the
-    /// verdicts do not depend on which client is which) within `limits`' budgets and at most
-    /// [`MAX_STATES`] a row.
+    /// Runs every row in both engines, `opts.jobs` rows at a time (rows come back in file order).
+    /// The model checker uses symmetry reduction (exact: the verdicts do not depend on which client
+    /// is which) within `limits`' budgets and at most [`MAX_STATES`] a row.
     pub fn judge(
         &self,
         limits: &crate::check::search::Limits,
@@ -179,28 +183,59 @@ impl Battery {
         let limits = crate::check::search::Limits {
             symmetry: true,
             max_states: limits.max_states.min(MAX_STATES),
+            progress: false,
             ..limits.clone()
         };
-        let mut out = Vec::new();
-        for a in &self.approaches {
-            let model = crate::check::check(&self.model_spec(a)?, &limits)?;
-            let reentrant = match self.reentrant_spec(a)? {
-                Some(spec) => Some(crate::check::check(&spec, &limits)?),
-                None => None,
-            };
-            let sweep = |spec: &crate::sim::spec::LoadedSim, opts: &crate::sim::Options| {
-                let seeds = crate::sim::Seeds { from: 0, to: spec.spec.seeds, shard: None };
-                crate::sim::simulate(spec, &seeds, opts, None).map(|(o, _)| o)
-            };
-            let sim = sweep(&self.sim_spec(a)?, opts)?;
-            let quick = crate::sim::Options { shrink: false, ..*opts };
-            let alone = SIM_FAULTS
-                .iter()
-                .map(|(_, field)| sweep(&self.sim_spec_with(a, Some(field))?, &quick))
-                .collect::<Result<_, _>>()?;
-            out.push(Judged { approach: a.clone(), model, reentrant, sim, alone });
-        }
-        Ok(out)
+        // Each row's sweeps run on one thread: the rows themselves are the parallel work.
+        let one = crate::sim::Options { jobs: 1, progress: false, ..*opts };
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let bar = crate::progress::bar("battery", self.approaches.len() as u64, "approaches");
+        let mut done: Vec<(usize, Result<Judged, SpecError>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..opts.jobs.max(1))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(a) = self.approaches.get(i) else { break out };
+                            if crate::progress::interrupted() {
+                                break out;
+                            }
+                            out.push((i, self.judge_one(a, &limits, &one)));
+                            bar.inc(1);
+                        }
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().expect("a battery thread panicked")).collect()
+        });
+        bar.finish_and_clear();
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, j)| j).collect()
+    }
+
+    fn judge_one(
+        &self,
+        a: &Approach,
+        limits: &crate::check::search::Limits,
+        opts: &crate::sim::Options,
+    ) -> Result<Judged, SpecError> {
+        let model = crate::check::check(&self.model_spec(a)?, limits)?;
+        let reentrant = match self.reentrant_spec(a)? {
+            Some(spec) => Some(crate::check::check(&spec, limits)?),
+            None => None,
+        };
+        let sweep = |spec: &crate::sim::spec::LoadedSim, opts: &crate::sim::Options| {
+            let seeds = crate::sim::Seeds { from: 0, to: spec.spec.seeds, shard: None };
+            crate::sim::simulate(spec, &seeds, opts, None).map(|(o, _)| o)
+        };
+        let sim = sweep(&self.sim_spec(a)?, opts)?;
+        let quick = crate::sim::Options { shrink: false, ..*opts };
+        let alone = SIM_FAULTS
+            .iter()
+            .map(|(_, field)| sweep(&self.sim_spec_with(a, Some(field))?, &quick))
+            .collect::<Result<_, _>>()?;
+        Ok(Judged { approach: a.clone(), model, reentrant, sim, alone })
     }
 }
 

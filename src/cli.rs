@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::check::Outcome;
-use crate::spec::{Loaded, SpecError, load_model};
+use crate::spec::{Loaded, SpecError, Verdict, load_model};
 use crate::trace::Trace;
 use crate::witness::Twin;
 
@@ -149,14 +149,15 @@ pub fn print_human(o: &Outcome, w: &mut impl Write) -> std::io::Result<()> {
         };
         writeln!(
             w,
-            "   {:<17} {:<9} {:<19} {:>10} {:>9} {:>6} {:>8.2}{mark}",
+            "   {:<17} {:<9} {:<19} {:>10} {:>9} {:>6} {:>8.2}{}",
             r.property.name(),
             expected,
-            r.verdict.to_string(),
+            painted(r.verdict),
             o.generated,
             o.unique,
             depth,
-            o.seconds
+            o.seconds,
+            console::style(mark).red().bold(),
         )?;
     }
     if let Some(budget) = &o.stopped {
@@ -395,9 +396,10 @@ pub fn write_sim_traces(o: &crate::sim::SimOutcome, out: &Path) -> std::io::Resu
         for (t, shrunk) in [(&r.trace, false), (&r.shrunk, true)] {
             if let Some(t) = t {
                 let json = sim_trace_path(out, &o.name, r.property.name(), t.seed.unwrap_or(0), shrunk);
+                // The pages show the slice; the file keeps every step, for replay.
                 write_atomic(&json, &t.to_json())?;
-                write_atomic(&json.with_extension("md"), &t.to_markdown(&o.participants))?;
-                write_atomic(&json.with_extension("html"), &t.to_html(&o.participants))?;
+                write_atomic(&json.with_extension("md"), &t.slice().to_markdown(&o.participants))?;
+                write_atomic(&json.with_extension("html"), &t.slice().to_html(&o.participants))?;
             }
         }
     }
@@ -418,6 +420,7 @@ pub fn print_sim_human(
     o: &crate::sim::SimOutcome,
     seeds: &str,
     plan: Option<Vec<String>>,
+    out: Option<&Path>,
     w: &mut impl Write,
 ) -> std::io::Result<()> {
     writeln!(w, "== {} (seeds {seeds}: {} runs, {:.2} s)", o.spec, o.runs, o.seconds)?;
@@ -441,13 +444,14 @@ pub fn print_sim_human(
         };
         writeln!(
             w,
-            "   {:<17} {:<9} {:<9} {:>10} {:>24} {:>10}{mark}",
+            "   {:<17} {:<9} {:<9} {:>10} {:>24} {:>10}{}",
             r.property.name(),
             expected,
-            r.verdict.to_string(),
+            painted(r.verdict),
             r.violations,
             rate,
-            first
+            first,
+            console::style(mark).red().bold(),
         )?;
     }
     let m = &o.metrics;
@@ -479,12 +483,21 @@ pub fn print_sim_human(
         for l in plan_lines(t) {
             writeln!(w, "   plan: {l}")?;
         }
-        let shown = 40;
-        if t.steps.len() > shown {
-            writeln!(w, "   ... {} earlier steps (all of them in the trace file)", t.steps.len() - shown)?;
-        }
-        let tail = Trace { steps: t.steps[t.steps.len().saturating_sub(shown)..].to_vec(), ..t.clone() };
-        write!(w, "{}", indent(&tail.to_text()))?;
+        let slice = t.slice();
+        writeln!(
+            w,
+            "   {} of {} steps: what changed what the properties observe, the faults and the violation{}",
+            slice.steps.len(),
+            t.steps.len(),
+            match out {
+                Some(dir) => format!(
+                    "; every step is in {}",
+                    sim_trace_path(dir, &o.name, r.property.name(), t.seed.unwrap_or(0), false).display()
+                ),
+                None => " (--out DIR writes every step)".into(),
+            }
+        )?;
+        write!(w, "{}", indent(&slice.to_text()))?;
         if let Some(s) = &r.shrunk {
             let plan = plan_lines(s);
             let plan = if plan.is_empty() {
@@ -492,7 +505,12 @@ pub fn print_sim_human(
             } else {
                 plan.join("; ")
             };
-            writeln!(w, "   shrunk to {} steps with plan: {plan}", s.steps.len())?;
+            writeln!(
+                w,
+                "   shrunk to {} steps ({} in its slice) with plan: {plan}",
+                s.steps.len(),
+                s.slice().steps.len()
+            )?;
         }
         writeln!(w, "   reproduce: {}", t.reproduce)?;
     }
@@ -613,7 +631,12 @@ pub fn check_all(
 ) -> anyhow::Result<bool> {
     let limits = crate::check::search::Limits { progress: limits.progress && threads == 1, ..*limits };
     let mut all_ok = true;
+    let mut done = 0;
     for chunk in specs.chunks(threads.max(1)) {
+        if crate::progress::interrupted() {
+            break;
+        }
+        done += chunk.len();
         type Checked = Result<(crate::check::Outcome, Vec<Twin>), SpecError>;
         let outcomes: Vec<Checked> = std::thread::scope(|scope| {
             let handles: Vec<_> = chunk
@@ -638,7 +661,29 @@ pub fn check_all(
             all_ok &= outcome.ok() && twins.iter().all(Twin::ok);
         }
     }
+    say_interrupted(done, specs.len(), "specs");
     Ok(all_ok)
+}
+
+/// A verdict as printed: green holds, red violated, yellow vacuous or unknown (when colour is on:
+/// `--color`, else a terminal without `NO_COLOR`).
+fn painted(v: Verdict) -> console::StyledObject<String> {
+    let s = console::style(v.to_string());
+    match v {
+        Verdict::Holds => s.green(),
+        Verdict::Violated => s.red(),
+        Verdict::Vacuous | Verdict::Unknown => s.yellow(),
+    }
+}
+
+/// After Ctrl-C: what finished (printed above) and what did not run.
+fn say_interrupted(done: usize, total: usize, what: &str) {
+    if crate::progress::interrupted() {
+        eprintln!(
+            "interrupted (Ctrl-C): {done} of {total} {what} ran, their results are above (the last one stopped early: its open verdicts are `unknown`); {} did not run",
+            total - done
+        );
+    }
 }
 
 /// `lockcheck sim`: runs every scenario over `range` (default: its own `seeds`), prints and writes.
@@ -652,7 +697,12 @@ pub fn sim_all(
     w: &mut impl Write,
 ) -> anyhow::Result<bool> {
     let mut all_ok = true;
+    let mut done = 0;
     for sim in sims {
+        if crate::progress::interrupted() {
+            break;
+        }
+        done += 1;
         let (from, to) = range.unwrap_or((0, sim.spec.seeds));
         let seeds = crate::sim::Seeds { from, to, shard };
         let (outcome, runs) = crate::sim::simulate(sim, &seeds, opts, None)?;
@@ -673,11 +723,12 @@ pub fn sim_all(
                 None => format!("{from}..{to}"),
             };
             let plan = (runs.len() == 1).then(|| runs[0].plan.describe(&outcome.participants));
-            print_sim_human(&outcome, &label, plan, w)?;
+            print_sim_human(&outcome, &label, plan, out, w)?;
             print_twins(&twins, w)?;
         }
         all_ok &= outcome.ok() && twins.iter().all(Twin::ok);
     }
+    say_interrupted(done, sims.len(), "scenarios");
     Ok(all_ok)
 }
 

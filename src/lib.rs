@@ -21,6 +21,7 @@ pub mod battery;
 pub mod bench;
 pub mod check;
 pub mod cli;
+pub mod progress;
 pub mod property;
 pub mod protocol;
 pub mod registry;

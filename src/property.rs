@@ -265,6 +265,7 @@ impl Monitor {
             }
             Observation::Done { client } => self.done |= 1 << client,
             Observation::Waiting { .. }
+            | Observation::ReleasedOther { .. }
             | Observation::Lost { stops: false, .. }
             | Observation::Expired { .. }
             | Observation::WriteRejected { .. }
@@ -365,7 +366,7 @@ mod tests {
             Granted { client: 1, token: None },
             Read { client: 1, token: None, stock: 1 },
         ];
-        let stale = WriteAccepted { client: 0, token: None, value: 0, sale: true };
+        let stale = WriteAccepted { client: 0, token: None, value: 0, sale: true, before: 1 };
         let m = run(2, 1, &[&base[..], std::slice::from_ref(&stale)].concat());
         assert!(!m.holds(PropertyName::NoStaleWrite));
         let m = run(2, 1, &[&base[..2], &[stale]].concat());
@@ -375,7 +376,7 @@ mod tests {
     #[test]
     fn lost_update_is_an_oversell() {
         let g = |c| Granted { client: c, token: None };
-        let w = |c| WriteAccepted { client: c, token: None, value: 0, sale: true };
+        let w = |c| WriteAccepted { client: c, token: None, value: 0, sale: true, before: 1 };
         assert!(run(2, 1, &[g(0), w(0)]).holds(PropertyName::NoOversell));
         assert!(!run(2, 1, &[g(0), w(0), g(1), w(1)]).holds(PropertyName::NoOversell));
     }
@@ -383,7 +384,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "observation contract")]
     fn a_write_from_a_client_nobody_granted_breaks_the_contract() {
-        run(2, 1, &[WriteAccepted { client: 1, token: None, value: 0, sale: true }]);
+        run(2, 1, &[WriteAccepted { client: 1, token: None, value: 0, sale: true, before: 1 }]);
     }
 
     #[test]

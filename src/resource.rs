@@ -148,8 +148,8 @@ impl Resource {
             }
             ResReq::Write { token, value, sale, .. } => {
                 if self.admits(token, true) {
-                    self.stock = value;
-                    cx.observe(Observation::WriteAccepted { client: from, token, value, sale });
+                    let before = std::mem::replace(&mut self.stock, value);
+                    cx.observe(Observation::WriteAccepted { client: from, token, value, sale, before });
                     ResReply::WriteOk
                 } else {
                     cx.observe(Observation::WriteRejected { client: from, token });
@@ -159,9 +159,9 @@ impl Resource {
             ResReq::CasWrite { version, value } => {
                 assert_eq!(self.fencing, Fencing::Version, "a versioned write to a row without a version column");
                 if version == self.version {
-                    self.stock = value;
+                    let before = std::mem::replace(&mut self.stock, value);
                     self.version += 1;
-                    cx.observe(Observation::WriteAccepted { client: from, token: None, value, sale: true });
+                    cx.observe(Observation::WriteAccepted { client: from, token: None, value, sale: true, before });
                     ResReply::WriteOk
                 } else {
                     cx.observe(Observation::WriteRejected { client: from, token: None });

@@ -368,36 +368,42 @@ pub fn with_protocol(template: &toml::Table, protocol: &str, options: &toml::Tab
     t
 }
 
+/// `table` with the setting at the dotted path `field` (such as `faults.pause_ms`) replaced by
+/// what `f` makes of its present value; the error is `f`'s, or says the path crosses a non-table.
+pub fn edit_field(
+    table: &toml::Table,
+    field: &str,
+    f: impl FnOnce(Option<&toml::Value>) -> Result<toml::Value, String>,
+) -> Result<toml::Table, String> {
+    let mut out = table.clone();
+    let mut at = &mut out;
+    let mut parts: Vec<&str> = field.split('.').collect();
+    let leaf = parts.pop().unwrap_or_default();
+    for key in parts {
+        at = match at.entry(key).or_insert_with(|| toml::Value::Table(toml::Table::new())) {
+            toml::Value::Table(t) => t,
+            _ => return Err(format!("`{key}` is not a table")),
+        };
+    }
+    let value = f(at.get(leaf))?;
+    at.insert(leaf.to_string(), value);
+    Ok(out)
+}
+
 /// `table` with the fault setting `field` (a dotted path such as `faults.partitions`) turned off:
 /// the zero-budget twin of a witness spec. The setting must be there and on, or the spec could not
 /// witness it.
 pub fn without(path: &Path, table: &toml::Table, field: &str) -> Result<toml::Table, SpecError> {
-    let wrong = |why: &str| SpecError::field(path, "witness", format!("`{field}` {why}"));
-    let mut out = table.clone();
-    let mut at = &mut out;
-    let mut parts = field.split('.').peekable();
-    while let Some(key) = parts.next() {
-        if parts.peek().is_none() {
-            let off = match at.get(key) {
-                Some(toml::Value::Integer(0)) | Some(toml::Value::Boolean(false)) => {
-                    return Err(wrong("is already off in this spec"));
-                }
-                Some(toml::Value::Integer(_)) => toml::Value::Integer(0),
-                Some(toml::Value::Boolean(true)) => toml::Value::Boolean(false),
-                Some(toml::Value::Float(f)) if *f == 0.0 => return Err(wrong("is already off in this spec")),
-                Some(toml::Value::Float(_)) => toml::Value::Float(0.0),
-                Some(_) => return Err(wrong("is not a count, a rate or a switch")),
-                None => return Err(wrong("is not set in this spec")),
-            };
-            at.insert(key.to_string(), off);
-            break;
-        }
-        at = match at.get_mut(key) {
-            Some(toml::Value::Table(t)) => t,
-            _ => return Err(wrong("is not set in this spec")),
-        };
-    }
-    Ok(out)
+    edit_field(table, field, |v| match v {
+        Some(toml::Value::Integer(0)) | Some(toml::Value::Boolean(false)) => Err("is already off in this spec".into()),
+        Some(toml::Value::Integer(_)) => Ok(toml::Value::Integer(0)),
+        Some(toml::Value::Boolean(true)) => Ok(toml::Value::Boolean(false)),
+        Some(toml::Value::Float(f)) if *f == 0.0 => Err("is already off in this spec".into()),
+        Some(toml::Value::Float(_)) => Ok(toml::Value::Float(0.0)),
+        Some(_) => Err("is not a count, a rate or a switch".into()),
+        None => Err("is not set in this spec".into()),
+    })
+    .map_err(|why| SpecError::field(path, "witness", format!("`{field}` {why}")))
 }
 
 /// Checks a witness list against the file it came from: every entry names a setting that is on,

@@ -399,10 +399,6 @@ impl<P: Protocol> Machine for LockSystem<P> {
         self.proto.fifo()
     }
 
-    fn is_store_request(&self, msg: &Self::Msg) -> bool {
-        matches!(msg, Wire::Res(_))
-    }
-
     fn is_app_msg(&self, msg: &Self::Msg) -> bool {
         matches!(msg, Wire::ResReply(_))
     }

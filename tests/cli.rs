@@ -410,3 +410,106 @@ fn a_closed_pipe_ends_the_output_quietly() {
     assert_ne!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(!stderr(&o).contains("Broken pipe"), "{}", stderr(&o));
 }
+
+/// Every entry under Options/Arguments of `lockcheck <sub> --help` (but -h/-V).
+fn help_entries(help: &str) -> Vec<String> {
+    let mut entries: Vec<String> = Vec::new();
+    for line in help.lines() {
+        let t = line.trim_start();
+        let flag =
+            t.starts_with("--") || (t.starts_with('-') && t.chars().nth(1).is_some_and(|c| c.is_ascii_alphabetic()));
+        if line.starts_with("  ") && (flag || t.starts_with('<')) {
+            entries.push(t.to_string());
+        } else if let Some(e) = entries.last_mut().filter(|_| line.starts_with("    ")) {
+            e.push(' ');
+            e.push_str(t);
+        } else if !line.is_empty() && !line.starts_with(' ') {
+            // A heading (`Options:`) ends the entry before it.
+            entries.push(String::new());
+        }
+    }
+    entries.retain(|e| !e.is_empty() && !e.starts_with("-h, --help") && !e.starts_with("-V, --version"));
+    entries
+}
+
+#[test]
+fn help_gives_exit_codes_and_an_example_for_every_argument() {
+    let top = stdout(&lockcheck(&["--help"]));
+    assert!(top.contains("Exit codes:") && top.contains("130") && top.contains("completions"), "{top}");
+    for sub in ["list", "check", "sim", "report", "bench", "replay", "explore", "completions"] {
+        let help = stdout(&lockcheck(&[sub, "--help"]));
+        let entries = help_entries(&help);
+        assert!(!entries.is_empty(), "{sub}: {help}");
+        for e in entries {
+            assert!(e.contains("Example"), "`lockcheck {sub} --help`: no example for `{e}`");
+        }
+        assert!(help.contains("Example"), "{sub}");
+    }
+    let report = stdout(&lockcheck(&["report", "--help"]));
+    assert!(report.contains("index.html") && report.contains("results.json"), "--out says what is written: {report}");
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    let bash = lockcheck(&["completions", "bash"]);
+    assert_eq!(bash.status.code(), Some(0));
+    assert!(stdout(&bash).contains("_lockcheck()") && stdout(&bash).contains("--max-states"), "{}", stdout(&bash));
+    assert!(stdout(&lockcheck(&["completions", "zsh"])).contains("#compdef lockcheck"));
+    assert_eq!(lockcheck(&["completions", "tcsh"]).status.code(), Some(2));
+}
+
+#[test]
+fn colour_follows_the_flag_and_no_color() {
+    let spec = "models/redis_gc_pause.toml";
+    let always = Command::new(env!("CARGO_BIN_EXE_lockcheck"))
+        .args(["check", spec, "--color", "always"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(stdout(&always).contains("\u{1b}[31mviolated"), "the flag wins over NO_COLOR: {}", stdout(&always));
+    let never = lockcheck(&["check", spec, "--color", "never"]);
+    let auto =
+        Command::new(env!("CARGO_BIN_EXE_lockcheck")).args(["check", spec]).env("NO_COLOR", "1").output().unwrap();
+    for o in [never, auto] {
+        assert!(!stdout(&o).contains('\u{1b}'), "{}", stdout(&o));
+        assert_eq!(o.status.code(), Some(0));
+    }
+}
+
+#[test]
+fn a_simulator_counterexample_is_shown_as_its_slice_and_every_step_is_in_the_file() {
+    let out = scratch();
+    let o = lockcheck(&["sim", "sims/redis_gc_pause.toml", "--seed", "4", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    let line = text.lines().find(|l| l.contains("steps: what changed what the properties observe")).expect(&text);
+    let (shown, total): (usize, usize) = {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        (w[0].parse().unwrap(), w[2].parse().unwrap())
+    };
+    assert!(shown * 5 < total, "the slice should leave most retries out: {line}");
+    let file = out.join("redis_gc_pause/no_stale_write.seed4.json");
+    assert!(line.contains("every step is in") && file.exists(), "{line}");
+    let trace: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(trace["steps"].as_array().unwrap().len() > shown);
+    let page = std::fs::read_to_string(file.with_extension("md")).unwrap();
+    assert!(page.contains(" of ") && page.contains("are in the full trace"), "{page}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn ctrl_c_stops_a_sweep_says_what_finished_and_exits_130() {
+    let child = Command::new(env!("CARGO_BIN_EXE_lockcheck"))
+        .args(["sim", "sims/redis_gc_pause.toml", "--seeds", "0..1000000", "--jobs", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: signals our own child, still running (a million seeds take many minutes).
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Ctrl-C stopped the sweep after"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("interrupted (Ctrl-C): 1 of 1 scenarios ran"), "{}", stderr(&o));
+}

@@ -41,7 +41,7 @@ fn redis_gc_pause_stale_write_is_this_exact_shortest_story() {
   16. t=2   storage   receive  client-1 → storage: SELECT stock ⇒ read by client-1: stock 2
   17. t=2   client-0  resume   client-0 resumes, unaware it was paused
   18. t=2   client-0  receive  storage → client-0: stock = 2
-  19. t=2   storage   receive  client-0 → storage: UPDATE SET stock = 1 ⇒ ACCEPTS write stock=1 from client-0
+  19. t=2   storage   receive  client-0 → storage: UPDATE SET stock = 1 ⇒ ACCEPTS write stock 2 → 1 from client-0
 ";
     assert_eq!(trace_text("models/redis_gc_pause.toml", "no_stale_write"), expected);
 }

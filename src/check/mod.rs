@@ -151,7 +151,14 @@ fn trace<M: Machine>(spec: &Loaded, w: &World<M>, p: PropertyName, path: &[u32])
         let name = |id: NodeId| w.node_name(id).to_string();
         let seen: Vec<String> = obs.iter().map(|o| observation_text(o, &name)).collect();
         let detail = format!("every node starts ⇒ {}", seen.join("; "));
-        steps.push(Step { step: 1, time: w.timed.then_some(0), node: "world".into(), kind: "start".into(), detail });
+        steps.push(Step {
+            step: 1,
+            time: w.timed.then_some(0),
+            node: "world".into(),
+            kind: "start".into(),
+            detail,
+            observed: true,
+        });
     }
     Trace {
         spec: spec.path.display().to_string(),
@@ -161,6 +168,7 @@ fn trace<M: Machine>(spec: &Loaded, w: &World<M>, p: PropertyName, path: &[u32])
         steps,
         reproduce: reproduce_command(spec),
         plan: None,
+        sliced_from: None,
     }
 }
 
@@ -168,6 +176,9 @@ pub fn observation_text(o: &Observation, name: &dyn Fn(NodeId) -> String) -> Str
     let tok = |t: &Option<u64>| t.map(|t| format!(" (token {t})")).unwrap_or_default();
     match o {
         Observation::Waiting { client } => format!("{} waits for the lock", name(*client)),
+        Observation::ReleasedOther { by, owner } => {
+            format!("DELETES the lock of {}, not {}'s own", name(*owner), name(*by))
+        }
         Observation::Granted { client, token } => {
             format!("lock granted to {}{}", name(*client), tok(token))
         }
@@ -197,8 +208,9 @@ pub fn observation_text(o: &Observation, name: &dyn Fn(NodeId) -> String) -> Str
         }
         Observation::Expired { client } => format!("lease of {} expires", name(*client)),
         Observation::Read { client, token, stock } => format!("read by {}{}: stock {stock}", name(*client), tok(token)),
-        Observation::WriteAccepted { client, token, value, .. } => {
-            format!("ACCEPTS write stock={value} from {}{}", name(*client), tok(token))
+        Observation::WriteAccepted { client, token, value, sale, before } => {
+            let lost = if *sale && value >= before { ": a sale is lost" } else { "" };
+            format!("ACCEPTS write stock {before} → {value} from {}{}{lost}", name(*client), tok(token))
         }
         Observation::WriteRejected { client, token } => {
             format!("REJECTS request from {}{}", name(*client), tok(token))
@@ -286,5 +298,12 @@ fn describe<M: Machine>(w: &World<M>, step: u32, a: &Act<M>, after: &State<M>, o
         let o: Vec<_> = obs.iter().map(|o| observation_text(o, &name)).collect();
         detail.push_str(&format!(" ⇒ {}", o.join("; ")));
     }
-    Step { step, time: w.timed.then_some(i64::from(after.tick)), node, kind: kind.into(), detail }
+    Step {
+        step,
+        time: w.timed.then_some(i64::from(after.tick)),
+        node,
+        kind: kind.into(),
+        detail,
+        observed: !obs.is_empty(),
+    }
 }

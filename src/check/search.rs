@@ -8,8 +8,9 @@
 //! from it to a state where every live client has finished.
 
 use std::collections::VecDeque;
-use std::io::IsTerminal;
 use std::time::Instant;
+
+use indicatif::ProgressBar;
 
 use super::hash::{FingerprintMap, fingerprint};
 use super::world::{Act, Class, State, World};
@@ -38,6 +39,8 @@ pub enum Budget {
     States(u64),
     /// Bytes: the process's resident memory plus the next growth of the search's tables would pass it.
     Memory(u64),
+    /// Ctrl-C.
+    Interrupted,
 }
 
 impl std::fmt::Display for Budget {
@@ -45,6 +48,7 @@ impl std::fmt::Display for Budget {
         match self {
             Budget::States(n) => write!(f, "the state budget (--max-states {n})"),
             Budget::Memory(b) => write!(f, "the memory budget (--max-memory {})", mib(*b)),
+            Budget::Interrupted => write!(f, "Ctrl-C"),
         }
     }
 }
@@ -159,7 +163,7 @@ impl Default for Limits {
             strategy: Strategy::Bfs,
             max_states: 30_000_000,
             max_memory: default_max_memory(),
-            progress: std::io::stderr().is_terminal(),
+            progress: crate::progress::shown(),
             claimed_only: false,
             symmetry: false,
         }
@@ -181,6 +185,7 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
     let mut generated = 0u64;
     let mut stopped: Option<Budget> = None;
     let mut last_report = Instant::now();
+    let bar = if limits.progress { crate::progress::counter("  search", "states") } else { ProgressBar::hidden() };
 
     let mut visit = |s: &State<M>, idx: u32, violation: &mut Vec<(PropertyName, Option<u32>)>| {
         for (p, v) in violation.iter_mut() {
@@ -220,6 +225,10 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
         }
         if from % 1024 == 0 && over_memory(0) {
             stopped = Some(Budget::Memory(limits.max_memory));
+            break;
+        }
+        if from % 1024 == 0 && crate::progress::interrupted() {
+            stopped = Some(Budget::Interrupted);
             break;
         }
         actions.clear();
@@ -262,20 +271,13 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
                 edges.push((from, to, class));
             }
         }
-        if limits.progress && last_report.elapsed().as_millis() >= 500 {
+        if limits.progress && last_report.elapsed().as_millis() >= 200 {
             last_report = Instant::now();
-            let secs = started.elapsed().as_secs_f64();
-            eprint!(
-                "\r  {} states, {:.0} states/s, depth {}   ",
-                parent.len(),
-                parent.len() as f64 / secs,
-                depth[from as usize]
-            );
+            bar.set_position(parent.len() as u64);
+            bar.set_message(format!("depth {}", depth[from as usize]));
         }
     }
-    if limits.progress {
-        eprint!("\r{}\r", " ".repeat(60));
-    }
+    bar.finish_and_clear();
 
     let complete = stopped.is_none();
     if liveness && complete {

@@ -312,6 +312,9 @@ impl Protocol for LeaseLock {
                     return;
                 }
                 let owner = h.owner;
+                if !mine {
+                    cx.observe(Observation::ReleasedOther { by: from, owner });
+                }
                 if self.cfg.expires {
                     cx.cancel_lock_timer(Timer::Expire(owner));
                 }

@@ -117,6 +117,11 @@ pub enum Observation {
         client: NodeId,
         token: Option<u64>,
     },
+    /// A release removed a lock that another client held (an unconditional `DEL`).
+    ReleasedOther {
+        by: NodeId,
+        owner: NodeId,
+    },
     /// A client learned it holds the lock; `depth` counts nested acquisitions.
     Acquired {
         client: NodeId,
@@ -155,6 +160,8 @@ pub enum Observation {
         token: Option<u64>,
         value: i64,
         sale: bool,
+        /// The stock the write replaced: a sale that writes back what it found lost a sale.
+        before: i64,
     },
     WriteRejected {
         client: NodeId,
@@ -236,10 +243,6 @@ pub trait Machine: Send + Sync + 'static {
     /// Whether messages between two nodes arrive in the order they were sent (a TCP session, as
     /// ZooKeeper's); otherwise the network may reorder them.
     fn fifo(&self) -> bool {
-        false
-    }
-    /// Whether a message is a request to the protected resource (counted by the simulator).
-    fn is_store_request(&self, _msg: &Self::Msg) -> bool {
         false
     }
     /// Whether a message or a timer goes to the application thread rather than the lock

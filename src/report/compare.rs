@@ -20,18 +20,6 @@ pub const REQUIREMENTS: [(PropertyName, &str); 6] = [
     (PropertyName::Reentrant, "reentrant"),
 ];
 
-/// Fault steps of a trace, by the kind each engine records.
-const FAULT_KINDS: [(&str, &str); 8] = [
-    ("pause", "a process pause"),
-    ("hang", "a stuck application thread"),
-    ("crash", "a crash"),
-    ("partition", "a partition"),
-    ("loss", "a lost message"),
-    ("delay", "a delayed message"),
-    ("hold", "a network delay"),
-    ("jump", "a clock jump"),
-];
-
 /// What both engines say about one property of one approach.
 pub struct Judgement {
     pub verdict: Verdict,
@@ -81,7 +69,7 @@ fn steps(t: &Trace) -> String {
 fn faults_of(t: &Trace) -> Vec<&'static str> {
     let mut out = Vec::new();
     for s in &t.steps {
-        if let Some((_, words)) = FAULT_KINDS.iter().find(|(k, _)| *k == s.kind)
+        if let Some((_, words)) = crate::trace::FAULT_STEPS.iter().find(|(k, _)| *k == s.kind)
             && !out.contains(words)
         {
             out.push(*words);

@@ -45,6 +45,7 @@ pub struct RunCfg {
 pub struct Metrics {
     pub acquisitions: u64,
     pub messages: u64,
+    /// Requests from clients to the lock's servers (not to the protected storage).
     pub store_requests: u64,
     pub rejected_writes: u64,
     /// Simulated milliseconds from a client's first request to its grant, per acquisition.
@@ -168,13 +169,13 @@ impl<D> Shared<D> {
 
     fn record(&mut self, node: NodeId, kind: &str, detail: String) {
         let name = self.names[node].clone();
-        self.record_as(name, kind, detail);
+        self.record_as(name, kind, detail, false);
     }
 
-    fn record_as(&mut self, node: String, kind: &str, detail: String) {
+    fn record_as(&mut self, node: String, kind: &str, detail: String, observed: bool) {
         let step = self.steps.len() as u32 + 1;
         let time = Some(self.now_ms() as i64);
-        self.steps.push(Step { step, time, node, kind: kind.into(), detail });
+        self.steps.push(Step { step, time, node, kind: kind.into(), detail, observed });
     }
 
     fn observe(&mut self, o: &Observation) {
@@ -267,7 +268,8 @@ fn apply<M: Machine>(
         match e {
             Effect::Send { to, msg } => {
                 s.metrics.messages += 1;
-                if m.is_store_request(&msg) {
+                // The seed's "pressure on the store": what clients ask of the lock's servers.
+                if s.kinds[id] == NodeKind::Client && s.kinds[to] == NodeKind::Server {
                     s.metrics.store_requests += 1;
                 }
                 let loss = s.loss;
@@ -295,7 +297,8 @@ fn apply<M: Machine>(
     if !notes.is_empty() {
         detail.push_str(&format!(" ⇒ {}", notes.join("; ")));
     }
-    s.record(id, kind, detail);
+    let name = s.names[id].clone();
+    s.record_as(name, kind, detail, !notes.is_empty());
     s.judge();
     sends
 }
@@ -566,6 +569,7 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
                         "heal",
                         "fault window over: paused nodes resume, partitions heal, crashed servers and storage restart"
                             .into(),
+                        false,
                     );
                     drop(s);
                     for node in 0..n {
@@ -613,6 +617,7 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
             "world".into(),
             "deadline",
             format!("{} ms after the faults stopped, {} still waiting", cfg.settle_ms, waiting.join(", ")),
+            false,
         );
         let steps = s.steps.clone();
         s.violations.push(Violation { property: PropertyName::DeadlockFree, at_ms: at, steps });

@@ -9,7 +9,6 @@ pub mod driver;
 pub mod plan;
 pub mod spec;
 
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -151,6 +150,7 @@ pub fn trace_of(sim: &LoadedSim, seed: u64, plan: &Plan, v: &Violation, names: &
         steps: v.steps.clone(),
         reproduce: reproduce_command(sim, seed),
         plan: Some(serde_json::json!({ "plan": plan, "described": plan.describe(names) })),
+        sliced_from: None,
     }
 }
 
@@ -189,12 +189,11 @@ impl Visit for SimVisit<'_> {
         let seeds = self.seeds.list();
         let runs = sweep(&machine, self.sim, &cfg, &seeds, self.opts, self.fixed_plan.as_ref())?;
         let stopped = (runs.len() < seeds.len()).then(|| {
-            format!(
-                "the time budget (--max-seconds {}) stopped the sweep after {} of {} seeds",
-                self.opts.max_seconds.unwrap_or_default(),
-                runs.len(),
-                seeds.len()
-            )
+            let by = match self.opts.max_seconds {
+                Some(max) if !crate::progress::interrupted() => format!("the time budget (--max-seconds {max})"),
+                _ => "Ctrl-C".into(),
+            };
+            format!("{by} stopped the sweep after {} of {} seeds", runs.len(), seeds.len())
         });
         let names: Vec<String> = machine.nodes().iter().map(|n| n.name.clone()).collect();
         let mut results = Vec::new();
@@ -304,7 +303,9 @@ fn sweep<M: Machine>(
                 scope.spawn(move || {
                     let mut out = Vec::new();
                     for &seed in seeds.iter().skip(j).step_by(jobs) {
-                        if opts.max_seconds.is_some_and(|max| started.elapsed().as_secs_f64() >= max) {
+                        if opts.max_seconds.is_some_and(|max| started.elapsed().as_secs_f64() >= max)
+                            || crate::progress::interrupted()
+                        {
                             break;
                         }
                         out.push(one(m, sim, cfg, seed, fixed)?);
@@ -315,12 +316,12 @@ fn sweep<M: Machine>(
             })
             .collect();
         if opts.progress {
+            let bar = crate::progress::bar(&format!("  {}", sim.name), seeds.len() as u64, "seeds");
             while handles.iter().any(|h| !h.is_finished()) {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                let d = done.load(Ordering::Relaxed);
-                eprint!("\r  {d}/{} seeds, {:.0} runs/s   ", seeds.len(), d as f64 / started.elapsed().as_secs_f64());
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                bar.set_position(done.load(Ordering::Relaxed) as u64);
             }
-            eprint!("\r{}\r", " ".repeat(50));
+            bar.finish_and_clear();
         }
         handles.into_iter().map(|h| h.join().expect("a sweep thread panicked")).collect()
     });
@@ -398,11 +399,5 @@ pub fn simulate(
 }
 
 pub fn default_options() -> Options {
-    Options {
-        jobs: 1,
-        shrink: true,
-        progress: std::io::stderr().is_terminal(),
-        full_duration: false,
-        max_seconds: None,
-    }
+    Options { jobs: 1, shrink: true, progress: crate::progress::shown(), full_duration: false, max_seconds: None }
 }
