@@ -107,8 +107,9 @@ impl Trace {
             m.push_str(&format!("{}\n\n", self.slice_note()));
         }
         m.push_str("```mermaid\nsequenceDiagram\n");
+        // Mermaid ids cannot hold `-`; the alias shows the name the steps use.
         for p in participants {
-            m.push_str(&format!("    participant {}\n", mermaid_id(p)));
+            m.push_str(&format!("    participant {} as {p}\n", mermaid_id(p)));
         }
         for s in &self.steps {
             let label = s.detail.replace([';', '#'], ",");
@@ -449,7 +450,7 @@ mod tests {
         let back: Trace = serde_json::from_str(&t.to_json()).unwrap();
         assert_eq!(back, t);
         let md = t.to_markdown(&["client-0".into(), "redis".into()]);
-        assert!(md.contains("client_0->>redis: 1. Acquire"), "{md}");
+        assert!(md.contains("client_0->>redis: 1. Acquire") && md.contains("participant client_0 as client-0"), "{md}");
         let html = t.to_html(&["client-0".into(), "redis".into()]);
         assert!(
             html.contains("<svg") && html.contains("marker-end") && html.contains("client-0 → redis: Acquire"),

@@ -156,13 +156,15 @@ pub fn table(judged: &[Judged]) -> String {
         if m.acquisitions == 0 {
             md.push_str(" · | · | · |\n");
         } else {
+            let store = if j.approach.locks() {
+                format!("{:.1}", m.store_requests_per_acquisition)
+            } else {
+                "no lock".to_string()
+            };
             let _ = writeln!(
                 md,
-                " {:.1} | {:.1} | {} / {} ms |",
-                m.store_requests_per_acquisition,
-                m.messages_per_acquisition,
-                m.wakeup_latency_p50_ms,
-                m.wakeup_latency_p99_ms
+                " {store} | {:.1} | {} / {} ms |",
+                m.messages_per_acquisition, m.wakeup_latency_p50_ms, m.wakeup_latency_p99_ms
             );
         }
     }

@@ -35,8 +35,8 @@ pub struct PlotSpec {
     #[serde(default)]
     pub x_per_ttl: bool,
     pub values: Vec<f64>,
-    /// What each chart measures: a property (its violation rate), `messages_per_acquisition` or
-    /// `wakeup_latency_ms`.
+    /// What each chart measures: a property (its violation rate), `messages_per_acquisition`,
+    /// `store_requests_per_acquisition` or `wakeup_latency_ms`.
     pub y: Vec<String>,
     pub seeds: u64,
     /// The battery's faults (entries of the battery's fault list, such as `faults.pauses`) that
@@ -66,6 +66,7 @@ pub struct SeriesSpec {
 enum Measure {
     Rate(PropertyName),
     MessagesPerAcquisition,
+    StoreRequestsPerAcquisition,
     WakeupLatency,
 }
 
@@ -73,6 +74,7 @@ impl Measure {
     fn parse(s: &str) -> Option<Measure> {
         match s {
             "messages_per_acquisition" => Some(Measure::MessagesPerAcquisition),
+            "store_requests_per_acquisition" => Some(Measure::StoreRequestsPerAcquisition),
             "wakeup_latency_ms" => Some(Measure::WakeupLatency),
             _ => PropertyName::parse(s).map(Measure::Rate),
         }
@@ -82,6 +84,7 @@ impl Measure {
         match self {
             Measure::Rate(p) => format!("runs violating {} (rate)", p.name()),
             Measure::MessagesPerAcquisition => "messages per acquisition".into(),
+            Measure::StoreRequestsPerAcquisition => "requests to the lock's servers per acquisition".into(),
             Measure::WakeupLatency => "wake-up latency after a release, median (ms)".into(),
         }
     }
@@ -93,6 +96,9 @@ impl Measure {
             Measure::Rate(p) => o.results.iter().find(|r| r.property == p).map(|r| (r.rate, r.rate_low, r.rate_high)),
             Measure::MessagesPerAcquisition => {
                 ratio_interval(runs.iter().map(|r| (r.metrics.messages as f64, r.metrics.acquisitions as f64)))
+            }
+            Measure::StoreRequestsPerAcquisition => {
+                ratio_interval(runs.iter().map(|r| (r.metrics.store_requests as f64, r.metrics.acquisitions as f64)))
             }
             Measure::WakeupLatency => {
                 let mut all: Vec<u64> = runs.iter().flat_map(|r| r.metrics.wakeup_latency_ms.iter().copied()).collect();
