@@ -27,7 +27,7 @@ pub fn bar(name: &str, total: u64, unit: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let style = ProgressStyle::with_template(&format!(
-        "{{prefix:.bold}} {{bar:30.cyan/blue}} {{pos}}/{{len}} {unit}  {{elapsed}}  {{per_sec}}  ETA {{eta}}  {{msg}}"
+        "{{prefix:.bold}} {{bar:30.cyan/blue}} {{pos}}/{{len}} {unit}  {{elapsed}}  {{per_sec:0}}  ETA {{eta}}  {{msg}}"
     ))
     .expect("a fixed template parses");
     ProgressBar::new(total).with_style(style).with_prefix(name.to_string())
@@ -39,7 +39,7 @@ pub fn counter(name: &str, unit: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let style = ProgressStyle::with_template(&format!(
-        "{{prefix:.bold}} {{spinner}} {{human_pos}} {unit}  {{elapsed}}  {{per_sec}}  {{msg}}"
+        "{{prefix:.bold}} {{spinner}} {{human_pos}} {unit}  {{elapsed}}  {{per_sec:0}}  {{msg}}"
     ))
     .expect("a fixed template parses");
     ProgressBar::new_spinner().with_style(style).with_prefix(name.to_string())

@@ -17,13 +17,17 @@
 //!   a dropped connection or an idle-in-transaction timeout (the TTL here) aborts it, and the
 //!   aborted transaction's statements fail (catalog S2). The stock stays right (`no_oversell` holds)
 //!   even though a paused client may still *believe* it holds the lock (catalog #27). The final
-//!   `UPDATE` and `COMMIT` travel together, as drivers pipeline them.
+//!   `UPDATE` and `COMMIT` travel together, as drivers pipeline them. A nested `SELECT .. FOR
+//!   UPDATE` in the same transaction returns at once (the transaction already holds the row lock):
+//!   reentrant, and the lock ends with the outermost `COMMIT`.
 //! - `lock = "advisory"`: `pg_advisory_lock(1)`, a session-level lock bound to one connection:
 //!   waiters block in the database's queue and the server releases it when the connection closes
 //!   (the TTL here: a frozen client's connection dropped by TCP keepalive or a pooler's idle
 //!   timeout). Unlike `for_update` the data statements are not in a transaction the lock guards:
 //!   a paused holder whose connection was dropped reconnects and its stale write commits
-//!   (`no_oversell`).
+//!   (`no_oversell`). PostgreSQL counts a session's advisory locks: a nested `pg_advisory_lock(1)`
+//!   succeeds at once and takes as many `pg_advisory_unlock(1)` (PostgreSQL manual, "Advisory
+//!   Locks"): reentrant.
 //! - `lock = "optimistic"`: no lock at all; the row has a version column, the write is
 //!   `UPDATE .. SET stock = B, version = v + 1 WHERE version = v`, and a client that loses retries
 //!   from the read (catalog S4). Nothing to expire, nothing to deadlock: `no_oversell` and
@@ -105,10 +109,12 @@ pub fn build(o: Options, env: &Env) -> Result<LeaseLock, (String, String)> {
             cfg.queue = true;
             cfg.txn_bound = true;
             cfg.persist = Persist::DataOnly;
+            cfg.reentrant = true;
         }
         DbLock::Advisory => {
             cfg.queue = true;
             cfg.persist = Persist::DataOnly;
+            cfg.reentrant = true;
         }
         DbLock::Optimistic => {
             cfg.lockless = true;

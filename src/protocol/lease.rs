@@ -343,7 +343,10 @@ impl Protocol for LeaseLock {
             Resource::refuse(from, &req, cx);
             return;
         }
-        let commits = self.cfg.txn_bound && matches!(req, ResReq::Write { .. });
+        // The write of a nested critical section stays inside the transaction: only the outermost
+        // level's write travels with the COMMIT.
+        let outermost = s.hold.as_ref().is_some_and(|h| h.count <= 1);
+        let commits = self.cfg.txn_bound && outermost && matches!(req, ResReq::Write { .. });
         if let Some(r) = &mut s.resource {
             r.handle(from, req, cx);
         }
@@ -694,6 +697,29 @@ mod tests {
     fn db(lock: super::super::db::DbLock, expiry_clock: super::super::db::ExpiryClock) -> LeaseLock {
         let o = super::super::db::Options { lock, expiry_clock, ..Default::default() };
         super::super::db::build(o, &env()).unwrap()
+    }
+
+    #[test]
+    fn postgres_row_and_advisory_locks_are_reentrant_and_still_queue_others() {
+        use super::super::db::{DbLock, ExpiryClock};
+        for lock in [DbLock::ForUpdate, DbLock::Advisory] {
+            let p = db(lock, ExpiryClock::Database);
+            let mut s = p.server_start(0, &mut cx());
+            p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 0 }, &mut cx());
+            let mut c = cx();
+            p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 1 }, &mut c);
+            p.server_on_msg(&mut s, 1, Msg::Acquire { asked: 1 }, &mut c);
+            assert_eq!(
+                replies(&c),
+                vec![(0, Msg::Grant { token: None, asked: 1 })],
+                "{lock:?}: the owner at once, the other waits"
+            );
+            p.server_on_msg(&mut s, 0, Msg::Release { asked: 1 }, &mut cx());
+            assert_eq!(s.hold.as_ref().map(|h| (h.owner, h.count)), Some((0, 1)), "{lock:?}");
+            let mut c = cx();
+            p.server_on_msg(&mut s, 0, Msg::Release { asked: 0 }, &mut c);
+            assert_eq!(replies(&c), vec![(1, Msg::Grant { token: None, asked: 1 })], "{lock:?}");
+        }
     }
 
     #[test]
