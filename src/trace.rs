@@ -47,9 +47,6 @@ pub const FAULT_STEPS: [(&str, &str); 8] = [
     ("jump", "a clock jump"),
 ];
 
-/// The step kinds that end a fault.
-const FAULT_ENDS: [&str; 4] = ["resume", "restart", "heal", "release"];
-
 impl Trace {
     pub fn to_json(&self) -> String {
         let mut s = serde_json::to_string_pretty(self).expect("a trace serializes");
@@ -69,7 +66,7 @@ impl Trace {
             .filter(|(i, s)| {
                 s.observed
                     || FAULT_STEPS.iter().any(|(k, _)| *k == s.kind)
-                    || FAULT_ENDS.contains(&s.kind.as_str())
+                    || SPANS.iter().any(|(_, ends, ..)| ends.contains(&s.kind.as_str()))
                     || *i == last
             })
             .map(|(_, s)| s.clone())

@@ -90,10 +90,15 @@ impl Measure {
     }
 
     /// The measure over one sweep: (value, low, high) of a 95 % interval, or `None` when the sweep
-    /// has nothing to measure (no acquisition, no waiter).
+    /// has nothing to measure (a property not judged or never exercised, no acquisition, no waiter).
     fn of(self, o: &SimOutcome, runs: &[RunOutcome]) -> Option<(f64, f64, f64)> {
         match self {
-            Measure::Rate(p) => o.results.iter().find(|r| r.property == p).map(|r| (r.rate, r.rate_low, r.rate_high)),
+            // A rate of 0 over runs that never exercised the property would be a vacuous point.
+            Measure::Rate(p) => o
+                .results
+                .iter()
+                .find(|r| r.property == p && r.verdict != crate::spec::Verdict::Vacuous)
+                .map(|r| (r.rate, r.rate_low, r.rate_high)),
             Measure::MessagesPerAcquisition => {
                 ratio_interval(runs.iter().map(|r| (r.metrics.messages as f64, r.metrics.acquisitions as f64)))
             }
@@ -261,10 +266,16 @@ impl Plots {
                     let sim = self.scenario(battery, p, s, x)?;
                     let seeds = Seeds { from: 0, to: p.seeds, shard: None };
                     let (o, runs) = crate::sim::simulate(&sim, &seeds, &opts, None)?;
-                    for (m, pts) in measures.iter().zip(&mut points) {
-                        if let Some((y, low, high)) = m.of(&o, &runs) {
-                            pts.push(Point { x, y, low, high, runs: o.runs });
-                        }
+                    for ((m, y), pts) in measures.iter().zip(&p.y).zip(&mut points) {
+                        // A point with nothing measured must not vanish from the chart unnoticed.
+                        let (y, low, high) = m.of(&o, &runs).ok_or_else(|| {
+                            SpecError::field(
+                                &self.path,
+                                format!("plot `{}`: y", p.id),
+                                format!("`{y}` measured nothing for `{label}` at x = {x} (not judged, never exercised, or no acquisition)"),
+                            )
+                        })?;
+                        pts.push(Point { x, y, low, high, runs: o.runs });
                     }
                     bar.inc(1);
                 }
