@@ -751,3 +751,99 @@ fn with_twins(mut line: serde_json::Value, twins: &[Twin]) -> String {
     }
     line.to_string()
 }
+
+/// What `confirm` runs: a spec (every property it claims violated), or a trace written by `check
+/// --out` (its property, once it is what its spec gives now).
+pub fn confirm_inputs(args: &[PathBuf]) -> Result<Vec<(Loaded, Option<String>)>, SpecError> {
+    let mut inputs = Vec::new();
+    for arg in args {
+        if arg.extension().is_some_and(|e| e == "json") {
+            let stored = read_trace(arg)?;
+            if stored.engine != "check" {
+                let why = format!("`{}`: confirm walks the model checker's traces (engine \"check\")", stored.engine);
+                return Err(SpecError::field(arg, "engine", why));
+            }
+            let (same, msg) = replay(arg)?;
+            if !same {
+                return Err(SpecError::field(arg, "steps", format!("not what its spec gives now: {msg}")));
+            }
+            let mut spec = load_all(&[spec_of_trace(arg, &stored)?])?.remove(0);
+            spec.path = PathBuf::from(&stored.spec);
+            inputs.push((spec, Some(stored.property)));
+        } else {
+            inputs.extend(load_all(std::slice::from_ref(arg))?.into_iter().map(|s| (s, None)));
+        }
+    }
+    Ok(inputs)
+}
+
+/// Confirms each input's counterexamples on the real servers; true when every one is confirmed.
+pub fn confirm_all(
+    inputs: &[(Loaded, Option<String>)],
+    cfg: crate::real::RealCfg,
+    out: Option<&Path>,
+    w: &mut impl Write,
+) -> anyhow::Result<bool> {
+    let limits = crate::check::search::Limits::default();
+    let mut ok = true;
+    for (spec, only) in inputs {
+        let mut report = crate::confirm::confirm(spec, cfg, &limits)?;
+        report.results.retain(|r| only.as_deref().is_none_or(|p| p == r.property.name()));
+        print_confirmation(&report, w)?;
+        if let Some(dir) = out {
+            for t in report.results.iter().filter_map(|r| r.trace.as_ref()) {
+                let json = trace_path(dir, &spec.name, &format!("{}.confirm", t.property));
+                write_atomic(&json, &t.to_json())?;
+                write_atomic(&json.with_extension("md"), &t.to_markdown(&participants(spec)?))?;
+            }
+        }
+        ok &= report.ok();
+        if crate::progress::interrupted() {
+            break;
+        }
+    }
+    Ok(ok)
+}
+
+fn participants(spec: &Loaded) -> Result<Vec<String>, SpecError> {
+    struct Names;
+    impl crate::registry::Visit for Names {
+        type Out = Vec<String>;
+        fn visit<P: crate::protocol::Protocol>(self, system: crate::system::LockSystem<P>) -> Self::Out {
+            use crate::protocol::Machine;
+            system.nodes().iter().map(|n| n.name.clone()).collect()
+        }
+    }
+    crate::registry::build(spec, Names)
+}
+
+pub fn print_confirmation(r: &crate::confirm::Report, w: &mut impl Write) -> std::io::Result<()> {
+    use crate::confirm::Outcome;
+    let on = r.system.as_deref().map(|s| format!(" on {s}")).unwrap_or_default();
+    writeln!(w, "== {}{on}", r.spec)?;
+    if r.results.is_empty() {
+        writeln!(w, "  no property is claimed violated: nothing to confirm")?;
+    }
+    for c in &r.results {
+        let steps = c.trace.as_ref().map(|t| t.steps.len()).unwrap_or(0);
+        let word = match &c.outcome {
+            Outcome::Confirmed => console::style(c.outcome.word()).green().to_string(),
+            Outcome::NotAttempted(why) => format!("{}: {why}", c.outcome.word()),
+            _ => console::style(c.outcome.word()).red().bold().to_string(),
+        };
+        let walked = if steps > 0 { format!(" ({steps} steps walked)") } else { String::new() };
+        writeln!(w, "  {:<18} {word}{walked}", c.property.name())?;
+        if let Outcome::Diverged { model, real, .. } = &c.outcome {
+            writeln!(w, "      the model: {model}")?;
+            writeln!(w, "      the real server: {real}")?;
+        }
+        if let Some(t) = &c.trace
+            && c.outcome != Outcome::NotReproduced
+        {
+            for s in t.steps.iter().filter(|s| s.detail.contains(" · real: ")) {
+                writeln!(w, "      {:>3}. {}", s.step, s.detail)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -176,6 +176,25 @@ enum Cmd {
         /// A trace written by --out. Example: traces/redis_gc_pause/no_stale_write.json
         trace: PathBuf,
     },
+    /// Walk each counterexample again with real servers (Debian's redis-server) answering where
+    /// the model's server did: confirmed, diverged at step k (both answers shown), or not
+    /// reproduced. Exit 0 only when every counterexample is confirmed.
+    #[command(
+        after_help = "Examples:\n  lockcheck confirm models/redis_gc_pause.toml\n  lockcheck confirm traces/redis_gc_pause/no_stale_write.json --out traces"
+    )]
+    Confirm {
+        /// Spec files, folders of them, or traces written by `check --out`.
+        /// Example: models/redis_release_del.toml
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Real milliseconds per model tick (the real servers' clocks are lockcheck's, so this
+        /// only scales TTLs). Example: --tick-ms 100
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=3_600_000))]
+        tick_ms: i64,
+        /// Write each walk under DIR: <spec>/<property>.confirm.json and .md. Example: --out traces
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Serve stateright's Explorer on the model of a spec.
     #[command(after_help = "Example:\n  lockcheck explore models/redis_gc_pause.toml --addr 127.0.0.1:3000")]
     Explore {
@@ -287,6 +306,15 @@ fn run(cli: Cli) -> Result<i32> {
             let (same, msg) = cli::replay(&trace)?;
             println!("{msg}");
             Ok(if same { EXIT_OK } else { EXIT_MISMATCH })
+        }
+        Cmd::Confirm { inputs, tick_ms, out } => {
+            let inputs = cli::confirm_inputs(&inputs)?;
+            if let Some(dir) = &out {
+                cli::usable_out(dir)?;
+            }
+            let cfg = lockcheck::real::RealCfg { tick_ms, ..Default::default() };
+            let ok = cli::confirm_all(&inputs, cfg, out.as_deref(), &mut std::io::stdout())?;
+            Ok(if ok { EXIT_OK } else { EXIT_MISMATCH })
         }
         Cmd::Completions { shell } => {
             clap_complete::generate(

@@ -75,6 +75,19 @@ pub fn properties(spec: &Loaded, tokens: bool) -> Result<Vec<PropertyName>, Spec
     Ok(PropertyName::ALL.into_iter().filter(|p| p.applies(scope)).collect())
 }
 
+/// The properties a search judges: those that apply, liveness only where the spec's time judges
+/// it, and only the claimed ones with `claimed_only`.
+pub fn judged<P: Protocol>(spec: &Loaded, proto: &P, limits: &Limits) -> Result<Vec<PropertyName>, SpecError> {
+    let mut props = properties(spec, proto.issues_tokens())?;
+    if !spec.judges_liveness() {
+        props.retain(|p| !p.is_liveness());
+    }
+    if limits.claimed_only {
+        props.retain(|p| spec.spec.expect.get(*p).is_some());
+    }
+    Ok(props)
+}
+
 struct CheckVisit<'a> {
     spec: &'a Loaded,
     limits: &'a Limits,
@@ -83,13 +96,7 @@ struct CheckVisit<'a> {
 impl Visit for CheckVisit<'_> {
     type Out = Result<Outcome, SpecError>;
     fn visit<P: Protocol>(self, system: LockSystem<P>) -> Self::Out {
-        let mut props = properties(self.spec, system.proto.issues_tokens())?;
-        if !self.spec.judges_liveness() {
-            props.retain(|p| !p.is_liveness());
-        }
-        if self.limits.claimed_only {
-            props.retain(|p| self.spec.spec.expect.get(*p).is_some());
-        }
+        let props = judged(self.spec, &system.proto, self.limits)?;
         let world = World::new(system, self.spec, props);
         let found = search::bfs(&world, self.limits);
         Ok(outcome(self.spec, &world, &found))
@@ -226,7 +233,7 @@ pub fn observation_text(o: &Observation, name: &dyn Fn(NodeId) -> String) -> Str
     }
 }
 
-fn describe<M: Machine>(w: &World<M>, step: u32, a: &Act<M>, after: &State<M>, obs: &[Observation]) -> Step {
+pub(crate) fn describe<M: Machine>(w: &World<M>, step: u32, a: &Act<M>, after: &State<M>, obs: &[Observation]) -> Step {
     let name = |id: NodeId| w.node_name(id).to_string();
     let node = w.actor(a).map(name).unwrap_or_else(|| "world".into());
     let (kind, mut detail) = match a {

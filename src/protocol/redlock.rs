@@ -41,13 +41,13 @@ impl Default for Options {
 }
 
 pub struct Redlock {
-    nodes: usize,
+    pub nodes: usize,
     timed: bool,
     first: NodeId,
-    expires: bool,
-    persistence: bool,
-    delayed_restart: bool,
-    ttl: i64,
+    pub expires: bool,
+    pub persistence: bool,
+    pub delayed_restart: bool,
+    pub ttl: i64,
     margin: Option<i64>,
 }
 

@@ -1,0 +1,388 @@
+//! The confirm engine: does a model's counterexample happen with the real server?
+//!
+//! The model checker finds the shortest counterexample; this engine walks it again, step by step,
+//! with a real server ([`crate::real`]) answering wherever the model's server node would. The
+//! clients, the storage, the network and the faults stay lockcheck's: a request reaches the real
+//! server when the counterexample delivers it, a lost message never does, a crash is `SIGKILL`, and
+//! the real server's wall clock is the model's clock of that node. At every step the real server's
+//! answer (the messages it sends, what the properties observe of it) is compared with the model's.
+//!
+//! Three outcomes per counterexample: **confirmed** (every answer the same, and the property,
+//! judged by the same monitor on the real run's observations, is violated at the end),
+//! **diverged at step k** (the real server answered otherwise: both answers are shown), and **not
+//! reproduced** (the walk ended and the property held).
+
+use std::sync::Mutex;
+
+use crate::check::search::{self, Limits};
+use crate::check::world::{Act, Action, World};
+use crate::check::{describe, judged};
+use crate::property::PropertyName;
+use crate::protocol::{Effect, MCx, Machine, NodeId, NodeInfo, NodeKind, Observation, Protocol, Tmr, Wire};
+use crate::real::{Answer, Counterpart, RealCfg, RealError};
+use crate::registry::{self, Visit};
+use crate::spec::{Loaded, SpecError, Verdict};
+use crate::system::LockSystem;
+use crate::trace::{Step, Trace};
+
+/// What became of one counterexample on the real server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Confirmed,
+    /// The real server answered step `step` otherwise than the model.
+    Diverged {
+        step: u32,
+        model: String,
+        real: String,
+    },
+    NotReproduced,
+    /// Walked, but the real server answered no step of it: the counterexample is about the
+    /// network or the clients alone, and the real run is no evidence.
+    Untouched,
+    /// Not run, and why (a liveness counterexample, a family without a real counterpart).
+    NotAttempted(String),
+}
+
+impl Outcome {
+    pub fn word(&self) -> String {
+        match self {
+            Outcome::Confirmed => "confirmed".into(),
+            Outcome::Diverged { step, .. } => format!("diverged at step {step}"),
+            Outcome::NotReproduced => "not reproduced".into(),
+            Outcome::Untouched => "no evidence: the real server answered no step of it".into(),
+            Outcome::NotAttempted(_) => "not attempted".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Confirmation {
+    pub property: PropertyName,
+    pub outcome: Outcome,
+    /// The walk on the real server, each step the real server answered followed by the commands
+    /// and replies on its wire.
+    pub trace: Option<Trace>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub spec: String,
+    /// The real system and its version (`Redis 7.0.15`), when one ran.
+    pub system: Option<String>,
+    pub results: Vec<Confirmation>,
+}
+
+impl Report {
+    /// At least one counterexample confirmed, and none that the real server answered otherwise or
+    /// that did not happen with it. Those not attempted or not touching the real server are listed,
+    /// not failed: no real run could change them.
+    pub fn ok(&self) -> bool {
+        self.results.iter().any(|r| r.outcome == Outcome::Confirmed)
+            && !self.results.iter().any(|r| matches!(r.outcome, Outcome::Diverged { .. } | Outcome::NotReproduced))
+    }
+}
+
+/// Confirms every counterexample of a property the spec claims violated.
+pub fn confirm(spec: &Loaded, cfg: RealCfg, limits: &Limits) -> Result<Report, SpecError> {
+    registry::build(spec, ConfirmVisit { spec, cfg, limits })?
+}
+
+struct ConfirmVisit<'a> {
+    spec: &'a Loaded,
+    cfg: RealCfg,
+    limits: &'a Limits,
+}
+
+impl Visit for ConfirmVisit<'_> {
+    type Out = Result<Report, SpecError>;
+    fn visit<P: Protocol>(self, system: LockSystem<P>) -> Self::Out {
+        let spec = self.spec;
+        let cfg = RealCfg { timed: spec.env().timed, ..self.cfg };
+        let limits = Limits { claimed_only: true, ..*self.limits };
+        let props = judged(spec, &system.proto, &limits)?;
+        let world = World::new(Confirming::new(system), spec, props);
+        let found = search::bfs(&world, &limits);
+        let mut report = Report { spec: spec.path.display().to_string(), system: None, results: Vec::new() };
+        for &(property, end) in &found.violation {
+            if spec.spec.expect.get(property) != Some(Verdict::Violated) {
+                continue;
+            }
+            let Some(end) = end else {
+                return Err(SpecError::field(
+                    &spec.path,
+                    format!("expect.{}", property.name()),
+                    "claimed violated, but the model finds no counterexample (run `lockcheck check` on it)",
+                ));
+            };
+            let actions: Vec<Act<Confirming<P>>> =
+                search::replay_path(&world, &found.path_to(end)).into_iter().map(|(a, ..)| a).collect();
+            let result = walk(spec, &world, property, &actions, cfg, &mut report.system)
+                .map_err(|e| SpecError::field(&spec.path, "protocol", e.to_string()))?;
+            report.results.push(result);
+        }
+        Ok(report)
+    }
+}
+
+/// Walks one counterexample with a fresh set of real servers.
+fn walk<P: Protocol>(
+    spec: &Loaded,
+    w: &World<Confirming<P>>,
+    property: PropertyName,
+    actions: &[Act<Confirming<P>>],
+    cfg: RealCfg,
+    system: &mut Option<String>,
+) -> Result<Confirmation, RealError> {
+    let real = match crate::real::counterpart(&w.machine.sys.proto, cfg) {
+        Ok(r) => r,
+        Err(RealError::Unsupported(why)) => {
+            let outcome = Outcome::NotAttempted(format!("{} {why}", spec.spec.protocol));
+            return Ok(Confirmation { property, outcome, trace: None });
+        }
+        Err(e) => return Err(e),
+    };
+    *system = Some(real.system());
+    w.machine.attach(real);
+    let walked = steps(w, property, actions);
+    w.machine.detach();
+    let (steps, outcome) = walked?;
+    let outcome = outcome.unwrap_or(Outcome::NotReproduced);
+    let trace = Trace {
+        spec: spec.path.display().to_string(),
+        engine: "confirm".into(),
+        seed: None,
+        property: property.name().into(),
+        steps,
+        reproduce: format!("lockcheck confirm {}", spec.path.display()),
+        plan: None,
+        sliced_from: None,
+    };
+    Ok(Confirmation { property, outcome, trace: Some(trace) })
+}
+
+/// The steps walked, and the outcome if the walk decided one before its end (a divergence) or at
+/// it (confirmed).
+type Walked = (Vec<Step>, Option<Outcome>);
+
+fn steps<P: Protocol>(
+    w: &World<Confirming<P>>,
+    property: PropertyName,
+    actions: &[Act<Confirming<P>>],
+) -> Result<Walked, RealError> {
+    let m = &w.machine;
+    let mut s = w.init();
+    m.take_answers()?;
+    let mut out = Vec::new();
+    let mut enabled = Vec::new();
+    let mut asked = 0;
+    for (i, a) in actions.iter().enumerate() {
+        let step = i as u32 + 1;
+        enabled.clear();
+        w.actions_of(&s, &mut enabled);
+        if !enabled.contains(a) {
+            let model = format!("step {step} of the counterexample");
+            return Ok((out, Some(Outcome::Diverged { step, model, real: "that step is not possible".into() })));
+        }
+        let mut crashed = Vec::new();
+        if let Action::Crash(id) = a
+            && let Some(index) = m.real_index(*id)
+        {
+            crashed = m.with_real(|r| r.crash(index)).unwrap_or_default();
+        }
+        let mut observed = Vec::new();
+        let next = w.step(&s, a, Some(&mut observed)).expect("an enabled action steps");
+        let mut answers = m.take_answers()?;
+        asked += answers.iter().filter(|x| x.asked).count();
+        answers.insert(0, Answered { wire: crashed, asked: false, diverged: None });
+        let mut described = describe(w, step, a, &next, &observed);
+        for wire in answers.iter().flat_map(|x| &x.wire) {
+            described.detail.push_str(&format!(" · real: {wire}"));
+        }
+        out.push(described);
+        if let Some(d) = answers.into_iter().find_map(|x| x.diverged) {
+            return Ok((out, Some(Outcome::Diverged { step, model: d.0, real: d.1 })));
+        }
+        s = next;
+        if crate::progress::interrupted() {
+            return Err(RealError::Interrupted);
+        }
+    }
+    // A liveness counterexample ends in a state from which the model finds no way to finish: the
+    // real run confirms the way there; "never after" stays the model's word.
+    let violated = property.is_liveness() || !s.monitor.holds(property);
+    let outcome = match (violated, asked) {
+        (false, _) => None,
+        (true, 0) => Some(Outcome::Untouched),
+        (true, _) => Some(Outcome::Confirmed),
+    };
+    Ok((out, outcome))
+}
+
+/// What the real server did in one handler call, and how it differed from the model, if it did.
+struct Answered {
+    wire: Vec<String>,
+    /// The real server was asked something (not only killed or started).
+    asked: bool,
+    /// The model's answer and the real one, in the protocol's words.
+    diverged: Option<(String, String)>,
+}
+
+/// The protocol's system with its server nodes answered by real servers while a counterpart is
+/// attached (and by the model alone otherwise, as when it searches for the counterexample).
+pub struct Confirming<P: Protocol> {
+    pub sys: LockSystem<P>,
+    real: Mutex<Option<Box<dyn Counterpart<P>>>>,
+    answers: Mutex<(Vec<Answered>, Option<RealError>)>,
+}
+
+impl<P: Protocol> Confirming<P> {
+    fn new(sys: LockSystem<P>) -> Self {
+        Confirming { sys, real: Mutex::new(None), answers: Mutex::new((Vec::new(), None)) }
+    }
+
+    fn attach(&self, real: Box<dyn Counterpart<P>>) {
+        *self.real.lock().expect("not poisoned") = Some(real);
+    }
+
+    /// Drops the counterpart: its servers are stopped and their folders removed.
+    fn detach(&self) {
+        *self.real.lock().expect("not poisoned") = None;
+    }
+
+    fn with_real<R>(&self, f: impl FnOnce(&mut (dyn Counterpart<P> + 'static)) -> R) -> Option<R> {
+        let mut real = self.real.lock().expect("not poisoned");
+        real.as_mut().map(|r| f(r.as_mut()))
+    }
+
+    /// The server index of node `id`, if it is a server node.
+    fn real_index(&self, id: NodeId) -> Option<usize> {
+        let first = self.sys.nodes().iter().position(|n| n.kind == NodeKind::Server)?;
+        (self.sys.nodes()[id].kind == NodeKind::Server).then(|| id - first)
+    }
+
+    fn take_answers(&self) -> Result<Vec<Answered>, RealError> {
+        let mut a = self.answers.lock().expect("not poisoned");
+        match a.1.take() {
+            Some(e) => Err(e),
+            None => Ok(std::mem::take(&mut a.0)),
+        }
+    }
+
+    /// Compares what the model's server just did (the effects after `from` in `cx`) with the real
+    /// server's answer.
+    fn compare(&self, cx: &MCx<Self>, from: usize, real: Result<Answer<P::Msg>, RealError>) {
+        let mut log = self.answers.lock().expect("not poisoned");
+        let real = match real {
+            Ok(r) => r,
+            Err(e) => {
+                log.1 = Some(e);
+                return;
+            }
+        };
+        let mut sends = Vec::new();
+        let mut observed = Vec::new();
+        for e in &cx.effects[from..] {
+            match e {
+                Effect::Send { to, msg: Wire::Lock(m) } => sends.push((*to, m.clone())),
+                Effect::Observe(o) => observed.push(o.clone()),
+                _ => {}
+            }
+        }
+        let same = sends == real.sends && observed == real.observed;
+        let diverged =
+            (!same).then(|| (self.show(cx.me, &sends, &observed), self.show(cx.me, &real.sends, &real.observed)));
+        log.0.push(Answered { wire: real.wire, asked: true, diverged });
+    }
+
+    fn show(&self, me: NodeId, sends: &[(NodeId, P::Msg)], observed: &[Observation]) -> String {
+        let name = |id: NodeId| self.sys.nodes()[id].name.clone();
+        let mut parts: Vec<String> =
+            sends.iter().map(|(to, m)| format!("→ {}: {}", name(*to), self.sys.proto.show_msg(me, m))).collect();
+        parts.extend(observed.iter().map(|o| crate::check::observation_text(o, &name)));
+        if parts.is_empty() { "nothing".into() } else { parts.join("; ") }
+    }
+}
+
+impl<P: Protocol> Machine for Confirming<P> {
+    type State = <LockSystem<P> as Machine>::State;
+    type Msg = <LockSystem<P> as Machine>::Msg;
+    type Timer = <LockSystem<P> as Machine>::Timer;
+    type Durable = <LockSystem<P> as Machine>::Durable;
+
+    fn nodes(&self) -> &[NodeInfo] {
+        self.sys.nodes()
+    }
+
+    fn start(&self, cx: &mut MCx<Self>) -> Self::State {
+        self.sys.start(cx)
+    }
+
+    fn on_message(&self, state: &mut Self::State, from: NodeId, msg: Self::Msg, cx: &mut MCx<Self>) {
+        let before = cx.effects.len();
+        let lock_msg = match &msg {
+            Wire::Lock(m) => Some(m.clone()),
+            _ => None,
+        };
+        self.sys.on_message(state, from, msg, cx);
+        if let (Some(index), Some(m)) = (self.real_index(cx.me), lock_msg)
+            && let Some(real) = self.with_real(|r| r.on_msg(index, from, &m, cx.now))
+        {
+            self.compare(cx, before, real);
+        }
+    }
+
+    fn on_timer(&self, state: &mut Self::State, timer: Self::Timer, cx: &mut MCx<Self>) {
+        let before = cx.effects.len();
+        let lock_timer = match &timer {
+            Tmr::Lock(t) => Some(t.clone()),
+            _ => None,
+        };
+        self.sys.on_timer(state, timer, cx);
+        if let (Some(index), Some(t)) = (self.real_index(cx.me), lock_timer)
+            && let Some(real) = self.with_real(|r| r.on_timer(index, &t, cx.now))
+        {
+            self.compare(cx, before, real);
+        }
+    }
+
+    fn symmetric_servers(&self) -> bool {
+        self.sys.symmetric_servers()
+    }
+
+    fn fifo(&self) -> bool {
+        self.sys.fifo()
+    }
+
+    fn is_app_msg(&self, msg: &Self::Msg) -> bool {
+        self.sys.is_app_msg(msg)
+    }
+
+    fn is_app_timer(&self, timer: &Self::Timer) -> bool {
+        self.sys.is_app_timer(timer)
+    }
+
+    fn resume_app(&self, state: &mut Self::State, cx: &mut MCx<Self>) {
+        self.sys.resume_app(state, cx)
+    }
+
+    fn show_msg(&self, from: NodeId, msg: &Self::Msg) -> String {
+        self.sys.show_msg(from, msg)
+    }
+
+    fn show_timer(&self, timer: &Self::Timer) -> String {
+        self.sys.show_timer(timer)
+    }
+
+    fn restart(&self, durable: Option<&Self::Durable>, cx: &mut MCx<Self>) -> Self::State {
+        if let Some(index) = self.real_index(cx.me)
+            && let Some(done) = self.with_real(|r| r.restart(index, durable.is_none(), cx.now))
+        {
+            let mut log = self.answers.lock().expect("not poisoned");
+            match done {
+                Ok(wire) => log.0.push(Answered { wire, asked: false, diverged: None }),
+                Err(e) => log.1 = Some(e),
+            }
+        }
+        self.sys.restart(durable, cx)
+    }
+}

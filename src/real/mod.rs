@@ -1,0 +1,101 @@
+//! Real servers behind the protocols' server nodes: the same client code, the same network and
+//! faults (lockcheck's), and a real Redis answering where the model's server would.
+//!
+//! A [`Counterpart`] is the server side of one family spoken to a real server: it turns a request
+//! the model's server would have handled into the real commands, and the real replies back into the
+//! protocol's messages and the observations the properties judge. The confirm engine
+//! ([`crate::confirm`]) runs it beside the model's server and stops at the first answer that
+//! differs. Counterparts depend on the protocols, never the reverse.
+
+pub mod process;
+pub mod redis;
+
+use std::any::Any;
+use std::path::Path;
+
+use crate::protocol::{NodeId, Observation, Protocol};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RealError {
+    #[error("`{binary}` not found: install the Debian package `{package}` (apt-get install {package})")]
+    Missing { binary: String, package: String },
+    #[error("{server} did not start: {why}")]
+    Start { server: String, why: String },
+    #[error("{server}: {why}")]
+    Talk { server: String, why: String },
+    #[error("{file}: {why}")]
+    Io { file: String, why: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("interrupted (Ctrl-C)")]
+    Interrupted,
+}
+
+impl RealError {
+    pub fn io(file: &Path, e: std::io::Error) -> RealError {
+        RealError::Io { file: file.display().to_string(), why: e.to_string() }
+    }
+}
+
+/// What a real server did with one input: the protocol messages it answered, what the properties
+/// observe of it, and the commands and replies on the real wire.
+#[derive(Debug)]
+pub struct Answer<M> {
+    pub sends: Vec<(NodeId, M)>,
+    pub observed: Vec<Observation>,
+    pub wire: Vec<String>,
+}
+
+impl<M> Default for Answer<M> {
+    fn default() -> Self {
+        Answer { sends: Vec::new(), observed: Vec::new(), wire: Vec::new() }
+    }
+}
+
+/// Settings of a run against real servers.
+#[derive(Clone, Copy, Debug)]
+pub struct RealCfg {
+    /// Real milliseconds per model tick.
+    pub tick_ms: i64,
+    /// The spec's time is discrete. Untimed, a model timer may fire at any moment, meaning "as
+    /// much time passed as it takes": the real server's clock then runs to the moment the real
+    /// server acts, however far.
+    pub timed: bool,
+}
+
+impl Default for RealCfg {
+    fn default() -> Self {
+        RealCfg { tick_ms: 1000, timed: true }
+    }
+}
+
+/// The real server side of a protocol. `now` is the server's clock reading in ticks (the model's
+/// `tick + offset`): the counterpart moves the real server's wall clock there first.
+pub trait Counterpart<P: Protocol>: Send {
+    /// The real system and its version, as its own `--version` says (`Redis 7.0.15`).
+    fn system(&self) -> String;
+    fn on_msg(&mut self, server: usize, from: NodeId, msg: &P::Msg, now: i64) -> Result<Answer<P::Msg>, RealError>;
+    /// A server timer of the model is due (a key's expiry): the real server does it on its own;
+    /// the counterpart lets the real clock run to the moment it does, within this tick.
+    fn on_timer(&mut self, server: usize, timer: &P::Timer, now: i64) -> Result<Answer<P::Msg>, RealError>;
+    /// `SIGKILL`; what was done, for the trace.
+    fn crash(&mut self, server: usize) -> Vec<String>;
+    /// Started again, from its disk or, `wiped`, from nothing; what was done, for the trace.
+    fn restart(&mut self, server: usize, wiped: bool, now: i64) -> Result<Vec<String>, RealError>;
+}
+
+/// The counterpart of `proto`, its servers started; an error when the family (or this
+/// configuration of it) has no real counterpart, or a server does not start.
+pub fn counterpart<P: Protocol>(proto: &P, cfg: RealCfg) -> Result<Box<dyn Counterpart<P>>, RealError> {
+    let any: &dyn Any = proto;
+    let boxed: Box<dyn Any> = if let Some(p) = any.downcast_ref::<crate::protocol::lease::LeaseLock>() {
+        let c: Box<dyn Counterpart<crate::protocol::lease::LeaseLock>> = Box::new(redis::RedisLease::start(p, cfg)?);
+        Box::new(c)
+    } else if let Some(p) = any.downcast_ref::<crate::protocol::redlock::Redlock>() {
+        let c: Box<dyn Counterpart<crate::protocol::redlock::Redlock>> = Box::new(redis::RedlockNodes::start(p, cfg)?);
+        Box::new(c)
+    } else {
+        return Err(RealError::Unsupported("has no real counterpart yet (so far: redis, redlock)".into()));
+    };
+    Ok(*boxed.downcast::<Box<dyn Counterpart<P>>>().expect("the counterpart was built for P"))
+}
