@@ -18,7 +18,7 @@ use crate::check::search::{self, Limits};
 use crate::check::world::{Act, Action, World};
 use crate::check::{describe, judged};
 use crate::property::PropertyName;
-use crate::protocol::{Effect, MCx, Machine, NodeId, NodeInfo, NodeKind, Observation, Protocol, Tmr, Wire};
+use crate::protocol::{MCx, Machine, NodeId, NodeInfo, NodeKind, Observation, Protocol, Tmr, Wire};
 use crate::real::{Answer, Counterpart, RealCfg, RealError};
 use crate::registry::{self, Visit};
 use crate::spec::{Loaded, SpecError, Verdict};
@@ -279,15 +279,7 @@ impl<P: Protocol> Confirming<P> {
                 return;
             }
         };
-        let mut sends = Vec::new();
-        let mut observed = Vec::new();
-        for e in &cx.effects[from..] {
-            match e {
-                Effect::Send { to, msg: Wire::Lock(m) } => sends.push((*to, m.clone())),
-                Effect::Observe(o) => observed.push(o.clone()),
-                _ => {}
-            }
-        }
+        let (sends, observed) = crate::real::answer_of(&cx.effects[from..]);
         let same = sends == real.sends && observed == real.observed;
         let diverged =
             (!same).then(|| (self.show(cx.me, &sends, &observed), self.show(cx.me, &real.sends, &real.observed)));

@@ -75,6 +75,8 @@ pub fn build(o: Options, env: &Env) -> Result<Redlock, (String, String)> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Node {
     pub key: Option<(NodeId, i64)>,
+    /// When the key expires, on this node's clock (the AOF keeps it as `PXAT`).
+    pub until: i64,
     /// Still refusing requests after a delayed restart.
     pub blocked: bool,
 }
@@ -131,7 +133,7 @@ impl Redlock {
 
     fn save(&self, n: &Node, cx: &mut PCx<Self>) {
         if self.persistence {
-            cx.persist(n.key);
+            cx.persist(n.key.map(|(owner, asked)| (owner, asked, n.until)));
         }
     }
 
@@ -171,7 +173,7 @@ impl Protocol for Redlock {
     type Client = Attempt;
     type Msg = Msg;
     type Timer = Timer;
-    type Durable = Option<(NodeId, i64)>;
+    type Durable = Option<(NodeId, i64, i64)>;
     type Hold = i64;
 
     fn servers(&self) -> Vec<String> {
@@ -195,20 +197,29 @@ impl Protocol for Redlock {
     }
 
     fn server_restart(&self, _: usize, durable: Option<&Self::Durable>, cx: &mut PCx<Self>) -> Node {
-        let key = durable.copied().flatten();
-        if let (Some((owner, _)), true) = (key, self.expires) {
-            cx.set_lock_timer(Timer::Expire(owner), self.ttl);
+        let mut key = durable.copied().flatten();
+        // The key keeps its expiry instant; one already past is gone on load (`tests/real_redis.rs`).
+        if let (Some((owner, _, until)), true) = (key, self.expires) {
+            if until <= cx.now {
+                cx.observe(Observation::Expired { client: owner });
+                key = None;
+                self.save(&Node::default(), cx);
+            } else {
+                cx.set_lock_timer(Timer::Expire(owner), until - cx.now);
+            }
         }
         if self.delayed_restart {
             cx.set_lock_timer(Timer::Unblock, self.ttl + 1);
         }
-        Node { key, blocked: self.delayed_restart }
+        let until = key.map_or(0, |(.., until)| until);
+        Node { key: key.map(|(owner, asked, _)| (owner, asked)), until, blocked: self.delayed_restart }
     }
 
     fn server_on_msg(&self, n: &mut Node, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
         match msg {
             Msg::Set { asked } if n.key.is_none() && !n.blocked => {
                 n.key = Some((from, asked));
+                n.until = cx.now + self.ttl;
                 if self.expires {
                     cx.set_lock_timer(Timer::Expire(from), self.ttl);
                 }
@@ -219,6 +230,7 @@ impl Protocol for Redlock {
             Msg::Unlock { asked } => {
                 if n.key == Some((from, asked)) {
                     n.key = None;
+                    n.until = 0;
                     if self.expires {
                         cx.cancel_lock_timer(Timer::Expire(from));
                     }
@@ -234,6 +246,7 @@ impl Protocol for Redlock {
         match timer {
             Timer::Expire(owner) if n.key.is_some_and(|(o, _)| o == owner) => {
                 n.key = None;
+                n.until = 0;
                 cx.observe(Observation::Expired { client: owner });
                 self.save(n, cx);
             }
@@ -329,7 +342,7 @@ impl Ids for Timer {
     }
 }
 
-impl Ids for (NodeId, i64) {
+impl Ids for (NodeId, i64, i64) {
     fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
         self.0 = f(self.0);
     }

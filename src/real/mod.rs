@@ -7,13 +7,14 @@
 //! ([`crate::confirm`]) runs it beside the model's server and stops at the first answer that
 //! differs. Counterparts depend on the protocols, never the reverse.
 
+pub mod conformance;
 pub mod process;
 pub mod redis;
 
 use std::any::Any;
 use std::path::Path;
 
-use crate::protocol::{NodeId, Observation, Protocol};
+use crate::protocol::{Effect, NodeId, Observation, Protocol, Wire};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RealError {
@@ -50,6 +51,21 @@ impl<M> Default for Answer<M> {
     fn default() -> Self {
         Answer { sends: Vec::new(), observed: Vec::new(), wire: Vec::new() }
     }
+}
+
+/// What a model server's handler answered, in the shape of an [`Answer`]: the protocol messages
+/// it sent and what it made the properties observe.
+pub fn answer_of<M: Clone, T, D>(effects: &[Effect<Wire<M>, T, D>]) -> (Vec<(NodeId, M)>, Vec<Observation>) {
+    let mut sends = Vec::new();
+    let mut observed = Vec::new();
+    for e in effects {
+        match e {
+            Effect::Send { to, msg: Wire::Lock(m) } => sends.push((*to, m.clone())),
+            Effect::Observe(o) => observed.push(o.clone()),
+            _ => {}
+        }
+    }
+    (sends, observed)
 }
 
 /// Settings of a run against real servers.

@@ -90,8 +90,22 @@ impl RedisNode {
     fn connect(&mut self) -> Result<(), RealError> {
         let talk = |e: redis::RedisError| RealError::Talk { server: self.process.name.clone(), why: e.to_string() };
         let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.process.port)).map_err(talk)?;
-        let con = client.get_connection_with_timeout(REPLY_BOUND).map_err(talk)?;
+        let mut con = client.get_connection_with_timeout(REPLY_BOUND).map_err(talk)?;
         con.set_read_timeout(Some(REPLY_BOUND)).map_err(talk)?;
+        // A restarted Redis accepts connections while it still loads its AOF: wait for PONG.
+        let began = std::time::Instant::now();
+        loop {
+            match redis::cmd("PING").query::<String>(&mut con) {
+                Ok(_) => break,
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+                        && began.elapsed() < REPLY_BOUND =>
+                {
+                    std::thread::sleep(Duration::from_millis(2))
+                }
+                Err(e) => return Err(talk(e)),
+            }
+        }
         self.con = Some(con);
         Ok(())
     }
