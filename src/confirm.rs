@@ -73,12 +73,13 @@ pub struct Report {
 }
 
 impl Report {
-    /// At least one counterexample confirmed, and none that the real server answered otherwise or
-    /// that did not happen with it. Those not attempted or not touching the real server are listed,
-    /// not failed: no real run could change them.
-    pub fn ok(&self) -> bool {
-        self.results.iter().any(|r| r.outcome == Outcome::Confirmed)
-            && !self.results.iter().any(|r| matches!(r.outcome, Outcome::Diverged { .. } | Outcome::NotReproduced))
+    /// A counterexample the real server answered otherwise, or that did not happen with it.
+    pub fn failed(&self) -> bool {
+        self.results.iter().any(|r| matches!(r.outcome, Outcome::Diverged { .. } | Outcome::NotReproduced))
+    }
+
+    pub fn confirmed(&self) -> usize {
+        self.results.iter().filter(|r| r.outcome == Outcome::Confirmed).count()
     }
 }
 
@@ -133,14 +134,24 @@ fn walk<P: Protocol>(
     cfg: RealCfg,
     system: &mut Option<String>,
 ) -> Result<Confirmation, RealError> {
-    let real = match crate::real::counterpart(&w.machine.sys.proto, cfg) {
-        Ok(r) => r,
+    match crate::real::counterpart(&w.machine.sys.proto, cfg) {
+        Ok(real) => walk_with(spec, w, property, actions, real, system),
         Err(RealError::Unsupported(why)) => {
             let outcome = Outcome::NotAttempted(format!("{} {why}", spec.spec.protocol));
-            return Ok(Confirmation { property, outcome, trace: None });
+            Ok(Confirmation { property, outcome, trace: None })
         }
-        Err(e) => return Err(e),
-    };
+        Err(e) => Err(e),
+    }
+}
+
+fn walk_with<P: Protocol>(
+    spec: &Loaded,
+    w: &World<Confirming<P>>,
+    property: PropertyName,
+    actions: &[Act<Confirming<P>>],
+    real: Box<dyn Counterpart<P>>,
+    system: &mut Option<String>,
+) -> Result<Confirmation, RealError> {
     *system = Some(real.system());
     w.machine.attach(real);
     let walked = steps(w, property, actions);
@@ -376,5 +387,57 @@ impl<P: Protocol> Machine for Confirming<P> {
             }
         }
         self.sys.restart(durable, cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::lease::{LeaseLock, Msg, Timer};
+    use crate::protocol::redis;
+
+    /// A "real server" that refuses every lock: the engine must see the model's grant differ.
+    struct AlwaysBusy;
+
+    impl Counterpart<LeaseLock> for AlwaysBusy {
+        fn system(&self) -> String {
+            "a server that refuses everything".into()
+        }
+        fn on_msg(&mut self, _: usize, from: NodeId, msg: &Msg, _: i64) -> Result<Answer<Msg>, RealError> {
+            let sends = if matches!(msg, Msg::Acquire { .. }) { vec![(from, Msg::Busy)] } else { Vec::new() };
+            Ok(Answer { sends, observed: Vec::new(), wire: vec!["SET → (nil)".into()] })
+        }
+        fn on_timer(&mut self, _: usize, _: &Timer, _: i64) -> Result<Answer<Msg>, RealError> {
+            Ok(Answer::default())
+        }
+        fn crash(&mut self, _: usize) -> Vec<String> {
+            Vec::new()
+        }
+        fn restart(&mut self, _: usize, _: bool, _: i64) -> Result<Vec<String>, RealError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_real_server_that_answers_otherwise_stops_the_walk_at_that_step_with_both_answers() {
+        let spec = crate::spec::load_model(std::path::Path::new("models/redis_gc_pause.toml")).unwrap();
+        let env = spec.env();
+        let sys = LockSystem::new(redis::build(redis::Options::default(), &env).unwrap(), env);
+        let limits = Limits { progress: false, claimed_only: true, ..Limits::default() };
+        let props = judged(&spec, &sys.proto, &limits).unwrap();
+        let world = World::new(Confirming::new(sys), &spec, props);
+        let found = search::bfs(&world, &limits);
+        let end = found.violation.iter().find_map(|(p, end)| (*p == PropertyName::MutualExclusion).then_some(*end));
+        let path = found.path_to(end.flatten().expect("the model violates mutual exclusion"));
+        let actions: Vec<_> = search::replay_path(&world, &path).into_iter().map(|(a, ..)| a).collect();
+        let mut system = None;
+        let c = walk_with(&spec, &world, PropertyName::MutualExclusion, &actions, Box::new(AlwaysBusy), &mut system)
+            .unwrap();
+        let Outcome::Diverged { step, model, real } = c.outcome else { panic!("{:?}", c.outcome) };
+        assert_eq!(step, 1, "the first SET is where they part");
+        assert_eq!(model, "→ client-0: OK; lock granted to client-0");
+        assert_eq!(real, "→ client-0: (nil): the key exists");
+        assert!(c.trace.unwrap().steps[0].detail.ends_with(" · real: SET → (nil)"));
+        assert_eq!(system.as_deref(), Some("a server that refuses everything"));
     }
 }

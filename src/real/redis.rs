@@ -283,11 +283,12 @@ impl RedisLease {
         if c.reentrant && !c.release_checks_owner {
             return Err(RealError::Unsupported("reentrant with release = \"del\" has no real counterpart".into()));
         }
+        let system = version(&find_binary("redis-server", "redis-server", &[])?);
         let sandbox = Sandbox::new()?;
         let persistence = c.persist == Persist::Everything;
         let node = RedisNode::start(&sandbox, "redis", persistence, cfg)?;
         Ok(RedisLease {
-            system: version(&find_binary("redis-server", "redis-server", &[])?),
+            system,
             node,
             expires: c.expires,
             owner_checked: c.release_checks_owner,
@@ -411,12 +412,13 @@ impl RedlockNodes {
                 "with delayed_restart is not confirmed: the delay is an operator's, not the server's".into(),
             ));
         }
+        let system = version(&find_binary("redis-server", "redis-server", &[])?);
         let sandbox = Sandbox::new()?;
         let nodes = (0..p.nodes)
             .map(|i| RedisNode::start(&sandbox, &format!("redis-{i}"), p.persistence, cfg))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RedlockNodes {
-            system: version(&find_binary("redis-server", "redis-server", &[])?),
+            system,
             nodes,
             expires: p.expires,
             persistence: p.persistence,

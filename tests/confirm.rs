@@ -1,0 +1,133 @@
+//! `lockcheck confirm` end to end against Debian's real `redis-server` (`.ci/run` installs it):
+//! every violated claim in models/ whose family has a real counterpart happens with the real
+//! server, and a run leaves no server running and nothing on disk, however it ends.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn lockcheck(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lockcheck"));
+    c.args(args);
+    c
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The scratch folders a lockcheck process with this pid made for its real servers.
+fn sandboxes(pid: u32) -> Vec<PathBuf> {
+    let prefix = format!("lockcheck-real-{pid}-");
+    let entries = std::fs::read_dir(std::env::temp_dir()).expect("temp dir readable");
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+        .collect()
+}
+
+/// Processes whose command line names one of those folders (the real servers of that run).
+fn servers_of(pid: u32) -> Vec<u32> {
+    let needle = format!("lockcheck-real-{pid}-");
+    let procs = std::fs::read_dir("/proc").expect("/proc");
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| text(&c).contains(&needle)))
+        .collect()
+}
+
+fn wait_until(what: &str, bound: Duration, mut done: impl FnMut() -> bool) {
+    let began = Instant::now();
+    while !done() {
+        assert!(began.elapsed() < bound, "{what}: not within {bound:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs to the end, then checks that it left nothing behind.
+fn run_clean(args: &[&str]) -> Output {
+    let child = lockcheck(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("runs");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("ends");
+    assert_eq!(servers_of(pid), Vec::<u32>::new(), "servers left running after `{}`", args.join(" "));
+    assert_eq!(sandboxes(pid), Vec::<PathBuf>::new(), "folders left after `{}`", args.join(" "));
+    out
+}
+
+#[test]
+fn every_violated_claim_with_a_real_counterpart_happens_with_real_redis() {
+    let out = run_clean(&["confirm", "models/"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(!stdout.contains("diverged") && !stdout.contains("not reproduced"), "{stdout}");
+    assert!(stdout.contains("== models/redis_gc_pause.toml on Redis 7."), "{stdout}");
+    // Pinned: a change in what is confirmed is a decision (a new counterpart, a model change).
+    assert!(stdout.ends_with("30 counterexamples confirmed\n"), "{}", stdout.lines().last().unwrap_or(""));
+    let gc = stdout.split("== ").find(|s| s.starts_with("models/redis_gc_pause.toml")).unwrap();
+    for p in ["mutual_exclusion", "no_stale_write", "no_oversell"] {
+        assert!(gc.lines().any(|l| l.trim_start().starts_with(p) && l.contains("confirmed")), "{p}: {gc}");
+    }
+    assert!(gc.contains("real: SET lock c0:0 NX PX 2000 → OK"), "the real wire is shown: {gc}");
+}
+
+#[test]
+fn a_stored_trace_confirms_its_own_property_and_writes_the_walk() {
+    let dir = common::scratch("confirm");
+    let d = dir.to_string_lossy().to_string();
+    let checked = lockcheck(&["check", "models/redis_release_del.toml", "--out", &d]).output().unwrap();
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked.stderr));
+    let trace = dir.join("redis_release_del/mutual_exclusion.json");
+    let out = run_clean(&["confirm", &trace.to_string_lossy(), "--out", &d]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("mutual_exclusion   confirmed") && !stdout.contains("no_stale_write"), "{stdout}");
+    assert!(stdout.contains("DELETES the lock of client-1"), "{stdout}");
+    let walk = std::fs::read_to_string(dir.join("redis_release_del/mutual_exclusion.confirm.json")).unwrap();
+    assert!(walk.contains("\"engine\": \"confirm\"") && walk.contains("real: DEL lock → (integer) 1"), "{walk}");
+}
+
+#[test]
+fn a_missing_server_binary_is_one_line_naming_the_debian_package() {
+    let out = lockcheck(&["confirm", "models/redis_gc_pause.toml"]).env("PATH", "/nonexistent").output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("apt-get install redis-server"), "{stderr}");
+}
+
+/// Starts a confirm of five real Redis nodes and waits until they run.
+fn redlock_running() -> (std::process::Child, u32) {
+    let child = lockcheck(&["confirm", "models/redlock_crash_restart.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runs");
+    let pid = child.id();
+    wait_until("the real servers start", Duration::from_secs(60), || !servers_of(pid).is_empty());
+    (child, pid)
+}
+
+#[test]
+fn ctrl_c_stops_the_walk_and_removes_the_servers_and_their_folders() {
+    let (mut child, pid) = redlock_running();
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(matches!(status.code(), Some(130) | Some(0)), "{status}");
+    assert_eq!(servers_of(pid), Vec::<u32>::new());
+    assert_eq!(sandboxes(pid), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_killed_lockcheck_takes_its_servers_with_it() {
+    let (mut child, pid) = redlock_running();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until("the servers die with lockcheck", Duration::from_secs(5), || servers_of(pid).is_empty());
+    // SIGKILL leaves no chance to clean up the folders: the test does.
+    sandboxes(pid).into_iter().for_each(|d| std::fs::remove_dir_all(d).unwrap());
+}
