@@ -94,6 +94,9 @@ pub struct Judged {
     /// The nested-acquire check; `None` for the approaches that take no lock.
     pub reentrant: Option<Outcome>,
     pub sim: SimOutcome,
+    /// Each model counterexample walked again with the real server, where the family has one:
+    /// what became of it, in the words of its cell (`confirmed on Redis 7.0.15`).
+    pub confirmed: Vec<(crate::property::PropertyName, String)>,
     /// The simulator battery with one fault alone, per entry of [`SIM_FAULTS`]: which faults
     /// break a property on their own, and so which assumption an approach's safety rests on.
     pub alone: Vec<SimOutcome>,
@@ -220,9 +223,15 @@ impl Battery {
         limits: &crate::check::search::Limits,
         opts: &crate::sim::Options,
     ) -> Result<Judged, SpecError> {
-        let model = crate::check::check(&self.model_spec(a)?, limits)?;
+        let spec = self.model_spec(a)?;
+        let model = crate::check::check(&spec, limits)?;
+        let mut confirmed = confirm(&spec, &model);
         let reentrant = match self.reentrant_spec(a)? {
-            Some(spec) => Some(crate::check::check(&spec, limits)?),
+            Some(spec) => {
+                let o = crate::check::check(&spec, limits)?;
+                confirmed.extend(confirm(&spec, &o));
+                Some(o)
+            }
             None => None,
         };
         let sweep = |spec: &crate::sim::spec::LoadedSim, opts: &crate::sim::Options| {
@@ -235,8 +244,22 @@ impl Battery {
             .iter()
             .map(|(_, field)| sweep(&self.sim_spec_with(a, Some(field))?, &quick))
             .collect::<Result<_, _>>()?;
-        Ok(Judged { approach: a.clone(), model, reentrant, sim, alone })
+        Ok(Judged { approach: a.clone(), model, reentrant, sim, alone, confirmed })
     }
+}
+
+/// Walks each counterexample of `o` with the real server of its family; nothing for a family
+/// without one, or a walk the real server took no part in.
+fn confirm(spec: &Loaded, o: &Outcome) -> Vec<(crate::property::PropertyName, String)> {
+    use crate::confirm::Outcome as Real;
+    let walk = |t: &crate::trace::Trace| match crate::confirm::confirm_trace(spec, t, Default::default()) {
+        Ok(r) => match r.results.first().map(|c| &c.outcome) {
+            None | Some(Real::NotAttempted(_)) | Some(Real::Untouched) => None,
+            Some(outcome) => Some(format!("{} on {}", outcome.word(), r.system.unwrap_or_default())),
+        },
+        Err(e) => Some(format!("not confirmed: {e}")),
+    };
+    o.results.iter().filter_map(|r| Some((r.property, walk(r.trace.as_ref()?)?))).collect()
 }
 
 #[cfg(test)]

@@ -125,6 +125,64 @@ impl Visit for ConfirmVisit<'_> {
     }
 }
 
+/// Confirms a trace the model checker wrote (under `spec`, as `check` ran it): its steps are
+/// matched one by one to the actions that give them, and those are walked with real servers.
+pub fn confirm_trace(spec: &Loaded, trace: &Trace, cfg: RealCfg) -> Result<Report, SpecError> {
+    registry::build(spec, TraceVisit { spec, trace, cfg })?
+}
+
+struct TraceVisit<'a> {
+    spec: &'a Loaded,
+    trace: &'a Trace,
+    cfg: RealCfg,
+}
+
+impl Visit for TraceVisit<'_> {
+    type Out = Result<Report, SpecError>;
+    fn visit<P: Protocol>(self, system: LockSystem<P>) -> Self::Out {
+        let (spec, trace) = (self.spec, self.trace);
+        let cfg = RealCfg { timed: spec.env().timed, ..self.cfg };
+        let limits = Limits { progress: false, ..Limits::default() };
+        let props = judged(spec, &system.proto, &limits)?;
+        let property = props.iter().copied().find(|p| p.name() == trace.property).ok_or_else(|| {
+            SpecError::field(&spec.path, "property", format!("`{}` is not judged for this spec", trace.property))
+        })?;
+        let world = World::new(Confirming::new(system), spec, props);
+        let actions = actions_of_trace(&world, trace)
+            .ok_or_else(|| SpecError::field(&spec.path, "steps", "the trace is not what this spec's model does"))?;
+        let mut report = Report { spec: spec.path.display().to_string(), system: None, results: Vec::new() };
+        let result = walk(spec, &world, property, &actions, cfg, &mut report.system)
+            .map_err(|e| SpecError::field(&spec.path, "protocol", e.to_string()))?;
+        report.results.push(result);
+        Ok(report)
+    }
+}
+
+/// The actions that give `trace`'s steps, found by trying each enabled action at each step; `None`
+/// when some step is given by none of them.
+fn actions_of_trace<M: Machine>(w: &World<M>, trace: &Trace) -> Option<Vec<Act<M>>> {
+    if let [only] = trace.steps.as_slice()
+        && only.kind == "start"
+    {
+        return Some(Vec::new());
+    }
+    let mut s = w.init();
+    let mut actions = Vec::new();
+    let mut enabled = Vec::new();
+    for (i, stored) in trace.steps.iter().enumerate() {
+        enabled.clear();
+        w.actions_of(&s, &mut enabled);
+        let (a, next) = enabled.drain(..).find_map(|a| {
+            let mut observed = Vec::new();
+            let next = w.step(&s, &a, Some(&mut observed))?;
+            (describe(w, i as u32 + 1, &a, &next, &observed) == *stored).then_some((a, next))
+        })?;
+        actions.push(a);
+        s = next;
+    }
+    Some(actions)
+}
+
 /// Walks one counterexample with a fresh set of real servers.
 fn walk<P: Protocol>(
     spec: &Loaded,

@@ -131,3 +131,17 @@ fn a_killed_lockcheck_takes_its_servers_with_it() {
     // SIGKILL leaves no chance to clean up the folders: the test does.
     sandboxes(pid).into_iter().for_each(|d| std::fs::remove_dir_all(d).unwrap());
 }
+
+#[test]
+fn a_trace_whose_steps_the_model_does_not_take_is_bad_input() {
+    let dir = common::scratch("confirm-bad");
+    let d = dir.to_string_lossy().to_string();
+    lockcheck(&["check", "models/redis_gc_pause.toml", "--out", &d]).output().unwrap();
+    let path = dir.join("redis_gc_pause/no_stale_write.json");
+    let edited = std::fs::read_to_string(&path).unwrap().replacen("SET lock c0:0 NX PX 2", "SET lock c0:0 NX PX 9", 1);
+    std::fs::write(&path, edited).unwrap();
+    let out = lockcheck(&["confirm", &path.to_string_lossy()]).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("steps: the trace is not what this spec's model does"), "{stderr}");
+}

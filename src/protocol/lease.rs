@@ -268,9 +268,11 @@ impl Protocol for LeaseLock {
             }
         }
         // A restored lease keeps its expiry instant (found by `tests/real_redis.rs`: a full TTL
-        // again let the model refuse a lock real Redis grants). One already past is gone on load.
+        // again let the model refuse a lock real Redis grants). One already past is gone on load;
+        // one that ends at this very tick still stands until its timer fires, as in Redis, which
+        // expires a key only once its clock has passed the instant (found by `lockcheck confirm`).
         if let (Some(h), true, true) = (s.hold.clone(), self.cfg.expires, replication::serves::<Self>(&s)) {
-            if h.until <= cx.now {
+            if h.until < cx.now {
                 cx.observe(Observation::Expired { client: h.owner });
                 s.hold = None;
                 self.changed(&mut s, cx);

@@ -200,7 +200,7 @@ impl Protocol for Redlock {
         let mut key = durable.copied().flatten();
         // The key keeps its expiry instant; one already past is gone on load (`tests/real_redis.rs`).
         if let (Some((owner, _, until)), true) = (key, self.expires) {
-            if until <= cx.now {
+            if until < cx.now {
                 cx.observe(Observation::Expired { client: owner });
                 key = None;
                 self.save(&Node::default(), cx);

@@ -93,7 +93,8 @@ pub fn judge(j: &Judged, p: PropertyName) -> Option<Judgement> {
         match (&r.trace, r.verdict) {
             (Some(t), _) => {
                 let page = format!("battery/{}/{}.md", o.name, p.name());
-                evidence.push(format!("[model: {}]({page})", steps(t)));
+                let real = j.confirmed.iter().find(|(q, _)| *q == p).map(|(_, w)| format!(", {w}")).unwrap_or_default();
+                evidence.push(format!("[model: {}]({page}){real}", steps(t)));
                 faults = faults_of(t);
                 link = Some(page);
             }

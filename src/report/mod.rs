@@ -58,6 +58,7 @@ fn battery_section(battery: &[Judged]) -> String {
     }
     md.push_str("Each cell: the verdict of both engines together (**no** if either found a counterexample), then the model checker's evidence and the simulator's. ");
     md.push_str("Reentrancy is checked apart, with nested acquires and no faults ([spec](../models/battery/reentrant.toml)). The last three columns are the seed's pros and cons, measured by the simulator under the battery.\n\n");
+    md.push_str("A model counterexample *confirmed on* a real server was walked again, step by step, with that server (from Debian's packages, started by lockcheck on 127.0.0.1) answering wherever the model's server did, while lockcheck played the clients, the network, the faults and the server's wall clock; it answered every step as the model did, and the property broke (`lockcheck confirm`). *Diverged at step k*: it answered otherwise there. Families with no real counterpart yet say nothing.\n\n");
     md.push_str(&compare::table(battery));
     md.push('\n');
     md
@@ -116,6 +117,7 @@ fn results_json(
                 "group": j.approach.group, "approach": j.approach.name, "protocol": j.approach.protocol,
                 "options": j.approach.options, "verdicts": verdicts,
                 "model": model_json(&j.model), "reentrant": j.reentrant.as_ref().map(model_json), "sim": sim_json(&j.sim),
+                "real_server": j.confirmed.iter().map(|(p, w)| (p.name().to_string(), json!(w))).collect::<serde_json::Map<_, _>>(),
                 "sim_one_fault_alone": crate::battery::SIM_FAULTS.iter().zip(&j.alone)
                     .map(|((_, field), o)| json!({"fault": field, "outcome": sim_json(o)})).collect::<Vec<_>>(),
             })
