@@ -12,7 +12,7 @@ use lockcheck::spec::SpecError;
 const EXIT_CODES: &str = "\
 Exit codes:
   0    every verdict matches its spec's `expect` (and nothing unclaimed is violated)
-  1    some verdict differs from its claim
+  1    some verdict differs from its claim (confirm: a counterexample diverged or did not happen)
   2    bad input or usage (one line on stderr names the file and field; nothing is written)
   130  interrupted by Ctrl-C (what finished is printed; a second Ctrl-C stops at once)
 
@@ -20,6 +20,7 @@ Examples:
   lockcheck report                                 # everything, to reports/ (the main job)
   lockcheck check models/redis_gc_pause.toml       # one spec: verdicts and shortest traces
   lockcheck sim sims/ --jobs 2                     # every scenario over its seeds
+  lockcheck confirm models/                        # walk the counterexamples again with a real Redis
   lockcheck completions bash > ~/.local/share/bash-completion/completions/lockcheck";
 
 #[derive(Parser)]
