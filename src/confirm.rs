@@ -300,13 +300,16 @@ struct Answered {
 /// attached (and by the model alone otherwise, as when it searches for the counterexample).
 pub struct Confirming<P: Protocol> {
     pub sys: LockSystem<P>,
+    /// The node id of server 0 (clients come first).
+    first_server: NodeId,
     real: Mutex<Option<Box<dyn Counterpart<P>>>>,
     answers: Mutex<(Vec<Answered>, Option<RealError>)>,
 }
 
 impl<P: Protocol> Confirming<P> {
     fn new(sys: LockSystem<P>) -> Self {
-        Confirming { sys, real: Mutex::new(None), answers: Mutex::new((Vec::new(), None)) }
+        let first_server = sys.nodes().iter().position(|n| n.kind == NodeKind::Server).unwrap_or(0);
+        Confirming { sys, first_server, real: Mutex::new(None), answers: Mutex::new((Vec::new(), None)) }
     }
 
     fn attach(&self, real: Box<dyn Counterpart<P>>) {
@@ -325,8 +328,7 @@ impl<P: Protocol> Confirming<P> {
 
     /// The server index of node `id`, if it is a server node.
     fn real_index(&self, id: NodeId) -> Option<usize> {
-        let first = self.sys.nodes().iter().position(|n| n.kind == NodeKind::Server)?;
-        (self.sys.nodes()[id].kind == NodeKind::Server).then(|| id - first)
+        (self.sys.nodes()[id].kind == NodeKind::Server).then(|| id - self.first_server)
     }
 
     fn take_answers(&self) -> Result<Vec<Answered>, RealError> {
@@ -357,10 +359,7 @@ impl<P: Protocol> Confirming<P> {
 
     fn show(&self, me: NodeId, sends: &[(NodeId, P::Msg)], observed: &[Observation]) -> String {
         let name = |id: NodeId| self.sys.nodes()[id].name.clone();
-        let mut parts: Vec<String> =
-            sends.iter().map(|(to, m)| format!("→ {}: {}", name(*to), self.sys.proto.show_msg(me, m))).collect();
-        parts.extend(observed.iter().map(|o| crate::check::observation_text(o, &name)));
-        if parts.is_empty() { "nothing".into() } else { parts.join("; ") }
+        crate::real::show_answer(&self.sys.proto, me, sends, observed, &name)
     }
 }
 

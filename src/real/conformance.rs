@@ -4,7 +4,7 @@
 //! suspect, and a divergence found here names the sequence that shows it.
 
 use crate::protocol::{Cx, Effect, NodeId, PCx, Protocol, Tmr};
-use crate::real::{Counterpart, RealError, answer_of};
+use crate::real::{Counterpart, RealError, answer_of, show_answer};
 
 /// One input of a sequence, to server 0.
 #[derive(Clone, Debug)]
@@ -58,18 +58,17 @@ impl<'a, P: Protocol> Pair<'a, P> {
     }
 }
 
+fn client(id: NodeId) -> String {
+    format!("client-{id}")
+}
+
 fn show<P: Protocol, T, D>(proto: &P, me: NodeId, effects: &[Effect<crate::protocol::Wire<P::Msg>, T, D>]) -> String {
     let (sends, observed) = answer_of(effects);
-    let mut parts: Vec<String> = sends.iter().map(|(to, m)| format!("→ c{to}: {}", proto.show_msg(me, m))).collect();
-    parts.extend(observed.iter().map(|o| format!("{o:?}")));
-    if parts.is_empty() { "nothing".into() } else { parts.join("; ") }
+    show_answer(proto, me, &sends, &observed, &client)
 }
 
 fn show_real<P: Protocol>(proto: &P, me: NodeId, a: &crate::real::Answer<P::Msg>) -> String {
-    let mut parts: Vec<String> = a.sends.iter().map(|(to, m)| format!("→ c{to}: {}", proto.show_msg(me, m))).collect();
-    parts.extend(a.observed.iter().map(|o| format!("{o:?}")));
-    let answer = if parts.is_empty() { "nothing".into() } else { parts.join("; ") };
-    format!("{answer} [{}]", a.wire.join("; "))
+    format!("{} [{}]", show_answer(proto, me, &a.sends, &a.observed, &client), a.wire.join("; "))
 }
 
 /// Runs `ops` on a fresh model server and on `real` (emptied first); the first input answered

@@ -68,6 +68,20 @@ pub fn answer_of<M: Clone, T, D>(effects: &[Effect<Wire<M>, T, D>]) -> (Vec<(Nod
     (sends, observed)
 }
 
+/// An answer in the system's words: `→ client-1: OK; lock granted to client-1`. `name` names nodes.
+pub fn show_answer<P: Protocol>(
+    proto: &P,
+    me: NodeId,
+    sends: &[(NodeId, P::Msg)],
+    observed: &[Observation],
+    name: &dyn Fn(NodeId) -> String,
+) -> String {
+    let mut parts: Vec<String> =
+        sends.iter().map(|(to, m)| format!("→ {}: {}", name(*to), proto.show_msg(me, m))).collect();
+    parts.extend(observed.iter().map(|o| crate::check::observation_text(o, name)));
+    if parts.is_empty() { "nothing".into() } else { parts.join("; ") }
+}
+
 /// Settings of a run against real servers.
 #[derive(Clone, Copy, Debug)]
 pub struct RealCfg {

@@ -222,7 +222,7 @@ fn show(v: &Value) -> String {
         Value::BulkString(b) => format!("\"{}\"", String::from_utf8_lossy(b)),
         Value::SimpleString(s) => s.clone(),
         Value::Array(a) => format!("[{}]", a.iter().map(show).collect::<Vec<_>>().join(", ")),
-        other => format!("{other:?}"),
+        _ => "(a reply of another type)".into(),
     }
 }
 
