@@ -357,7 +357,7 @@ impl<P: Protocol> Confirming<P> {
         log.0.push(Answered { wire: real.wire, asked: true, diverged });
     }
 
-    fn show(&self, me: NodeId, sends: &[(NodeId, P::Msg)], observed: &[Observation]) -> String {
+    fn show(&self, me: NodeId, sends: &[(NodeId, Wire<P::Msg>)], observed: &[Observation]) -> String {
         let name = |id: NodeId| self.sys.nodes()[id].name.clone();
         crate::real::show_answer(&self.sys.proto, me, sends, observed, &name)
     }
@@ -379,14 +379,17 @@ impl<P: Protocol> Machine for Confirming<P> {
 
     fn on_message(&self, state: &mut Self::State, from: NodeId, msg: Self::Msg, cx: &mut MCx<Self>) {
         let before = cx.effects.len();
-        let lock_msg = match &msg {
-            Wire::Lock(m) => Some(m.clone()),
-            _ => None,
+        let Some(index) = self.real_index(cx.me) else {
+            return self.sys.on_message(state, from, msg, cx);
         };
+        let input = msg.clone();
         self.sys.on_message(state, from, msg, cx);
-        if let (Some(index), Some(m)) = (self.real_index(cx.me), lock_msg)
-            && let Some(real) = self.with_real(|r| r.on_msg(index, from, &m, cx.now))
-        {
+        let real = self.with_real(|r| match &input {
+            Wire::Lock(m) => Some(r.on_msg(index, from, m, cx.now)),
+            Wire::Res(req) => Some(r.on_resource(index, from, req, cx.now)),
+            Wire::ResReply(_) => None,
+        });
+        if let Some(Some(real)) = real {
             self.compare(cx, before, real);
         }
     }
@@ -461,7 +464,8 @@ mod tests {
             "a server that refuses everything".into()
         }
         fn on_msg(&mut self, _: usize, from: NodeId, msg: &Msg, _: i64) -> Result<Answer<Msg>, RealError> {
-            let sends = if matches!(msg, Msg::Acquire { .. }) { vec![(from, Msg::Busy)] } else { Vec::new() };
+            let sends =
+                if matches!(msg, Msg::Acquire { .. }) { vec![(from, Wire::Lock(Msg::Busy))] } else { Vec::new() };
             Ok(Answer { sends, observed: Vec::new(), wire: vec!["SET → (nil)".into()] })
         }
         fn on_timer(&mut self, _: usize, _: &Timer, _: i64) -> Result<Answer<Msg>, RealError> {

@@ -45,6 +45,13 @@ pub enum ResReq {
 }
 
 impl ResReq {
+    pub fn token(&self) -> Option<u64> {
+        match self {
+            ResReq::Read { token, .. } | ResReq::Write { token, .. } => *token,
+            ResReq::Decrement | ResReq::CasWrite { .. } => None,
+        }
+    }
+
     pub fn session(&self) -> Option<i64> {
         match self {
             ResReq::Read { session, .. } | ResReq::Write { session, .. } => Some(*session),
@@ -184,11 +191,7 @@ impl Resource {
 
     /// A request refused before it reached the data (e.g. its transaction was aborted).
     pub fn refuse<M, T, D>(from: NodeId, req: &ResReq, cx: &mut Cx<Wire<M>, T, D>) {
-        let token = match req {
-            ResReq::Read { token, .. } | ResReq::Write { token, .. } => *token,
-            ResReq::Decrement | ResReq::CasWrite { .. } => None,
-        };
-        cx.observe(Observation::WriteRejected { client: from, token });
+        cx.observe(Observation::WriteRejected { client: from, token: req.token() });
         cx.send(from, Wire::ResReply(ResReply::Rejected));
     }
 }

@@ -4,13 +4,16 @@
 //! suspect, and a divergence found here names the sequence that shows it.
 
 use crate::protocol::{Cx, Effect, NodeId, PCx, Protocol, Tmr};
-use crate::real::{Counterpart, RealError, answer_of, show_answer};
+use crate::real::{Answer, Counterpart, RealError, answer_of, show_answer};
+use crate::resource::ResReq;
 
 /// One input of a sequence, to server 0.
 #[derive(Clone, Debug)]
 pub enum Op<M> {
     /// A client's request arrives.
     Ask { from: NodeId, msg: M },
+    /// A client's request to the stock arrives (at a server that keeps it).
+    Use { from: NodeId, req: ResReq },
     /// Time passes, a tick at a time; the model's due timers fire.
     Advance(i64),
     /// The server crashes and starts again, from its disk or (`wiped`) from nothing.
@@ -67,7 +70,7 @@ fn show<P: Protocol, T, D>(proto: &P, me: NodeId, effects: &[Effect<crate::proto
     show_answer(proto, me, &sends, &observed, &client)
 }
 
-fn show_real<P: Protocol>(proto: &P, me: NodeId, a: &crate::real::Answer<P::Msg>) -> String {
+fn show_real<P: Protocol>(proto: &P, me: NodeId, a: &Answer<P::Msg>) -> String {
     format!("{} [{}]", show_answer(proto, me, &a.sends, &a.observed, &client), a.wire.join("; "))
 }
 
@@ -90,6 +93,7 @@ pub fn run<P: Protocol>(
     for (at, op) in ops.iter().enumerate() {
         let differs = match op {
             Op::Ask { from, msg } => ask(&mut pair, real, *from, msg)?,
+            Op::Use { from, req } => ask_stock(&mut pair, real, *from, req)?,
             Op::Advance(ticks) => advance(&mut pair, real, *ticks)?,
             Op::Restart { wiped } => {
                 restart(&mut pair, real, *wiped)?;
@@ -113,10 +117,27 @@ fn ask<P: Protocol>(
 ) -> Result<Differs, RealError> {
     let mut cx = p.cx();
     p.proto.server_on_msg(&mut p.state, from, msg.clone(), &mut cx);
+    let r = real.on_msg(0, from, msg, p.now)?;
+    Ok(compare(p, cx, &r))
+}
+
+fn ask_stock<P: Protocol>(
+    p: &mut Pair<P>,
+    real: &mut dyn Counterpart<P>,
+    from: NodeId,
+    req: &ResReq,
+) -> Result<Differs, RealError> {
+    let mut cx = p.cx();
+    p.proto.server_on_resource(&mut p.state, from, req.clone(), &mut cx);
+    let r = real.on_resource(0, from, req, p.now)?;
+    Ok(compare(p, cx, &r))
+}
+
+/// Keeps what the model's handler did, and both answers if they differ.
+fn compare<P: Protocol>(p: &mut Pair<P>, cx: PCx<P>, r: &Answer<P::Msg>) -> Differs {
     let (sends, observed) = answer_of(&cx.effects);
     let model = p.absorb(cx);
-    let r = real.on_msg(0, from, msg, p.now)?;
-    Ok((sends != r.sends || observed != r.observed).then(|| (model, show_real(p.proto, p.server, &r))))
+    (sends != r.sends || observed != r.observed).then(|| (model, show_real(p.proto, p.server, r)))
 }
 
 fn advance<P: Protocol>(p: &mut Pair<P>, real: &mut dyn Counterpart<P>, ticks: i64) -> Result<Differs, RealError> {
@@ -126,11 +147,9 @@ fn advance<P: Protocol>(p: &mut Pair<P>, real: &mut dyn Counterpart<P>, ticks: i
             let (t, _) = p.timers.remove(i);
             let mut cx = p.cx();
             p.proto.server_on_timer(&mut p.state, t.clone(), &mut cx);
-            let (sends, observed) = answer_of(&cx.effects);
-            let model = p.absorb(cx);
             let r = real.on_timer(0, &t, p.now)?;
-            if sends != r.sends || observed != r.observed {
-                return Ok(Some((format!("at tick {}: {model}", p.now), show_real(p.proto, p.server, &r))));
+            if let Some((model, real)) = compare(p, cx, &r) {
+                return Ok(Some((format!("at tick {}: {model}", p.now), real)));
             }
         }
     }

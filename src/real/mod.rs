@@ -8,13 +8,16 @@
 //! differs. Counterparts depend on the protocols, never the reverse.
 
 pub mod conformance;
+pub mod postgres;
 pub mod process;
 pub mod redis;
 
 use std::any::Any;
 use std::path::Path;
 
+use crate::protocol::lease::Dialect;
 use crate::protocol::{Effect, NodeId, Observation, Protocol, Wire};
+use crate::resource::ResReq;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RealError {
@@ -42,7 +45,8 @@ impl RealError {
 /// observe of it, and the commands and replies on the real wire.
 #[derive(Debug)]
 pub struct Answer<M> {
-    pub sends: Vec<(NodeId, M)>,
+    /// Lock messages and, where the server also keeps the stock (a database), resource replies.
+    pub sends: Vec<(NodeId, Wire<M>)>,
     pub observed: Vec<Observation>,
     pub wire: Vec<String>,
 }
@@ -53,14 +57,14 @@ impl<M> Default for Answer<M> {
     }
 }
 
-/// What a model server's handler answered, in the shape of an [`Answer`]: the protocol messages
-/// it sent and what it made the properties observe.
-pub fn answer_of<M: Clone, T, D>(effects: &[Effect<Wire<M>, T, D>]) -> (Vec<(NodeId, M)>, Vec<Observation>) {
+/// What a model server's handler answered, in the shape of an [`Answer`]: the messages it sent
+/// and what it made the properties observe.
+pub fn answer_of<M: Clone, T, D>(effects: &[Effect<Wire<M>, T, D>]) -> (Vec<(NodeId, Wire<M>)>, Vec<Observation>) {
     let mut sends = Vec::new();
     let mut observed = Vec::new();
     for e in effects {
         match e {
-            Effect::Send { to, msg: Wire::Lock(m) } => sends.push((*to, m.clone())),
+            Effect::Send { to, msg } => sends.push((*to, msg.clone())),
             Effect::Observe(o) => observed.push(o.clone()),
             _ => {}
         }
@@ -72,12 +76,16 @@ pub fn answer_of<M: Clone, T, D>(effects: &[Effect<Wire<M>, T, D>]) -> (Vec<(Nod
 pub fn show_answer<P: Protocol>(
     proto: &P,
     me: NodeId,
-    sends: &[(NodeId, P::Msg)],
+    sends: &[(NodeId, Wire<P::Msg>)],
     observed: &[Observation],
     name: &dyn Fn(NodeId) -> String,
 ) -> String {
-    let mut parts: Vec<String> =
-        sends.iter().map(|(to, m)| format!("→ {}: {}", name(*to), proto.show_msg(me, m))).collect();
+    let show = |m: &Wire<P::Msg>| match m {
+        Wire::Lock(m) => proto.show_msg(me, m),
+        Wire::Res(r) => r.to_string(),
+        Wire::ResReply(r) => r.to_string(),
+    };
+    let mut parts: Vec<String> = sends.iter().map(|(to, m)| format!("→ {}: {}", name(*to), show(m))).collect();
     parts.extend(observed.iter().map(|o| crate::check::observation_text(o, name)));
     if parts.is_empty() { "nothing".into() } else { parts.join("; ") }
 }
@@ -108,6 +116,18 @@ pub trait Counterpart<P: Protocol>: Send {
     /// A server timer of the model is due (a key's expiry): the real server does it on its own;
     /// the counterpart lets the real clock run to the moment it does, within this tick.
     fn on_timer(&mut self, server: usize, timer: &P::Timer, now: i64) -> Result<Answer<P::Msg>, RealError>;
+    /// A request to the stock, for a server that keeps it (a database's table). Servers that keep
+    /// none are never asked: the stock then lives on lockcheck's storage node.
+    fn on_resource(
+        &mut self,
+        server: usize,
+        from: NodeId,
+        req: &ResReq,
+        now: i64,
+    ) -> Result<Answer<P::Msg>, RealError> {
+        let _ = (server, from, now);
+        Err(RealError::Unsupported(format!("{} keeps no stock, yet was asked `{req}`", self.system())))
+    }
     /// `SIGKILL`; what was done, for the trace.
     fn crash(&mut self, server: usize) -> Vec<String>;
     /// Started again, from its disk or, `wiped`, from nothing; what was done, for the trace.
@@ -119,13 +139,16 @@ pub trait Counterpart<P: Protocol>: Send {
 pub fn counterpart<P: Protocol>(proto: &P, cfg: RealCfg) -> Result<Box<dyn Counterpart<P>>, RealError> {
     let any: &dyn Any = proto;
     let boxed: Box<dyn Any> = if let Some(p) = any.downcast_ref::<crate::protocol::lease::LeaseLock>() {
-        let c: Box<dyn Counterpart<crate::protocol::lease::LeaseLock>> = Box::new(redis::RedisLease::start(p, cfg)?);
+        let c: Box<dyn Counterpart<crate::protocol::lease::LeaseLock>> = match p.cfg.dialect {
+            Dialect::Sql(_) => Box::new(postgres::PgLock::start(p, cfg)?),
+            _ => Box::new(redis::RedisLease::start(p, cfg)?),
+        };
         Box::new(c)
     } else if let Some(p) = any.downcast_ref::<crate::protocol::redlock::Redlock>() {
         let c: Box<dyn Counterpart<crate::protocol::redlock::Redlock>> = Box::new(redis::RedlockNodes::start(p, cfg)?);
         Box::new(c)
     } else {
-        return Err(RealError::Unsupported("has no real counterpart yet (so far: redis, redlock)".into()));
+        return Err(RealError::Unsupported("has no real counterpart yet (so far: redis, redlock, db)".into()));
     };
     Ok(*boxed.downcast::<Box<dyn Counterpart<P>>>().expect("the counterpart was built for P"))
 }

@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 
 use super::RealError;
 
+/// The model's first tick, as a wall clock: 2026-01-01T00:00:00Z.
+pub const EPOCH_MS: i64 = 1_767_225_600_000;
+/// How long one command may take.
+pub const REPLY_BOUND: Duration = Duration::from_secs(5);
+
 /// Where a run keeps everything it writes; removed with everything in it when dropped.
 pub struct Sandbox {
     pub root: PathBuf,
@@ -123,6 +128,68 @@ pub struct Process {
     log: PathBuf,
     shim: PathBuf,
     child: Option<Child>,
+    account: Option<Account>,
+}
+
+/// The system account a server runs under: PostgreSQL refuses to run as root, so when lockcheck
+/// runs as root its PostgreSQL runs as the package's own `postgres` account.
+#[derive(Clone, Copy, Debug)]
+pub struct Account {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Account {
+    /// The account `name` when lockcheck is root (and must step down); `None` otherwise.
+    pub fn for_root(name: &str) -> Result<Option<Account>, RealError> {
+        // SAFETY: getuid cannot fail; getpwnam returns null or a pointer to static storage, read
+        // at once.
+        unsafe {
+            if libc::getuid() != 0 {
+                return Ok(None);
+            }
+            let cname = std::ffi::CString::new(name).expect("no NUL in an account name");
+            let pw = libc::getpwnam(cname.as_ptr());
+            if pw.is_null() {
+                return Err(RealError::Start {
+                    server: name.into(),
+                    why: format!("lockcheck runs as root and there is no `{name}` account to run the server as"),
+                });
+            }
+            Ok(Some(Account { uid: (*pw).pw_uid, gid: (*pw).pw_gid }))
+        }
+    }
+
+    /// Gives `path` (and, for a folder, what it holds) to the account.
+    pub fn own(&self, path: &Path) -> Result<(), RealError> {
+        let status = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", self.uid, self.gid))
+            .arg(path)
+            .status()
+            .map_err(|e| RealError::io(path, e))?;
+        if !status.success() {
+            return Err(RealError::Io { file: path.display().to_string(), why: "chown failed".into() });
+        }
+        Ok(())
+    }
+
+    /// Makes `cmd` run under the account (before the parent-death signal is set: a change of
+    /// user clears it).
+    pub fn apply(account: Option<Account>, cmd: &mut Command) {
+        // SAFETY: setgid, setuid and prctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Some(a) = account
+                    && (libc::setgid(a.gid) != 0 || libc::setuid(a.uid) != 0)
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
 }
 
 /// How long a server may take to accept connections after it was started.
@@ -139,7 +206,28 @@ impl Process {
         let args = args.iter().map(fill).collect();
         let clock = FakeClock::new(sb.root.join(format!("{name}.clock")), clock_ms)?;
         let log = sb.root.join(format!("{name}.log"));
-        Ok(Process { name: name.into(), port, data, clock, binary, args, log, shim: sb.shim.clone(), child: None })
+        Ok(Process {
+            name: name.into(),
+            port,
+            data,
+            clock,
+            binary,
+            args,
+            log,
+            shim: sb.shim.clone(),
+            child: None,
+            account: None,
+        })
+    }
+
+    /// Runs the server under `account` (its data folder given to it), in a process group of its
+    /// own, so that a crash kills the server's children with it.
+    pub fn run_as(&mut self, account: Option<Account>) -> Result<(), RealError> {
+        if let Some(a) = account {
+            a.own(&self.data)?;
+        }
+        self.account = account;
+        Ok(())
     }
 
     /// Starts the process and waits (bounded) until it accepts connections on its port.
@@ -153,13 +241,9 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);
-        // SAFETY: prctl is async-signal-safe; the server dies with lockcheck, even on SIGKILL.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        // The server dies with lockcheck, even on SIGKILL.
+        cmd.process_group(0);
+        Account::apply(self.account, &mut cmd);
         let child = cmd.spawn().map_err(|e| RealError::Start { server: self.name.clone(), why: e.to_string() })?;
         self.child = Some(child);
         self.wait_ready()
@@ -189,11 +273,19 @@ impl Process {
         text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no output)").to_string()
     }
 
-    /// `SIGKILL`: what is not on disk is gone.
+    /// `SIGKILL` to the server and every process it started: what is not on disk is gone. Returns
+    /// once none of them runs any more (bounded), so the data folder is free for a restart.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        let Some(mut c) = self.child.take() else { return };
+        let group = c.id() as i32;
+        // SAFETY: kill has no memory effects; the group is the child's own (process_group(0)).
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+        let _ = c.wait();
+        let began = Instant::now();
+        while group_runs(group) && began.elapsed() < START_BOUND {
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -206,6 +298,21 @@ impl Process {
     pub fn running(&self) -> bool {
         self.child.is_some()
     }
+}
+
+/// Some process of group `group` still runs (zombies do not count: a container's first process
+/// may never reap them).
+fn group_runs(group: i32) -> bool {
+    let Ok(dir) = fs::read_dir("/proc") else { return false };
+    dir.flatten().any(|e| {
+        let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid pgrp ...: comm may hold spaces, so read after its last ')'.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let mut fields = after.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
+        pgrp == Some(group) && state != Some("Z")
+    })
 }
 
 impl Drop for Process {

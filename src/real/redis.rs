@@ -17,16 +17,11 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::process::{Process, Sandbox, find_binary};
+use super::process::{EPOCH_MS, Process, REPLY_BOUND, Sandbox, find_binary};
 use super::{Answer, Counterpart, RealCfg, RealError};
 use crate::protocol::lease::{Dialect, LeaseLock, Msg, Persist, Timer};
 use crate::protocol::redlock::{self, Redlock};
-use crate::protocol::{NodeId, Observation};
-
-/// The model's first tick, as a wall clock: 2026-01-01T00:00:00Z.
-const EPOCH_MS: i64 = 1_767_225_600_000;
-/// How long one command may take.
-const REPLY_BOUND: Duration = Duration::from_secs(5);
+use crate::protocol::{NodeId, Observation, Wire};
 
 const REENTRANT_LOCK: &str = "if redis.call('exists', KEYS[1]) == 0 or redis.call('hexists', KEYS[1], ARGV[1]) == 1 then \
 local n = redis.call('hincrby', KEYS[1], ARGV[1], 1) \
@@ -272,7 +267,7 @@ impl RedisLease {
     pub fn start(p: &LeaseLock, cfg: RealCfg) -> Result<RedisLease, RealError> {
         let c = &p.cfg;
         if c.dialect != Dialect::Redis {
-            return Err(RealError::Unsupported("has no real counterpart yet (so far: redis, redlock)".into()));
+            return Err(RealError::Unsupported("has no real counterpart yet (so far: redis, redlock, db)".into()));
         }
         if c.replication.is_some() {
             return Err(RealError::Unsupported(
@@ -328,9 +323,9 @@ impl RedisLease {
                 if first {
                     a.observed.push(Observation::Granted { client: from, token });
                 }
-                a.sends.push((from, Msg::Grant { token, asked }));
+                a.sends.push((from, Wire::Lock(Msg::Grant { token, asked })));
             }
-            None => a.sends.push((from, Msg::Busy)),
+            None => a.sends.push((from, Wire::Lock(Msg::Busy))),
         }
         Ok(())
     }
@@ -448,11 +443,11 @@ impl Counterpart<Redlock> for RedlockNodes {
                 let set = n.set_nx(&value(from, *asked), self.expires.then_some(self.ttl))?;
                 let reply =
                     if set { redlock::Msg::Ok { asked: *asked } } else { redlock::Msg::Refused { asked: *asked } };
-                a.sends.push((from, reply));
+                a.sends.push((from, Wire::Lock(reply)));
             }
             redlock::Msg::Unlock { asked } => {
                 n.compare_and_delete(&value(from, *asked))?;
-                a.sends.push((from, redlock::Msg::Unlocked { asked: *asked }));
+                a.sends.push((from, Wire::Lock(redlock::Msg::Unlocked { asked: *asked })));
             }
             redlock::Msg::Ok { .. } | redlock::Msg::Refused { .. } | redlock::Msg::Unlocked { .. } => {}
         }
