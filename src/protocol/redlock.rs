@@ -198,7 +198,7 @@ impl Protocol for Redlock {
 
     fn server_restart(&self, _: usize, durable: Option<&Self::Durable>, cx: &mut PCx<Self>) -> Node {
         let mut key = durable.copied().flatten();
-        // The key keeps its expiry instant; one already past is gone on load (`tests/real_redis.rs`).
+        // The key keeps its expiry instant; one already past is gone on load (`tests/real_servers.rs`).
         if let (Some((owner, _, until)), true) = (key, self.expires) {
             if until < cx.now {
                 cx.observe(Observation::Expired { client: owner });

@@ -17,7 +17,7 @@
 //! `expires_at` row expires when the database's `now()` passes it: lockcheck moves the clock one
 //! millisecond past it, within the tick, as for a Redis key.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -33,6 +33,22 @@ const BIN: &str = "/usr/lib/postgresql/15/bin";
 const PACKAGE: &str = "postgresql-15";
 /// How long a session the server ends (a timeout, a dropped connection) may take to go.
 const END_BOUND: Duration = Duration::from_secs(2);
+/// Durability across a process crash needs no fsync (the kernel keeps what was written); no
+/// server-side timeout runs but the one a spec's TTL turns on.
+const ARGS: [&str; 12] = [
+    "-D",
+    "{data}",
+    "-p",
+    "{port}",
+    "-c",
+    "listen_addresses=127.0.0.1",
+    "-c",
+    "unix_socket_directories=",
+    "-c",
+    "fsync=off",
+    "-c",
+    "autovacuum=off",
+];
 
 /// What one statement (or `;`-separated batch) returned: its rows, as text, or the server's error.
 #[derive(Clone, Debug, Default)]
@@ -153,12 +169,10 @@ fn version(binary: &Path) -> String {
     format!("PostgreSQL {v}")
 }
 
-/// One real PostgreSQL: its process, a pristine cluster to restore a wiped disk from, and
-/// lockcheck's own connection (schema, lock waits, sessions' ends).
+/// One real PostgreSQL: its process, and lockcheck's own connection (schema, lock waits,
+/// sessions' ends).
 struct PgServer {
     process: Process,
-    account: Option<Account>,
-    template: PathBuf,
     admin: Option<Session>,
     stock: i64,
     tick_ms: i64,
@@ -170,60 +184,38 @@ impl PgServer {
         let binary = find_binary("postgres", PACKAGE, &[BIN])?;
         let initdb = find_binary("initdb", PACKAGE, &[BIN])?;
         let account = Account::for_root("postgres")?;
-        let template = sb.root.join("cluster");
-        std::fs::create_dir_all(&template).map_err(|e| RealError::io(&template, e))?;
-        if let Some(a) = account {
-            a.own(&template)?;
-        }
+        let mut process = Process::new(sb, "postgres", binary, &ARGS, EPOCH_MS)?;
+        process.run_as(account)?;
         let mut cmd = Command::new(initdb);
-        cmd.arg("-D").arg(&template).args(["--auth=trust", "--no-sync", "-U", "lockcheck", "-E", "UTF8", "--locale=C"]);
+        cmd.arg("-D").arg(&process.data).args([
+            "--auth=trust",
+            "--no-sync",
+            "-U",
+            "lockcheck",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
         Account::apply(account, &mut cmd);
         let out = cmd.output().map_err(|e| RealError::Start { server: "initdb".into(), why: e.to_string() })?;
         if !out.status.success() {
             let why = String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("failed").to_string();
             return Err(RealError::Start { server: "initdb".into(), why });
         }
-        // Durability across a process crash needs no fsync (the kernel keeps what was written);
-        // no server-side timeout but the one a spec's TTL turns on.
-        let args = [
-            "-D",
-            "{data}",
-            "-p",
-            "{port}",
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "unix_socket_directories=",
-            "-c",
-            "fsync=off",
-            "-c",
-            "autovacuum=off",
-        ];
-        let process = Process::new(sb, "postgres", binary, &args, EPOCH_MS)?;
-        let mut server =
-            PgServer { process, account, template, admin: None, stock, tick_ms: cfg.tick_ms, wire: Vec::new() };
-        server.restore()?;
-        server.boot()?;
+        let mut server = PgServer { process, admin: None, stock, tick_ms: cfg.tick_ms, wire: Vec::new() };
+        server.boot(true)?;
         Ok(server)
     }
 
-    /// The data folder becomes a copy of the pristine cluster.
-    fn restore(&mut self) -> Result<(), RealError> {
-        let data = &self.process.data;
-        let _ = std::fs::remove_dir_all(data);
-        let status = Command::new("cp").arg("-a").arg(&self.template).arg(data).status();
-        if !status.is_ok_and(|s| s.success()) {
-            return Err(RealError::Io { file: data.display().to_string(), why: "copying the cluster failed".into() });
-        }
-        self.process.run_as(self.account)
-    }
-
-    /// Starts the server and makes sure the tables exist (created on a fresh cluster only).
-    fn boot(&mut self) -> Result<(), RealError> {
+    /// Starts the server (recovering from its folder); `fresh`: with the tables made anew, as on
+    /// a new disk. A lost disk keeps the cluster's catalogs (a new `initdb` costs a second a
+    /// restart): only lockcheck's two tables are dropped.
+    fn boot(&mut self, fresh: bool) -> Result<(), RealError> {
         self.process.start()?;
         let mut admin = Session::open(&self.process.name, self.process.port)?;
+        let drop = if fresh { "DROP TABLE IF EXISTS inventory, locks; " } else { "" };
         let schema = format!(
-            "CREATE TABLE IF NOT EXISTS inventory (sku int PRIMARY KEY, stock bigint NOT NULL, version bigint NOT NULL); \
+            "{drop}CREATE TABLE IF NOT EXISTS inventory (sku int PRIMARY KEY, stock bigint NOT NULL, version bigint NOT NULL); \
              INSERT INTO inventory VALUES (1, {}, 0) ON CONFLICT DO NOTHING; \
              CREATE TABLE IF NOT EXISTS locks (name text PRIMARY KEY, owner text NOT NULL, expires_at timestamptz)",
             self.stock
@@ -344,16 +336,23 @@ impl PgLock {
         })
     }
 
-    /// The client's open connection, if any.
-    fn current(&mut self, client: NodeId) -> Option<usize> {
-        self.conns.iter().rposition(|c| c.client == client && c.open)
+    /// The client's open connection its lock lives on (or waits on), else any open one.
+    fn current(&self, client: NodeId) -> Option<usize> {
+        let mine = |c: &&Conn| c.client == client && c.open;
+        let locking = self.conns.iter().rposition(|c| mine(&c) && (c.depth > 0 || c.queued.is_some()));
+        locking.or_else(|| self.conns.iter().rposition(|c| mine(&c)))
     }
 
-    /// The client's open connection, or a new one (`SET`ting the session's timeout first).
+    /// The client's connection for its lock statements: [`Self::current`], or a new one.
     fn connect(&mut self, client: NodeId, asked: i64) -> Result<usize, RealError> {
-        if let Some(i) = self.current(client) {
-            return Ok(i);
+        match self.current(client) {
+            Some(i) => Ok(i),
+            None => self.open(client, asked),
         }
+    }
+
+    /// A new connection of the client (`SET`ting the session's timeout first).
+    fn open(&mut self, client: NodeId, asked: i64) -> Result<usize, RealError> {
         let mut session = Session::open(&self.server.process.name, self.server.process.port)?;
         if self.lock == DbLock::ForUpdate {
             let ms = self.ttl * self.server.tick_ms;
@@ -643,10 +642,12 @@ impl PgLock {
 
     /// The connection a request to the stock travels on: `for_update`'s statements belong to
     /// the transaction of their session (none open: refused, as a statement on a dead
-    /// connection is); others use the client's connection, opened again if it was dropped.
+    /// connection is); others use a free connection of the client (the pool's: one waiting in
+    /// the lock queue is busy), opened again if it was dropped.
     fn stock_conn(&mut self, from: NodeId, req: &ResReq) -> Result<Option<usize>, RealError> {
         if self.lock != DbLock::ForUpdate {
-            return self.connect(from, 0).map(Some);
+            let free = self.conns.iter().rposition(|c| c.client == from && c.open && c.queued.is_none());
+            return free.map_or_else(|| self.open(from, 0), Ok).map(Some);
         }
         let Some(session) = req.session() else { return Ok(None) };
         let found = self.conns.iter().rposition(|c| c.client == from && c.asked == session && c.depth > 0);
@@ -764,11 +765,8 @@ impl Counterpart<LeaseLock> for PgLock {
     }
 
     fn restart(&mut self, _server: usize, wiped: bool, now: i64) -> Result<Vec<String>, RealError> {
-        if wiped {
-            self.server.restore()?;
-        }
         self.server.at(now)?;
-        self.server.boot()?;
+        self.server.boot(wiped)?;
         let from = if wiped { "a fresh cluster (the disk was lost)" } else { "its data folder (crash recovery)" };
         Ok(vec![format!("postgres started again from {from}")])
     }

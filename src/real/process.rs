@@ -220,8 +220,7 @@ impl Process {
         })
     }
 
-    /// Runs the server under `account` (its data folder given to it), in a process group of its
-    /// own, so that a crash kills the server's children with it.
+    /// Runs the server under `account` (its data folder given to it).
     pub fn run_as(&mut self, account: Option<Account>) -> Result<(), RealError> {
         if let Some(a) = account {
             a.own(&self.data)?;
@@ -242,7 +241,6 @@ impl Process {
             .stdout(log)
             .stderr(err);
         // The server dies with lockcheck, even on SIGKILL.
-        cmd.process_group(0);
         Account::apply(self.account, &mut cmd);
         let child = cmd.spawn().map_err(|e| RealError::Start { server: self.name.clone(), why: e.to_string() })?;
         self.child = Some(child);
@@ -273,18 +271,22 @@ impl Process {
         text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(no output)").to_string()
     }
 
-    /// `SIGKILL` to the server and every process it started: what is not on disk is gone. Returns
-    /// once none of them runs any more (bounded), so the data folder is free for a restart.
+    /// `SIGKILL` to the server and every process it started (PostgreSQL's backends, each in a
+    /// process group of its own): what is not on disk is gone. Returns once none of them runs any
+    /// more (bounded), so the data folder is free for a restart.
     pub fn kill(&mut self) {
         let Some(mut c) = self.child.take() else { return };
-        let group = c.id() as i32;
-        // SAFETY: kill has no memory effects; the group is the child's own (process_group(0)).
-        unsafe {
-            libc::kill(-group, libc::SIGKILL);
+        let mut pids = children(c.id() as i32);
+        pids.push(c.id() as i32);
+        for &pid in &pids {
+            // SAFETY: kill has no memory effects; these are the server's processes.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
         }
         let _ = c.wait();
         let began = Instant::now();
-        while group_runs(group) && began.elapsed() < START_BOUND {
+        while pids.iter().any(|&p| runs(p)) && began.elapsed() < START_BOUND {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
@@ -300,19 +302,24 @@ impl Process {
     }
 }
 
-/// Some process of group `group` still runs (zombies do not count: a container's first process
-/// may never reap them).
-fn group_runs(group: i32) -> bool {
-    let Ok(dir) = fs::read_dir("/proc") else { return false };
-    dir.flatten().any(|e| {
-        let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        // pid (comm) state ppid pgrp ...: comm may hold spaces, so read after its last ')'.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let mut fields = after.split_whitespace();
-        let state = fields.next();
-        let pgrp = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
-        pgrp == Some(group) && state != Some("Z")
-    })
+/// The state letter and parent of process `pid` (`/proc/<pid>/stat`: `pid (comm) state ppid
+/// ...`, where comm may hold spaces).
+fn stat(pid: &str) -> Option<(char, i32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.next()?.parse().ok()?))
+}
+
+fn children(parent: i32) -> Vec<i32> {
+    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    let pids = dir.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()));
+    pids.filter(|p| stat(&p.to_string()).is_some_and(|(_, ppid)| ppid == parent)).collect()
+}
+
+/// Process `pid` still runs (a zombie does not: a container's first process may never reap it).
+fn runs(pid: i32) -> bool {
+    stat(&pid.to_string()).is_some_and(|(state, _)| state != 'Z')
 }
 
 impl Drop for Process {

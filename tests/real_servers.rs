@@ -1,0 +1,196 @@
+//! The model servers against the real ones (Debian's `redis-server`, PostgreSQL 15): seeded random
+//! sequences of requests, passing time and restarts, the same to both; the first answer that
+//! differs fails the test with the shortest sequence found that shows it. Needs `redis-server` and
+//! `postgresql-15` (`.ci/run` installs them) and a C compiler for the clock shim.
+
+use lockcheck::protocol::Protocol;
+use lockcheck::protocol::db::{self, DbLock, ExpiryClock};
+use lockcheck::protocol::lease::{LeaseLock, Msg};
+use lockcheck::protocol::redis::{self, Options, Release};
+use lockcheck::protocol::redlock::{self, Redlock};
+use lockcheck::real::conformance::{Op, run, shrink};
+use lockcheck::real::{Counterpart, RealCfg, counterpart};
+use lockcheck::resource::ResReq;
+use lockcheck::spec::{Env, OnLost, Workload};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const CLIENTS: usize = 3;
+const TTL: i64 = 3;
+
+fn env() -> Env {
+    Env {
+        clients: CLIENTS,
+        workload: Workload::CriticalWrite,
+        timed: true,
+        ttl: TTL,
+        stock: 2,
+        work_ticks: 0,
+        on_lost: OnLost::Stop,
+        side_effect: false,
+    }
+}
+
+/// How a family's clients speak: its acquire and release messages, and (for a server that keeps
+/// the stock) a request to the stock made under one of the client's acquires.
+struct Speech<M> {
+    acquire: fn(i64) -> M,
+    release: fn(i64) -> M,
+    stock: Option<fn(&mut ChaCha8Rng, i64) -> ResReq>,
+    /// No lock requests at all (`optimistic`): only the stock is asked.
+    lockless: bool,
+}
+
+/// A sequence as clients would produce it: each acquire carries its sender's clock reading, each
+/// release (and request to the stock) one of that client's earlier acquires (mostly its last).
+fn sequence<M>(rng: &mut ChaCha8Rng, speech: &Speech<M>) -> Vec<Op<M>> {
+    let mut asked: Vec<Vec<i64>> = vec![Vec::new(); CLIENTS];
+    let mut now = 0;
+    let len = rng.random_range(6..20);
+    let mut ops = Vec::new();
+    for _ in 0..len {
+        let from = rng.random_range(0..CLIENTS);
+        let earlier = |rng: &mut ChaCha8Rng, mine: &[i64]| {
+            if rng.random_bool(0.8) { mine[mine.len() - 1] } else { mine[rng.random_range(0..mine.len())] }
+        };
+        let kinds = match (speech.lockless, speech.stock.is_some()) {
+            (true, _) => 13..24,
+            (false, true) => 0..24,
+            (false, false) => 0..20,
+        };
+        let op = match rng.random_range(kinds) {
+            0..=7 => {
+                asked[from].push(now);
+                Op::Ask { from, msg: (speech.acquire)(now) }
+            }
+            8..=12 if !asked[from].is_empty() => Op::Ask { from, msg: (speech.release)(earlier(rng, &asked[from])) },
+            20..=23 => {
+                let session = if asked[from].is_empty() { now } else { earlier(rng, &asked[from]) };
+                Op::Use { from, req: (speech.stock.expect("only with a stock"))(rng, session) }
+            }
+            13..=17 => {
+                let d = rng.random_range(1..=TTL + 1);
+                now += d;
+                Op::Advance(d)
+            }
+            18 | 19 => Op::Restart { wiped: rng.random_bool(0.3) },
+            _ => Op::Advance(1),
+        };
+        ops.push(op);
+    }
+    ops
+}
+
+/// `sequences` random sequences against one real server playing `proto`'s first server.
+fn conforms<P: Protocol>(name: &str, proto: P, sequences: u64, speech: &Speech<P::Msg>) {
+    let mut real: Box<dyn Counterpart<P>> =
+        counterpart(&proto, RealCfg { tick_ms: 1000, timed: true }).unwrap_or_else(|e| panic!("{e}"));
+    let mut start = 0;
+    for seed in 0..sequences {
+        let ops = sequence(&mut ChaCha8Rng::seed_from_u64(seed), speech);
+        let (mismatch, next) = run(&proto, CLIENTS, real.as_mut(), &ops, start).unwrap_or_else(|e| panic!("{e}"));
+        start = next;
+        if mismatch.is_some() {
+            let (ops, m) = shrink(&proto, CLIENTS, real.as_mut(), ops, start).unwrap_or_else(|e| panic!("{e}"));
+            let shown: Vec<String> = ops.iter().enumerate().map(|(i, op)| format!("  {i}. {op:?}")).collect();
+            panic!(
+                "{name}, seed {seed}: the model and {} answer input {} differently\n{}\n  model: {}\n  real:  {}",
+                real.system(),
+                m.at,
+                shown.join("\n"),
+                m.model,
+                m.real
+            );
+        }
+    }
+}
+
+fn redis_lease(name: &str, o: Options, sequences: u64) {
+    let proto: LeaseLock = redis::build(o, &env()).expect("valid knobs");
+    conforms(name, proto, sequences, &LEASE);
+}
+
+const LEASE: Speech<Msg> = Speech {
+    acquire: |asked| Msg::Acquire { asked },
+    release: |asked| Msg::Release { asked },
+    stock: None,
+    lockless: false,
+};
+
+#[test]
+fn set_nx_px_with_compare_and_delete_and_an_aof() {
+    redis_lease("default", Options::default(), 300);
+}
+
+#[test]
+fn plain_del_without_persistence_and_with_fencing_tokens() {
+    let o = Options { release: Release::Del, persistence: false, fencing: true, ..Options::default() };
+    redis_lease("del, no AOF, INCR tokens", o, 200);
+}
+
+#[test]
+fn a_reentrant_hash_lock_and_a_key_without_ttl() {
+    redis_lease("reentrant", Options { reentrant: true, ..Options::default() }, 200);
+    redis_lease("no ttl", Options { ttl: false, ..Options::default() }, 100);
+}
+
+#[test]
+fn one_redlock_node_with_and_without_its_aof() {
+    for persistence in [true, false] {
+        let o = redlock::Options { nodes: 1, persistence, ..redlock::Options::default() };
+        let proto: Redlock = redlock::build(o, &env()).expect("valid knobs");
+        let name = format!("redlock node, persistence {persistence}");
+        let speech = Speech {
+            acquire: |asked| redlock::Msg::Set { asked },
+            release: |asked| redlock::Msg::Unlock { asked },
+            stock: None,
+            lockless: false,
+        };
+        conforms(&name, proto, 150, &speech);
+    }
+}
+
+/// Under a lock: a read, a write of a small stock or an atomic decrement, under `session`.
+fn locked_stock(rng: &mut ChaCha8Rng, session: i64) -> ResReq {
+    match rng.random_range(0..3) {
+        0 => ResReq::Read { token: None, session },
+        1 => ResReq::Write { token: None, session, value: rng.random_range(0..3), sale: true },
+        _ => ResReq::Decrement,
+    }
+}
+
+/// Without one (`optimistic`): a read of the row and its version, or a versioned write.
+fn versioned_stock(rng: &mut ChaCha8Rng, session: i64) -> ResReq {
+    match rng.random_range(0..2) {
+        0 => ResReq::Read { token: None, session },
+        _ => ResReq::CasWrite { version: rng.random_range(0..3), value: rng.random_range(0..3) },
+    }
+}
+
+fn database(name: &str, o: db::Options, sequences: u64) {
+    let proto: LeaseLock = db::build(o.clone(), &env()).expect("valid knobs");
+    let lockless = o.lock == DbLock::Optimistic;
+    let stock: fn(&mut ChaCha8Rng, i64) -> ResReq = if lockless { versioned_stock } else { locked_stock };
+    let speech = Speech { stock: Some(stock), lockless, ..LEASE };
+    conforms(name, proto, sequences, &speech);
+}
+
+#[test]
+fn postgres_select_for_update_and_its_idle_in_transaction_timeout() {
+    database("for_update", db::Options::default(), 150);
+}
+
+#[test]
+fn postgres_advisory_locks_and_dropped_connections() {
+    database("advisory", db::Options { lock: DbLock::Advisory, ..db::Options::default() }, 150);
+}
+
+#[test]
+fn postgres_lock_rows_with_and_without_expiry() {
+    database("unique_row", db::Options { lock: DbLock::UniqueRow, ..db::Options::default() }, 80);
+    for (expiry_clock, owner_check) in [(ExpiryClock::Database, true), (ExpiryClock::Client, false)] {
+        let o = db::Options { lock: DbLock::ExpiryColumn, expiry_clock, owner_check, ..db::Options::default() };
+        database(&format!("expiry_column, {expiry_clock:?} clock, owner check {owner_check}"), o, 80);
+    }
+    database("optimistic", db::Options { lock: DbLock::Optimistic, ..db::Options::default() }, 60);
+}
