@@ -1,6 +1,6 @@
-//! `lockcheck confirm` end to end against Debian's real `redis-server` (`.ci/run` installs it):
-//! every violated claim in models/ whose family has a real counterpart happens with the real
-//! server, and a run leaves no server running and nothing on disk, however it ends.
+//! `lockcheck confirm` end to end against Debian's real `redis-server` and PostgreSQL 15 (`.ci/run`
+//! installs them): every violated claim in models/ whose family has a real counterpart happens
+//! with the real server, and a run leaves no server running and nothing on disk, however it ends.
 
 mod common;
 
@@ -29,15 +29,18 @@ fn sandboxes(pid: u32) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Processes whose command line names one of those folders (the real servers of that run).
+/// Processes whose command line or working folder names one of those folders (the real servers
+/// of that run; PostgreSQL's backends rewrite their command line, but work in its data folder).
 fn servers_of(pid: u32) -> Vec<u32> {
     let needle = format!("lockcheck-real-{pid}-");
     let procs = std::fs::read_dir("/proc").expect("/proc");
-    procs
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
-        .filter(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| text(&c).contains(&needle)))
-        .collect()
+    let names = |p: u32| {
+        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).map(|c| text(&c)).unwrap_or_default();
+        let cwd = std::fs::read_link(format!("/proc/{p}/cwd")).unwrap_or_default();
+        let zombie = std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| s.contains(") Z "));
+        !zombie && (cmdline.contains(&needle) || cwd.to_string_lossy().contains(&needle))
+    };
+    procs.flatten().filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok()).filter(|&p| names(p)).collect()
 }
 
 fn wait_until(what: &str, bound: Duration, mut done: impl FnMut() -> bool) {
@@ -59,14 +62,15 @@ fn run_clean(args: &[&str]) -> Output {
 }
 
 #[test]
-fn every_violated_claim_with_a_real_counterpart_happens_with_real_redis() {
+fn every_violated_claim_with_a_real_counterpart_happens_with_the_real_server() {
     let out = run_clean(&["confirm", "models/"]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(!stdout.contains("diverged") && !stdout.contains("not reproduced"), "{stdout}");
     assert!(stdout.contains("== models/redis_gc_pause.toml on Redis 7."), "{stdout}");
+    assert!(stdout.contains("== models/db_for_update_faults.toml on PostgreSQL 15."), "{stdout}");
     // Pinned: a change in what is confirmed is a decision (a new counterpart, a model change).
-    assert!(stdout.ends_with("30 counterexamples confirmed\n"), "{}", stdout.lines().last().unwrap_or(""));
+    assert!(stdout.ends_with("49 counterexamples confirmed\n"), "{}", stdout.lines().last().unwrap_or(""));
     let gc = stdout.split("== ").find(|s| s.starts_with("models/redis_gc_pause.toml")).unwrap();
     for p in ["mutual_exclusion", "no_stale_write", "no_oversell"] {
         assert!(gc.lines().any(|l| l.trim_start().starts_with(p) && l.contains("confirmed")), "{p}: {gc}");
@@ -99,13 +103,12 @@ fn a_missing_server_binary_is_one_line_naming_the_debian_package() {
     assert!(stderr.contains("apt-get install redis-server"), "{stderr}");
 }
 
-/// Starts a confirm of five real Redis nodes and waits until they run.
-fn redlock_running() -> (std::process::Child, u32) {
-    let child = lockcheck(&["confirm", "models/redlock_crash_restart.toml"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("runs");
+/// Five real Redis nodes, and a PostgreSQL with its backends.
+const SERVERS: [&str; 2] = ["models/redlock_crash_restart.toml", "models/db_for_update_side_effect.toml"];
+
+/// Starts a confirm of `spec` and waits until its real servers run.
+fn running(spec: &str) -> (std::process::Child, u32) {
+    let child = lockcheck(&["confirm", spec]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("runs");
     let pid = child.id();
     wait_until("the real servers start", Duration::from_secs(60), || !servers_of(pid).is_empty());
     (child, pid)
@@ -113,23 +116,29 @@ fn redlock_running() -> (std::process::Child, u32) {
 
 #[test]
 fn ctrl_c_stops_the_walk_and_removes_the_servers_and_their_folders() {
-    let (mut child, pid) = redlock_running();
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    let status = child.wait().unwrap();
-    assert!(matches!(status.code(), Some(130) | Some(0)), "{status}");
-    assert_eq!(servers_of(pid), Vec::<u32>::new());
-    assert_eq!(sandboxes(pid), Vec::<PathBuf>::new());
+    for spec in SERVERS {
+        let (mut child, pid) = running(spec);
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGINT) };
+        let status = child.wait().unwrap();
+        assert!(matches!(status.code(), Some(130) | Some(0)), "{spec}: {status}");
+        assert_eq!(servers_of(pid), Vec::<u32>::new(), "{spec}");
+        assert_eq!(sandboxes(pid), Vec::<PathBuf>::new(), "{spec}");
+    }
 }
 
 #[test]
 fn a_killed_lockcheck_takes_its_servers_with_it() {
-    let (mut child, pid) = redlock_running();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    wait_until("the servers die with lockcheck", Duration::from_secs(5), || servers_of(pid).is_empty());
-    // SIGKILL leaves no chance to clean up the folders: the test does.
-    sandboxes(pid).into_iter().for_each(|d| std::fs::remove_dir_all(d).unwrap());
+    for spec in SERVERS {
+        let (mut child, pid) = running(spec);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        wait_until(&format!("{spec}: the servers die with lockcheck"), Duration::from_secs(5), || {
+            servers_of(pid).is_empty()
+        });
+        // SIGKILL leaves no chance to clean up the folders: the test does.
+        sandboxes(pid).into_iter().for_each(|d| std::fs::remove_dir_all(d).unwrap());
+    }
 }
 
 #[test]
