@@ -18,7 +18,8 @@ use crate::check::search::{self, Limits};
 use crate::check::world::{Act, Action, World};
 use crate::check::{describe, judged};
 use crate::property::PropertyName;
-use crate::protocol::{MCx, Machine, NodeId, NodeInfo, NodeKind, Observation, Protocol, Tmr, Wire};
+use crate::protocol::{MCx, Machine, NodeId, NodeInfo, NodeKind, Observation, Protocol, ResourceHome, Tmr, Wire};
+use crate::real::postgres::PgStock;
 use crate::real::{Answer, Counterpart, RealCfg, RealError};
 use crate::registry::{self, Visit};
 use crate::spec::{Loaded, SpecError, Verdict};
@@ -193,7 +194,13 @@ fn walk<P: Protocol>(
     system: &mut Option<String>,
 ) -> Result<Confirmation, RealError> {
     match crate::real::counterpart(&w.machine.sys.proto, cfg) {
-        Ok(real) => walk_with(spec, w, property, actions, real, system),
+        Ok(real) => {
+            let stock = match w.machine.sys.proto.resource() {
+                ResourceHome::Storage(fencing) => Some(PgStock::start(spec.env().stock, fencing, cfg)?),
+                ResourceHome::Server => None,
+            };
+            walk_with(spec, w, property, actions, Reals { lock: real, stock }, system)
+        }
         Err(RealError::Unsupported(why)) => {
             let outcome = Outcome::NotAttempted(format!("{} {why}", spec.spec.protocol));
             Ok(Confirmation { property, outcome, trace: None })
@@ -207,10 +214,13 @@ fn walk_with<P: Protocol>(
     w: &World<Confirming<P>>,
     property: PropertyName,
     actions: &[Act<Confirming<P>>],
-    real: Box<dyn Counterpart<P>>,
+    real: Reals<P>,
     system: &mut Option<String>,
 ) -> Result<Confirmation, RealError> {
-    *system = Some(real.system());
+    *system = Some(match &real.stock {
+        Some(stock) => format!("{} (the stock in {})", real.lock.system(), stock.system()),
+        None => real.lock.system(),
+    });
     w.machine.attach(real);
     let walked = steps(w, property, actions);
     w.machine.detach();
@@ -253,10 +263,8 @@ fn steps<P: Protocol>(
             return Ok((out, Some(Outcome::Diverged { step, model, real: "that step is not possible".into() })));
         }
         let mut crashed = Vec::new();
-        if let Action::Crash(id) = a
-            && let Some(index) = m.real_index(*id)
-        {
-            crashed = m.with_real(|r| r.crash(index)).unwrap_or_default();
+        if let Action::Crash(id) = a {
+            crashed = m.crash(*id);
         }
         let mut observed = Vec::new();
         let next = w.step(&s, a, Some(&mut observed)).expect("an enabled action steps");
@@ -296,23 +304,33 @@ struct Answered {
     diverged: Option<(String, String)>,
 }
 
-/// The protocol's system with its server nodes answered by real servers while a counterpart is
-/// attached (and by the model alone otherwise, as when it searches for the counterexample).
+/// The real servers of one walk: the lock's, and the stock's when it lives on lockcheck's storage
+/// node rather than in the lock's server.
+pub struct Reals<P: Protocol> {
+    lock: Box<dyn Counterpart<P>>,
+    stock: Option<PgStock>,
+}
+
+/// The protocol's system with its server nodes (and storage node) answered by real servers while
+/// they are attached (and by the model alone otherwise, as when it searches for the
+/// counterexample).
 pub struct Confirming<P: Protocol> {
     pub sys: LockSystem<P>,
     /// The node id of server 0 (clients come first).
     first_server: NodeId,
-    real: Mutex<Option<Box<dyn Counterpart<P>>>>,
+    storage: Option<NodeId>,
+    real: Mutex<Option<Reals<P>>>,
     answers: Mutex<(Vec<Answered>, Option<RealError>)>,
 }
 
 impl<P: Protocol> Confirming<P> {
     fn new(sys: LockSystem<P>) -> Self {
         let first_server = sys.nodes().iter().position(|n| n.kind == NodeKind::Server).unwrap_or(0);
-        Confirming { sys, first_server, real: Mutex::new(None), answers: Mutex::new((Vec::new(), None)) }
+        let storage = sys.nodes().iter().position(|n| n.kind == NodeKind::Storage);
+        Confirming { sys, first_server, storage, real: Mutex::new(None), answers: Mutex::new((Vec::new(), None)) }
     }
 
-    fn attach(&self, real: Box<dyn Counterpart<P>>) {
+    fn attach(&self, real: Reals<P>) {
         *self.real.lock().expect("not poisoned") = Some(real);
     }
 
@@ -323,7 +341,22 @@ impl<P: Protocol> Confirming<P> {
 
     fn with_real<R>(&self, f: impl FnOnce(&mut (dyn Counterpart<P> + 'static)) -> R) -> Option<R> {
         let mut real = self.real.lock().expect("not poisoned");
-        real.as_mut().map(|r| f(r.as_mut()))
+        real.as_mut().map(|r| f(r.lock.as_mut()))
+    }
+
+    fn with_stock<R>(&self, f: impl FnOnce(&mut PgStock) -> R) -> Option<R> {
+        let mut real = self.real.lock().expect("not poisoned");
+        real.as_mut().and_then(|r| r.stock.as_mut()).map(f)
+    }
+
+    /// `SIGKILL` to the real server behind node `id`, if there is one; what was done.
+    fn crash(&self, id: NodeId) -> Vec<String> {
+        let done = match self.real_index(id) {
+            Some(index) => self.with_real(|r| r.crash(index)),
+            None if Some(id) == self.storage => self.with_stock(|s| s.crash()),
+            None => None,
+        };
+        done.unwrap_or_default()
     }
 
     /// The server index of node `id`, if it is a server node.
@@ -379,6 +412,16 @@ impl<P: Protocol> Machine for Confirming<P> {
 
     fn on_message(&self, state: &mut Self::State, from: NodeId, msg: Self::Msg, cx: &mut MCx<Self>) {
         let before = cx.effects.len();
+        if Some(cx.me) == self.storage
+            && let Wire::Res(req) = &msg
+        {
+            let req = req.clone();
+            self.sys.on_message(state, from, msg, cx);
+            if let Some(real) = self.with_stock(|s| s.on_resource(from, &req, cx.now)) {
+                self.compare(cx, before, real);
+            }
+            return;
+        }
         let Some(index) = self.real_index(cx.me) else {
             return self.sys.on_message(state, from, msg, cx);
         };
@@ -437,9 +480,13 @@ impl<P: Protocol> Machine for Confirming<P> {
     }
 
     fn restart(&self, durable: Option<&Self::Durable>, cx: &mut MCx<Self>) -> Self::State {
-        if let Some(index) = self.real_index(cx.me)
-            && let Some(done) = self.with_real(|r| r.restart(index, durable.is_none(), cx.now))
-        {
+        let wiped = durable.is_none();
+        let done = match self.real_index(cx.me) {
+            Some(index) => self.with_real(|r| r.restart(index, wiped, cx.now)),
+            None if Some(cx.me) == self.storage => self.with_stock(|s| s.restart(wiped, cx.now)),
+            None => None,
+        };
+        if let Some(done) = done {
             let mut log = self.answers.lock().expect("not poisoned");
             match done {
                 Ok(wire) => log.0.push(Answered { wire, asked: false, diverged: None }),
@@ -492,8 +539,8 @@ mod tests {
         let path = found.path_to(end.flatten().expect("the model violates mutual exclusion"));
         let actions: Vec<_> = search::replay_path(&world, &path).into_iter().map(|(a, ..)| a).collect();
         let mut system = None;
-        let c = walk_with(&spec, &world, PropertyName::MutualExclusion, &actions, Box::new(AlwaysBusy), &mut system)
-            .unwrap();
+        let real = Reals { lock: Box::new(AlwaysBusy), stock: None };
+        let c = walk_with(&spec, &world, PropertyName::MutualExclusion, &actions, real, &mut system).unwrap();
         let Outcome::Diverged { step, model, real } = c.outcome else { panic!("{:?}", c.outcome) };
         assert_eq!(step, 1, "the first SET is where they part");
         assert_eq!(model, "→ client-0: OK; lock granted to client-0");

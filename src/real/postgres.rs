@@ -17,6 +17,7 @@
 //! `expires_at` row expires when the database's `now()` passes it: lockcheck moves the clock one
 //! millisecond past it, within the tick, as for a Redis key.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
@@ -130,6 +131,19 @@ impl Session {
         self.sent = Some(sql);
     }
 
+    /// One statement of client `client`, answered within the reply bound; logged on `wire`.
+    fn exec(&mut self, client: NodeId, sql: String, wire: &mut Vec<String>) -> Result<Outcome, RealError> {
+        self.send(sql);
+        let Some((sql, r)) = self.take(REPLY_BOUND) else {
+            return Err(RealError::Talk {
+                server: "postgres".into(),
+                why: format!("c{client}: no answer within {} s and not waiting for a lock", REPLY_BOUND.as_secs()),
+            });
+        };
+        wire.push(format!("c{client}: {sql} → {}", shown(&r)));
+        Ok(r)
+    }
+
     /// The answer to the statement sent, if it came within `bound`.
     fn take(&mut self, bound: Duration) -> Option<(String, Outcome)> {
         let sql = self.sent.clone()?;
@@ -215,8 +229,8 @@ impl PgServer {
         let mut admin = Session::open(&self.process.name, self.process.port)?;
         let drop = if fresh { "DROP TABLE IF EXISTS inventory, locks; " } else { "" };
         let schema = format!(
-            "{drop}CREATE TABLE IF NOT EXISTS inventory (sku int PRIMARY KEY, stock bigint NOT NULL, version bigint NOT NULL); \
-             INSERT INTO inventory VALUES (1, {}, 0) ON CONFLICT DO NOTHING; \
+            "{drop}CREATE TABLE IF NOT EXISTS inventory (sku int PRIMARY KEY, stock bigint NOT NULL, version bigint NOT NULL, max_token bigint); \
+             INSERT INTO inventory VALUES (1, {}, 0, NULL) ON CONFLICT DO NOTHING; \
              CREATE TABLE IF NOT EXISTS locks (name text PRIMARY KEY, owner text NOT NULL, expires_at timestamptz)",
             self.stock
         );
@@ -369,15 +383,7 @@ impl PgLock {
     /// One statement on connection `i`, answered within the reply bound; logged on the wire.
     fn exec(&mut self, i: usize, sql: String) -> Result<Outcome, RealError> {
         let c = &mut self.conns[i];
-        c.session.send(sql);
-        let Some((sql, r)) = c.session.take(REPLY_BOUND) else {
-            return Err(RealError::Talk {
-                server: "postgres".into(),
-                why: format!("c{}: no answer within {} s and not waiting for a lock", c.client, REPLY_BOUND.as_secs()),
-            });
-        };
-        self.server.wire.push(format!("c{}: {sql} → {}", c.client, shown(&r)));
-        Ok(r)
+        c.session.exec(c.client, sql, &mut self.server.wire)
     }
 
     /// Sends an acquire that may wait in the server's queue, then settles.
@@ -567,76 +573,24 @@ impl PgLock {
         let Some(i) = self.stock_conn(from, req)? else {
             return Ok(refused(from, req, a));
         };
-        let (reply, seen) = match req {
-            ResReq::Read { token, .. } => match self
-                .exec(i, "SELECT stock, version FROM inventory WHERE sku = 1".into())?
-            {
-                Ok(r) => {
-                    let (stock, version) = (r.int(0).unwrap_or(i64::MIN), r.int(1).unwrap_or(0) as u64);
-                    let reply = if self.versioned { ResReply::Row { stock, version } } else { ResReply::Stock(stock) };
-                    (reply, Observation::Read { client: from, token: *token, stock })
-                }
-                Err(_) => return Ok(refused(from, req, a)),
-            },
-            ResReq::Write { token, value, sale, .. } => {
-                let mut sql = format!(
-                    "WITH old AS (SELECT stock FROM inventory WHERE sku = 1) \
-                     UPDATE inventory SET stock = {value} WHERE sku = 1 RETURNING (SELECT stock FROM old)"
-                );
-                // The write of the outermost level travels with the COMMIT, as drivers pipeline them.
-                let commits = self.lock == DbLock::ForUpdate && self.conns[i].depth <= 1;
-                if commits {
-                    sql.push_str("; COMMIT");
-                }
-                match self.exec(i, sql)? {
-                    Ok(r) => {
-                        if commits {
-                            self.conns[i].depth = 0;
-                            self.conns[i].open = false;
-                        }
-                        let before = r.int(0).unwrap_or(i64::MIN);
-                        let seen = Observation::WriteAccepted {
-                            client: from,
-                            token: *token,
-                            value: *value,
-                            sale: *sale,
-                            before,
-                        };
-                        (ResReply::WriteOk, seen)
-                    }
-                    Err(_) => return Ok(refused(from, req, a)),
-                }
+        let mut sql = stock_sql(req, Fencing::None);
+        // The write of the outermost level travels with the COMMIT, as drivers pipeline them.
+        let commits = self.lock == DbLock::ForUpdate && self.conns[i].depth <= 1 && matches!(req, ResReq::Write { .. });
+        if commits {
+            sql.push_str("; COMMIT");
+        }
+        let outcome = self.exec(i, sql)?;
+        if commits && outcome.is_ok() {
+            self.conns[i].depth = 0;
+            self.conns[i].open = false;
+        }
+        match stock_answer(from, req, self.versioned, &outcome) {
+            Some((reply, seen)) => {
+                a.observed.push(seen);
+                a.sends.push((from, Wire::ResReply(reply)));
             }
-            ResReq::Decrement => {
-                let sql = "UPDATE inventory SET stock = stock - 1 WHERE sku = 1 AND stock >= 1 RETURNING stock";
-                match self.exec(i, sql.into())? {
-                    Ok(r) if r.count == 1 => {
-                        (ResReply::Decremented, Observation::Decremented { client: from, stock: r.int(0).unwrap_or(0) })
-                    }
-                    Ok(_) => (ResReply::SoldOut, Observation::SoldOut { client: from }),
-                    Err(_) => return Ok(refused(from, req, a)),
-                }
-            }
-            ResReq::CasWrite { version, value } => {
-                let sql = format!(
-                    "WITH old AS (SELECT stock FROM inventory WHERE sku = 1) \
-                     UPDATE inventory SET stock = {value}, version = version + 1 WHERE sku = 1 AND version = {version} \
-                     RETURNING (SELECT stock FROM old)"
-                );
-                match self.exec(i, sql)? {
-                    Ok(r) if r.count == 1 => {
-                        let before = r.int(0).unwrap_or(i64::MIN);
-                        let seen =
-                            Observation::WriteAccepted { client: from, token: None, value: *value, sale: true, before };
-                        (ResReply::WriteOk, seen)
-                    }
-                    Ok(_) => (ResReply::Conflict, Observation::WriteRejected { client: from, token: None }),
-                    Err(_) => return Ok(refused(from, req, a)),
-                }
-            }
-        };
-        a.observed.push(seen);
-        a.sends.push((from, Wire::ResReply(reply)));
+            None => refused(from, req, a),
+        }
         self.settle(a)
     }
 
@@ -717,8 +671,73 @@ impl PgLock {
     }
 }
 
+/// A request to the stock as one statement on the `inventory` row. With fencing, a token lower
+/// than the row's `max_token` finds no row (refused); a write (and, fencing reads too, a read)
+/// registers its token. Every statement returns a row exactly when it did what was asked.
+fn stock_sql(req: &ResReq, fencing: Fencing) -> String {
+    const ROW: &str = "FROM inventory WHERE sku = 1";
+    let fenced = |t: &Option<u64>| match (t, fencing) {
+        (Some(t), Fencing::Writes | Fencing::ReadsAndWrites) => Some(*t),
+        _ => None,
+    };
+    let admits = |t: u64| format!("sku = 1 AND (max_token IS NULL OR max_token <= {t})");
+    match req {
+        ResReq::Read { token, .. } => match fenced(token) {
+            Some(t) if fencing == Fencing::ReadsAndWrites => {
+                format!("UPDATE inventory SET max_token = {t} WHERE {} RETURNING stock, version", admits(t))
+            }
+            Some(t) => format!("SELECT stock, version FROM inventory WHERE {}", admits(t)),
+            None => format!("SELECT stock, version {ROW}"),
+        },
+        ResReq::Write { token, value, .. } => {
+            let (set, cond) = match fenced(token) {
+                Some(t) => (format!(", max_token = {t}"), admits(t)),
+                None => (String::new(), "sku = 1".into()),
+            };
+            format!(
+                "WITH old AS (SELECT stock {ROW}) UPDATE inventory SET stock = {value}{set} WHERE {cond} \
+                 RETURNING (SELECT stock FROM old)"
+            )
+        }
+        ResReq::Decrement => {
+            "UPDATE inventory SET stock = stock - 1 WHERE sku = 1 AND stock >= 1 RETURNING stock".into()
+        }
+        ResReq::CasWrite { version, value } => format!(
+            "WITH old AS (SELECT stock {ROW}) UPDATE inventory SET stock = {value}, version = version + 1 \
+             WHERE sku = 1 AND version = {version} RETURNING (SELECT stock FROM old)"
+        ),
+    }
+}
+
+/// What the stock statement's outcome means: the reply and what the properties observe; `None`
+/// when the statement failed (its connection or transaction is gone).
+fn stock_answer(from: NodeId, req: &ResReq, versioned: bool, outcome: &Outcome) -> Option<(ResReply, Observation)> {
+    let r = outcome.as_ref().ok()?;
+    let done = !r.rows.is_empty();
+    let first = r.int(0).unwrap_or(i64::MIN);
+    let rejected = |token| (ResReply::Rejected, Observation::WriteRejected { client: from, token });
+    Some(match *req {
+        ResReq::Read { token, .. } if done => {
+            let version = r.int(1).unwrap_or(0) as u64;
+            let reply = if versioned { ResReply::Row { stock: first, version } } else { ResReply::Stock(first) };
+            (reply, Observation::Read { client: from, token, stock: first })
+        }
+        ResReq::Write { token, value, sale, .. } if done => {
+            (ResReply::WriteOk, Observation::WriteAccepted { client: from, token, value, sale, before: first })
+        }
+        ResReq::Read { token, .. } | ResReq::Write { token, .. } => rejected(token),
+        ResReq::Decrement if done => (ResReply::Decremented, Observation::Decremented { client: from, stock: first }),
+        ResReq::Decrement => (ResReply::SoldOut, Observation::SoldOut { client: from }),
+        ResReq::CasWrite { value, .. } if done => (
+            ResReply::WriteOk,
+            Observation::WriteAccepted { client: from, token: None, value, sale: true, before: first },
+        ),
+        ResReq::CasWrite { .. } => (ResReply::Conflict, Observation::WriteRejected { client: from, token: None }),
+    })
+}
+
 /// A statement that never reached the data: its transaction, and its connection, are gone.
-fn refused(from: NodeId, req: &ResReq, a: &mut Answer<Msg>) {
+fn refused<M>(from: NodeId, req: &ResReq, a: &mut Answer<M>) {
     a.observed.push(Observation::WriteRejected { client: from, token: req.token() });
     a.sends.push((from, Wire::ResReply(ResReply::Rejected)));
 }
@@ -769,5 +788,68 @@ impl Counterpart<LeaseLock> for PgLock {
         self.server.boot(wiped)?;
         let from = if wiped { "a fresh cluster (the disk was lost)" } else { "its data folder (crash recovery)" };
         Ok(vec![format!("postgres started again from {from}")])
+    }
+}
+
+/// The stock of a family whose lock lives elsewhere (Redis, Redlock): lockcheck's storage node
+/// answered by a real PostgreSQL table, fenced as the spec fences the storage (the highest token
+/// seen is the row's `max_token`). A request is one autocommitted statement on its client's
+/// connection.
+pub struct PgStock {
+    server: PgServer,
+    fencing: Fencing,
+    conns: BTreeMap<NodeId, Session>,
+    system: String,
+    _sandbox: Sandbox,
+}
+
+impl PgStock {
+    pub fn start(stock: i64, fencing: Fencing, cfg: RealCfg) -> Result<PgStock, RealError> {
+        let system = version(&find_binary("postgres", PACKAGE, &[BIN])?);
+        let sandbox = Sandbox::new()?;
+        let server = PgServer::start(&sandbox, stock, cfg)?;
+        Ok(PgStock { server, fencing, conns: BTreeMap::new(), system, _sandbox: sandbox })
+    }
+
+    pub fn system(&self) -> String {
+        self.system.clone()
+    }
+
+    pub fn on_resource<M>(&mut self, from: NodeId, req: &ResReq, now: i64) -> Result<Answer<M>, RealError> {
+        self.server.at(now)?;
+        if !self.conns.contains_key(&from) {
+            let session = Session::open(&self.server.process.name, self.server.process.port)?;
+            self.conns.insert(from, session);
+        }
+        let session = self.conns.get_mut(&from).expect("opened above");
+        let outcome = session.exec(from, stock_sql(req, self.fencing), &mut self.server.wire)?;
+        let mut a = Answer::default();
+        match stock_answer(from, req, self.fencing == Fencing::Version, &outcome) {
+            Some((reply, seen)) => {
+                a.observed.push(seen);
+                a.sends.push((from, Wire::ResReply(reply)));
+            }
+            None => {
+                // Its connection is gone: the next request opens another, as a pool would.
+                self.conns.remove(&from);
+                refused(from, req, &mut a);
+            }
+        }
+        a.wire = std::mem::take(&mut self.server.wire);
+        Ok(a)
+    }
+
+    pub fn crash(&mut self) -> Vec<String> {
+        self.server.admin = None;
+        self.server.process.kill();
+        self.conns.clear();
+        vec!["SIGKILL to the stock's postgres and all its backends".into()]
+    }
+
+    pub fn restart(&mut self, wiped: bool, now: i64) -> Result<Vec<String>, RealError> {
+        self.server.at(now)?;
+        self.server.boot(wiped)?;
+        let from = if wiped { "a fresh table (the disk was lost)" } else { "its data folder (crash recovery)" };
+        Ok(vec![format!("the stock's postgres started again from {from}")])
     }
 }
