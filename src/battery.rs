@@ -77,6 +77,12 @@ pub struct Battery {
     sim: (PathBuf, toml::Table),
 }
 
+/// Where `lockcheck report` writes the spec of row `id` (`kind`: `model` or `sim`), which its
+/// traces name, so that `check`, `sim`, `replay` and `confirm` reproduce them from that file.
+pub fn written_spec(id: &str, kind: &str) -> PathBuf {
+    Path::new("reports").join("battery").join(id).join(format!("{kind}.toml"))
+}
+
 /// The simulator battery's faults, each as the reader names it and the setting that turns it on.
 pub const SIM_FAULTS: [(&str, &str); 6] = [
     ("a process pause", "faults.pauses"),
@@ -148,8 +154,20 @@ impl Battery {
     ) -> Result<Loaded, SpecError> {
         let mut l = crate::spec::model_from_table(path, &a.fill(template))?;
         crate::cli::validate(&l)?;
+        l.path = written_spec(&name, "model");
         l.name = name;
         Ok(l)
+    }
+
+    /// Each spec of a row as `lockcheck report` writes it beside the row's traces: the row's id,
+    /// `model` or `sim`, and the battery's file filled in for it.
+    pub fn filled(&self, a: &Approach) -> Vec<(String, &'static str, &Path, toml::Table)> {
+        let mut specs = vec![(a.id(), "model", self.model.0.as_path(), a.fill(&self.model.1))];
+        if a.locks() {
+            specs.push((format!("{}_reentrant", a.id()), "model", &self.reentrant.0, a.fill(&self.reentrant.1)));
+        }
+        specs.push((a.id(), "sim", &self.sim.0, a.fill(&self.sim.1)));
+        specs
     }
 
     /// The simulator battery's file, and its table filled in for `a`.
@@ -171,6 +189,9 @@ impl Battery {
         }
         let mut l = crate::sim::spec::sim_from_table(path, &table)?;
         crate::cli::validate(&l.as_model())?;
+        if only.is_none() {
+            l.path = written_spec(&a.id(), "sim");
+        }
         l.name = a.id();
         Ok(l)
     }

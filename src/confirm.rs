@@ -193,20 +193,22 @@ fn walk<P: Protocol>(
     cfg: RealCfg,
     system: &mut Option<String>,
 ) -> Result<Confirmation, RealError> {
-    match crate::real::counterpart(&w.machine.sys.proto, cfg) {
-        Ok(real) => {
-            let stock = match w.machine.sys.proto.resource() {
-                ResourceHome::Storage(fencing) => Some(PgStock::start(spec.env().stock, fencing, cfg)?),
-                ResourceHome::Server => None,
-            };
-            walk_with(spec, w, property, actions, Reals { lock: real, stock }, system)
-        }
+    let proto = &w.machine.sys.proto;
+    // No lock server at all (no lock): the stock alone is real.
+    let lock = match crate::real::counterpart(proto, cfg) {
+        Ok(real) => Some(real),
+        Err(RealError::Unsupported(_)) if proto.servers().is_empty() => None,
         Err(RealError::Unsupported(why)) => {
             let outcome = Outcome::NotAttempted(format!("{} {why}", spec.spec.protocol));
-            Ok(Confirmation { property, outcome, trace: None })
+            return Ok(Confirmation { property, outcome, trace: None });
         }
-        Err(e) => Err(e),
-    }
+        Err(e) => return Err(e),
+    };
+    let stock = match proto.resource() {
+        ResourceHome::Storage(fencing) => Some(PgStock::start(spec.env().stock, fencing, cfg)?),
+        ResourceHome::Server => None,
+    };
+    walk_with(spec, w, property, actions, Reals { lock, stock }, system)
 }
 
 fn walk_with<P: Protocol>(
@@ -217,9 +219,11 @@ fn walk_with<P: Protocol>(
     real: Reals<P>,
     system: &mut Option<String>,
 ) -> Result<Confirmation, RealError> {
-    *system = Some(match &real.stock {
-        Some(stock) => format!("{} (the stock in {})", real.lock.system(), stock.system()),
-        None => real.lock.system(),
+    *system = Some(match (&real.lock, &real.stock) {
+        (Some(lock), Some(stock)) => format!("{} (the stock in {})", lock.system(), stock.system()),
+        (Some(lock), None) => lock.system(),
+        (None, Some(stock)) => format!("{} (the stock; no lock server)", stock.system()),
+        (None, None) => "no real server".into(),
     });
     w.machine.attach(real);
     let walked = steps(w, property, actions);
@@ -307,7 +311,7 @@ struct Answered {
 /// The real servers of one walk: the lock's, and the stock's when it lives on lockcheck's storage
 /// node rather than in the lock's server.
 pub struct Reals<P: Protocol> {
-    lock: Box<dyn Counterpart<P>>,
+    lock: Option<Box<dyn Counterpart<P>>>,
     stock: Option<PgStock>,
 }
 
@@ -341,7 +345,7 @@ impl<P: Protocol> Confirming<P> {
 
     fn with_real<R>(&self, f: impl FnOnce(&mut (dyn Counterpart<P> + 'static)) -> R) -> Option<R> {
         let mut real = self.real.lock().expect("not poisoned");
-        real.as_mut().map(|r| f(r.lock.as_mut()))
+        real.as_mut().and_then(|r| r.lock.as_mut()).map(|l| f(l.as_mut()))
     }
 
     fn with_stock<R>(&self, f: impl FnOnce(&mut PgStock) -> R) -> Option<R> {
@@ -539,7 +543,7 @@ mod tests {
         let path = found.path_to(end.flatten().expect("the model violates mutual exclusion"));
         let actions: Vec<_> = search::replay_path(&world, &path).into_iter().map(|(a, ..)| a).collect();
         let mut system = None;
-        let real = Reals { lock: Box::new(AlwaysBusy), stock: None };
+        let real = Reals { lock: Some(Box::new(AlwaysBusy)), stock: None };
         let c = walk_with(&spec, &world, PropertyName::MutualExclusion, &actions, real, &mut system).unwrap();
         let Outcome::Diverged { step, model, real } = c.outcome else { panic!("{:?}", c.outcome) };
         assert_eq!(step, 1, "the first SET is where they part");

@@ -15,7 +15,9 @@ fn the_committed_report_is_what_the_engines_derive_today() {
         eprintln!("LOCKCHECK_FAST: the report is not regenerated");
         return;
     }
-    let out = common::scratch("report");
+    // `reports/` under a scratch root, as in the repository: the traces name their specs from there.
+    let root = common::scratch("report");
+    let out = root.join("reports");
     let o = Command::new(env!("CARGO_BIN_EXE_lockcheck"))
         .args(["report", "--jobs", "2", "--out"])
         .arg(&out)
@@ -49,7 +51,32 @@ fn the_committed_report_is_what_the_engines_derive_today() {
     }
     assert!(out.join("timings.txt").exists(), "timings go beside the report, not into it");
     every_drawing_renders_in_a_browser(&out);
-    std::fs::remove_dir_all(&out).unwrap();
+    a_rows_traces_are_reproduced_from_the_specs_written_beside_them(&root);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// The comparison's traces name the row's spec as the report wrote it (not the battery's
+/// template, which `lockcheck check` cannot run as it stands): `confirm` walks the model's
+/// counterexample with real servers from it and `replay` re-runs the simulator's seed from it.
+fn a_rows_traces_are_reproduced_from_the_specs_written_beside_them(root: &std::path::Path) {
+    let row = "reports/battery/database_select_for_update";
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_lockcheck")).args(args).current_dir(root).output().expect("runs");
+        let shown = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert_eq!(o.status.code(), Some(0), "lockcheck {}: {shown}", args.join(" "));
+        shown
+    };
+    let confirmed = run(&["confirm", &format!("{row}/mutual_exclusion.json")]);
+    assert!(confirmed.contains(&format!("== {row}/model.toml on PostgreSQL 15.")), "{confirmed}");
+    assert!(confirmed.contains("mutual_exclusion   confirmed"), "{confirmed}");
+    let seeded = std::fs::read_dir(root.join(row))
+        .expect("the row's traces")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("mutual_exclusion.seed") && !n.contains("shrunk") && n.ends_with(".json"))
+        .expect("the simulator's counterexample of the row");
+    let replayed = run(&["replay", &format!("{row}/{seeded}")]);
+    assert!(replayed.contains(&format!("{row}/sim.toml")), "{replayed}");
 }
 
 /// Opens the fresh `index.html` in headless Chromium and reads what the page's own script counted

@@ -58,7 +58,7 @@ fn battery_section(battery: &[Judged]) -> String {
     }
     md.push_str("Each cell: the verdict of both engines together (**no** if either found a counterexample), then the model checker's evidence and the simulator's. ");
     md.push_str("Reentrancy is checked apart, with nested acquires and no faults ([spec](../models/battery/reentrant.toml)). The last three columns are the seed's pros and cons, measured by the simulator under the battery.\n\n");
-    md.push_str("A model counterexample *confirmed on* a real server was walked again, step by step, with that server (from Debian's packages, started by lockcheck on 127.0.0.1) answering wherever the model's server did, while lockcheck played the clients, the network, the faults and the server's wall clock; it answered every step as the model did, and the property broke (`lockcheck confirm`). *Diverged at step k*: it answered otherwise there. Families with no real counterpart yet say nothing.\n\n");
+    md.push_str("A model counterexample *confirmed on* a real server was walked again, step by step, with that server (from Debian's packages, started by lockcheck on 127.0.0.1) answering wherever the model's server did, while lockcheck played the clients, the network, the faults and the server's wall clock; it answered every step as the model did, and the property broke (`lockcheck confirm`). Where the stock is not kept by the lock's own server (a database), it is a real PostgreSQL table too, fenced by its `max_token` column: *the stock in PostgreSQL*. *Diverged at step k*: it answered otherwise there. Families with no real counterpart yet (ZooKeeper, Curator, etcd, Redisson, the lease service, replicated Redis) say nothing.\n\n");
     md.push_str(&compare::table(battery));
     md.push('\n');
     md
@@ -323,6 +323,16 @@ pub fn run(models_dir: &Path, sims_dir: &Path, out: &Path, jobs: usize) -> anyho
     let judged = battery.judge(&limits, &crate::sim::Options { shrink: true, ..opts })?;
     stop("the battery")?;
     for j in &judged {
+        for (id, kind, from, table) in battery.filled(&j.approach) {
+            let text = format!(
+                "# The comparison's row \"{}\": {} with the row's protocol and options filled in, as\n\
+                 # `lockcheck report` judged it. The traces beside this file name it: it reproduces them.\n\n{}",
+                j.approach.name,
+                from.display(),
+                toml::to_string(&table)?
+            );
+            crate::cli::write_atomic(&out.join("battery").join(id).join(format!("{kind}.toml")), &text)?;
+        }
         crate::cli::write_traces(&j.model, &out.join("battery"))?;
         if let Some(r) = &j.reentrant {
             crate::cli::write_traces(r, &out.join("battery"))?;
