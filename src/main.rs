@@ -20,7 +20,7 @@ Examples:
   lockcheck report                                 # everything, to reports/ (the main job)
   lockcheck check models/redis_gc_pause.toml       # one spec: verdicts and shortest traces
   lockcheck sim sims/ --jobs 2                     # every scenario over its seeds
-  lockcheck confirm models/                        # walk the counterexamples again with a real Redis
+  lockcheck confirm models/                        # walk the counterexamples again on real Redis and PostgreSQL
   lockcheck completions bash > ~/.local/share/bash-completion/completions/lockcheck";
 
 #[derive(Parser)]
@@ -177,9 +177,9 @@ enum Cmd {
         /// A trace written by --out. Example: traces/redis_gc_pause/no_stale_write.json
         trace: PathBuf,
     },
-    /// Walk each counterexample again with real servers (Debian's redis-server) answering where
-    /// the model's server did: confirmed, diverged at step k (both answers shown), or not
-    /// reproduced. Exit 0 only when every counterexample is confirmed.
+    /// Walk each counterexample again with real servers (Debian's redis-server, PostgreSQL 15)
+    /// answering where the model's server did: confirmed, diverged at step k (both answers
+    /// shown), or not reproduced. Exit 0 only when every counterexample is confirmed.
     #[command(
         after_help = "Examples:\n  lockcheck confirm models/redis_gc_pause.toml\n  lockcheck confirm traces/redis_gc_pause/no_stale_write.json --out traces"
     )]
