@@ -194,3 +194,48 @@ fn postgres_lock_rows_with_and_without_expiry() {
     }
     database("optimistic", db::Options { lock: DbLock::Optimistic, ..db::Options::default() }, 60);
 }
+
+/// lockcheck's storage node (`Resource`) against the PostgreSQL table that answers for it in
+/// confirm walks, under each fencing: reads and writes with tokens, decrements, versioned writes.
+#[test]
+fn the_stock_table_answers_as_the_storage_node_under_each_fencing() {
+    use lockcheck::protocol::{Cx, Wire};
+    use lockcheck::real::answer_of;
+    use lockcheck::real::postgres::PgStock;
+    use lockcheck::resource::{Fencing, Resource};
+    for fencing in [Fencing::None, Fencing::Writes, Fencing::ReadsAndWrites, Fencing::Version] {
+        let mut real = PgStock::start(2, fencing, RealCfg::default()).unwrap_or_else(|e| panic!("{e}"));
+        for seed in 0..40 {
+            let rng = &mut ChaCha8Rng::seed_from_u64(seed);
+            let mut model = Resource::new(2, fencing);
+            real.crash();
+            real.restart(true, 0).unwrap_or_else(|e| panic!("{e}"));
+            let mut asked = Vec::new();
+            for _ in 0..rng.random_range(4..12) {
+                let from = rng.random_range(0..CLIENTS);
+                let token = rng.random_bool(0.8).then(|| rng.random_range(1..5));
+                let req = match (rng.random_range(0..3), fencing) {
+                    (0, _) => ResReq::Read { token, session: 0 },
+                    (1, Fencing::Version) => {
+                        ResReq::CasWrite { version: rng.random_range(0..3), value: rng.random_range(0..3) }
+                    }
+                    (1, _) => ResReq::Write { token, session: 0, value: rng.random_range(0..3), sale: true },
+                    _ => ResReq::Decrement,
+                };
+                let mut cx = Cx::<Wire<()>, (), ()>::new(CLIENTS, 0);
+                model.handle(from, req.clone(), &mut cx);
+                let (sends, observed) = answer_of(&cx.effects);
+                let a = real.on_resource::<()>(from, &req, 0).unwrap_or_else(|e| panic!("{e}"));
+                asked.push(format!("{from}: {req}"));
+                assert!(
+                    a.sends == sends && a.observed == observed,
+                    "{fencing:?}, seed {seed}: {}\n  model: {sends:?} {observed:?}\n  real:  {:?} {:?} [{}]",
+                    asked.join("; "),
+                    a.sends,
+                    a.observed,
+                    a.wire.join("; ")
+                );
+            }
+        }
+    }
+}
