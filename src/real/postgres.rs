@@ -104,10 +104,7 @@ impl Session {
         let mut client = loop {
             match config.connect(postgres::NoTls) {
                 Ok(c) => break c,
-                Err(e) if began.elapsed() < REPLY_BOUND => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
+                Err(_) if began.elapsed() < REPLY_BOUND => std::thread::sleep(Duration::from_millis(5)),
                 Err(e) => return Err(talk(e.to_string())),
             }
         };
@@ -125,7 +122,7 @@ impl Session {
     }
 
     fn send(&mut self, sql: String) {
-        debug_assert!(self.sent.is_none(), "one statement at a time on a connection");
+        assert!(self.sent.is_none(), "one statement at a time on a connection");
         // A closed connection's thread is gone: the statement fails when its answer is taken.
         let _ = self.jobs.send(sql.clone());
         self.sent = Some(sql);
