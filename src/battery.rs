@@ -77,10 +77,16 @@ pub struct Battery {
     sim: (PathBuf, toml::Table),
 }
 
-/// Where `lockcheck report` writes the spec of row `id` (`kind`: `model` or `sim`), which its
-/// traces name, so that `check`, `sim`, `replay` and `confirm` reproduce them from that file.
+/// Where `lockcheck report` writes the spec of row `id` (`kind`: `model` or `sim`), in its output
+/// folder.
 pub fn written_spec(id: &str, kind: &str) -> PathBuf {
-    Path::new("reports").join("battery").join(id).join(format!("{kind}.toml"))
+    Path::new("battery").join(id).join(format!("{kind}.toml"))
+}
+
+/// The name the row's traces give that spec: where the report writes it by default (`reports/`),
+/// so that `check`, `sim`, `replay` and `confirm` reproduce them from that file.
+fn named_spec(id: &str, kind: &str) -> PathBuf {
+    Path::new("reports").join(written_spec(id, kind))
 }
 
 /// The simulator battery's faults, each as the reader names it and the setting that turns it on.
@@ -154,7 +160,7 @@ impl Battery {
     ) -> Result<Loaded, SpecError> {
         let mut l = crate::spec::model_from_table(path, &a.fill(template))?;
         crate::cli::validate(&l)?;
-        l.path = written_spec(&name, "model");
+        l.path = named_spec(&name, "model");
         l.name = name;
         Ok(l)
     }
@@ -190,7 +196,7 @@ impl Battery {
         let mut l = crate::sim::spec::sim_from_table(path, &table)?;
         crate::cli::validate(&l.as_model())?;
         if only.is_none() {
-            l.path = written_spec(&a.id(), "sim");
+            l.path = named_spec(&a.id(), "sim");
         }
         l.name = a.id();
         Ok(l)

@@ -219,12 +219,7 @@ fn walk_with<P: Protocol>(
     real: Reals<P>,
     system: &mut Option<String>,
 ) -> Result<Confirmation, RealError> {
-    *system = Some(match (&real.lock, &real.stock) {
-        (Some(lock), Some(stock)) => format!("{} (the stock in {})", lock.system(), stock.system()),
-        (Some(lock), None) => lock.system(),
-        (None, Some(stock)) => format!("{} (the stock; no lock server)", stock.system()),
-        (None, None) => "no real server".into(),
-    });
+    *system = Some(real.system());
     w.machine.attach(real);
     let walked = steps(w, property, actions);
     w.machine.detach();
@@ -315,6 +310,18 @@ pub struct Reals<P: Protocol> {
     stock: Option<PgStock>,
 }
 
+impl<P: Protocol> Reals<P> {
+    /// The real systems and their versions: `Redis 7.0.15 (the stock in PostgreSQL 15.18)`.
+    fn system(&self) -> String {
+        match (&self.lock, &self.stock) {
+            (Some(lock), Some(stock)) => format!("{} (the stock in {})", lock.system(), stock.system()),
+            (Some(lock), None) => lock.system(),
+            (None, Some(stock)) => format!("{} (the stock; no lock server)", stock.system()),
+            (None, None) => unreachable!("a walk without a lock server has the stock on the storage node"),
+        }
+    }
+}
+
 /// The protocol's system with its server nodes (and storage node) answered by real servers while
 /// they are attached (and by the model alone otherwise, as when it searches for the
 /// counterexample).
@@ -351,6 +358,26 @@ impl<P: Protocol> Confirming<P> {
     fn with_stock<R>(&self, f: impl FnOnce(&mut PgStock) -> R) -> Option<R> {
         let mut real = self.real.lock().expect("not poisoned");
         real.as_mut().and_then(|r| r.stock.as_mut()).map(f)
+    }
+
+    fn attached(&self) -> bool {
+        self.real.lock().expect("not poisoned").is_some()
+    }
+
+    /// What the real server behind node `me` answers to `msg` from `from`, if one is asked.
+    fn ask_real(
+        &self,
+        me: NodeId,
+        from: NodeId,
+        msg: &<Self as Machine>::Msg,
+        now: i64,
+    ) -> Option<Result<Answer<P::Msg>, RealError>> {
+        match (self.real_index(me), msg) {
+            (Some(index), Wire::Lock(m)) => self.with_real(|r| r.on_msg(index, from, m, now)),
+            (Some(index), Wire::Res(req)) => self.with_real(|r| r.on_resource(index, from, req, now)),
+            (None, Wire::Res(req)) if Some(me) == self.storage => self.with_stock(|s| s.on_resource(from, req, now)),
+            _ => None,
+        }
     }
 
     /// `SIGKILL` to the real server behind node `id`, if there is one; what was done.
@@ -416,39 +443,23 @@ impl<P: Protocol> Machine for Confirming<P> {
 
     fn on_message(&self, state: &mut Self::State, from: NodeId, msg: Self::Msg, cx: &mut MCx<Self>) {
         let before = cx.effects.len();
-        if Some(cx.me) == self.storage
-            && let Wire::Res(req) = &msg
-        {
-            let req = req.clone();
-            self.sys.on_message(state, from, msg, cx);
-            if let Some(real) = self.with_stock(|s| s.on_resource(from, &req, cx.now)) {
-                self.compare(cx, before, real);
-            }
-            return;
-        }
-        let Some(index) = self.real_index(cx.me) else {
-            return self.sys.on_message(state, from, msg, cx);
-        };
-        let input = msg.clone();
+        // Only a message a real server will be asked is kept (not while the model is searched).
+        let input =
+            (self.attached() && (self.real_index(cx.me).is_some() || Some(cx.me) == self.storage)).then(|| msg.clone());
         self.sys.on_message(state, from, msg, cx);
-        let real = self.with_real(|r| match &input {
-            Wire::Lock(m) => Some(r.on_msg(index, from, m, cx.now)),
-            Wire::Res(req) => Some(r.on_resource(index, from, req, cx.now)),
-            Wire::ResReply(_) => None,
-        });
-        if let Some(Some(real)) = real {
+        if let Some(real) = input.and_then(|m| self.ask_real(cx.me, from, &m, cx.now)) {
             self.compare(cx, before, real);
         }
     }
 
     fn on_timer(&self, state: &mut Self::State, timer: Self::Timer, cx: &mut MCx<Self>) {
         let before = cx.effects.len();
-        let lock_timer = match &timer {
-            Tmr::Lock(t) => Some(t.clone()),
+        let asked = match (&timer, self.real_index(cx.me)) {
+            (Tmr::Lock(t), Some(index)) if self.attached() => Some((index, t.clone())),
             _ => None,
         };
         self.sys.on_timer(state, timer, cx);
-        if let (Some(index), Some(t)) = (self.real_index(cx.me), lock_timer)
+        if let Some((index, t)) = asked
             && let Some(real) = self.with_real(|r| r.on_timer(index, &t, cx.now))
         {
             self.compare(cx, before, real);

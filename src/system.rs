@@ -418,11 +418,7 @@ impl<P: Protocol> Machine for LockSystem<P> {
     }
 
     fn show_msg(&self, from: NodeId, msg: &Self::Msg) -> String {
-        match msg {
-            Wire::Lock(m) => self.proto.show_msg(from, m),
-            Wire::Res(r) => r.to_string(),
-            Wire::ResReply(r) => r.to_string(),
-        }
+        crate::protocol::show_wire(&self.proto, from, msg)
     }
 
     fn show_timer(&self, timer: &Self::Timer) -> String {

@@ -199,9 +199,11 @@ fn postgres_lock_rows_with_and_without_expiry() {
 /// confirm walks, under each fencing: reads and writes with tokens, decrements, versioned writes.
 #[test]
 fn the_stock_table_answers_as_the_storage_node_under_each_fencing() {
+    use lockcheck::protocol::none::NoLock;
     use lockcheck::protocol::{Cx, Wire};
-    use lockcheck::real::answer_of;
     use lockcheck::real::postgres::PgStock;
+    use lockcheck::real::{answer_of, show_answer};
+    let client = |id: usize| format!("client-{id}");
     use lockcheck::resource::{Fencing, Resource};
     for fencing in [Fencing::None, Fencing::Writes, Fencing::ReadsAndWrites, Fencing::Version] {
         let mut real = PgStock::start(2, fencing, RealCfg::default()).unwrap_or_else(|e| panic!("{e}"));
@@ -226,13 +228,14 @@ fn the_stock_table_answers_as_the_storage_node_under_each_fencing() {
                 model.handle(from, req.clone(), &mut cx);
                 let (sends, observed) = answer_of(&cx.effects);
                 let a = real.on_resource::<()>(from, &req, 0).unwrap_or_else(|e| panic!("{e}"));
-                asked.push(format!("{from}: {req}"));
+                asked.push(format!("client-{from}: {req}"));
+                let said = |sends: &[_], observed: &[_]| show_answer(&NoLock, CLIENTS, sends, observed, &client);
                 assert!(
                     a.sends == sends && a.observed == observed,
-                    "{fencing:?}, seed {seed}: {}\n  model: {sends:?} {observed:?}\n  real:  {:?} {:?} [{}]",
+                    "{fencing:?}, seed {seed}: {}\n  model: {}\n  real:  {} [{}]",
                     asked.join("; "),
-                    a.sends,
-                    a.observed,
+                    said(&sends, &observed),
+                    said(&a.sends, &a.observed),
                     a.wire.join("; ")
                 );
             }

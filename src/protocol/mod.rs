@@ -273,6 +273,16 @@ pub enum Wire<M> {
     ResReply(crate::resource::ResReply),
 }
 
+/// A message in the system's words: the family's own for its lock messages (sent by `from`),
+/// the stock's statements and replies for the others.
+pub fn show_wire<P: Protocol>(proto: &P, from: NodeId, m: &Wire<P::Msg>) -> String {
+    match m {
+        Wire::Lock(m) => proto.show_msg(from, m),
+        Wire::Res(r) => r.to_string(),
+        Wire::ResReply(r) => r.to_string(),
+    }
+}
+
 /// Timers: the protocol's own, or the workload client's.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Tmr<T> {

@@ -80,14 +80,20 @@ pub fn show_answer<P: Protocol>(
     observed: &[Observation],
     name: &dyn Fn(NodeId) -> String,
 ) -> String {
-    let show = |m: &Wire<P::Msg>| match m {
-        Wire::Lock(m) => proto.show_msg(me, m),
-        Wire::Res(r) => r.to_string(),
-        Wire::ResReply(r) => r.to_string(),
-    };
-    let mut parts: Vec<String> = sends.iter().map(|(to, m)| format!("→ {}: {}", name(*to), show(m))).collect();
+    let mut parts: Vec<String> =
+        sends.iter().map(|(to, m)| format!("→ {}: {}", name(*to), crate::protocol::show_wire(proto, me, m))).collect();
     parts.extend(observed.iter().map(|o| crate::check::observation_text(o, name)));
     if parts.is_empty() { "nothing".into() } else { parts.join("; ") }
+}
+
+/// The unique value a real lock record carries for request `asked` of client `from` (the
+/// model's `c<client>:<asked>`), and the client it names.
+pub(crate) fn value(from: NodeId, asked: i64) -> String {
+    format!("c{from}:{asked}")
+}
+
+pub(crate) fn owner(value: &str) -> Option<NodeId> {
+    value.strip_prefix('c')?.split(':').next()?.parse().ok()
 }
 
 /// Settings of a run against real servers.
@@ -134,21 +140,26 @@ pub trait Counterpart<P: Protocol>: Send {
     fn restart(&mut self, server: usize, wiped: bool, now: i64) -> Result<Vec<String>, RealError>;
 }
 
+fn none_yet() -> RealError {
+    RealError::Unsupported("has no real counterpart yet (so far: redis, redlock, db)".into())
+}
+
 /// The counterpart of `proto`, its servers started; an error when the family (or this
 /// configuration of it) has no real counterpart, or a server does not start.
 pub fn counterpart<P: Protocol>(proto: &P, cfg: RealCfg) -> Result<Box<dyn Counterpart<P>>, RealError> {
     let any: &dyn Any = proto;
     let boxed: Box<dyn Any> = if let Some(p) = any.downcast_ref::<crate::protocol::lease::LeaseLock>() {
         let c: Box<dyn Counterpart<crate::protocol::lease::LeaseLock>> = match p.cfg.dialect {
-            Dialect::Sql(_) => Box::new(postgres::PgLock::start(p, cfg)?),
-            _ => Box::new(redis::RedisLease::start(p, cfg)?),
+            Dialect::Sql(lock) => Box::new(postgres::PgLock::start(p, lock, cfg)?),
+            Dialect::Redis => Box::new(redis::RedisLease::start(p, cfg)?),
+            Dialect::LeaseService => return Err(none_yet()),
         };
         Box::new(c)
     } else if let Some(p) = any.downcast_ref::<crate::protocol::redlock::Redlock>() {
         let c: Box<dyn Counterpart<crate::protocol::redlock::Redlock>> = Box::new(redis::RedlockNodes::start(p, cfg)?);
         Box::new(c)
     } else {
-        return Err(RealError::Unsupported("has no real counterpart yet (so far: redis, redlock, db)".into()));
+        return Err(none_yet());
     };
     Ok(*boxed.downcast::<Box<dyn Counterpart<P>>>().expect("the counterpart was built for P"))
 }

@@ -23,10 +23,10 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::process::{Account, EPOCH_MS, Process, REPLY_BOUND, Sandbox, find_binary};
-use super::{Answer, Counterpart, RealCfg, RealError};
+use super::process::{Account, EPOCH_MS, Process, REPLY_BOUND, Sandbox, find_binary, wall_ms};
+use super::{Answer, Counterpart, RealCfg, RealError, owner, value};
 use crate::protocol::db::DbLock;
-use crate::protocol::lease::{Dialect, LeaseLock, Msg, Timer};
+use crate::protocol::lease::{LeaseLock, Msg, Timer};
 use crate::protocol::{NodeId, Observation, Wire};
 use crate::resource::{Fencing, ResReply, ResReq};
 
@@ -73,15 +73,19 @@ impl Reply {
 
 fn shown(o: &Outcome) -> String {
     match o {
-        Ok(r) if !r.rows.is_empty() => {
-            let row = |r: &Vec<Option<String>>| {
-                r.iter().map(|v| v.as_deref().unwrap_or("NULL")).collect::<Vec<_>>().join(" | ")
-            };
-            r.rows.iter().map(row).collect::<Vec<_>>().join("; ")
-        }
-        Ok(r) => format!("{} row(s)", r.count),
+        Ok(r) => shown_reply(r),
         Err(e) => e.clone(),
     }
+}
+
+/// Rows as `psql -A` prints them (`2 | 0`), or how many the command touched.
+fn shown_reply(r: &Reply) -> String {
+    if r.rows.is_empty() {
+        return format!("{} row(s)", r.count);
+    }
+    let row =
+        |r: &Vec<Option<String>>| r.iter().map(|v| v.as_deref().unwrap_or("NULL")).collect::<Vec<_>>().join(" | ");
+    r.rows.iter().map(row).collect::<Vec<_>>().join("; ")
 }
 
 /// One connection, served by a thread of its own so that a statement blocked in the server's lock
@@ -243,11 +247,7 @@ impl PgServer {
 
     /// The wall clock at the start of tick `now` (never moved back).
     fn at(&mut self, now: i64) -> Result<(), RealError> {
-        self.process.clock.set(EPOCH_MS + now * self.tick_ms)
-    }
-
-    fn instant(&self, tick: i64) -> i64 {
-        EPOCH_MS + tick * self.tick_ms
+        self.process.clock.set(wall_ms(now, self.tick_ms))
     }
 
     /// A statement on lockcheck's own connection (not logged: it is not the application's).
@@ -313,20 +313,9 @@ pub struct PgLock {
     _sandbox: Sandbox,
 }
 
-fn value(from: NodeId, asked: i64) -> String {
-    format!("c{from}:{asked}")
-}
-
-fn owner(value: &str) -> Option<NodeId> {
-    value.strip_prefix('c')?.split(':').next()?.parse().ok()
-}
-
 impl PgLock {
-    pub fn start(p: &LeaseLock, cfg: RealCfg) -> Result<PgLock, RealError> {
+    pub fn start(p: &LeaseLock, lock: DbLock, cfg: RealCfg) -> Result<PgLock, RealError> {
         let c = &p.cfg;
-        let Dialect::Sql(lock) = c.dialect else {
-            return Err(RealError::Unsupported("is not a database lock".into()));
-        };
         if matches!(c.fencing, Fencing::Writes | Fencing::ReadsAndWrites) {
             return Err(RealError::Unsupported("with fencing tokens has no real counterpart yet".into()));
         }
@@ -488,7 +477,8 @@ impl PgLock {
                 self.ttl * self.server.tick_ms
             ),
             (_, true) => {
-                let (now, until) = (self.server.instant(asked), self.server.instant(asked + self.ttl));
+                let tick_ms = self.server.tick_ms;
+                let (now, until) = (wall_ms(asked, tick_ms), wall_ms(asked + self.ttl, tick_ms));
                 format!(
                     "WITH old AS (SELECT owner FROM locks WHERE name = 'stock') \
                      INSERT INTO locks VALUES ('stock', '{me}', to_timestamp({until} / 1000.0)) \
@@ -614,7 +604,8 @@ impl PgLock {
             DbLock::ForUpdate | DbLock::Advisory => {
                 let Some(i) = self.current(owner).filter(|&i| self.conns[i].depth > 0) else { return Ok(()) };
                 let pid = self.conns[i].session.pid;
-                if self.lock == DbLock::ForUpdate {
+                let dropped = self.lock == DbLock::Advisory;
+                if !dropped {
                     self.server.at(now)?;
                     // SAFETY: kill has no memory effects; `pid` is a backend of our own server.
                     unsafe {
@@ -622,8 +613,7 @@ impl PgLock {
                     }
                     self.server.wire.push(format!("SIGALRM to c{owner}'s backend (pid {pid}): it checks its timeout"));
                 } else {
-                    let c = self.conns.remove(i);
-                    drop(c.session);
+                    drop(self.conns.remove(i));
                     self.server.wire.push(format!("c{owner}'s connection is closed (the network drops it)"));
                 }
                 if !self.server.gone(pid)? {
@@ -631,7 +621,8 @@ impl PgLock {
                     return Ok(());
                 }
                 self.server.wire.push(format!("c{owner}'s session ended (pid {pid} gone)"));
-                if let Some(c) = self.conns.iter_mut().find(|c| c.session.pid == pid) {
+                if !dropped {
+                    let c = &mut self.conns[i];
                     c.open = false;
                     c.depth = 0;
                 }
@@ -651,14 +642,13 @@ impl PgLock {
             .server
             .admin("SELECT owner, (extract(epoch FROM expires_at) * 1000)::bigint FROM locks WHERE name = 'stock'")?;
         let (Some(was), Some(when)) = (r.text(0), r.int(1)) else { return Ok(()) };
-        let end_of_tick = self.server.instant(now + 1);
-        if self.timed && when >= end_of_tick {
+        let end_of_tick = self.timed.then(|| wall_ms(now + 1, self.server.tick_ms));
+        if !self.server.process.clock.pass(when, end_of_tick)? {
             return Ok(());
         }
-        self.server.process.clock.set(when + 1)?;
         self.server.wire.push(format!("the wall clock moves to expires_at + 1 ms ({})", when + 1));
         let r = self.server.admin("SELECT owner FROM locks WHERE name = 'stock' AND expires_at < now()")?;
-        self.server.wire.push(format!("SELECT owner FROM locks WHERE expires_at < now() → {}", shown(&Ok(r.clone()))));
+        self.server.wire.push(format!("SELECT owner FROM locks WHERE expires_at < now() → {}", shown_reply(&r)));
         if r.text(0) == Some(was.clone())
             && let Some(client) = owner(&was)
         {

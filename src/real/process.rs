@@ -24,6 +24,11 @@ pub const EPOCH_MS: i64 = 1_767_225_600_000;
 /// How long one command may take.
 pub const REPLY_BOUND: Duration = Duration::from_secs(5);
 
+/// The wall clock, in milliseconds since the epoch, at the start of model tick `tick`.
+pub fn wall_ms(tick: i64, tick_ms: i64) -> i64 {
+    EPOCH_MS + tick * tick_ms
+}
+
 /// Where a run keeps everything it writes; removed with everything in it when dropped.
 pub struct Sandbox {
     pub root: PathBuf,
@@ -101,6 +106,17 @@ impl FakeClock {
 
     pub fn now(&self) -> i64 {
         self.ms
+    }
+
+    /// Moves the clock one millisecond past `when`, a server's expiry instant (servers let a key
+    /// or row go once their clock has passed it), unless that is at or after `before` (the end of
+    /// the current tick, in a timed spec). Whether it moved.
+    pub fn pass(&mut self, when: i64, before: Option<i64>) -> Result<bool, RealError> {
+        if before.is_some_and(|end| when >= end) {
+            return Ok(false);
+        }
+        self.set(when + 1)?;
+        Ok(true)
     }
 
     /// Moves the clock to `ms`; it never goes back (the model's clocks only jump ahead).

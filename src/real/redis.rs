@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::process::{EPOCH_MS, Process, REPLY_BOUND, Sandbox, find_binary};
-use super::{Answer, Counterpart, RealCfg, RealError};
+use super::process::{EPOCH_MS, Process, REPLY_BOUND, Sandbox, find_binary, wall_ms};
+use super::{Answer, Counterpart, RealCfg, RealError, owner, value};
 use crate::protocol::lease::{Dialect, LeaseLock, Msg, Persist, Timer};
 use crate::protocol::redlock::{self, Redlock};
 use crate::protocol::{NodeId, Observation, Wire};
@@ -107,7 +107,7 @@ impl RedisNode {
 
     /// The wall clock at the start of tick `now` (never moved back).
     fn at(&mut self, now: i64) -> Result<(), RealError> {
-        self.process.clock.set(EPOCH_MS + now * self.tick_ms)
+        self.process.clock.set(wall_ms(now, self.tick_ms))
     }
 
     /// One command; logged with its reply as the real wire carried them.
@@ -168,12 +168,11 @@ impl RedisNode {
     /// key that expired, if one did.
     fn lapse(&mut self, now: i64) -> Result<Option<String>, RealError> {
         self.at(now)?;
-        let end_of_tick = EPOCH_MS + (now + 1) * self.tick_ms;
         let Some((value, when)) = self.key.clone() else { return Ok(None) };
-        if when < 0 || (self.timed && when >= end_of_tick) {
+        let end_of_tick = self.timed.then(|| wall_ms(now + 1, self.tick_ms));
+        if when < 0 || !self.process.clock.pass(when, end_of_tick)? {
             return Ok(None);
         }
-        self.process.clock.set(when + 1)?;
         self.wire.push(format!("the wall clock moves to PEXPIRETIME + 1 ms ({})", when + 1));
         if int(&self.cmd(&["EXISTS", "lock"])?) == 1 {
             return Ok(None);
@@ -237,14 +236,6 @@ fn text(v: &Value) -> Option<String> {
 }
 
 /// The client a lock value `c<client>:<asked>` (or a hash field `c<client>`) belongs to.
-fn owner(value: &str) -> Option<NodeId> {
-    value.strip_prefix('c')?.split(':').next()?.parse().ok()
-}
-
-fn value(from: NodeId, asked: i64) -> String {
-    format!("c{from}:{asked}")
-}
-
 fn take_wire(n: &mut RedisNode) -> Vec<String> {
     std::mem::take(&mut n.wire)
 }
@@ -266,9 +257,7 @@ pub struct RedisLease {
 impl RedisLease {
     pub fn start(p: &LeaseLock, cfg: RealCfg) -> Result<RedisLease, RealError> {
         let c = &p.cfg;
-        if c.dialect != Dialect::Redis {
-            return Err(RealError::Unsupported("has no real counterpart yet (so far: redis, redlock, db)".into()));
-        }
+        assert_eq!(c.dialect, Dialect::Redis, "only the Redis dialect is sent here (real::counterpart)");
         if c.replication.is_some() {
             return Err(RealError::Unsupported(
                 "with replicas is not confirmed: real replication streams by itself, lockcheck cannot hold or drop it"

@@ -331,7 +331,7 @@ pub fn run(models_dir: &Path, sims_dir: &Path, out: &Path, jobs: usize) -> anyho
                 from.display(),
                 toml::to_string(&table)?
             );
-            crate::cli::write_atomic(&out.join("battery").join(id).join(format!("{kind}.toml")), &text)?;
+            crate::cli::write_atomic(&out.join(crate::battery::written_spec(&id, kind)), &text)?;
         }
         crate::cli::write_traces(&j.model, &out.join("battery"))?;
         if let Some(r) = &j.reentrant {
