@@ -188,10 +188,15 @@ enum Cmd {
         /// Example: models/redis_release_del.toml
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
-        /// Real milliseconds per model tick (the real servers' clocks are lockcheck's, so this
-        /// only scales TTLs). Example: --tick-ms 100
+        /// Real milliseconds per model tick where lockcheck sets the server's clock (Redis,
+        /// PostgreSQL: this only scales TTLs). Example: --tick-ms 100
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=3_600_000))]
         tick_ms: i64,
+        /// Real milliseconds a tick lasts where the server's timers run on a clock lockcheck cannot
+        /// set (ZooKeeper's sessions): walks there take real time, and a tick must stay well
+        /// above scheduling noise. Example: --wait-tick-ms 1000
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(50..=60_000))]
+        wait_tick_ms: i64,
         /// Write each walk under DIR: <spec>/<property>.confirm.json and .md. Example: --out traces
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -308,12 +313,12 @@ fn run(cli: Cli) -> Result<i32> {
             println!("{msg}");
             Ok(if same { EXIT_OK } else { EXIT_MISMATCH })
         }
-        Cmd::Confirm { inputs, tick_ms, out } => {
+        Cmd::Confirm { inputs, tick_ms, wait_tick_ms, out } => {
             let inputs = cli::confirm_inputs(&inputs)?;
             if let Some(dir) = &out {
                 cli::usable_out(dir)?;
             }
-            let cfg = lockcheck::real::RealCfg { tick_ms, ..Default::default() };
+            let cfg = lockcheck::real::RealCfg { tick_ms, wait_tick_ms, ..Default::default() };
             let ok = cli::confirm_all(&inputs, cfg, out.as_deref(), &mut std::io::stdout())?;
             Ok(if ok { EXIT_OK } else { EXIT_MISMATCH })
         }

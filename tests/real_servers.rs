@@ -84,7 +84,7 @@ fn sequence<M>(rng: &mut ChaCha8Rng, speech: &Speech<M>) -> Vec<Op<M>> {
 /// `sequences` random sequences against one real server playing `proto`'s first server.
 fn conforms<P: Protocol>(name: &str, proto: P, sequences: u64, speech: &Speech<P::Msg>) {
     let mut real: Box<dyn Counterpart<P>> =
-        counterpart(&proto, RealCfg { tick_ms: 1000, timed: true }).unwrap_or_else(|e| panic!("{e}"));
+        counterpart(&proto, RealCfg::default()).unwrap_or_else(|e| panic!("{e}"));
     let mut start = 0;
     for seed in 0..sequences {
         let ops = sequence(&mut ChaCha8Rng::seed_from_u64(seed), speech);

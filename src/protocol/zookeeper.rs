@@ -290,6 +290,16 @@ pub struct Lib {
 }
 
 impl ZooKeeper {
+    /// The session timeout, in ticks (a real counterpart asks the server for it).
+    pub(crate) fn timeout(&self) -> i64 {
+        self.session_timeout
+    }
+
+    /// Curator's client hears the answer to a ping; the bare recipe's library keeps it to itself.
+    pub(crate) fn hears_pongs(&self) -> bool {
+        self.curator.is_some()
+    }
+
     fn ping_every(&self) -> i64 {
         (self.session_timeout / 3).max(1)
     }
@@ -525,7 +535,7 @@ impl ZooKeeper {
                 cx.cancel_lock_timer(Timer::Session(from));
                 self.delete_where(e, |z| z.owner == from && z.session == session, cx);
             }
-            Msg::Ping { .. } if self.curator.is_some() => cx.send_lock(from, Msg::Pong),
+            Msg::Ping { .. } if self.hears_pongs() => cx.send_lock(from, Msg::Pong),
             _ => {}
         }
         self.save(e, cx);

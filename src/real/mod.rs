@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod zookeeper;
 
 use std::any::Any;
 use std::path::Path;
@@ -105,11 +106,14 @@ pub struct RealCfg {
     /// much time passed as it takes": the real server's clock then runs to the moment the real
     /// server acts, however far.
     pub timed: bool,
+    /// Real milliseconds a tick lasts with a server whose timers run on a clock lockcheck cannot
+    /// move (ZooKeeper expires sessions on the JVM's monotonic clock): a walk there takes real time.
+    pub wait_tick_ms: i64,
 }
 
 impl Default for RealCfg {
     fn default() -> Self {
-        RealCfg { tick_ms: 1000, timed: true }
+        RealCfg { tick_ms: 1000, timed: true, wait_tick_ms: 500 }
     }
 }
 
@@ -141,7 +145,7 @@ pub trait Counterpart<P: Protocol>: Send {
 }
 
 fn none_yet() -> RealError {
-    RealError::Unsupported("has no real counterpart yet (so far: redis, redlock, db)".into())
+    RealError::Unsupported("has no real counterpart yet (so far: redis, redlock, db, zookeeper, curator)".into())
 }
 
 /// The counterpart of `proto`, its servers started; an error when the family (or this
@@ -157,6 +161,12 @@ pub fn counterpart<P: Protocol>(proto: &P, cfg: RealCfg) -> Result<Box<dyn Count
         Box::new(c)
     } else if let Some(p) = any.downcast_ref::<crate::protocol::redlock::Redlock>() {
         let c: Box<dyn Counterpart<crate::protocol::redlock::Redlock>> = Box::new(redis::RedlockNodes::start(p, cfg)?);
+        Box::new(c)
+    } else if let Some(p) = any.downcast_ref::<crate::protocol::zookeeper::ZooKeeper>() {
+        let c: Box<dyn Counterpart<crate::protocol::zookeeper::ZooKeeper>> = match p.dialect {
+            crate::protocol::zookeeper::Dialect::ZooKeeper => Box::new(zookeeper::ZkLock::start(p, cfg)?),
+            crate::protocol::zookeeper::Dialect::Etcd => return Err(none_yet()),
+        };
         Box::new(c)
     } else {
         return Err(none_yet());

@@ -142,7 +142,8 @@ pub struct Process {
     binary: PathBuf,
     args: Vec<String>,
     log: PathBuf,
-    shim: PathBuf,
+    /// The clock shim to preload; `None`: the server keeps the real clock.
+    shim: Option<PathBuf>,
     child: Option<Child>,
     account: Option<Account>,
 }
@@ -230,7 +231,7 @@ impl Process {
             binary,
             args,
             log,
-            shim: sb.shim.clone(),
+            shim: Some(sb.shim.clone()),
             child: None,
             account: None,
         })
@@ -245,17 +246,20 @@ impl Process {
         Ok(())
     }
 
+    /// The server keeps the real wall clock: a JVM's threads stall when theirs stands still.
+    pub fn real_clock(&mut self) {
+        self.shim = None;
+    }
+
     /// Starts the process and waits (bounded) until it accepts connections on its port.
     pub fn start(&mut self) -> Result<(), RealError> {
         let log = fs::File::create(&self.log).map_err(|e| RealError::io(&self.log, e))?;
         let err = log.try_clone().map_err(|e| RealError::io(&self.log, e))?;
         let mut cmd = Command::new(&self.binary);
-        cmd.args(&self.args)
-            .env("LD_PRELOAD", &self.shim)
-            .env("LOCKCHECK_CLOCK_FILE", &self.clock.file)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err);
+        cmd.args(&self.args).stdin(Stdio::null()).stdout(log).stderr(err);
+        if let Some(shim) = &self.shim {
+            cmd.env("LD_PRELOAD", shim).env("LOCKCHECK_CLOCK_FILE", &self.clock.file);
+        }
         // The server dies with lockcheck, even on SIGKILL.
         Account::apply(self.account, &mut cmd);
         let child = cmd.spawn().map_err(|e| RealError::Start { server: self.name.clone(), why: e.to_string() })?;

@@ -1,0 +1,695 @@
+//! ZooKeeper 3.8 (Debian's `zookeeper`, standalone) behind the `zookeeper` and `curator` families.
+//!
+//! lockcheck speaks ZooKeeper's wire protocol (jute over TCP) itself rather than through a client
+//! library, because a library would play the network on its own: it pings on a timer of its own,
+//! reconnects and re-registers watches by itself. Here every packet is one the counterexample sends:
+//! `create -e -s` (`EPHEMERAL_SEQUENTIAL`, with Curator's `_c_<guid>-` prefix under protection),
+//! `getChildren` and `exists` with a watch, `delete`, a ping, `closeSession`; one session (one TCP
+//! connection) per session of the model, opened by its first request, resumed with its id and
+//! password after the server restarts, and told `SESSION_EXPIRED` by the server itself.
+//!
+//! Time: ZooKeeper expires sessions on the JVM's monotonic clock, which no shim may move (its
+//! threads wait on it), so a walk here takes real time: tick `t` is `t × wait_tick_ms` after the
+//! walk's first step, and a session asks for `session_timeout × wait_tick_ms` plus half a tick, so
+//! a session the model keeps through tick `t` is alive in the real server at the start of that
+//! tick, and one the model expires at tick `t` is gone within the tick (ZooKeeper expires sessions
+//! in buckets of `tickTime`, a tenth of a tick here). When the model's session timer fires, the
+//! counterpart waits (bounded) until the server's own `dump` no longer lists the session.
+//!
+//! Sequence numbers: a sequential node's suffix is the parent's child version (`cversion`), which
+//! counts creations and deletions of children, as the model's zxid does; the model's first node is
+//! 1, ZooKeeper's `0000000000`.
+
+use std::collections::BTreeMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::process::{EPOCH_MS, Process, REPLY_BOUND, Sandbox};
+use super::{Answer, Counterpart, RealCfg, RealError};
+use crate::protocol::zookeeper::{Dialect, Msg, Timer, ZooKeeper};
+use crate::protocol::{NodeId, Observation, Wire};
+
+const JAR: &str = "/usr/share/java/zookeeper.jar";
+const PARENT: &str = "/lock";
+
+const OP_CREATE: i32 = 1;
+const OP_DELETE: i32 = 2;
+const OP_EXISTS: i32 = 3;
+const OP_GET_CHILDREN: i32 = 8;
+const OP_PING: i32 = 11;
+const OP_CLOSE: i32 = -11;
+const XID_WATCH: i32 = -1;
+const XID_PING: i32 = -2;
+const NO_NODE: i32 = -101;
+const EPHEMERAL_SEQUENTIAL: i32 = 3;
+const NODE_DELETED: i32 = 2;
+const NODE_CHILDREN_CHANGED: i32 = 4;
+
+/// Jute, ZooKeeper's encoding: big-endian integers, length-prefixed strings and buffers.
+#[derive(Default)]
+struct Out(Vec<u8>);
+
+impl Out {
+    fn int(mut self, v: i32) -> Self {
+        self.0.extend(v.to_be_bytes());
+        self
+    }
+    fn long(mut self, v: i64) -> Self {
+        self.0.extend(v.to_be_bytes());
+        self
+    }
+    fn bool(mut self, v: bool) -> Self {
+        self.0.push(v as u8);
+        self
+    }
+    fn buf(self, b: &[u8]) -> Self {
+        let mut o = self.int(b.len() as i32);
+        o.0.extend(b);
+        o
+    }
+    fn str(self, s: &str) -> Self {
+        self.buf(s.as_bytes())
+    }
+}
+
+struct In<'a>(&'a [u8]);
+
+impl<'a> In<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err(format!("a reply ends early ({} bytes left, {n} wanted)", self.0.len()));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn int(&mut self) -> Result<i32, String> {
+        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn long(&mut self) -> Result<i64, String> {
+        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn buf(&mut self) -> Result<Vec<u8>, String> {
+        let n = self.int()?;
+        if n < 0 {
+            return Ok(Vec::new());
+        }
+        Ok(self.take(n as usize)?.to_vec())
+    }
+    fn str(&mut self) -> Result<String, String> {
+        Ok(String::from_utf8_lossy(&self.buf()?).into_owned())
+    }
+}
+
+/// A watch notification: the event type and the node's path.
+#[derive(Debug)]
+struct Event {
+    kind: i32,
+    path: String,
+}
+
+/// One TCP connection to the server, carrying one session.
+struct Conn {
+    sock: TcpStream,
+    id: i64,
+    passwd: Vec<u8>,
+    xid: i32,
+}
+
+/// What opening (or resuming) a session gave.
+enum Opened {
+    Live(Conn),
+    /// The server answered a zero timeout: the session is gone.
+    Expired,
+}
+
+impl Conn {
+    /// Opens a new session (`resume` None) or resumes one after a reconnect.
+    fn open(port: u16, timeout_ms: i32, resume: Option<(i64, &[u8])>) -> std::io::Result<Opened> {
+        let sock = TcpStream::connect(("127.0.0.1", port))?;
+        sock.set_nodelay(true)?;
+        sock.set_read_timeout(Some(REPLY_BOUND))?;
+        let (id, passwd) = resume.unwrap_or((0, &[0u8; 16]));
+        let req = Out::default().int(0).long(0).int(timeout_ms).long(id).buf(passwd).bool(false);
+        let mut c = Conn { sock, id, passwd: passwd.to_vec(), xid: 0 };
+        c.send(&req.0)?;
+        let reply = c.frame()?;
+        let mut r = In(&reply);
+        let parsed = (|| -> Result<(i32, i64, Vec<u8>), String> {
+            r.int()?;
+            Ok((r.int()?, r.long()?, r.buf()?))
+        })();
+        let (timeout, id, passwd) = parsed.map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
+        if timeout <= 0 {
+            return Ok(Opened::Expired);
+        }
+        c.id = id;
+        c.passwd = passwd;
+        Ok(Opened::Live(c))
+    }
+
+    fn send(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let mut framed = (payload.len() as i32).to_be_bytes().to_vec();
+        framed.extend(payload);
+        self.sock.write_all(&framed)
+    }
+
+    fn frame(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        self.sock.read_exact(&mut len)?;
+        let n = i32::from_be_bytes(len);
+        if !(0..=1 << 20).contains(&n) {
+            return Err(std::io::Error::new(ErrorKind::InvalidData, format!("a frame of {n} bytes")));
+        }
+        let mut body = vec![0u8; n as usize];
+        self.sock.read_exact(&mut body)?;
+        Ok(body)
+    }
+
+    /// One request; its reply's error code and body, and the watch events that came before it.
+    fn call(&mut self, op: i32, body: Out) -> std::io::Result<(i32, Vec<u8>, Vec<Event>)> {
+        let xid = if op == OP_PING {
+            XID_PING
+        } else {
+            self.xid += 1;
+            self.xid
+        };
+        self.send(&Out::default().int(xid).int(op).0.into_iter().chain(body.0).collect::<Vec<_>>())?;
+        let mut events = Vec::new();
+        loop {
+            let f = self.frame()?;
+            let mut r = In(&f);
+            let bad = |e: String| std::io::Error::new(ErrorKind::InvalidData, e);
+            let (got, _zxid, err) = (r.int().map_err(bad)?, r.long().map_err(bad)?, r.int().map_err(bad)?);
+            if got == XID_WATCH {
+                events.push(event(&mut r).map_err(bad)?);
+            } else if got == xid {
+                return Ok((err, r.0.to_vec(), events));
+            }
+        }
+    }
+
+    /// The server has closed the connection (it expired the session, or it restarted).
+    fn closed(&self) -> bool {
+        let mut one = [0u8; 1];
+        let _ = self.sock.set_nonblocking(true);
+        let seen = self.sock.peek(&mut one);
+        let _ = self.sock.set_nonblocking(false);
+        match seen {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() != ErrorKind::WouldBlock,
+        }
+    }
+
+    /// Watch events already sent to this connection, waiting up to `quiet` for the first.
+    fn pending(&mut self, quiet: Duration) -> std::io::Result<Vec<Event>> {
+        let mut events = Vec::new();
+        loop {
+            self.sock.set_read_timeout(Some(quiet))?;
+            let mut one = [0u8; 1];
+            let ready = self.sock.peek(&mut one);
+            self.sock.set_read_timeout(Some(REPLY_BOUND))?;
+            match ready {
+                Ok(0) => return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "closed by the server")),
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return Ok(events),
+                Err(e) => return Err(e),
+            }
+            let f = self.frame()?;
+            let mut r = In(&f);
+            let bad = |e: String| std::io::Error::new(ErrorKind::InvalidData, e);
+            if r.int().map_err(bad)? == XID_WATCH {
+                r.long().map_err(bad)?;
+                r.int().map_err(bad)?;
+                events.push(event(&mut r).map_err(bad)?);
+            }
+        }
+    }
+}
+
+fn event(r: &mut In) -> Result<Event, String> {
+    let kind = r.int()?;
+    r.int()?;
+    Ok(Event { kind, path: r.str()? })
+}
+
+fn open_acl(o: Out) -> Out {
+    o.int(1).int(31).str("world").str("anyone")
+}
+
+/// The model's sequence number of a child named `lock-0000000003` (4), and the client its
+/// protection prefix `_c_<client>-` names.
+fn parse_child(name: &str) -> Option<(u64, Option<NodeId>)> {
+    let (prefix, suffix) = name.rsplit_once("lock-")?;
+    let seq = suffix.parse::<u64>().ok()? + 1;
+    let tag = prefix.strip_prefix("_c_").and_then(|p| p.strip_suffix('-')).and_then(|c| c.parse().ok());
+    Some((seq, tag))
+}
+
+/// The sessions of one model session: the model's `(client, epoch)`.
+struct Session {
+    conn: Option<Conn>,
+    id: i64,
+    passwd: Vec<u8>,
+    /// The client asked the server to close it.
+    closed: bool,
+    /// A watch was set on it: events may come.
+    watching: bool,
+}
+
+/// The `zookeeper` and `curator` families on one real ZooKeeper.
+pub struct ZkLock {
+    server: Process,
+    /// lockcheck's own session, which lists `/lock` after every input to see who holds the lock.
+    admin: Option<Conn>,
+    sessions: BTreeMap<(NodeId, u8), Session>,
+    /// Every node created: its name and the client that created it, by model sequence number.
+    nodes: BTreeMap<u64, (String, NodeId)>,
+    lowest: Option<u64>,
+    pong: bool,
+    tick: Duration,
+    timeout_ms: i32,
+    /// The real instant of tick 0, set at the walk's first step.
+    origin: Option<Instant>,
+    system: String,
+    wire: Vec<String>,
+    _sandbox: Sandbox,
+}
+
+fn talk(e: impl std::fmt::Display) -> RealError {
+    RealError::Talk { server: "zookeeper".into(), why: e.to_string() }
+}
+
+impl ZkLock {
+    pub fn start(p: &ZooKeeper, cfg: RealCfg) -> Result<ZkLock, RealError> {
+        assert_eq!(p.dialect, Dialect::ZooKeeper, "only ZooKeeper's dialect is sent here (real::counterpart)");
+        if !Path::new(JAR).is_file() {
+            return Err(RealError::Missing { binary: JAR.into(), package: "zookeeper".into() });
+        }
+        let java = super::process::find_binary("java", "default-jre-headless", &[])?;
+        let sandbox = Sandbox::new()?;
+        let cfg_file = sandbox.root.join("zookeeper.cfg");
+        let cfg_arg = cfg_file.display().to_string();
+        // A small heap, no JIT tiers beyond the first, no perf-data file left behind by a SIGKILL.
+        let args = [
+            "-Xmx96m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-XX:-UsePerfData",
+            "-cp",
+            JAR,
+            "org.apache.zookeeper.server.ZooKeeperServerMain",
+            cfg_arg.as_str(),
+        ];
+        let mut server = Process::new(&sandbox, "zookeeper", java, &args, EPOCH_MS)?;
+        server.real_clock();
+        let tick = cfg.wait_tick_ms;
+        let config = format!(
+            "tickTime={}\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\nminSessionTimeout=1\n\
+             maxSessionTimeout=3600000\nadmin.enableServer=false\n4lw.commands.whitelist=srvr,dump\n\
+             maxClientCnxns=0\n",
+            (tick / 10).max(1),
+            server.data.display(),
+            server.port
+        );
+        std::fs::write(&cfg_file, config).map_err(|e| RealError::io(&cfg_file, e))?;
+        let mut zk = ZkLock {
+            server,
+            admin: None,
+            sessions: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            lowest: None,
+            pong: p.hears_pongs(),
+            tick: Duration::from_millis(tick as u64),
+            timeout_ms: (p.timeout() * tick + tick / 2) as i32,
+            origin: None,
+            system: String::new(),
+            wire: Vec::new(),
+            _sandbox: sandbox,
+        };
+        zk.boot(true)?;
+        zk.system = zk.four_letters("srvr", REPLY_BOUND).map(|t| version(&t))?;
+        Ok(zk)
+    }
+
+    /// Starts the server and waits until it serves (it accepts connections while it still loads
+    /// its log); a fresh one gets its `/lock`.
+    fn boot(&mut self, fresh: bool) -> Result<(), RealError> {
+        self.server.start()?;
+        // A connection made while the server still loads its log is never answered: ask `srvr`
+        // (with a short timeout) until the server says it serves.
+        let began = Instant::now();
+        while !self.four_letters("srvr", Duration::from_millis(200)).is_ok_and(|t| t.contains("Mode:")) {
+            if began.elapsed() > REPLY_BOUND {
+                return Err(RealError::Start { server: "zookeeper".into(), why: "not serving after 5 s".into() });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let Opened::Live(admin) = Conn::open(self.server.port, 3_600_000, None).map_err(talk)? else {
+            return Err(talk("refused a new session"));
+        };
+        self.admin = Some(admin);
+        if fresh {
+            let body = open_acl(Out::default().str(PARENT).buf(b"")).int(0);
+            let (err, ..) = self.admin().call(OP_CREATE, body).map_err(talk)?;
+            if err != 0 {
+                return Err(talk(format!("create {PARENT}: error {err}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn admin(&mut self) -> &mut Conn {
+        self.admin.as_mut().expect("the admin session is open while the server runs")
+    }
+
+    /// A four-letter command's answer (`srvr`, `dump`).
+    fn four_letters(&self, cmd: &str, bound: Duration) -> Result<String, RealError> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.server.port)).map_err(talk)?;
+        s.set_read_timeout(Some(bound)).map_err(talk)?;
+        s.write_all(cmd.as_bytes()).map_err(talk)?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).map_err(talk)?;
+        Ok(text)
+    }
+
+    /// Waits until tick `now` has begun in real time (the first call fixes tick 0).
+    fn at(&mut self, now: i64) {
+        let origin = *self.origin.get_or_insert_with(|| Instant::now() - self.tick * now.max(0) as u32);
+        let due = origin + self.tick * now.max(0) as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// The connection of the model's session `(client, epoch)`, opened or resumed as needed;
+    /// `None` when the server says the session is gone. A client's newer session closes its older
+    /// one first, as the model's server forgets it.
+    fn session(&mut self, client: NodeId, epoch: u8) -> Result<Option<&mut Conn>, RealError> {
+        let older: Vec<(NodeId, u8)> =
+            self.sessions.keys().filter(|(c, e)| *c == client && *e < epoch).copied().collect();
+        for key in older {
+            let Some(mut old) = self.sessions.remove(&key) else { continue };
+            if old.closed {
+                continue;
+            }
+            if let Some(mut conn) = self.resume(&mut old)? {
+                conn.call(OP_CLOSE, Out::default()).map_err(talk)?;
+                self.wire.push(format!("closeSession 0x{:x} (the client's older session)", old.id));
+            }
+        }
+        if !self.sessions.contains_key(&(client, epoch)) {
+            let Opened::Live(conn) = Conn::open(self.server.port, self.timeout_ms, None).map_err(talk)? else {
+                return Err(talk("refused a new session"));
+            };
+            self.wire.push(format!("connect: new session 0x{:x}, timeout {} ms", conn.id, self.timeout_ms));
+            let s = Session { id: conn.id, passwd: conn.passwd.clone(), conn: Some(conn), closed: false, watching: false };
+            self.sessions.insert((client, epoch), s);
+        }
+        let mut s = self.sessions.remove(&(client, epoch)).expect("made above");
+        let conn = if s.closed { None } else { self.resume(&mut s)? };
+        if conn.is_none() {
+            self.wire.push(format!("session 0x{:x} → SESSION_EXPIRED", s.id));
+        }
+        s.conn = conn;
+        let s = self.sessions.entry((client, epoch)).or_insert(s);
+        Ok(s.conn.as_mut())
+    }
+
+    /// Session `s`'s connection: its own if the server has not closed it, else a reconnect with
+    /// its id and password; `None` if the server expired it.
+    fn resume(&self, s: &mut Session) -> Result<Option<Conn>, RealError> {
+        if let Some(c) = s.conn.take()
+            && !c.closed()
+        {
+            return Ok(Some(c));
+        }
+        match Conn::open(self.server.port, self.timeout_ms, Some((s.id, &s.passwd))).map_err(talk)? {
+            Opened::Live(c) => Ok(Some(c)),
+            Opened::Expired => Ok(None),
+        }
+    }
+
+    fn path(&self, seq: u64) -> String {
+        match self.nodes.get(&seq) {
+            Some((name, _)) => format!("{PARENT}/{name}"),
+            None => format!("{PARENT}/lock-{:010}", seq.saturating_sub(1)),
+        }
+    }
+
+    /// One request of client `from` on its session, answered as the model's server would
+    /// (the reply, or `SESSION_EXPIRED`).
+    fn request(&mut self, from: NodeId, msg: &Msg, a: &mut Answer<Msg>) -> Result<(), RealError> {
+        let session = match msg {
+            Msg::Create { session, .. }
+            | Msg::GetChildren { session, .. }
+            | Msg::Exists { session, .. }
+            | Msg::Delete { session, .. }
+            | Msg::Ping { session } => *session,
+            _ => return Ok(()),
+        };
+        let path = match msg {
+            Msg::Exists { seq, .. } | Msg::Delete { seq: Some(seq), .. } => self.path(*seq),
+            _ => String::new(),
+        };
+        let pong = self.pong;
+        let Some(conn) = self.session(from, session)? else {
+            a.sends.push((from, Wire::Lock(Msg::SessionExpired { session })));
+            return Ok(());
+        };
+        let (reply, events, shown) = match msg {
+            Msg::Create { xid, tagged, .. } => {
+                let prefix = if *tagged { format!("{PARENT}/_c_{from}-lock-") } else { format!("{PARENT}/lock-") };
+                let body = open_acl(Out::default().str(&prefix).buf(b"")).int(EPHEMERAL_SEQUENTIAL);
+                let (err, body, events) = conn.call(OP_CREATE, body).map_err(talk)?;
+                let created = if err == 0 { In(&body).str().map_err(talk)? } else { String::new() };
+                let name = created.rsplit('/').next().unwrap_or_default().to_string();
+                let Some((seq, _)) = parse_child(&name) else {
+                    return Err(talk(format!("create {prefix}: error {err}")));
+                };
+                self.nodes.insert(seq, (name, from));
+                (Some(Msg::Created { xid: *xid, seq }), events, format!("create -e -s {prefix} → {created}"))
+            }
+            Msg::GetChildren { xid, watch, .. } => {
+                let body = Out::default().str(PARENT).bool(*watch);
+                let (err, body, events) = conn.call(OP_GET_CHILDREN, body).map_err(talk)?;
+                let kids = children(err, &body)?;
+                let w = if *watch { " (watch)" } else { "" };
+                let shown = format!("getChildren {PARENT}{w} → {}", names(&kids));
+                (Some(Msg::Children { xid: *xid, kids }), events, shown)
+            }
+            Msg::Exists { xid, seq, .. } => {
+                let (err, _, events) = conn.call(OP_EXISTS, Out::default().str(&path).bool(true)).map_err(talk)?;
+                let exists = err == 0;
+                let shown = format!("exists {path} (watch) → {}", if exists { "stat" } else { "NoNode" });
+                (Some(Msg::Stat { xid: *xid, seq: *seq, exists }), events, shown)
+            }
+            Msg::Delete { seq, close, .. } => {
+                let mut shown = Vec::new();
+                let mut events = Vec::new();
+                if seq.is_some() {
+                    let (err, _, e) = conn.call(OP_DELETE, Out::default().str(&path).int(-1)).map_err(talk)?;
+                    events.extend(e);
+                    shown.push(format!("delete {path} → {}", if err == NO_NODE { "NoNode" } else { "ok" }));
+                }
+                if *close {
+                    let (_, _, e) = conn.call(OP_CLOSE, Out::default()).map_err(talk)?;
+                    events.extend(e);
+                    let s = self.sessions.get_mut(&(from, session)).expect("open a moment ago");
+                    s.conn = None;
+                    s.closed = true;
+                    shown.push(format!("closeSession 0x{:x}", s.id));
+                }
+                (None, events, shown.join("; "))
+            }
+            Msg::Ping { .. } => {
+                let (_, _, events) = conn.call(OP_PING, Out::default()).map_err(talk)?;
+                (pong.then_some(Msg::Pong), events, "ping → pong".into())
+            }
+            _ => unreachable!("only requests carry a session"),
+        };
+        self.wire.push(shown);
+        self.deliver(from, events, a);
+        if let Some(reply) = reply {
+            a.sends.push((from, Wire::Lock(reply)));
+        }
+        if matches!(msg, Msg::GetChildren { watch: true, .. } | Msg::Exists { .. })
+            && let Some(s) = self.sessions.get_mut(&(from, session))
+        {
+            s.watching = true;
+        }
+        Ok(())
+    }
+
+    /// Watch events that reached `client`'s connection, as the model's messages.
+    fn deliver(&mut self, client: NodeId, events: Vec<Event>, a: &mut Answer<Msg>) {
+        for e in events {
+            let node = match e.kind {
+                NODE_DELETED => e.path.rsplit('/').next().and_then(parse_child).map(|(seq, _)| seq),
+                NODE_CHILDREN_CHANGED => None,
+                _ => continue,
+            };
+            self.wire.push(format!("watch event {} {} → client-{client}", kind_name(e.kind), e.path));
+            a.sends.push((client, Wire::Lock(Msg::WatchedEvent { node })));
+        }
+    }
+
+    /// What the server did besides answering: watch events sent to other sessions, and a new
+    /// lowest child (the lock changing hands), as the admin session lists it.
+    fn aftermath(&mut self, a: &mut Answer<Msg>) -> Result<(), RealError> {
+        let mut got = Vec::new();
+        for (&(client, _), s) in self.sessions.iter_mut().filter(|(_, s)| s.watching) {
+            if let Some(conn) = s.conn.as_mut() {
+                match conn.pending(Duration::from_millis(10)) {
+                    Ok(events) => got.push((client, events)),
+                    // Closed by the server: an expired session, whose answer comes with its next use.
+                    Err(_) => s.conn = None,
+                }
+            }
+        }
+        for (client, events) in got {
+            self.deliver(client, events, a);
+        }
+        let (err, body, _) = self.admin().call(OP_GET_CHILDREN, Out::default().str(PARENT).bool(false)).map_err(talk)?;
+        let lowest = children(err, &body)?.first().map(|(seq, _)| *seq);
+        if lowest != self.lowest
+            && let Some(seq) = lowest
+        {
+            let owner = self.nodes.get(&seq).map(|(_, c)| *c).ok_or_else(|| talk(format!("a node lockcheck did not create: {seq}")))?;
+            a.observed.push(Observation::Granted { client: owner, token: Some(seq) });
+        }
+        self.lowest = lowest;
+        Ok(())
+    }
+
+    /// Waits (bounded) until the server's own session tracker no longer lists session `id`.
+    fn expired(&mut self, id: i64) -> Result<bool, RealError> {
+        let hex = format!("0x{id:x}");
+        let bound = Instant::now() + self.tick * 2 + REPLY_BOUND;
+        loop {
+            let dump = self.four_letters("dump", REPLY_BOUND)?;
+            let tracked = dump.split("ephemeral nodes dump").next().unwrap_or_default();
+            if !tracked.lines().any(|l| l.trim() == hex) {
+                return Ok(true);
+            }
+            if Instant::now() > bound {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn children(err: i32, body: &[u8]) -> Result<Vec<(u64, Option<NodeId>)>, RealError> {
+    if err != 0 {
+        return Err(talk(format!("getChildren {PARENT}: error {err}")));
+    }
+    let mut r = In(body);
+    let n = r.int().map_err(talk)?;
+    let mut kids = Vec::new();
+    for _ in 0..n.max(0) {
+        let name = r.str().map_err(talk)?;
+        kids.push(parse_child(&name).ok_or_else(|| talk(format!("a child lockcheck did not name: {name}")))?);
+    }
+    kids.sort();
+    Ok(kids)
+}
+
+/// Children as `ls` shows them.
+fn names(kids: &[(u64, Option<NodeId>)]) -> String {
+    let shown: Vec<String> = kids
+        .iter()
+        .map(|(seq, tag)| match tag {
+            Some(c) => format!("_c_{c}-lock-{:010}", seq - 1),
+            None => format!("lock-{:010}", seq - 1),
+        })
+        .collect();
+    format!("[{}]", shown.join(", "))
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match kind {
+        NODE_DELETED => "NodeDeleted",
+        NODE_CHILDREN_CHANGED => "NodeChildrenChanged",
+        _ => "(another event)",
+    }
+}
+
+/// `Zookeeper version: 3.8.0-${mvngit.commit.id}, built on ..` → `ZooKeeper 3.8.0`.
+fn version(srvr: &str) -> String {
+    let v = srvr
+        .lines()
+        .find_map(|l| l.strip_prefix("Zookeeper version: "))
+        .and_then(|v| v.split(['-', ',']).next())
+        .unwrap_or("(unknown version)");
+    format!("ZooKeeper {v}")
+}
+
+impl Counterpart<ZooKeeper> for ZkLock {
+    fn system(&self) -> String {
+        self.system.clone()
+    }
+
+    fn on_msg(&mut self, _server: usize, from: NodeId, msg: &Msg, now: i64) -> Result<Answer<Msg>, RealError> {
+        self.at(now);
+        let mut a = Answer::default();
+        self.request(from, msg, &mut a)?;
+        self.aftermath(&mut a)?;
+        a.wire = std::mem::take(&mut self.wire);
+        Ok(a)
+    }
+
+    fn on_timer(&mut self, _server: usize, timer: &Timer, now: i64) -> Result<Answer<Msg>, RealError> {
+        self.at(now);
+        let mut a = Answer::default();
+        if let Timer::Session(client) = *timer
+            && let Some((&key, s)) = self.sessions.range((client, 0)..=(client, u8::MAX)).next_back()
+            && !s.closed
+        {
+            let id = s.id;
+            if self.expired(id)? {
+                self.wire.push(format!("session 0x{id:x} expired (no longer in `dump`)"));
+                a.observed.push(Observation::Expired { client });
+                self.sessions.get_mut(&key).expect("listed above").conn = None;
+            }
+        }
+        self.aftermath(&mut a)?;
+        a.wire = std::mem::take(&mut self.wire);
+        Ok(a)
+    }
+
+    fn crash(&mut self, _server: usize) -> Vec<String> {
+        self.admin = None;
+        for s in self.sessions.values_mut() {
+            s.conn = None;
+        }
+        self.server.kill();
+        vec!["kill -9 zookeeper".into()]
+    }
+
+    fn restart(&mut self, _server: usize, wiped: bool, now: i64) -> Result<Vec<String>, RealError> {
+        self.at(now);
+        if wiped {
+            self.server.wipe()?;
+            self.nodes.clear();
+            self.lowest = None;
+        }
+        self.boot(wiped)?;
+        Ok(vec![format!("zookeeper started again from {}", if wiped { "an emptied data folder" } else { "its transaction log" })])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sequential_name_gives_the_models_number_and_its_protection_owner() {
+        assert_eq!(parse_child("lock-0000000000"), Some((1, None)));
+        assert_eq!(parse_child("_c_1-lock-0000000006"), Some((7, Some(1))));
+        assert_eq!(parse_child("other"), None);
+        assert_eq!(version("Zookeeper version: 3.8.0-${mvngit.commit.id}, built on x\n"), "ZooKeeper 3.8.0");
+    }
+}
