@@ -414,13 +414,8 @@ impl<P: Protocol> Confirming<P> {
                 return;
             }
         };
-        let (mut sends, observed) = crate::real::answer_of(&cx.effects[from..]);
-        // Only the order on each connection is an order: messages to different nodes are compared
-        // by recipient (a stable sort keeps each connection's own order).
-        sends.sort_by_key(|(to, _)| *to);
-        let mut real = real;
-        real.sends.sort_by_key(|(to, _)| *to);
-        let same = sends == real.sends && observed == real.observed;
+        let (sends, observed) = crate::real::answer_of(&cx.effects[from..]);
+        let same = crate::real::same_answer((&sends, &observed), (&real.sends, &real.observed));
         let diverged =
             (!same).then(|| (self.show(cx.me, &sends, &observed), self.show(cx.me, &real.sends, &real.observed)));
         log.0.push(Answered { wire: real.wire, asked: true, diverged });

@@ -137,7 +137,7 @@ fn a_claim_the_engine_cannot_judge_names_why() {
 fn small_models_keep_their_state_counts() {
     const PINS: [(&str, u64); 18] = [
         ("atomic_decrement", 38),
-        ("curator_reentrant", 193),
+        ("curator_reentrant", 155),
         // PostgreSQL's advisory and row locks are reentrant: an owner's next acquire that overtakes
         // its own release on the network now nests instead of queueing behind itself, and only the
         // outermost level's write carries the COMMIT.
@@ -160,8 +160,8 @@ fn small_models_keep_their_state_counts() {
         ("redisson_failover", 30442),
         ("redisson_hang_watchdog", 4266),
         ("redisson_lost_renewal", 5206),
-        ("zookeeper_lost_create_orphan", 2931),
-        ("zookeeper_not_reentrant", 137),
+        ("zookeeper_lost_create_orphan", 2581),
+        ("zookeeper_not_reentrant", 111),
     ];
     let got: Vec<(&str, u64)> = PINS
         .iter()

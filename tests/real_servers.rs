@@ -8,6 +8,7 @@ use lockcheck::protocol::db::{self, DbLock, ExpiryClock};
 use lockcheck::protocol::lease::{LeaseLock, Msg};
 use lockcheck::protocol::redis::{self, Options, Release};
 use lockcheck::protocol::redlock::{self, Redlock};
+use lockcheck::protocol::zookeeper::{self, ZooKeeper};
 use lockcheck::real::conformance::{Op, run, shrink};
 use lockcheck::real::{Counterpart, RealCfg, counterpart};
 use lockcheck::resource::ResReq;
@@ -83,11 +84,20 @@ fn sequence<M>(rng: &mut ChaCha8Rng, speech: &Speech<M>) -> Vec<Op<M>> {
 
 /// `sequences` random sequences against one real server playing `proto`'s first server.
 fn conforms<P: Protocol>(name: &str, proto: P, sequences: u64, speech: &Speech<P::Msg>) {
-    let mut real: Box<dyn Counterpart<P>> =
-        counterpart(&proto, RealCfg::default()).unwrap_or_else(|e| panic!("{e}"));
+    conforms_with(name, proto, sequences, RealCfg::default(), |rng| sequence(rng, speech));
+}
+
+fn conforms_with<P: Protocol>(
+    name: &str,
+    proto: P,
+    sequences: u64,
+    cfg: RealCfg,
+    sequence: impl Fn(&mut ChaCha8Rng) -> Vec<Op<P::Msg>>,
+) {
+    let mut real: Box<dyn Counterpart<P>> = counterpart(&proto, cfg).unwrap_or_else(|e| panic!("{e}"));
     let mut start = 0;
     for seed in 0..sequences {
-        let ops = sequence(&mut ChaCha8Rng::seed_from_u64(seed), speech);
+        let ops = sequence(&mut ChaCha8Rng::seed_from_u64(seed));
         let (mismatch, next) = run(&proto, CLIENTS, real.as_mut(), &ops, start).unwrap_or_else(|e| panic!("{e}"));
         start = next;
         if mismatch.is_some() {
@@ -241,4 +251,61 @@ fn the_stock_table_answers_as_the_storage_node_under_each_fencing() {
             }
         }
     }
+}
+
+/// ZooKeeper's clients: each speaks on its current session (now and then a new one, as after an
+/// expiry or Curator's LOST), under fresh xids; `exists` and `delete` name nodes made so far or
+/// not (yet); time passes past session timeouts; the server restarts from its log.
+fn zookeeper_sequence(rng: &mut ChaCha8Rng, tagged: bool) -> Vec<Op<zookeeper::Msg>> {
+    use zookeeper::Msg;
+    let mut epoch = [0u8; CLIENTS];
+    let mut xid = 0u8;
+    let mut made = 0u64;
+    let mut ops = Vec::new();
+    for _ in 0..rng.random_range(6..16) {
+        let from = rng.random_range(0..CLIENTS);
+        let session = epoch[from];
+        xid = xid.wrapping_add(1);
+        let node = |rng: &mut ChaCha8Rng| rng.random_range(1..=2 * made + 2);
+        let msg = match rng.random_range(0..20) {
+            0..=4 => {
+                made += 1;
+                Msg::Create { session, xid, tagged }
+            }
+            5..=7 => Msg::GetChildren { session, xid, watch: rng.random_bool(0.5) },
+            8 | 9 => Msg::Exists { session, xid, seq: node(rng) },
+            10 => Msg::Delete { session, seq: Some(node(rng)), close: false },
+            11 => Msg::Delete { session, seq: rng.random_bool(0.5).then(|| node(rng)), close: true },
+            12 | 13 => Msg::Ping { session },
+            14 => {
+                epoch[from] += 1;
+                Msg::Ping { session: epoch[from] }
+            }
+            15..=17 => {
+                ops.push(Op::Advance(rng.random_range(1..=TTL + 1)));
+                continue;
+            }
+            18 => {
+                ops.push(Op::Restart { wiped: false });
+                continue;
+            }
+            _ => {
+                ops.push(Op::Advance(1));
+                continue;
+            }
+        };
+        ops.push(Op::Ask { from, msg });
+    }
+    ops
+}
+
+/// Real time passes here (ZooKeeper's sessions expire on its own clock): a quarter second a tick.
+#[test]
+fn zookeeper_sessions_sequential_nodes_watches_and_expiry() {
+    let cfg = RealCfg { wait_tick_ms: 250, ..RealCfg::default() };
+    let bare: ZooKeeper = zookeeper::build(zookeeper::Options::default(), &env()).expect("valid knobs");
+    conforms_with("zookeeper", bare, 20, cfg, |rng| zookeeper_sequence(rng, false));
+    let curator: ZooKeeper =
+        zookeeper::build_curator(zookeeper::CuratorOptions::default(), &env()).expect("valid knobs");
+    conforms_with("curator", curator, 12, cfg, |rng| zookeeper_sequence(rng, true));
 }

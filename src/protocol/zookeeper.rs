@@ -162,7 +162,8 @@ pub(crate) fn etcd(ttl: i64, fencing: bool, env: &Env) -> ZooKeeper {
     }
 }
 
-/// One child of `/lock`: `lock-<seq>`, whose sequence number is also its creation zxid.
+/// One child of `/lock`: `lock-<seq - 1>`, its sequence number also its fencing token (ZooKeeper's
+/// creation zxid orders nodes the same way).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Znode {
     pub seq: u64,
@@ -182,7 +183,10 @@ pub struct Session {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Ensemble {
-    pub zxid: u64,
+    /// The last sequence number given. ZooKeeper's counts the children created under `/lock`
+    /// (`lock-0000000000` is the first; a deletion does not move it), etcd's revision every write,
+    /// deletions too.
+    pub counter: u64,
     /// Children of `/lock`, by sequence number.
     pub children: Vec<Znode>,
     pub sessions: Vec<Session>,
@@ -321,6 +325,8 @@ impl ZooKeeper {
                 // The client gave up its old session (it expired, or Curator declared it LOST). One
                 // record per client: the old session's nodes go now rather than at its timeout.
                 let old = std::mem::replace(s, Session { client, epoch, live: true });
+                // Watches belong to a session: the old one's go with it.
+                e.watches.retain(|(w, _)| *w != client);
                 self.delete_where(e, |z| z.owner == client && z.session == old.epoch, cx);
             }
             Some(_) => {
@@ -350,7 +356,9 @@ impl ZooKeeper {
         let gone: Vec<u64> = e.children.iter().filter(|z| doomed(z)).map(|z| z.seq).collect();
         e.children.retain(|z| !doomed(z));
         for seq in gone {
-            e.zxid += 1;
+            if self.dialect == Dialect::Etcd {
+                e.counter += 1;
+            }
             self.changed(e, seq, true, cx);
         }
     }
@@ -507,11 +515,13 @@ impl ZooKeeper {
         }
         match msg {
             Msg::Create { tagged, xid, .. } => {
-                e.zxid += 1;
-                let seq = e.zxid;
+                e.counter += 1;
+                let seq = e.counter;
                 e.children.push(Znode { seq, owner: from, session, tagged });
-                cx.send_lock(from, Msg::Created { xid, seq });
+                // ZooKeeper queues the watch events of a change before the reply to it: a client
+                // sees the event before the new state.
                 self.changed(e, seq, false, cx);
+                cx.send_lock(from, Msg::Created { xid, seq });
             }
             Msg::GetChildren { watch, xid, .. } => {
                 let kids = e.children.iter().map(|z| (z.seq, z.tagged.then_some(z.owner))).collect();
@@ -552,8 +562,10 @@ impl ZooKeeper {
         self.save(e, cx);
     }
 
+    /// A node's path as ZooKeeper names it: the suffix counts the children created before it,
+    /// from 0, one behind the model's sequence number.
     fn node(seq: u64) -> String {
-        format!("/lock/lock-{seq:010}")
+        format!("/lock/lock-{:010}", seq - 1)
     }
 }
 
@@ -710,8 +722,8 @@ impl Protocol for ZooKeeper {
                 let names: Vec<String> = kids
                     .iter()
                     .map(|(s, tag)| match tag {
-                        Some(c) => format!("_c_{c}-lock-{s:010}"),
-                        None => format!("lock-{s:010}"),
+                        Some(c) => format!("_c_{c}-lock-{:010}", s - 1),
+                        None => format!("lock-{:010}", s - 1),
                     })
                     .collect();
                 format!("[{}]", names.join(", "))

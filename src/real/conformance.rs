@@ -4,7 +4,7 @@
 //! suspect, and a divergence found here names the sequence that shows it.
 
 use crate::protocol::{Cx, Effect, NodeId, PCx, Protocol, Tmr};
-use crate::real::{Answer, Counterpart, RealError, answer_of, show_answer};
+use crate::real::{Answer, Counterpart, RealError, answer_of, same_answer, show_answer};
 use crate::resource::ResReq;
 
 /// One input of a sequence, to server 0.
@@ -137,7 +137,7 @@ fn ask_stock<P: Protocol>(
 fn compare<P: Protocol>(p: &mut Pair<P>, cx: PCx<P>, r: &Answer<P::Msg>) -> Differs {
     let (sends, observed) = answer_of(&cx.effects);
     let model = p.absorb(cx);
-    (sends != r.sends || observed != r.observed).then(|| (model, show_real(p.proto, p.server, r)))
+    (!same_answer((&sends, &observed), (&r.sends, &r.observed))).then(|| (model, show_real(p.proto, p.server, r)))
 }
 
 fn advance<P: Protocol>(p: &mut Pair<P>, real: &mut dyn Counterpart<P>, ticks: i64) -> Result<Differs, RealError> {

@@ -73,6 +73,21 @@ pub fn answer_of<M: Clone, T, D>(effects: &[Effect<Wire<M>, T, D>]) -> (Vec<(Nod
     (sends, observed)
 }
 
+/// Whether a model's answer and a real one are the same: the same observations in order, and
+/// the same messages on each connection in order (messages to different nodes have no order
+/// between them).
+pub fn same_answer<M: Clone + PartialEq>(
+    model: (&[(NodeId, Wire<M>)], &[Observation]),
+    real: (&[(NodeId, Wire<M>)], &[Observation]),
+) -> bool {
+    let by_recipient = |sends: &[(NodeId, Wire<M>)]| {
+        let mut sorted = sends.to_vec();
+        sorted.sort_by_key(|(to, _)| *to);
+        sorted
+    };
+    model.1 == real.1 && by_recipient(model.0) == by_recipient(real.0)
+}
+
 /// An answer in the system's words: `→ client-1: OK; lock granted to client-1`. `name` names nodes.
 pub fn show_answer<P: Protocol>(
     proto: &P,

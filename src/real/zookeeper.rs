@@ -16,9 +16,9 @@
 //! in buckets of `tickTime`, a tenth of a tick here). When the model's session timer fires, the
 //! counterpart waits (bounded) until the server's own `dump` no longer lists the session.
 //!
-//! Sequence numbers: a sequential node's suffix is the parent's child version (`cversion`), which
-//! counts creations and deletions of children, as the model's zxid does; the model's first node is
-//! 1, ZooKeeper's `0000000000`.
+//! Sequence numbers: a sequential node's suffix counts the children created under the parent
+//! before it (deletions do not count: found by the conformance test, where the model had counted
+//! them), from `0000000000`; the model's first node is 1.
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
@@ -265,9 +265,14 @@ pub struct ZkLock {
     /// lockcheck's own session, which lists `/lock` after every input to see who holds the lock.
     admin: Option<Conn>,
     sessions: BTreeMap<(NodeId, u8), Session>,
-    /// Every node created: its name and the client that created it, by model sequence number.
-    nodes: BTreeMap<u64, (String, NodeId)>,
-    lowest: Option<u64>,
+    /// Every node created: its name and the model session that created it, by model sequence
+    /// number.
+    nodes: BTreeMap<u64, (String, NodeId, u8)>,
+    /// The children of `/lock` as of the last step, and the lowest of them (the holder).
+    children: Vec<u64>,
+    children_lowest: Option<u64>,
+    /// Watch events received but caused by an expiry the model has not fired yet.
+    stash: Vec<(NodeId, Event)>,
     pong: bool,
     tick: Duration,
     timeout_ms: i32,
@@ -320,7 +325,9 @@ impl ZkLock {
             admin: None,
             sessions: BTreeMap::new(),
             nodes: BTreeMap::new(),
-            lowest: None,
+            children: Vec::new(),
+            children_lowest: None,
+            stash: Vec::new(),
             pong: p.hears_pongs(),
             tick: Duration::from_millis(tick as u64),
             timeout_ms: (p.timeout() * tick + tick / 2) as i32,
@@ -405,7 +412,8 @@ impl ZkLock {
                 return Err(talk("refused a new session"));
             };
             self.wire.push(format!("connect: new session 0x{:x}, timeout {} ms", conn.id, self.timeout_ms));
-            let s = Session { id: conn.id, passwd: conn.passwd.clone(), conn: Some(conn), closed: false, watching: false };
+            let s =
+                Session { id: conn.id, passwd: conn.passwd.clone(), conn: Some(conn), closed: false, watching: false };
             self.sessions.insert((client, epoch), s);
         }
         let mut s = self.sessions.remove(&(client, epoch)).expect("made above");
@@ -434,7 +442,7 @@ impl ZkLock {
 
     fn path(&self, seq: u64) -> String {
         match self.nodes.get(&seq) {
-            Some((name, _)) => format!("{PARENT}/{name}"),
+            Some((name, ..)) => format!("{PARENT}/{name}"),
             None => format!("{PARENT}/lock-{:010}", seq.saturating_sub(1)),
         }
     }
@@ -469,7 +477,7 @@ impl ZkLock {
                 let Some((seq, _)) = parse_child(&name) else {
                     return Err(talk(format!("create {prefix}: error {err}")));
                 };
-                self.nodes.insert(seq, (name, from));
+                self.nodes.insert(seq, (name, from, session));
                 (Some(Msg::Created { xid: *xid, seq }), events, format!("create -e -s {prefix} → {created}"))
             }
             Msg::GetChildren { xid, watch, .. } => {
@@ -527,7 +535,7 @@ impl ZkLock {
     fn deliver(&mut self, client: NodeId, events: Vec<Event>, a: &mut Answer<Msg>) {
         for e in events {
             let node = match e.kind {
-                NODE_DELETED => e.path.rsplit('/').next().and_then(parse_child).map(|(seq, _)| seq),
+                NODE_DELETED => node_of(&e.path),
                 NODE_CHILDREN_CHANGED => None,
                 _ => continue,
             };
@@ -537,41 +545,76 @@ impl ZkLock {
     }
 
     /// What the server did besides answering: watch events sent to other sessions, and a new
-    /// lowest child (the lock changing hands), as the admin session lists it.
-    fn aftermath(&mut self, a: &mut Answer<Msg>) -> Result<(), RealError> {
-        let mut got = Vec::new();
+    /// lowest child (the lock changing hands). After a request the admin session's listing is
+    /// the truth. After the expiry of session `expired`, only what that expiry did is this step's:
+    /// ZooKeeper expires the sessions of one `tickTime` bucket together, where the model expires
+    /// them one timer at a time, so the events and deletions of another session expired in the
+    /// same pass wait for the model's timer of that session (or show as `SESSION_EXPIRED` when a
+    /// request comes first).
+    fn aftermath(&mut self, a: &mut Answer<Msg>, expired: Option<(NodeId, u8)>) -> Result<(), RealError> {
         for (&(client, _), s) in self.sessions.iter_mut().filter(|(_, s)| s.watching) {
             if let Some(conn) = s.conn.as_mut() {
                 match conn.pending(Duration::from_millis(10)) {
-                    Ok(events) => got.push((client, events)),
+                    Ok(events) => self.stash.extend(events.into_iter().map(|e| (client, e))),
                     // Closed by the server: an expired session, whose answer comes with its next use.
                     Err(_) => s.conn = None,
                 }
             }
         }
-        for (client, events) in got {
-            self.deliver(client, events, a);
+        let nodes = &self.nodes;
+        let of_this_step = |e: &Event| match expired {
+            None => true,
+            Some(key) => {
+                e.kind == NODE_CHILDREN_CHANGED || node_of(&e.path).is_some_and(|seq| made_by(nodes, seq) == Some(key))
+            }
+        };
+        let (now, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.stash).into_iter().partition(|(_, e)| of_this_step(e));
+        self.stash = later;
+        for (client, e) in now {
+            self.deliver(client, vec![e], a);
         }
-        let (err, body, _) = self.admin().call(OP_GET_CHILDREN, Out::default().str(PARENT).bool(false)).map_err(talk)?;
-        let lowest = children(err, &body)?.first().map(|(seq, _)| *seq);
-        if lowest != self.lowest
+        let listed: Vec<u64> = self.list()?.into_iter().map(|(seq, _)| seq).collect();
+        let after = match expired {
+            None => listed,
+            Some(key) => {
+                let mut after = std::mem::take(&mut self.children);
+                after.retain(|seq| made_by(&self.nodes, *seq) != Some(key));
+                after
+            }
+        };
+        let lowest = after.first().copied();
+        if lowest != self.children_lowest
             && let Some(seq) = lowest
         {
-            let owner = self.nodes.get(&seq).map(|(_, c)| *c).ok_or_else(|| talk(format!("a node lockcheck did not create: {seq}")))?;
+            let owner = made_by(&self.nodes, seq)
+                .ok_or_else(|| talk(format!("a node lockcheck did not create: {}", self.path(seq))))?
+                .0;
             a.observed.push(Observation::Granted { client: owner, token: Some(seq) });
         }
-        self.lowest = lowest;
+        self.children_lowest = lowest;
+        self.children = after;
         Ok(())
     }
 
-    /// Waits (bounded) until the server's own session tracker no longer lists session `id`.
-    fn expired(&mut self, id: i64) -> Result<bool, RealError> {
+    /// The children of `/lock`, as the admin session lists them.
+    fn list(&mut self) -> Result<Vec<(u64, Option<NodeId>)>, RealError> {
+        let (err, body, _) =
+            self.admin().call(OP_GET_CHILDREN, Out::default().str(PARENT).bool(false)).map_err(talk)?;
+        children(err, &body)
+    }
+
+    /// Waits (bounded) until the server has expired session `key`: its own session tracker no
+    /// longer lists it (`dump`), and its nodes are gone.
+    fn expired(&mut self, key: (NodeId, u8), id: i64) -> Result<bool, RealError> {
         let hex = format!("0x{id:x}");
         let bound = Instant::now() + self.tick * 2 + REPLY_BOUND;
         loop {
             let dump = self.four_letters("dump", REPLY_BOUND)?;
             let tracked = dump.split("ephemeral nodes dump").next().unwrap_or_default();
-            if !tracked.lines().any(|l| l.trim() == hex) {
+            let listed = !tracked.lines().any(|l| l.trim() == hex)
+                && !self.list()?.iter().any(|(seq, _)| made_by(&self.nodes, *seq) == Some(key));
+            if listed {
                 return Ok(true);
             }
             if Instant::now() > bound {
@@ -580,6 +623,16 @@ impl ZkLock {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// The model session that created node `seq`.
+fn made_by(nodes: &BTreeMap<u64, (String, NodeId, u8)>, seq: u64) -> Option<(NodeId, u8)> {
+    nodes.get(&seq).map(|(_, c, e)| (*c, *e))
+}
+
+/// The model's number of the node at `path`.
+fn node_of(path: &str) -> Option<u64> {
+    path.rsplit('/').next().and_then(parse_child).map(|(seq, _)| seq)
 }
 
 fn children(err: i32, body: &[u8]) -> Result<Vec<(u64, Option<NodeId>)>, RealError> {
@@ -636,7 +689,7 @@ impl Counterpart<ZooKeeper> for ZkLock {
         self.at(now);
         let mut a = Answer::default();
         self.request(from, msg, &mut a)?;
-        self.aftermath(&mut a)?;
+        self.aftermath(&mut a, None)?;
         a.wire = std::mem::take(&mut self.wire);
         Ok(a)
     }
@@ -644,18 +697,20 @@ impl Counterpart<ZooKeeper> for ZkLock {
     fn on_timer(&mut self, _server: usize, timer: &Timer, now: i64) -> Result<Answer<Msg>, RealError> {
         self.at(now);
         let mut a = Answer::default();
+        let mut expired = None;
         if let Timer::Session(client) = *timer
             && let Some((&key, s)) = self.sessions.range((client, 0)..=(client, u8::MAX)).next_back()
             && !s.closed
         {
             let id = s.id;
-            if self.expired(id)? {
-                self.wire.push(format!("session 0x{id:x} expired (no longer in `dump`)"));
+            if self.expired(key, id)? {
+                self.wire.push(format!("session 0x{id:x} expired (no longer in `dump`, its nodes gone)"));
                 a.observed.push(Observation::Expired { client });
                 self.sessions.get_mut(&key).expect("listed above").conn = None;
+                expired = Some(key);
             }
         }
-        self.aftermath(&mut a)?;
+        self.aftermath(&mut a, expired)?;
         a.wire = std::mem::take(&mut self.wire);
         Ok(a)
     }
@@ -672,12 +727,19 @@ impl Counterpart<ZooKeeper> for ZkLock {
     fn restart(&mut self, _server: usize, wiped: bool, now: i64) -> Result<Vec<String>, RealError> {
         self.at(now);
         if wiped {
+            // The server forgets every session and node, as the model's ensemble does.
             self.server.wipe()?;
+            self.sessions.clear();
             self.nodes.clear();
-            self.lowest = None;
+            self.children.clear();
+            self.children_lowest = None;
+            self.stash.clear();
         }
         self.boot(wiped)?;
-        Ok(vec![format!("zookeeper started again from {}", if wiped { "an emptied data folder" } else { "its transaction log" })])
+        Ok(vec![format!(
+            "zookeeper started again from {}",
+            if wiped { "an emptied data folder" } else { "its transaction log" }
+        )])
     }
 }
 
