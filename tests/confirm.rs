@@ -69,8 +69,9 @@ fn every_violated_claim_with_a_real_counterpart_happens_with_the_real_server() {
     assert!(!stdout.contains("diverged") && !stdout.contains("not reproduced"), "{stdout}");
     assert!(stdout.contains("== models/redis_gc_pause.toml on Redis 7."), "{stdout}");
     assert!(stdout.contains("== models/db_for_update_faults.toml on PostgreSQL 15."), "{stdout}");
+    assert!(stdout.contains("== models/zookeeper_session_expiry_gc_pause.toml on ZooKeeper 3.8."), "{stdout}");
     // Pinned: a change in what is confirmed is a decision (a new counterpart, a model change).
-    assert!(stdout.ends_with("51 counterexamples confirmed\n"), "{}", stdout.lines().last().unwrap_or(""));
+    assert!(stdout.ends_with("60 counterexamples confirmed\n"), "{}", stdout.lines().last().unwrap_or(""));
     let gc = stdout.split("== ").find(|s| s.starts_with("models/redis_gc_pause.toml")).unwrap();
     for p in ["mutual_exclusion", "no_stale_write", "no_oversell"] {
         assert!(gc.lines().any(|l| l.trim_start().starts_with(p) && l.contains("confirmed")), "{p}: {gc}");
@@ -103,8 +104,12 @@ fn a_missing_server_binary_is_one_line_naming_the_debian_package() {
     assert!(stderr.contains("apt-get install redis-server"), "{stderr}");
 }
 
-/// Five real Redis nodes, and a PostgreSQL with its backends.
-const SERVERS: [&str; 2] = ["models/redlock_crash_restart.toml", "models/db_for_update_side_effect.toml"];
+/// Five real Redis nodes, a PostgreSQL with its backends, a ZooKeeper (a JVM).
+const SERVERS: [&str; 3] = [
+    "models/redlock_crash_restart.toml",
+    "models/db_for_update_side_effect.toml",
+    "models/zookeeper_session_expiry_gc_pause.toml",
+];
 
 /// Starts a confirm of `spec` and waits until its real servers run.
 fn running(spec: &str) -> (std::process::Child, u32) {
