@@ -61,13 +61,15 @@ type Cl<P> = Client<<P as Protocol>::Client, <P as Protocol>::Hold>;
 
 impl<P: Protocol> LockSystem<P> {
     pub fn new(proto: P, env: Env) -> Self {
-        let mut nodes: Vec<NodeInfo> =
-            (0..env.clients).map(|i| NodeInfo { name: format!("client-{i}"), kind: NodeKind::Client }).collect();
-        nodes.extend(proto.servers().into_iter().map(|name| NodeInfo { name, kind: NodeKind::Server }));
+        let mut nodes: Vec<NodeInfo> = (0..env.clients)
+            .map(|i| NodeInfo { name: format!("client-{i}"), kind: NodeKind::Client, wall_clock: true })
+            .collect();
+        let wall_clock = proto.server_timers_on_wall_clock();
+        nodes.extend(proto.servers().into_iter().map(|name| NodeInfo { name, kind: NodeKind::Server, wall_clock }));
         let resource_node = match proto.resource() {
             ResourceHome::Server => env.clients,
             ResourceHome::Storage(_) => {
-                nodes.push(NodeInfo { name: "storage".into(), kind: NodeKind::Storage });
+                nodes.push(NodeInfo { name: "storage".into(), kind: NodeKind::Storage, wall_clock: true });
                 nodes.len() - 1
             }
         };

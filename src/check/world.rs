@@ -457,7 +457,7 @@ impl<M: Machine> World<M> {
             if u.crashes < b.crashes && self.targets(b.crash_targets, id) {
                 out.push(Action::Crash(id));
             }
-            if u.jumps < b.clock_jumps && self.targets(b.jump_targets, id) {
+            if u.jumps < b.clock_jumps && self.targets(b.jump_targets, id) && self.machine.nodes()[id].wall_clock {
                 out.push(Action::ClockJump(id));
             }
             if u.partitions < b.partitions && s.cut == 0 && self.targets(Targets::Any, id) {
@@ -674,6 +674,25 @@ mod tests {
 
     fn server(w: &World<LockSystem<crate::protocol::lease::LeaseLock>>) -> NodeId {
         (0..w.machine.nodes().len()).find(|&i| w.kind(i) == NodeKind::Server).unwrap()
+    }
+
+    #[test]
+    fn a_clock_jump_never_targets_a_server_that_times_out_on_a_monotonic_clock() {
+        let mut spec =
+            crate::spec::load_model(std::path::Path::new("models/zookeeper_session_expiry_gc_pause.toml")).unwrap();
+        spec.spec.faults.clock_jumps = 1;
+        spec.spec.faults.jump_targets = crate::spec::Targets::Any;
+        let env = spec.env();
+        let zk = crate::protocol::zookeeper::build(Default::default(), &env).unwrap();
+        let w = World::new(LockSystem::new(zk, env), &spec, vec![PropertyName::MutualExclusion]);
+        let mut actions = Vec::new();
+        w.actions_of(&w.init(), &mut actions);
+        let jumped: Vec<NodeKind> = actions
+            .iter()
+            .filter_map(|a| if let Action::ClockJump(id) = a { Some(w.kind(*id)) } else { None })
+            .collect();
+        assert!(jumped.contains(&NodeKind::Client), "clients' clocks still jump: {jumped:?}");
+        assert!(!jumped.contains(&NodeKind::Server), "ZooKeeper's sessions run on a monotonic clock");
     }
 
     #[test]

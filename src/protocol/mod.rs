@@ -102,6 +102,9 @@ pub enum NodeKind {
 pub struct NodeInfo {
     pub name: String,
     pub kind: NodeKind,
+    /// Its timers run on the wall clock, so a clock jump moves them (Redis's expiry, catalog #7).
+    /// A server whose timers run on a monotonic clock is no target of clock jumps in either engine.
+    pub wall_clock: bool,
 }
 
 /// What properties see. Nothing else of a protocol's state is visible to them.
@@ -406,6 +409,12 @@ pub trait Protocol: Sized + Send + Sync + 'static {
     fn resource(&self) -> ResourceHome;
     /// Whether grants carry tokens meant to increase (judged by `token_monotonic`).
     fn issues_tokens(&self) -> bool;
+    /// Whether the servers' timers run on the wall clock, which a clock jump moves (Redis expires
+    /// keys by `gettimeofday`, catalog #7); `false` for servers that time out on a monotonic
+    /// clock, which stepping the wall clock leaves alone.
+    fn server_timers_on_wall_clock(&self) -> bool {
+        true
+    }
     /// Whether the servers are interchangeable: no server is special and none is named in state.
     fn symmetric_servers(&self) -> bool {
         false

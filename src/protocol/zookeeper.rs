@@ -592,6 +592,14 @@ impl Protocol for ZooKeeper {
         self.fencing
     }
 
+    /// ZooKeeper (3.5 on, `Time.currentElapsedTime`) expires sessions on the JVM's monotonic clock,
+    /// and etcd's lessor on Go's monotonic reading: a step of the server's wall clock expires
+    /// nothing. (Found by confirming the comparison's battery on ZooKeeper 3.8: the model expired
+    /// sessions at a jump of the server's clock, which a real ZooKeeper does not even read.)
+    fn server_timers_on_wall_clock(&self) -> bool {
+        false
+    }
+
     /// A ZooKeeper session is one TCP connection: replies and watch events arrive in order.
     fn fifo(&self) -> bool {
         true

@@ -77,29 +77,42 @@ impl Out {
 struct In<'a>(&'a [u8]);
 
 impl<'a> In<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> std::io::Result<&'a [u8]> {
         if self.0.len() < n {
-            return Err(format!("a reply ends early ({} bytes left, {n} wanted)", self.0.len()));
+            let why = format!("a reply ends early ({} bytes left, {n} wanted)", self.0.len());
+            return Err(std::io::Error::new(ErrorKind::InvalidData, why));
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(head)
     }
-    fn int(&mut self) -> Result<i32, String> {
+    fn int(&mut self) -> std::io::Result<i32> {
         Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
-    fn long(&mut self) -> Result<i64, String> {
+    fn long(&mut self) -> std::io::Result<i64> {
         Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
-    fn buf(&mut self) -> Result<Vec<u8>, String> {
+    fn buf(&mut self) -> std::io::Result<Vec<u8>> {
         let n = self.int()?;
         if n < 0 {
             return Ok(Vec::new());
         }
         Ok(self.take(n as usize)?.to_vec())
     }
-    fn str(&mut self) -> Result<String, String> {
+    fn str(&mut self) -> std::io::Result<String> {
         Ok(String::from_utf8_lossy(&self.buf()?).into_owned())
+    }
+    /// A reply's header: its xid and error code (the zxid is not the model's business).
+    fn header(&mut self) -> std::io::Result<(i32, i32)> {
+        let xid = self.int()?;
+        self.long()?;
+        Ok((xid, self.int()?))
+    }
+    /// A watch notification's body.
+    fn event(&mut self) -> std::io::Result<Event> {
+        let kind = self.int()?;
+        self.int()?;
+        Ok(Event { kind, path: self.str()? })
     }
 }
 
@@ -137,11 +150,8 @@ impl Conn {
         c.send(&req.0)?;
         let reply = c.frame()?;
         let mut r = In(&reply);
-        let parsed = (|| -> Result<(i32, i64, Vec<u8>), String> {
-            r.int()?;
-            Ok((r.int()?, r.long()?, r.buf()?))
-        })();
-        let (timeout, id, passwd) = parsed.map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
+        r.int()?;
+        let (timeout, id, passwd) = (r.int()?, r.long()?, r.buf()?);
         if timeout <= 0 {
             return Ok(Opened::Expired);
         }
@@ -181,10 +191,9 @@ impl Conn {
         loop {
             let f = self.frame()?;
             let mut r = In(&f);
-            let bad = |e: String| std::io::Error::new(ErrorKind::InvalidData, e);
-            let (got, _zxid, err) = (r.int().map_err(bad)?, r.long().map_err(bad)?, r.int().map_err(bad)?);
+            let (got, err) = r.header()?;
             if got == XID_WATCH {
-                events.push(event(&mut r).map_err(bad)?);
+                events.push(r.event()?);
             } else if got == xid {
                 return Ok((err, r.0.to_vec(), events));
             }
@@ -219,20 +228,11 @@ impl Conn {
             }
             let f = self.frame()?;
             let mut r = In(&f);
-            let bad = |e: String| std::io::Error::new(ErrorKind::InvalidData, e);
-            if r.int().map_err(bad)? == XID_WATCH {
-                r.long().map_err(bad)?;
-                r.int().map_err(bad)?;
-                events.push(event(&mut r).map_err(bad)?);
+            if r.header()?.0 == XID_WATCH {
+                events.push(r.event()?);
             }
         }
     }
-}
-
-fn event(r: &mut In) -> Result<Event, String> {
-    let kind = r.int()?;
-    r.int()?;
-    Ok(Event { kind, path: r.str()? })
 }
 
 fn open_acl(o: Out) -> Out {
@@ -248,7 +248,7 @@ fn parse_child(name: &str) -> Option<(u64, Option<NodeId>)> {
     Some((seq, tag))
 }
 
-/// The sessions of one model session: the model's `(client, epoch)`.
+/// The real session of one model session, the model's `(client, epoch)`.
 struct Session {
     conn: Option<Conn>,
     id: i64,
@@ -467,60 +467,20 @@ impl ZkLock {
             a.sends.push((from, Wire::Lock(Msg::SessionExpired { session })));
             return Ok(());
         };
-        let (reply, events, shown) = match msg {
-            Msg::Create { xid, tagged, .. } => {
-                let prefix = if *tagged { format!("{PARENT}/_c_{from}-lock-") } else { format!("{PARENT}/lock-") };
-                let body = open_acl(Out::default().str(&prefix).buf(b"")).int(EPHEMERAL_SEQUENTIAL);
-                let (err, body, events) = conn.call(OP_CREATE, body).map_err(talk)?;
-                let created = if err == 0 { In(&body).str().map_err(talk)? } else { String::new() };
-                let name = created.rsplit('/').next().unwrap_or_default().to_string();
-                let Some((seq, _)) = parse_child(&name) else {
-                    return Err(talk(format!("create {prefix}: error {err}")));
-                };
-                self.nodes.insert(seq, (name, from, session));
-                (Some(Msg::Created { xid: *xid, seq }), events, format!("create -e -s {prefix} → {created}"))
-            }
-            Msg::GetChildren { xid, watch, .. } => {
-                let body = Out::default().str(PARENT).bool(*watch);
-                let (err, body, events) = conn.call(OP_GET_CHILDREN, body).map_err(talk)?;
-                let kids = children(err, &body)?;
-                let w = if *watch { " (watch)" } else { "" };
-                let shown = format!("getChildren {PARENT}{w} → {}", names(&kids));
-                (Some(Msg::Children { xid: *xid, kids }), events, shown)
-            }
-            Msg::Exists { xid, seq, .. } => {
-                let (err, _, events) = conn.call(OP_EXISTS, Out::default().str(&path).bool(true)).map_err(talk)?;
-                let exists = err == 0;
-                let shown = format!("exists {path} (watch) → {}", if exists { "stat" } else { "NoNode" });
-                (Some(Msg::Stat { xid: *xid, seq: *seq, exists }), events, shown)
-            }
-            Msg::Delete { seq, close, .. } => {
-                let mut shown = Vec::new();
-                let mut events = Vec::new();
-                if seq.is_some() {
-                    let (err, _, e) = conn.call(OP_DELETE, Out::default().str(&path).int(-1)).map_err(talk)?;
-                    events.extend(e);
-                    shown.push(format!("delete {path} → {}", if err == NO_NODE { "NoNode" } else { "ok" }));
-                }
-                if *close {
-                    let (_, _, e) = conn.call(OP_CLOSE, Out::default()).map_err(talk)?;
-                    events.extend(e);
-                    let s = self.sessions.get_mut(&(from, session)).expect("open a moment ago");
-                    s.conn = None;
-                    s.closed = true;
-                    shown.push(format!("closeSession 0x{:x}", s.id));
-                }
-                (None, events, shown.join("; "))
-            }
-            Msg::Ping { .. } => {
-                let (_, _, events) = conn.call(OP_PING, Out::default()).map_err(talk)?;
-                (pong.then_some(Msg::Pong), events, "ping → pong".into())
-            }
-            _ => unreachable!("only requests carry a session"),
-        };
-        self.wire.push(shown);
-        self.deliver(from, events, a);
-        if let Some(reply) = reply {
+        let done = exchange(conn, from, msg, &path, pong)?;
+        if let Some((seq, name)) = done.created {
+            self.nodes.insert(seq, (name, from, session));
+        }
+        let mut shown = done.shown;
+        if let Msg::Delete { close: true, .. } = msg {
+            let s = self.sessions.get_mut(&(from, session)).expect("open a moment ago");
+            s.conn = None;
+            s.closed = true;
+            shown.push(format!("closeSession 0x{:x}", s.id));
+        }
+        self.wire.push(shown.join("; "));
+        self.deliver(from, done.events, a);
+        if let Some(reply) = done.reply {
             a.sends.push((from, Wire::Lock(reply)));
         }
         if matches!(msg, Msg::GetChildren { watch: true, .. } | Msg::Exists { .. })
@@ -623,6 +583,76 @@ impl ZkLock {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// What one request did on the real wire.
+struct Exchanged {
+    reply: Option<Msg>,
+    /// Watch events that reached the asker's connection before the reply.
+    events: Vec<Event>,
+    /// A node made: its model number and name.
+    created: Option<(u64, String)>,
+    shown: Vec<String>,
+}
+
+/// Sends request `msg` of client `from` on its connection (`path`: the node it names) and reads
+/// the reply, in the model's words; `pong`: the client hears the answer to a ping.
+fn exchange(conn: &mut Conn, from: NodeId, msg: &Msg, path: &str, pong: bool) -> Result<Exchanged, RealError> {
+    let mut done = Exchanged { reply: None, events: Vec::new(), created: None, shown: Vec::new() };
+    match msg {
+        Msg::Create { xid, tagged, .. } => {
+            let prefix = if *tagged { format!("{PARENT}/_c_{from}-lock-") } else { format!("{PARENT}/lock-") };
+            let body = open_acl(Out::default().str(&prefix).buf(b"")).int(EPHEMERAL_SEQUENTIAL);
+            let (err, body, events) = conn.call(OP_CREATE, body).map_err(talk)?;
+            let made = if err == 0 { In(&body).str().map_err(talk)? } else { String::new() };
+            let name = made.rsplit('/').next().unwrap_or_default().to_string();
+            let (seq, _) = parse_child(&name).ok_or_else(|| talk(format!("create {prefix}: error {err}")))?;
+            done.reply = Some(Msg::Created { xid: *xid, seq });
+            done.events = events;
+            done.created = Some((seq, name));
+            done.shown.push(format!("create -e -s {prefix} → {made}"));
+        }
+        Msg::GetChildren { xid, watch, .. } => {
+            let (err, body, events) =
+                conn.call(OP_GET_CHILDREN, Out::default().str(PARENT).bool(*watch)).map_err(talk)?;
+            let kids = children(err, &body)?;
+            let w = if *watch { " (watch)" } else { "" };
+            done.shown.push(format!("getChildren {PARENT}{w} → {}", names(&kids)));
+            done.reply = Some(Msg::Children { xid: *xid, kids });
+            done.events = events;
+        }
+        Msg::Exists { xid, seq, .. } => {
+            let (err, _, events) = conn.call(OP_EXISTS, Out::default().str(path).bool(true)).map_err(talk)?;
+            let exists = err == 0;
+            done.shown.push(format!("exists {path} (watch) → {}", if exists { "stat" } else { "NoNode" }));
+            done.reply = Some(Msg::Stat { xid: *xid, seq: *seq, exists });
+            done.events = events;
+        }
+        Msg::Delete { seq, close, .. } => {
+            if seq.is_some() {
+                let (err, _, events) = conn.call(OP_DELETE, Out::default().str(path).int(-1)).map_err(talk)?;
+                done.events.extend(events);
+                done.shown.push(format!("delete {path} → {}", if err == NO_NODE { "NoNode" } else { "ok" }));
+            }
+            if *close {
+                let (_, _, events) = conn.call(OP_CLOSE, Out::default()).map_err(talk)?;
+                done.events.extend(events);
+            }
+        }
+        Msg::Ping { .. } => {
+            let (_, _, events) = conn.call(OP_PING, Out::default()).map_err(talk)?;
+            done.reply = pong.then_some(Msg::Pong);
+            done.events = events;
+            done.shown.push("ping → pong".into());
+        }
+        Msg::Created { .. }
+        | Msg::Children { .. }
+        | Msg::Stat { .. }
+        | Msg::Pong
+        | Msg::SessionExpired { .. }
+        | Msg::WatchedEvent { .. } => unreachable!("only requests reach the server"),
+    }
+    Ok(done)
 }
 
 /// The model session that created node `seq`.

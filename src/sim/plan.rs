@@ -162,10 +162,8 @@ pub fn draw_plan(sim: &LoadedSim, nodes: &[NodeInfo], seed: u64) -> Plan {
     let ppm = s.time.drift_ppm as i64;
     let drift_ppm = nodes.iter().map(|_| if ppm == 0 { 0 } else { rng.random_range(-ppm..=ppm) }).collect();
     let mut faults = Vec::new();
-    let pick = |rng: &mut ChaCha8Rng, t: Targets| {
-        let c = candidates(nodes, t);
-        (!c.is_empty()).then(|| c[rng.random_range(0..c.len())])
-    };
+    let pick_from = |rng: &mut ChaCha8Rng, c: Vec<NodeId>| (!c.is_empty()).then(|| c[rng.random_range(0..c.len())]);
+    let pick = |rng: &mut ChaCha8Rng, t: Targets| pick_from(rng, candidates(nodes, t));
     for _ in 0..rng.random_range(0..=f.pauses) {
         if let Some(node) = pick(&mut rng, f.pause_targets) {
             faults.push(Fault::Pause { node, at_ms: rng.random_range(0..window), for_ms: draw(&mut rng, f.pause_ms) });
@@ -190,7 +188,8 @@ pub fn draw_plan(sim: &LoadedSim, nodes: &[NodeInfo], seed: u64) -> Plan {
         }
     }
     for _ in 0..rng.random_range(0..=f.clock_jumps) {
-        if let Some(node) = pick(&mut rng, f.jump_targets) {
+        let jumpable = candidates(nodes, f.jump_targets).into_iter().filter(|&i| nodes[i].wall_clock).collect();
+        if let Some(node) = pick_from(&mut rng, jumpable) {
             faults.push(Fault::ClockJump {
                 node,
                 at_ms: rng.random_range(0..window),
@@ -212,4 +211,27 @@ pub fn draw_plan(sim: &LoadedSim, nodes: &[NodeInfo], seed: u64) -> Plan {
     }
     faults.sort_by_key(|f| (f.at(), f.clone()));
     Plan { drift_ppm, faults, turmoil_seed: rng.random(), loss_seed: rng.random() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_jump_never_targets_a_server_that_times_out_on_a_monotonic_clock() {
+        let mut sim =
+            crate::sim::spec::load_sim(std::path::Path::new("sims/zookeeper_fenced_session_expiry.toml")).unwrap();
+        sim.spec.faults.clock_jumps = 3;
+        sim.spec.faults.jump_targets = Targets::Any;
+        let env = sim.as_model().env();
+        let zk = crate::protocol::zookeeper::build(Default::default(), &env).unwrap();
+        let sys = crate::system::LockSystem::new(zk, env);
+        let nodes = crate::protocol::Machine::nodes(&sys);
+        let jumped: Vec<NodeKind> = (0..200)
+            .flat_map(|seed| draw_plan(&sim, nodes, seed).faults)
+            .filter_map(|f| if let Fault::ClockJump { node, .. } = f { Some(nodes[node].kind) } else { None })
+            .collect();
+        assert!(jumped.contains(&NodeKind::Client), "clients' clocks still jump: {jumped:?}");
+        assert!(!jumped.contains(&NodeKind::Server), "ZooKeeper's sessions run on a monotonic clock");
+    }
 }
