@@ -162,6 +162,21 @@ pub(crate) fn etcd(ttl: i64, fencing: bool, env: &Env) -> ZooKeeper {
     }
 }
 
+/// A child's name as ZooKeeper gives it: the suffix counts the children created before it, from
+/// 0, one behind the model's sequence number; protection prefixes the creator's GUID.
+pub(crate) fn child_name(seq: u64, tag: Option<NodeId>) -> String {
+    match tag {
+        Some(c) => format!("_c_{c}-lock-{:010}", seq - 1),
+        None => format!("lock-{:010}", seq - 1),
+    }
+}
+
+/// Children as `ls /lock` shows them.
+pub(crate) fn children_shown(kids: &[(u64, Option<NodeId>)]) -> String {
+    let names: Vec<String> = kids.iter().map(|(seq, tag)| child_name(*seq, *tag)).collect();
+    format!("[{}]", names.join(", "))
+}
+
 /// One child of `/lock`: `lock-<seq - 1>`, its sequence number also its fencing token (ZooKeeper's
 /// creation zxid orders nodes the same way).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -562,10 +577,8 @@ impl ZooKeeper {
         self.save(e, cx);
     }
 
-    /// A node's path as ZooKeeper names it: the suffix counts the children created before it,
-    /// from 0, one behind the model's sequence number.
     fn node(seq: u64) -> String {
-        format!("/lock/lock-{:010}", seq - 1)
+        format!("/lock/{}", child_name(seq, None))
     }
 }
 
@@ -726,16 +739,7 @@ impl Protocol for ZooKeeper {
             Msg::Created { seq, .. } => format!("Created {}", Self::node(*seq)),
             Msg::GetChildren { watch: true, .. } => "ls -w /lock".into(),
             Msg::GetChildren { .. } => "ls /lock".into(),
-            Msg::Children { kids, .. } => {
-                let names: Vec<String> = kids
-                    .iter()
-                    .map(|(s, tag)| match tag {
-                        Some(c) => format!("_c_{c}-lock-{:010}", s - 1),
-                        None => format!("lock-{:010}", s - 1),
-                    })
-                    .collect();
-                format!("[{}]", names.join(", "))
-            }
+            Msg::Children { kids, .. } => children_shown(kids),
             Msg::Exists { seq, .. } => format!("stat -w {}", Self::node(*seq)),
             Msg::Stat { seq, exists: true, .. } => format!("{} exists (watch set)", Self::node(*seq)),
             Msg::Stat { seq, exists: false, .. } => format!("Node does not exist: {}", Self::node(*seq)),

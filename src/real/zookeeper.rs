@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use super::process::{EPOCH_MS, Process, REPLY_BOUND, Sandbox};
 use super::{Answer, Counterpart, RealCfg, RealError};
-use crate::protocol::zookeeper::{Dialect, Msg, Timer, ZooKeeper};
+use crate::protocol::zookeeper::{Dialect, Msg, Timer, ZooKeeper, child_name, children_shown};
 use crate::protocol::{NodeId, Observation, Wire};
 
 const JAR: &str = "/usr/share/java/zookeeper.jar";
@@ -443,7 +443,7 @@ impl ZkLock {
     fn path(&self, seq: u64) -> String {
         match self.nodes.get(&seq) {
             Some((name, ..)) => format!("{PARENT}/{name}"),
-            None => format!("{PARENT}/lock-{:010}", seq.saturating_sub(1)),
+            None => format!("{PARENT}/{}", child_name(seq, None)),
         }
     }
 
@@ -617,7 +617,7 @@ fn exchange(conn: &mut Conn, from: NodeId, msg: &Msg, path: &str, pong: bool) ->
                 conn.call(OP_GET_CHILDREN, Out::default().str(PARENT).bool(*watch)).map_err(talk)?;
             let kids = children(err, &body)?;
             let w = if *watch { " (watch)" } else { "" };
-            done.shown.push(format!("getChildren {PARENT}{w} → {}", names(&kids)));
+            done.shown.push(format!("getChildren {PARENT}{w} → {}", children_shown(&kids)));
             done.reply = Some(Msg::Children { xid: *xid, kids });
             done.events = events;
         }
@@ -678,18 +678,6 @@ fn children(err: i32, body: &[u8]) -> Result<Vec<(u64, Option<NodeId>)>, RealErr
     }
     kids.sort();
     Ok(kids)
-}
-
-/// Children as `ls` shows them.
-fn names(kids: &[(u64, Option<NodeId>)]) -> String {
-    let shown: Vec<String> = kids
-        .iter()
-        .map(|(seq, tag)| match tag {
-            Some(c) => format!("_c_{c}-lock-{:010}", seq - 1),
-            None => format!("lock-{:010}", seq - 1),
-        })
-        .collect();
-    format!("[{}]", shown.join(", "))
 }
 
 fn kind_name(kind: i32) -> &'static str {
