@@ -97,11 +97,15 @@ fn a_stored_trace_confirms_its_own_property_and_writes_the_walk() {
 
 #[test]
 fn a_missing_server_binary_is_one_line_naming_the_debian_package() {
-    let out = lockcheck(&["confirm", "models/redis_gc_pause.toml"]).env("PATH", "/nonexistent").output().unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("apt-get install redis-server"), "{stderr}");
+    for (spec, package) in
+        [("models/redis_gc_pause.toml", "redis-server"), ("models/zookeeper_not_reentrant.toml", "default-jre-headless")]
+    {
+        let out = lockcheck(&["confirm", spec]).env("PATH", "/nonexistent").output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(&format!("apt-get install {package}")), "{stderr}");
+    }
 }
 
 /// Five real Redis nodes, a PostgreSQL with its backends, a ZooKeeper (a JVM).
