@@ -97,9 +97,10 @@ fn a_stored_trace_confirms_its_own_property_and_writes_the_walk() {
 
 #[test]
 fn a_missing_server_binary_is_one_line_naming_the_debian_package() {
-    for (spec, package) in
-        [("models/redis_gc_pause.toml", "redis-server"), ("models/zookeeper_not_reentrant.toml", "default-jre-headless")]
-    {
+    for (spec, package) in [
+        ("models/redis_gc_pause.toml", "redis-server"),
+        ("models/zookeeper_not_reentrant.toml", "default-jre-headless"),
+    ] {
         let out = lockcheck(&["confirm", spec]).env("PATH", "/nonexistent").output().unwrap();
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");

@@ -9,12 +9,14 @@
 //! password after the server restarts, and told `SESSION_EXPIRED` by the server itself.
 //!
 //! Time: ZooKeeper expires sessions on the JVM's monotonic clock, which no shim may move (its
-//! threads wait on it), so a walk here takes real time: tick `t` is `t × wait_tick_ms` after the
-//! walk's first step, and a session asks for `session_timeout × wait_tick_ms` plus half a tick, so
-//! a session the model keeps through tick `t` is alive in the real server at the start of that
-//! tick, and one the model expires at tick `t` is gone within the tick (ZooKeeper expires sessions
-//! in buckets of `tickTime`, a tenth of a tick here). When the model's session timer fires, the
-//! counterpart waits (bounded) until the server's own `dump` no longer lists the session.
+//! threads wait on it), so a walk here takes real time: tick `t` begins `t × wait_tick_ms` after
+//! the walk's first step (or when the step before it ends, if that is later), and a session asks
+//! for `session_timeout × wait_tick_ms` plus nine tenths of a tick. A session the model keeps
+//! through tick `t` is then alive in the real server however late in that tick a step comes, up to
+//! nine tenths of it (steps take milliseconds); one the model expires at tick `t` goes within about
+//! a tick of it (ZooKeeper expires sessions in buckets of `tickTime`, a tenth of a tick here), and
+//! when the model's session timer fires the counterpart waits (bounded) until the server's own
+//! `dump` no longer lists the session, so nothing after it runs early.
 //!
 //! Sequence numbers: a sequential node's suffix counts the children created under the parent
 //! before it (deletions do not count: found by the conformance test, where the model had counted
@@ -330,7 +332,7 @@ impl ZkLock {
             stash: Vec::new(),
             pong: p.hears_pongs(),
             tick: Duration::from_millis(tick as u64),
-            timeout_ms: (p.timeout() * tick + tick / 2) as i32,
+            timeout_ms: (p.timeout() * tick + tick * 9 / 10) as i32,
             origin: None,
             system: String::new(),
             wire: Vec::new(),
@@ -384,8 +386,9 @@ impl ZkLock {
 
     /// Waits until tick `now` has begun in real time (the first call fixes tick 0).
     fn at(&mut self, now: i64) {
-        let origin = *self.origin.get_or_insert_with(|| Instant::now() - self.tick * now.max(0) as u32);
-        let due = origin + self.tick * now.max(0) as u32;
+        let back = self.tick * now.max(0) as u32;
+        let origin = *self.origin.get_or_insert_with(|| Instant::now().checked_sub(back).unwrap_or_else(Instant::now));
+        let due = origin + back;
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
