@@ -102,7 +102,8 @@ fn conforms_with<P: Protocol>(
         start = next;
         if mismatch.is_some() {
             let (ops, m) = shrink(&proto, CLIENTS, real.as_mut(), ops, start).unwrap_or_else(|e| panic!("{e}"));
-            let shown: Vec<String> = ops.iter().enumerate().map(|(i, op)| format!("  {i}. {op:?}")).collect();
+            let shown: Vec<String> =
+                ops.iter().enumerate().map(|(i, op)| format!("  {i}. {}", op.show(&proto))).collect();
             panic!(
                 "{name}, seed {seed}: the model and {} answer input {} differently\n{}\n  model: {}\n  real:  {}",
                 real.system(),

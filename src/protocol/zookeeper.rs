@@ -260,6 +260,20 @@ pub enum Msg {
     },
 }
 
+impl Msg {
+    /// The session a request is made on; `None` for the server's answers.
+    pub fn session(&self) -> Option<u8> {
+        match self {
+            Msg::Create { session, .. }
+            | Msg::GetChildren { session, .. }
+            | Msg::Exists { session, .. }
+            | Msg::Delete { session, .. }
+            | Msg::Ping { session } => Some(*session),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Timer {
     /// Server: the client's session expires unless it is heard from first.
@@ -517,14 +531,7 @@ impl ZooKeeper {
     }
 
     fn serve(&self, e: &mut Ensemble, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
-        let session = match &msg {
-            Msg::Create { session, .. }
-            | Msg::GetChildren { session, .. }
-            | Msg::Exists { session, .. }
-            | Msg::Delete { session, .. }
-            | Msg::Ping { session } => *session,
-            _ => return,
-        };
+        let Some(session) = msg.session() else { return };
         if !self.admit(e, from, session, cx) {
             return;
         }

@@ -20,6 +20,19 @@ pub enum Op<M> {
     Restart { wiped: bool },
 }
 
+impl<M> Op<M> {
+    /// The input in the system's words: `client-0 → SET lock c0:0 NX PX 2000`, `3 ticks pass`.
+    pub fn show<P: Protocol<Msg = M>>(&self, proto: &P) -> String {
+        match self {
+            Op::Ask { from, msg } => format!("{} → {}", client(*from), proto.show_msg(*from, msg)),
+            Op::Use { from, req } => format!("{} → {req}", client(*from)),
+            Op::Advance(ticks) => format!("{ticks} tick(s) pass"),
+            Op::Restart { wiped: false } => "the server restarts from its disk".into(),
+            Op::Restart { wiped: true } => "the server restarts with its disk lost".into(),
+        }
+    }
+}
+
 /// The first input the two answered differently: its index, and both answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mismatch {
@@ -198,4 +211,23 @@ pub fn shrink<P: Protocol>(
         }
     }
     Ok((ops, found))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::lease::Msg;
+    use crate::spec::{Env, Workload};
+
+    #[test]
+    fn a_failing_sequence_is_shown_in_the_systems_words() {
+        let proto =
+            crate::protocol::redis::build(Default::default(), &Env::test(2, Workload::CriticalWrite, 3, 1)).unwrap();
+        let shown: Vec<String> = [Op::Ask { from: 0, msg: Msg::Acquire { asked: 0 } }, Op::Advance(2)]
+            .iter()
+            .map(|op| op.show(&proto))
+            .collect();
+        assert!(shown[0].starts_with("client-0 → SET lock"), "{shown:?}");
+        assert_eq!(shown[1], "2 tick(s) pass");
+    }
 }

@@ -188,7 +188,9 @@ impl Conn {
             self.xid += 1;
             self.xid
         };
-        self.send(&Out::default().int(xid).int(op).0.into_iter().chain(body.0).collect::<Vec<_>>())?;
+        let mut req = Out::default().int(xid).int(op);
+        req.0.extend(body.0);
+        self.send(&req.0)?;
         let mut events = Vec::new();
         loop {
             let f = self.frame()?;
@@ -270,9 +272,8 @@ pub struct ZkLock {
     /// Every node created: its name and the model session that created it, by model sequence
     /// number.
     nodes: BTreeMap<u64, (String, NodeId, u8)>,
-    /// The children of `/lock` as of the last step, and the lowest of them (the holder).
+    /// The children of `/lock` as of the last step, lowest (the holder) first.
     children: Vec<u64>,
-    children_lowest: Option<u64>,
     /// Watch events received but caused by an expiry the model has not fired yet.
     stash: Vec<(NodeId, Event)>,
     pong: bool,
@@ -328,7 +329,6 @@ impl ZkLock {
             sessions: BTreeMap::new(),
             nodes: BTreeMap::new(),
             children: Vec::new(),
-            children_lowest: None,
             stash: Vec::new(),
             pong: p.hears_pongs(),
             tick: Duration::from_millis(tick as u64),
@@ -453,14 +453,7 @@ impl ZkLock {
     /// One request of client `from` on its session, answered as the model's server would
     /// (the reply, or `SESSION_EXPIRED`).
     fn request(&mut self, from: NodeId, msg: &Msg, a: &mut Answer<Msg>) -> Result<(), RealError> {
-        let session = match msg {
-            Msg::Create { session, .. }
-            | Msg::GetChildren { session, .. }
-            | Msg::Exists { session, .. }
-            | Msg::Delete { session, .. }
-            | Msg::Ping { session } => *session,
-            _ => return Ok(()),
-        };
+        let Some(session) = msg.session() else { return Ok(()) };
         let path = match msg {
             Msg::Exists { seq, .. } | Msg::Delete { seq: Some(seq), .. } => self.path(*seq),
             _ => String::new(),
@@ -537,17 +530,13 @@ impl ZkLock {
         for (client, e) in now {
             self.deliver(client, vec![e], a);
         }
-        let listed: Vec<u64> = self.list()?.into_iter().map(|(seq, _)| seq).collect();
-        let after = match expired {
-            None => listed,
-            Some(key) => {
-                let mut after = std::mem::take(&mut self.children);
-                after.retain(|seq| made_by(&self.nodes, *seq) != Some(key));
-                after
-            }
+        let before = std::mem::take(&mut self.children);
+        let after: Vec<u64> = match expired {
+            None => self.list()?.into_iter().map(|(seq, _)| seq).collect(),
+            Some(key) => before.iter().copied().filter(|seq| made_by(&self.nodes, *seq) != Some(key)).collect(),
         };
         let lowest = after.first().copied();
-        if lowest != self.children_lowest
+        if lowest != before.first().copied()
             && let Some(seq) = lowest
         {
             let owner = made_by(&self.nodes, seq)
@@ -555,7 +544,6 @@ impl ZkLock {
                 .0;
             a.observed.push(Observation::Granted { client: owner, token: Some(seq) });
         }
-        self.children_lowest = lowest;
         self.children = after;
         Ok(())
     }
@@ -753,7 +741,6 @@ impl Counterpart<ZooKeeper> for ZkLock {
             self.sessions.clear();
             self.nodes.clear();
             self.children.clear();
-            self.children_lowest = None;
             self.stash.clear();
         }
         self.boot(wiped)?;

@@ -162,8 +162,8 @@ pub fn draw_plan(sim: &LoadedSim, nodes: &[NodeInfo], seed: u64) -> Plan {
     let ppm = s.time.drift_ppm as i64;
     let drift_ppm = nodes.iter().map(|_| if ppm == 0 { 0 } else { rng.random_range(-ppm..=ppm) }).collect();
     let mut faults = Vec::new();
-    let pick_from = |rng: &mut ChaCha8Rng, c: Vec<NodeId>| (!c.is_empty()).then(|| c[rng.random_range(0..c.len())]);
-    let pick = |rng: &mut ChaCha8Rng, t: Targets| pick_from(rng, candidates(nodes, t));
+    let pick_from = |rng: &mut ChaCha8Rng, c: &[NodeId]| (!c.is_empty()).then(|| c[rng.random_range(0..c.len())]);
+    let pick = |rng: &mut ChaCha8Rng, t: Targets| pick_from(rng, &candidates(nodes, t));
     for _ in 0..rng.random_range(0..=f.pauses) {
         if let Some(node) = pick(&mut rng, f.pause_targets) {
             faults.push(Fault::Pause { node, at_ms: rng.random_range(0..window), for_ms: draw(&mut rng, f.pause_ms) });
@@ -187,9 +187,10 @@ pub fn draw_plan(sim: &LoadedSim, nodes: &[NodeInfo], seed: u64) -> Plan {
             faults.push(Fault::Hold { node, at_ms: rng.random_range(0..window), for_ms: draw(&mut rng, f.hold_ms) });
         }
     }
+    let jumpable: Vec<NodeId> =
+        candidates(nodes, f.jump_targets).into_iter().filter(|&i| nodes[i].wall_clock).collect();
     for _ in 0..rng.random_range(0..=f.clock_jumps) {
-        let jumpable = candidates(nodes, f.jump_targets).into_iter().filter(|&i| nodes[i].wall_clock).collect();
-        if let Some(node) = pick_from(&mut rng, jumpable) {
+        if let Some(node) = pick_from(&mut rng, &jumpable) {
             faults.push(Fault::ClockJump {
                 node,
                 at_ms: rng.random_range(0..window),
