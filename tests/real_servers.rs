@@ -5,6 +5,7 @@
 
 use lockcheck::protocol::Protocol;
 use lockcheck::protocol::db::{self, DbLock, ExpiryClock};
+use lockcheck::protocol::etcd;
 use lockcheck::protocol::lease::{LeaseLock, Msg};
 use lockcheck::protocol::redis::{self, Options, Release};
 use lockcheck::protocol::redlock::{self, Redlock};
@@ -254,10 +255,11 @@ fn the_stock_table_answers_as_the_storage_node_under_each_fencing() {
     }
 }
 
-/// ZooKeeper's clients: each speaks on its current session (now and then a new one, as after an
-/// expiry or Curator's LOST), under fresh xids; `exists` and `delete` name nodes made so far or
-/// not (yet); time passes past session timeouts; the server restarts from its log.
-fn zookeeper_sequence(rng: &mut ChaCha8Rng, tagged: bool) -> Vec<Op<zookeeper::Msg>> {
+/// The lock queue's clients (ZooKeeper's, Curator's, etcd's): each speaks on its current session
+/// (now and then a new one, as after an expiry or Curator's LOST), under fresh xids; `exists` and
+/// `delete` name nodes made so far or not (yet); time passes past session timeouts; the server
+/// restarts from its log. `tagged`: nodes carry their owner; `watch_all`: listings may watch.
+fn queue_sequence(rng: &mut ChaCha8Rng, tagged: bool, watch_all: bool) -> Vec<Op<zookeeper::Msg>> {
     use zookeeper::Msg;
     let mut epoch = [0u8; CLIENTS];
     let mut xid = 0u8;
@@ -273,7 +275,7 @@ fn zookeeper_sequence(rng: &mut ChaCha8Rng, tagged: bool) -> Vec<Op<zookeeper::M
                 made += 1;
                 Msg::Create { session, xid, tagged }
             }
-            5..=7 => Msg::GetChildren { session, xid, watch: rng.random_bool(0.5) },
+            5..=7 => Msg::GetChildren { session, xid, watch: watch_all && rng.random_bool(0.5) },
             8 | 9 => Msg::Exists { session, xid, seq: node(rng) },
             10 => Msg::Delete { session, seq: Some(node(rng)), close: false },
             11 => Msg::Delete { session, seq: rng.random_bool(0.5).then(|| node(rng)), close: true },
@@ -305,8 +307,15 @@ fn zookeeper_sequence(rng: &mut ChaCha8Rng, tagged: bool) -> Vec<Op<zookeeper::M
 fn zookeeper_sessions_sequential_nodes_watches_and_expiry() {
     let cfg = RealCfg { wait_tick_ms: 250, ..RealCfg::default() };
     let bare: ZooKeeper = zookeeper::build(zookeeper::Options::default(), &env()).expect("valid knobs");
-    conforms_with("zookeeper", bare, 20, cfg, |rng| zookeeper_sequence(rng, false));
+    conforms_with("zookeeper", bare, 20, cfg, |rng| queue_sequence(rng, false, true));
     let curator: ZooKeeper =
         zookeeper::build_curator(zookeeper::CuratorOptions::default(), &env()).expect("valid knobs");
-    conforms_with("curator", curator, 12, cfg, |rng| zookeeper_sequence(rng, true));
+    conforms_with("curator", curator, 12, cfg, |rng| queue_sequence(rng, true, true));
+}
+
+/// etcd's leases run out on its own clock and in whole seconds: a second a tick.
+#[test]
+fn etcd_leases_revisions_watches_and_expiry() {
+    let mutex: ZooKeeper = etcd::build(etcd::Options::default(), &env()).expect("valid knobs");
+    conforms_with("etcd", mutex, 12, RealCfg::default(), |rng| queue_sequence(rng, true, false));
 }

@@ -35,15 +35,24 @@ pub fn build(o: Options, env: &Env) -> Result<ZooKeeper, (String, String)> {
     Ok(super::zookeeper::etcd(ttl, o.fencing, env))
 }
 
-fn key(from: NodeId, session: u8) -> String {
-    format!("/lock/{from:x}{session:02x}")
+/// The lease of client `from`'s `session`-th session. A client may ask etcd for a lease ID of its
+/// choosing; a counterexample's leases (and so its keys) are named alike in the model and the real
+/// etcd.
+pub(crate) fn lease_id(from: NodeId, session: u8) -> i64 {
+    ((from as i64 + 1) << 8) | session as i64
+}
+
+/// The mutex's key under the lease: `/lock/<lease ID in hex>`, as `concurrency.Mutex` names it.
+pub(crate) fn key(lease: i64) -> String {
+    format!("/lock/{lease:x}")
 }
 
 pub(crate) fn show_msg(from: NodeId, msg: &Msg) -> String {
     match msg {
         Msg::Create { session, .. } => format!(
-            "txn: if create_revision({k}) == 0 then put {k} \"\" --lease={from:x}{session:02x} else get {k}",
-            k = key(from, *session)
+            "txn: if create_revision({k}) == 0 then put {k} \"\" --lease={lease:x} else get {k}",
+            k = key(lease_id(from, *session)),
+            lease = lease_id(from, *session)
         ),
         Msg::Created { seq, .. } => format!("succeeded, create_revision {seq}"),
         Msg::GetChildren { .. } => "get /lock --prefix --sort-by=CREATE".into(),
@@ -56,10 +65,10 @@ pub(crate) fn show_msg(from: NodeId, msg: &Msg) -> String {
         Msg::Stat { seq, exists: false, .. } => format!("key at revision {seq} already deleted"),
         Msg::Delete { seq: Some(seq), close: false, .. } => format!("delete the key at revision {seq}"),
         Msg::Delete { seq: Some(seq), close: true, session } => {
-            format!("delete the key at revision {seq}; lease revoke {from:x}{session:02x}")
+            format!("delete the key at revision {seq}; lease revoke {:x}", lease_id(from, *session))
         }
-        Msg::Delete { seq: None, session, .. } => format!("lease revoke {from:x}{session:02x}"),
-        Msg::Ping { session } => format!("lease keep-alive {from:x}{session:02x}"),
+        Msg::Delete { seq: None, session, .. } => format!("lease revoke {:x}", lease_id(from, *session)),
+        Msg::Ping { session } => format!("lease keep-alive {:x}", lease_id(from, *session)),
         Msg::Pong => "keep-alive ok".into(),
         Msg::SessionExpired { .. } => "etcdserver: requested lease not found".into(),
         Msg::WatchedEvent { node: Some(seq) } => format!("watch event: DELETE key at revision {seq}"),

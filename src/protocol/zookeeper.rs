@@ -347,9 +347,12 @@ impl ZooKeeper {
     }
 
     /// A request from `client` on session `epoch`: is the session alive (opening it if new)?
-    fn admit(&self, e: &mut Ensemble, client: NodeId, epoch: u8, cx: &mut PCx<Self>) -> bool {
-        match e.sessions.iter_mut().find(|s| s.client == client) {
-            Some(s) if s.epoch == epoch && s.live => {}
+    /// `heartbeat`: the request is a ping. Any request keeps a ZooKeeper session alive; an etcd
+    /// lease lives on keep-alives alone (a put bound to it does not renew it).
+    fn admit(&self, e: &mut Ensemble, client: NodeId, epoch: u8, heartbeat: bool, cx: &mut PCx<Self>) -> bool {
+        let renews = heartbeat || self.dialect == Dialect::ZooKeeper;
+        let opened = match e.sessions.iter_mut().find(|s| s.client == client) {
+            Some(s) if s.epoch == epoch && s.live => false,
             Some(s) if s.epoch < epoch => {
                 // The client gave up its old session (it expired, or Curator declared it LOST). One
                 // record per client: the old session's nodes go now rather than at its timeout.
@@ -357,6 +360,7 @@ impl ZooKeeper {
                 // Watches belong to a session: the old one's go with it.
                 e.watches.retain(|(w, _)| *w != client);
                 self.delete_where(e, |z| z.owner == client && z.session == old.epoch, cx);
+                true
             }
             Some(_) => {
                 cx.send_lock(client, Msg::SessionExpired { session: epoch });
@@ -365,9 +369,12 @@ impl ZooKeeper {
             None => {
                 e.sessions.push(Session { client, epoch, live: true });
                 e.sessions.sort();
+                true
             }
+        };
+        if opened || renews {
+            cx.set_lock_timer(Timer::Session(client), self.session_timeout);
         }
-        cx.set_lock_timer(Timer::Session(client), self.session_timeout);
         true
     }
 
@@ -532,10 +539,19 @@ impl ZooKeeper {
 
     fn serve(&self, e: &mut Ensemble, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
         let Some(session) = msg.session() else { return };
-        if !self.admit(e, from, session, cx) {
+        if !self.admit(e, from, session, matches!(msg, Msg::Ping { .. }), cx) {
             return;
         }
         match msg {
+            Msg::Create { xid, .. }
+                if let Some(z) = e
+                    .children
+                    .iter()
+                    .find(|z| self.dialect == Dialect::Etcd && z.owner == from && z.session == session) =>
+            {
+                // etcd's mutex puts its key in a transaction that only reads it when it exists.
+                cx.send_lock(from, Msg::Created { xid, seq: z.seq });
+            }
             Msg::Create { tagged, xid, .. } => {
                 e.counter += 1;
                 let seq = e.counter;
@@ -560,7 +576,8 @@ impl ZooKeeper {
                 }
             }
             Msg::Delete { seq, close: false, .. } => self.delete_where(e, |z| Some(z.seq) == seq, cx),
-            Msg::Delete { close: true, .. } => {
+            Msg::Delete { seq, close: true, .. } => {
+                self.delete_where(e, |z| Some(z.seq) == seq, cx);
                 // Closed, not forgotten: a late ping of this session must not reopen it.
                 e.sessions.iter_mut().filter(|s| s.client == from).for_each(|s| s.live = false);
                 e.watches.retain(|(w, _)| *w != from);

@@ -8,8 +8,10 @@
 //! differs. Counterparts depend on the protocols, never the reverse.
 
 pub mod conformance;
+pub mod etcd;
 pub mod postgres;
 pub mod process;
+pub mod queue;
 pub mod redis;
 pub mod zookeeper;
 
@@ -160,7 +162,7 @@ pub trait Counterpart<P: Protocol>: Send {
 }
 
 fn none_yet() -> RealError {
-    RealError::Unsupported("has no real counterpart yet (so far: redis, redlock, db, zookeeper, curator)".into())
+    RealError::Unsupported("has no real counterpart yet (so far: redis, redlock, db, zookeeper, curator, etcd)".into())
 }
 
 /// The counterpart of `proto`, its servers started; an error when the family (or this
@@ -179,8 +181,8 @@ pub fn counterpart<P: Protocol>(proto: &P, cfg: RealCfg) -> Result<Box<dyn Count
         Box::new(c)
     } else if let Some(p) = any.downcast_ref::<crate::protocol::zookeeper::ZooKeeper>() {
         let c: Box<dyn Counterpart<crate::protocol::zookeeper::ZooKeeper>> = match p.dialect {
-            crate::protocol::zookeeper::Dialect::ZooKeeper => Box::new(zookeeper::ZkLock::start(p, cfg)?),
-            crate::protocol::zookeeper::Dialect::Etcd => return Err(none_yet()),
+            crate::protocol::zookeeper::Dialect::ZooKeeper => Box::new(zookeeper::ZkServer::start(p, cfg)?),
+            crate::protocol::zookeeper::Dialect::Etcd => Box::new(etcd::EtcdServer::start(p, cfg)?),
         };
         Box::new(c)
     } else {

@@ -29,9 +29,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::process::{EPOCH_MS, Process, REPLY_BOUND, Sandbox};
-use super::{Answer, Counterpart, RealCfg, RealError};
-use crate::protocol::zookeeper::{Dialect, Msg, Timer, ZooKeeper, child_name, children_shown};
-use crate::protocol::{NodeId, Observation, Wire};
+use super::queue::{Event, Exchanged, Key, QueueLock, QueueServer};
+use super::{RealCfg, RealError};
+use crate::protocol::NodeId;
+use crate::protocol::zookeeper::{Dialect, Msg, ZooKeeper, child_name, children_shown};
 
 const JAR: &str = "/usr/share/java/zookeeper.jar";
 const PARENT: &str = "/lock";
@@ -111,16 +112,16 @@ impl<'a> In<'a> {
         Ok((xid, self.int()?))
     }
     /// A watch notification's body.
-    fn event(&mut self) -> std::io::Result<Event> {
+    fn notice(&mut self) -> std::io::Result<Notice> {
         let kind = self.int()?;
         self.int()?;
-        Ok(Event { kind, path: self.str()? })
+        Ok(Notice { kind, path: self.str()? })
     }
 }
 
-/// A watch notification: the event type and the node's path.
+/// A watch notification as the server sends it: the event type and the node's path.
 #[derive(Debug)]
-struct Event {
+struct Notice {
     kind: i32,
     path: String,
 }
@@ -181,7 +182,7 @@ impl Conn {
     }
 
     /// One request; its reply's error code and body, and the watch events that came before it.
-    fn call(&mut self, op: i32, body: Out) -> std::io::Result<(i32, Vec<u8>, Vec<Event>)> {
+    fn call(&mut self, op: i32, body: Out) -> std::io::Result<(i32, Vec<u8>, Vec<Notice>)> {
         let xid = if op == OP_PING {
             XID_PING
         } else {
@@ -197,7 +198,7 @@ impl Conn {
             let mut r = In(&f);
             let (got, err) = r.header()?;
             if got == XID_WATCH {
-                events.push(r.event()?);
+                events.push(r.notice()?);
             } else if got == xid {
                 return Ok((err, r.0.to_vec(), events));
             }
@@ -217,7 +218,7 @@ impl Conn {
     }
 
     /// Watch events already sent to this connection, waiting up to `quiet` for the first.
-    fn pending(&mut self, quiet: Duration) -> std::io::Result<Vec<Event>> {
+    fn pending(&mut self, quiet: Duration) -> std::io::Result<Vec<Notice>> {
         let mut events = Vec::new();
         loop {
             self.sock.set_read_timeout(Some(quiet))?;
@@ -233,7 +234,7 @@ impl Conn {
             let f = self.frame()?;
             let mut r = In(&f);
             if r.header()?.0 == XID_WATCH {
-                events.push(r.event()?);
+                events.push(r.notice()?);
             }
         }
     }
@@ -263,35 +264,29 @@ struct Session {
     watching: bool,
 }
 
-/// The `zookeeper` and `curator` families on one real ZooKeeper.
-pub struct ZkLock {
+/// One real ZooKeeper under the lock queue.
+pub(crate) struct ZkServer {
     server: Process,
     /// lockcheck's own session, which lists `/lock` after every input to see who holds the lock.
     admin: Option<Conn>,
-    sessions: BTreeMap<(NodeId, u8), Session>,
-    /// Every node created: its name and the model session that created it, by model sequence
-    /// number.
-    nodes: BTreeMap<u64, (String, NodeId, u8)>,
-    /// The children of `/lock` as of the last step, lowest (the holder) first.
-    children: Vec<u64>,
-    /// Watch events received but caused by an expiry the model has not fired yet.
-    stash: Vec<(NodeId, Event)>,
+    sessions: BTreeMap<Key, Session>,
     pong: bool,
     tick: Duration,
     timeout_ms: i32,
-    /// The real instant of tick 0, set at the walk's first step.
-    origin: Option<Instant>,
     system: String,
     wire: Vec<String>,
     _sandbox: Sandbox,
 }
 
+/// The `zookeeper` and `curator` families on one real ZooKeeper.
+pub(crate) type ZkLock = QueueLock<ZkServer>;
+
 fn talk(e: impl std::fmt::Display) -> RealError {
     RealError::Talk { server: "zookeeper".into(), why: e.to_string() }
 }
 
-impl ZkLock {
-    pub fn start(p: &ZooKeeper, cfg: RealCfg) -> Result<ZkLock, RealError> {
+impl ZkServer {
+    pub(crate) fn start(p: &ZooKeeper, cfg: RealCfg) -> Result<ZkLock, RealError> {
         assert_eq!(p.dialect, Dialect::ZooKeeper, "only ZooKeeper's dialect is sent here (real::counterpart)");
         if !Path::new(JAR).is_file() {
             return Err(RealError::Missing { binary: JAR.into(), package: "zookeeper".into() });
@@ -323,29 +318,27 @@ impl ZkLock {
             server.port
         );
         std::fs::write(&cfg_file, config).map_err(|e| RealError::io(&cfg_file, e))?;
-        let mut zk = ZkLock {
+        let mut zk = ZkServer {
             server,
             admin: None,
             sessions: BTreeMap::new(),
-            nodes: BTreeMap::new(),
-            children: Vec::new(),
-            stash: Vec::new(),
             pong: p.hears_pongs(),
             tick: Duration::from_millis(tick as u64),
+            // Nine tenths of a tick beyond the model's timeout: a step late in a tick still finds
+            // alive a session the model keeps through it.
             timeout_ms: (p.timeout() * tick + tick * 9 / 10) as i32,
-            origin: None,
             system: String::new(),
             wire: Vec::new(),
             _sandbox: sandbox,
         };
-        zk.boot(true)?;
+        zk.start_serving(true)?;
         zk.system = zk.four_letters("srvr", REPLY_BOUND).map(|t| version(&t))?;
-        Ok(zk)
+        Ok(QueueLock::new(zk))
     }
 
     /// Starts the server and waits until it serves (it accepts connections while it still loads
     /// its log); a fresh one gets its `/lock`.
-    fn boot(&mut self, fresh: bool) -> Result<(), RealError> {
+    fn start_serving(&mut self, fresh: bool) -> Result<(), RealError> {
         self.server.start()?;
         // A connection made while the server still loads its log is never answered: ask `srvr`
         // (with a short timeout) until the server says it serves.
@@ -384,22 +377,11 @@ impl ZkLock {
         Ok(text)
     }
 
-    /// Waits until tick `now` has begun in real time (the first call fixes tick 0).
-    fn at(&mut self, now: i64) {
-        let back = self.tick * now.max(0) as u32;
-        let origin = *self.origin.get_or_insert_with(|| Instant::now().checked_sub(back).unwrap_or_else(Instant::now));
-        let due = origin + back;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-    }
-
     /// The connection of the model's session `(client, epoch)`, opened or resumed as needed;
     /// `None` when the server says the session is gone. A client's newer session closes its older
     /// one first, as the model's server forgets it.
     fn session(&mut self, client: NodeId, epoch: u8) -> Result<Option<&mut Conn>, RealError> {
-        let older: Vec<(NodeId, u8)> =
-            self.sessions.keys().filter(|(c, e)| *c == client && *e < epoch).copied().collect();
+        let older: Vec<Key> = self.sessions.keys().filter(|(c, e)| *c == client && *e < epoch).copied().collect();
         for key in older {
             let Some(mut old) = self.sessions.remove(&key) else { continue };
             if old.closed {
@@ -442,198 +424,159 @@ impl ZkLock {
             Opened::Expired => Ok(None),
         }
     }
+}
 
-    fn path(&self, seq: u64) -> String {
-        match self.nodes.get(&seq) {
-            Some((name, ..)) => format!("{PARENT}/{name}"),
-            None => format!("{PARENT}/{}", child_name(seq, None)),
-        }
+impl QueueServer for ZkServer {
+    fn system(&self) -> String {
+        self.system.clone()
     }
 
-    /// One request of client `from` on its session, answered as the model's server would
-    /// (the reply, or `SESSION_EXPIRED`).
-    fn request(&mut self, from: NodeId, msg: &Msg, a: &mut Answer<Msg>) -> Result<(), RealError> {
-        let Some(session) = msg.session() else { return Ok(()) };
-        let path = match msg {
-            Msg::Exists { seq, .. } | Msg::Delete { seq: Some(seq), .. } => self.path(*seq),
+    fn tick(&self) -> Duration {
+        self.tick
+    }
+
+    fn request(&mut self, from: NodeId, msg: &Msg, node: Option<&str>) -> Result<Option<Exchanged>, RealError> {
+        let session = msg.session().expect("a request");
+        let path = match (msg, node) {
+            (_, Some(name)) => format!("{PARENT}/{name}"),
+            (Msg::Exists { seq, .. } | Msg::Delete { seq: Some(seq), .. }, None) => {
+                format!("{PARENT}/{}", child_name(*seq, None))
+            }
             _ => String::new(),
         };
         let pong = self.pong;
-        let Some(conn) = self.session(from, session)? else {
-            a.sends.push((from, Wire::Lock(Msg::SessionExpired { session })));
-            return Ok(());
-        };
-        let done = exchange(conn, from, msg, &path, pong)?;
-        if let Some((seq, name)) = done.created {
-            self.nodes.insert(seq, (name, from, session));
-        }
-        let mut shown = done.shown;
+        let Some(conn) = self.session(from, session)? else { return Ok(None) };
+        let mut done = exchange(conn, from, msg, &path, pong)?;
+        let s = self.sessions.get_mut(&(from, session)).expect("open a moment ago");
         if let Msg::Delete { close: true, .. } = msg {
-            let s = self.sessions.get_mut(&(from, session)).expect("open a moment ago");
             s.conn = None;
             s.closed = true;
-            shown.push(format!("closeSession 0x{:x}", s.id));
+            done.shown.push(format!("closeSession 0x{:x}", s.id));
         }
-        self.wire.push(shown.join("; "));
-        self.deliver(from, done.events, a);
-        if let Some(reply) = done.reply {
-            a.sends.push((from, Wire::Lock(reply)));
-        }
-        if matches!(msg, Msg::GetChildren { watch: true, .. } | Msg::Exists { .. })
-            && let Some(s) = self.sessions.get_mut(&(from, session))
-        {
+        if matches!(msg, Msg::GetChildren { watch: true, .. } | Msg::Exists { .. }) {
             s.watching = true;
         }
-        Ok(())
+        Ok(Some(done))
     }
 
-    /// Watch events that reached `client`'s connection, as the model's messages.
-    fn deliver(&mut self, client: NodeId, events: Vec<Event>, a: &mut Answer<Msg>) {
-        for e in events {
-            let node = match e.kind {
-                NODE_DELETED => node_of(&e.path),
-                NODE_CHILDREN_CHANGED => None,
-                _ => continue,
-            };
-            self.wire.push(format!("watch event {} {} → client-{client}", kind_name(e.kind), e.path));
-            a.sends.push((client, Wire::Lock(Msg::WatchedEvent { node })));
-        }
-    }
-
-    /// What the server did besides answering: watch events sent to other sessions, and a new
-    /// lowest child (the lock changing hands). After a request the admin session's listing is
-    /// the truth. After the expiry of session `expired`, only what that expiry did is this step's:
-    /// ZooKeeper expires the sessions of one `tickTime` bucket together, where the model expires
-    /// them one timer at a time, so the events and deletions of another session expired in the
-    /// same pass wait for the model's timer of that session (or show as `SESSION_EXPIRED` when a
-    /// request comes first).
-    fn aftermath(&mut self, a: &mut Answer<Msg>, expired: Option<(NodeId, u8)>) -> Result<(), RealError> {
+    fn pending(&mut self) -> Result<Vec<(NodeId, Event)>, RealError> {
+        let mut events = Vec::new();
         for (&(client, _), s) in self.sessions.iter_mut().filter(|(_, s)| s.watching) {
             if let Some(conn) = s.conn.as_mut() {
                 match conn.pending(Duration::from_millis(10)) {
-                    Ok(events) => self.stash.extend(events.into_iter().map(|e| (client, e))),
+                    Ok(got) => events.extend(got.into_iter().filter_map(event).map(|e| (client, e))),
                     // Closed by the server: an expired session, whose answer comes with its next use.
                     Err(_) => s.conn = None,
                 }
             }
         }
-        let nodes = &self.nodes;
-        let of_this_step = |e: &Event| match expired {
-            None => true,
-            Some(key) => {
-                e.kind == NODE_CHILDREN_CHANGED || node_of(&e.path).is_some_and(|seq| made_by(nodes, seq) == Some(key))
-            }
-        };
-        let (now, later): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.stash).into_iter().partition(|(_, e)| of_this_step(e));
-        self.stash = later;
-        for (client, e) in now {
-            self.deliver(client, vec![e], a);
-        }
-        let before = std::mem::take(&mut self.children);
-        let after: Vec<u64> = match expired {
-            None => self.list()?.into_iter().map(|(seq, _)| seq).collect(),
-            Some(key) => before.iter().copied().filter(|seq| made_by(&self.nodes, *seq) != Some(key)).collect(),
-        };
-        let lowest = after.first().copied();
-        if lowest != before.first().copied()
-            && let Some(seq) = lowest
-        {
-            let owner = made_by(&self.nodes, seq)
-                .ok_or_else(|| talk(format!("a node lockcheck did not create: {}", self.path(seq))))?
-                .0;
-            a.observed.push(Observation::Granted { client: owner, token: Some(seq) });
-        }
-        self.children = after;
-        Ok(())
+        Ok(events)
     }
 
-    /// The children of `/lock`, as the admin session lists them.
-    fn list(&mut self) -> Result<Vec<(u64, Option<NodeId>)>, RealError> {
+    fn list(&mut self) -> Result<Vec<u64>, RealError> {
         let (err, body, _) =
             self.admin().call(OP_GET_CHILDREN, Out::default().str(PARENT).bool(false)).map_err(talk)?;
-        children(err, &body)
+        Ok(children(err, &body)?.into_iter().map(|(seq, _)| seq).collect())
     }
 
-    /// Waits (bounded) until the server has expired session `key`: its own session tracker no
-    /// longer lists it (`dump`), and its nodes are gone.
-    fn expired(&mut self, key: (NodeId, u8), id: i64) -> Result<bool, RealError> {
-        let hex = format!("0x{id:x}");
-        let bound = Instant::now() + self.tick * 2 + REPLY_BOUND;
-        loop {
-            let dump = self.four_letters("dump", REPLY_BOUND)?;
-            let tracked = dump.split("ephemeral nodes dump").next().unwrap_or_default();
-            let listed = !tracked.lines().any(|l| l.trim() == hex)
-                && !self.list()?.iter().any(|(seq, _)| made_by(&self.nodes, *seq) == Some(key));
-            if listed {
-                return Ok(true);
-            }
-            if Instant::now() > bound {
-                return Ok(false);
-            }
-            std::thread::sleep(Duration::from_millis(5));
+    fn newest(&self, client: NodeId) -> Option<Key> {
+        let (&key, s) = self.sessions.range((client, 0)..=(client, u8::MAX)).next_back()?;
+        (!s.closed).then_some(key)
+    }
+
+    /// The server's session tracker (`dump`) no longer lists it.
+    fn gone(&mut self, key: Key) -> Result<bool, RealError> {
+        let hex = self.name(key);
+        let dump = self.four_letters("dump", REPLY_BOUND)?;
+        let tracked = dump.split("ephemeral nodes dump").next().unwrap_or_default();
+        Ok(!tracked.lines().any(|l| l.trim() == hex))
+    }
+
+    fn expired(&mut self, key: Key) {
+        if let Some(s) = self.sessions.get_mut(&key) {
+            s.conn = None;
         }
     }
-}
 
-/// What one request did on the real wire.
-struct Exchanged {
-    reply: Option<Msg>,
-    /// Watch events that reached the asker's connection before the reply.
-    events: Vec<Event>,
-    /// A node made: its model number and name.
-    created: Option<(u64, String)>,
-    shown: Vec<String>,
+    fn name(&self, key: Key) -> String {
+        self.sessions.get(&key).map(|s| format!("0x{:x}", s.id)).unwrap_or_default()
+    }
+
+    fn wire(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.wire)
+    }
+
+    fn kill(&mut self) -> String {
+        self.admin = None;
+        for s in self.sessions.values_mut() {
+            s.conn = None;
+        }
+        self.server.kill();
+        "kill -9 zookeeper".into()
+    }
+
+    fn boot(&mut self, wiped: bool) -> Result<String, RealError> {
+        if wiped {
+            self.server.wipe()?;
+            self.sessions.clear();
+        }
+        self.start_serving(wiped)?;
+        Ok(format!(
+            "zookeeper started again from {}",
+            if wiped { "an emptied data folder" } else { "its transaction log" }
+        ))
+    }
 }
 
 /// Sends request `msg` of client `from` on its connection (`path`: the node it names) and reads
 /// the reply, in the model's words; `pong`: the client hears the answer to a ping.
 fn exchange(conn: &mut Conn, from: NodeId, msg: &Msg, path: &str, pong: bool) -> Result<Exchanged, RealError> {
-    let mut done = Exchanged { reply: None, events: Vec::new(), created: None, shown: Vec::new() };
+    let mut done = Exchanged::default();
+    let mut events = Vec::new();
     match msg {
         Msg::Create { xid, tagged, .. } => {
             let prefix = if *tagged { format!("{PARENT}/_c_{from}-lock-") } else { format!("{PARENT}/lock-") };
             let body = open_acl(Out::default().str(&prefix).buf(b"")).int(EPHEMERAL_SEQUENTIAL);
-            let (err, body, events) = conn.call(OP_CREATE, body).map_err(talk)?;
+            let (err, body, before) = conn.call(OP_CREATE, body).map_err(talk)?;
+            events = before;
             let made = if err == 0 { In(&body).str().map_err(talk)? } else { String::new() };
             let name = made.rsplit('/').next().unwrap_or_default().to_string();
             let (seq, _) = parse_child(&name).ok_or_else(|| talk(format!("create {prefix}: error {err}")))?;
             done.reply = Some(Msg::Created { xid: *xid, seq });
-            done.events = events;
             done.created = Some((seq, name));
             done.shown.push(format!("create -e -s {prefix} → {made}"));
         }
         Msg::GetChildren { xid, watch, .. } => {
-            let (err, body, events) =
+            let (err, body, before) =
                 conn.call(OP_GET_CHILDREN, Out::default().str(PARENT).bool(*watch)).map_err(talk)?;
+            events = before;
             let kids = children(err, &body)?;
             let w = if *watch { " (watch)" } else { "" };
             done.shown.push(format!("getChildren {PARENT}{w} → {}", children_shown(&kids)));
             done.reply = Some(Msg::Children { xid: *xid, kids });
-            done.events = events;
         }
         Msg::Exists { xid, seq, .. } => {
-            let (err, _, events) = conn.call(OP_EXISTS, Out::default().str(path).bool(true)).map_err(talk)?;
+            let (err, _, before) = conn.call(OP_EXISTS, Out::default().str(path).bool(true)).map_err(talk)?;
+            events = before;
             let exists = err == 0;
             done.shown.push(format!("exists {path} (watch) → {}", if exists { "stat" } else { "NoNode" }));
             done.reply = Some(Msg::Stat { xid: *xid, seq: *seq, exists });
-            done.events = events;
         }
         Msg::Delete { seq, close, .. } => {
             if seq.is_some() {
-                let (err, _, events) = conn.call(OP_DELETE, Out::default().str(path).int(-1)).map_err(talk)?;
-                done.events.extend(events);
+                let (err, _, before) = conn.call(OP_DELETE, Out::default().str(path).int(-1)).map_err(talk)?;
+                events.extend(before);
                 done.shown.push(format!("delete {path} → {}", if err == NO_NODE { "NoNode" } else { "ok" }));
             }
             if *close {
-                let (_, _, events) = conn.call(OP_CLOSE, Out::default()).map_err(talk)?;
-                done.events.extend(events);
+                let (_, _, before) = conn.call(OP_CLOSE, Out::default()).map_err(talk)?;
+                events.extend(before);
             }
         }
         Msg::Ping { .. } => {
-            let (_, _, events) = conn.call(OP_PING, Out::default()).map_err(talk)?;
+            let (_, _, before) = conn.call(OP_PING, Out::default()).map_err(talk)?;
             done.reply = pong.then_some(Msg::Pong);
-            done.events = events;
+            events = before;
             done.shown.push("ping → pong".into());
         }
         Msg::Created { .. }
@@ -643,12 +586,18 @@ fn exchange(conn: &mut Conn, from: NodeId, msg: &Msg, path: &str, pong: bool) ->
         | Msg::SessionExpired { .. }
         | Msg::WatchedEvent { .. } => unreachable!("only requests reach the server"),
     }
+    done.events = events.into_iter().filter_map(event).collect();
     Ok(done)
 }
 
-/// The model session that created node `seq`.
-fn made_by(nodes: &BTreeMap<u64, (String, NodeId, u8)>, seq: u64) -> Option<(NodeId, u8)> {
-    nodes.get(&seq).map(|(_, c, e)| (*c, *e))
+/// A notification the recipe listens to, in the model's words.
+fn event(n: Notice) -> Option<Event> {
+    let node = match n.kind {
+        NODE_DELETED => node_of(&n.path),
+        NODE_CHILDREN_CHANGED => None,
+        _ => return None,
+    };
+    Some(Event { node, shown: format!("watch event {} {}", kind_name(n.kind), n.path) })
 }
 
 /// The model's number of the node at `path`.
@@ -687,68 +636,6 @@ fn version(srvr: &str) -> String {
         .and_then(|v| v.split(['-', ',']).next())
         .unwrap_or("(unknown version)");
     format!("ZooKeeper {v}")
-}
-
-impl Counterpart<ZooKeeper> for ZkLock {
-    fn system(&self) -> String {
-        self.system.clone()
-    }
-
-    fn on_msg(&mut self, _server: usize, from: NodeId, msg: &Msg, now: i64) -> Result<Answer<Msg>, RealError> {
-        self.at(now);
-        let mut a = Answer::default();
-        self.request(from, msg, &mut a)?;
-        self.aftermath(&mut a, None)?;
-        a.wire = std::mem::take(&mut self.wire);
-        Ok(a)
-    }
-
-    fn on_timer(&mut self, _server: usize, timer: &Timer, now: i64) -> Result<Answer<Msg>, RealError> {
-        self.at(now);
-        let mut a = Answer::default();
-        let mut expired = None;
-        if let Timer::Session(client) = *timer
-            && let Some((&key, s)) = self.sessions.range((client, 0)..=(client, u8::MAX)).next_back()
-            && !s.closed
-        {
-            let id = s.id;
-            if self.expired(key, id)? {
-                self.wire.push(format!("session 0x{id:x} expired (no longer in `dump`, its nodes gone)"));
-                a.observed.push(Observation::Expired { client });
-                self.sessions.get_mut(&key).expect("listed above").conn = None;
-                expired = Some(key);
-            }
-        }
-        self.aftermath(&mut a, expired)?;
-        a.wire = std::mem::take(&mut self.wire);
-        Ok(a)
-    }
-
-    fn crash(&mut self, _server: usize) -> Vec<String> {
-        self.admin = None;
-        for s in self.sessions.values_mut() {
-            s.conn = None;
-        }
-        self.server.kill();
-        vec!["kill -9 zookeeper".into()]
-    }
-
-    fn restart(&mut self, _server: usize, wiped: bool, now: i64) -> Result<Vec<String>, RealError> {
-        self.at(now);
-        if wiped {
-            // The server forgets every session and node, as the model's ensemble does.
-            self.server.wipe()?;
-            self.sessions.clear();
-            self.nodes.clear();
-            self.children.clear();
-            self.stash.clear();
-        }
-        self.boot(wiped)?;
-        Ok(vec![format!(
-            "zookeeper started again from {}",
-            if wiped { "an emptied data folder" } else { "its transaction log" }
-        )])
-    }
 }
 
 #[cfg(test)]
