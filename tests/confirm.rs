@@ -70,6 +70,7 @@ fn every_violated_claim_with_a_real_counterpart_happens_with_the_real_server() {
     assert!(stdout.contains("== models/redis_gc_pause.toml on Redis 7."), "{stdout}");
     assert!(stdout.contains("== models/db_for_update_faults.toml on PostgreSQL 15."), "{stdout}");
     assert!(stdout.contains("== models/zookeeper_session_expiry_gc_pause.toml on ZooKeeper 3.8."), "{stdout}");
+    assert!(stdout.contains("== models/etcd_session_expiry_gc_pause.toml on etcd 3.4."), "{stdout}");
     // Pinned: a change in what is confirmed is a decision (a new counterpart, a model change).
     assert!(stdout.ends_with("60 counterexamples confirmed\n"), "{}", stdout.lines().last().unwrap_or(""));
     let gc = stdout.split("== ").find(|s| s.starts_with("models/redis_gc_pause.toml")).unwrap();
@@ -100,6 +101,7 @@ fn a_missing_server_binary_is_one_line_naming_the_debian_package() {
     for (spec, package) in [
         ("models/redis_gc_pause.toml", "redis-server"),
         ("models/zookeeper_not_reentrant.toml", "default-jre-headless"),
+        ("models/etcd_fenced_session_expiry.toml", "etcd-server"),
     ] {
         let out = lockcheck(&["confirm", spec]).env("PATH", "/nonexistent").output().unwrap();
         let stderr = text(&out.stderr);
@@ -109,11 +111,12 @@ fn a_missing_server_binary_is_one_line_naming_the_debian_package() {
     }
 }
 
-/// Five real Redis nodes, a PostgreSQL with its backends, a ZooKeeper (a JVM).
-const SERVERS: [&str; 3] = [
+/// Five real Redis nodes, a PostgreSQL with its backends, a ZooKeeper (a JVM), an etcd.
+const SERVERS: [&str; 4] = [
     "models/redlock_crash_restart.toml",
     "models/db_for_update_side_effect.toml",
     "models/zookeeper_session_expiry_gc_pause.toml",
+    "models/etcd_fenced_session_expiry.toml",
 ];
 
 /// Starts a confirm of `spec` and waits until its real servers run.

@@ -2,7 +2,8 @@
 //! `Mutex`; etcd blog "etcd lock"; catalog #18, S7).
 //!
 //! A session is a lease with a TTL that the client keeps alive (`LeaseKeepAlive` every third of the
-//! TTL); when the lease expires, every key attached to it is deleted. `Lock` puts
+//! TTL; only a keep-alive renews it, a put bound to it does not); when the lease expires, every key
+//! attached to it is deleted. `Lock` puts
 //! `/lock/<lease-id>` bound to the lease (in a transaction that reuses the key if it already
 //! exists), reads the prefix sorted by create revision, holds the lock when its key has the lowest,
 //! and otherwise watches the key with the next lower create revision until it is deleted. `Unlock`
@@ -42,36 +43,53 @@ pub(crate) fn lease_id(from: NodeId, session: u8) -> i64 {
     ((from as i64 + 1) << 8) | session as i64
 }
 
+/// The client whose session holds `lease`.
+pub(crate) fn lease_owner(lease: i64) -> NodeId {
+    ((lease >> 8) - 1) as NodeId
+}
+
 /// The mutex's key under the lease: `/lock/<lease ID in hex>`, as `concurrency.Mutex` names it.
 pub(crate) fn key(lease: i64) -> String {
     format!("/lock/{lease:x}")
 }
 
+/// The create revision of the model's key `seq`: an empty etcd is at revision 1, and the model
+/// counts the same writes from 0.
+pub(crate) fn revision(seq: u64) -> u64 {
+    seq + 1
+}
+
+/// The model's number of the key created at `revision`.
+pub(crate) fn seq_at(revision: i64) -> u64 {
+    revision.saturating_sub(1).max(0) as u64
+}
+
 pub(crate) fn show_msg(from: NodeId, msg: &Msg) -> String {
+    let rev = |seq: &u64| revision(*seq);
     match msg {
         Msg::Create { session, .. } => format!(
             "txn: if create_revision({k}) == 0 then put {k} \"\" --lease={lease:x} else get {k}",
             k = key(lease_id(from, *session)),
             lease = lease_id(from, *session)
         ),
-        Msg::Created { seq, .. } => format!("succeeded, create_revision {seq}"),
+        Msg::Created { seq, .. } => format!("succeeded, create_revision {}", rev(seq)),
         Msg::GetChildren { .. } => "get /lock --prefix --sort-by=CREATE".into(),
         Msg::Children { kids, .. } => {
-            let revs: Vec<String> = kids.iter().map(|(rev, _)| format!("rev {rev}")).collect();
+            let revs: Vec<String> = kids.iter().map(|(seq, _)| format!("rev {}", rev(seq))).collect();
             format!("[{}]", revs.join(", "))
         }
-        Msg::Exists { seq, .. } => format!("watch the key with create_revision {seq} (waitDeletes)"),
-        Msg::Stat { seq, exists: true, .. } => format!("key at revision {seq} present: watching"),
-        Msg::Stat { seq, exists: false, .. } => format!("key at revision {seq} already deleted"),
-        Msg::Delete { seq: Some(seq), close: false, .. } => format!("delete the key at revision {seq}"),
+        Msg::Exists { seq, .. } => format!("watch the key with create_revision {} (waitDeletes)", rev(seq)),
+        Msg::Stat { seq, exists: true, .. } => format!("key at revision {} present: watching", rev(seq)),
+        Msg::Stat { seq, exists: false, .. } => format!("key at revision {} already deleted", rev(seq)),
+        Msg::Delete { seq: Some(seq), close: false, .. } => format!("delete the key at revision {}", rev(seq)),
         Msg::Delete { seq: Some(seq), close: true, session } => {
-            format!("delete the key at revision {seq}; lease revoke {:x}", lease_id(from, *session))
+            format!("delete the key at revision {}; lease revoke {:x}", rev(seq), lease_id(from, *session))
         }
         Msg::Delete { seq: None, session, .. } => format!("lease revoke {:x}", lease_id(from, *session)),
         Msg::Ping { session } => format!("lease keep-alive {:x}", lease_id(from, *session)),
         Msg::Pong => "keep-alive ok".into(),
         Msg::SessionExpired { .. } => "etcdserver: requested lease not found".into(),
-        Msg::WatchedEvent { node: Some(seq) } => format!("watch event: DELETE key at revision {seq}"),
+        Msg::WatchedEvent { node: Some(seq) } => format!("watch event: DELETE key at revision {}", rev(seq)),
         Msg::WatchedEvent { node: None } => "watch event on /lock".into(),
     }
 }

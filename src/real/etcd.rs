@@ -31,7 +31,7 @@ use super::process::{EPOCH_MS, Process, REPLY_BOUND, Sandbox};
 use super::queue::{Event, Exchanged, Key, QueueLock, QueueServer};
 use super::{RealCfg, RealError};
 use crate::protocol::NodeId;
-use crate::protocol::etcd::{key, lease_id};
+use crate::protocol::etcd::{key, lease_id, lease_owner, revision, seq_at};
 use crate::protocol::zookeeper::{Dialect, Msg, ZooKeeper};
 
 const PREFIX: &str = "/lock/";
@@ -338,7 +338,12 @@ impl EtcdServer {
         if !self.sessions.contains_key(&(client, epoch)) {
             let id = lease_id(client, epoch);
             let v = self.call("/v3/lease/grant", &json!({"ID": id.to_string(), "TTL": self.ttl_s.to_string()}))?;
-            self.wire.push(format!("lease grant {} → {:x} (TTL {} s)", self.ttl_s, int(&v["ID"]), int(&v["TTL"])));
+            let (granted, ttl) = (int(&v["ID"]), int(&v["TTL"]));
+            if granted != id {
+                return Err(talk(format!("lease grant: asked for ID {id:x}, got {granted:x}")));
+            }
+            self.wire
+                .push(format!("lease grant {} (ID {id:x}) → lease {granted:x} granted with TTL({ttl}s)", self.ttl_s));
             self.sessions.insert((client, epoch), Lease { id, closed: false });
         }
         let lease = &self.sessions[&(client, epoch)];
@@ -366,9 +371,9 @@ impl EtcdServer {
         let mut kids = Vec::new();
         for kv in v["kvs"].as_array().into_iter().flatten() {
             let name = key_of(kv);
-            let owner = name.strip_prefix(PREFIX).and_then(|l| i64::from_str_radix(l, 16).ok()).map(|l| (l >> 8) - 1);
-            let owner = owner.ok_or_else(|| talk(format!("a key lockcheck did not name: {name}")))?;
-            kids.push((int(&kv["create_revision"]) as u64 - 1, Some(owner as NodeId)));
+            let lease = name.strip_prefix(PREFIX).and_then(|l| i64::from_str_radix(l, 16).ok());
+            let lease = lease.ok_or_else(|| talk(format!("a key lockcheck did not name: {name}")))?;
+            kids.push((seq_at(int(&kv["create_revision"])), Some(lease_owner(lease))));
         }
         Ok((kids, int(&v["header"]["revision"])))
     }
@@ -376,7 +381,8 @@ impl EtcdServer {
     /// The key `name` if it exists with create revision `seq + 1`; the store's revision.
     fn get(&self, name: &str, seq: u64) -> Result<(bool, i64), RealError> {
         let v = self.call("/v3/kv/range", &json!({"key": b64(name.as_bytes())}))?;
-        let there = v["kvs"].as_array().into_iter().flatten().any(|kv| int(&kv["create_revision"]) as u64 == seq + 1);
+        let there =
+            v["kvs"].as_array().into_iter().flatten().any(|kv| int(&kv["create_revision"]) as u64 == revision(seq));
         Ok((there, int(&v["header"]["revision"])))
     }
 
@@ -398,13 +404,13 @@ impl EtcdServer {
         let mut done = Exchanged::default();
         let rev = if v["succeeded"].as_bool() == Some(true) {
             let rev = int(&v["header"]["revision"]);
-            done.created = Some((rev as u64 - 1, k.clone()));
+            done.created = Some((seq_at(rev), k.clone()));
             rev
         } else {
             int(&v["responses"][0]["response_range"]["kvs"][0]["create_revision"])
         };
         done.shown.push(format!("{shown} → create_revision {rev}"));
-        done.reply = Some(Msg::Created { xid, seq: rev as u64 - 1 });
+        done.reply = Some(Msg::Created { xid, seq: seq_at(rev) });
         Ok(Some(done))
     }
 
@@ -412,12 +418,12 @@ impl EtcdServer {
     fn delete(&mut self, name: &str, seq: u64) -> Result<String, RealError> {
         let kb = b64(name.as_bytes());
         let body = json!({
-            "compare": [{"key": kb, "target": "CREATE", "result": "EQUAL", "create_revision": (seq + 1).to_string()}],
+            "compare": [{"key": kb, "target": "CREATE", "result": "EQUAL", "create_revision": revision(seq).to_string()}],
             "success": [{"request_delete_range": {"key": kb}}],
         });
         let v = self.call("/v3/kv/txn", &body)?;
         let gone = int(&v["responses"][0]["response_delete_range"]["deleted"]);
-        Ok(format!("delete {name} (if create_revision {}) → deleted {gone}", seq + 1))
+        Ok(format!("delete {name} (if create_revision {}) → deleted {gone}", revision(seq)))
     }
 
     /// Drops `client`'s watches, keeping what they had already received.
@@ -432,7 +438,7 @@ impl EtcdServer {
 }
 
 fn key_name(seq: u64) -> String {
-    format!("the key at revision {}", seq + 1)
+    format!("the key at revision {}", revision(seq))
 }
 
 fn deletion(seq: u64, name: &str) -> Event {
@@ -473,7 +479,7 @@ impl QueueServer for EtcdServer {
         match msg {
             Msg::GetChildren { xid, watch: false, .. } => {
                 let (kids, _) = self.range()?;
-                let revs: Vec<String> = kids.iter().map(|(s, _)| (s + 1).to_string()).collect();
+                let revs: Vec<String> = kids.iter().map(|(s, _)| revision(*s).to_string()).collect();
                 done.shown
                     .push(format!("get {PREFIX} --prefix --sort-by=CREATE → create revisions [{}]", revs.join(", ")));
                 done.reply = Some(Msg::Children { xid: *xid, kids });

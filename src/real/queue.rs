@@ -132,7 +132,9 @@ impl<S: QueueServer> QueueLock<S> {
         if let Some((seq, name)) = done.created {
             self.nodes.insert(seq, (name, (from, session)));
         }
-        self.wire.push(done.shown.join("; "));
+        if !done.shown.is_empty() {
+            self.wire.push(done.shown.join("; "));
+        }
         self.deliver(from, done.events, a);
         if let Some(reply) = done.reply {
             a.sends.push((from, Wire::Lock(reply)));
