@@ -8,6 +8,7 @@ use lockcheck::protocol::db::{self, DbLock, ExpiryClock};
 use lockcheck::protocol::etcd;
 use lockcheck::protocol::lease::{LeaseLock, Msg};
 use lockcheck::protocol::redis::{self, Options, Release};
+use lockcheck::protocol::redisson::{self, Redisson};
 use lockcheck::protocol::redlock::{self, Redlock};
 use lockcheck::protocol::zookeeper::{self, ZooKeeper};
 use lockcheck::real::conformance::{Op, run, shrink};
@@ -159,6 +160,46 @@ fn one_redlock_node_with_and_without_its_aof() {
             lockless: false,
         };
         conforms(&name, proto, 150, &speech);
+    }
+}
+
+/// Redisson's clients: lock (again), renew, unlock (their own or not), subscribe and unsubscribe,
+/// as time passes past leases and the server restarts from its AOF.
+fn redisson_sequence(rng: &mut ChaCha8Rng) -> Vec<Op<redisson::Msg>> {
+    use redisson::Msg;
+    let mut ops = Vec::new();
+    for _ in 0..rng.random_range(6..20) {
+        let from = rng.random_range(0..CLIENTS);
+        let msg = match rng.random_range(0..20) {
+            0..=5 => Msg::TryLock,
+            6 | 7 => Msg::Renew,
+            8..=10 => Msg::Unlock,
+            11 | 12 => Msg::Subscribe,
+            13 => Msg::Unsubscribe,
+            14..=16 => {
+                ops.push(Op::Advance(rng.random_range(1..=TTL + 1)));
+                continue;
+            }
+            17 => {
+                ops.push(Op::Restart { wiped: rng.random_bool(0.3) });
+                continue;
+            }
+            _ => {
+                ops.push(Op::Advance(1));
+                continue;
+            }
+        };
+        ops.push(Op::Ask { from, msg });
+    }
+    ops
+}
+
+#[test]
+fn redisson_hash_locks_renewals_and_unlock_messages() {
+    for lease in [None, Some(2)] {
+        let o = redisson::Options { lease, ..redisson::Options::default() };
+        let proto: Redisson = redisson::build(o, &env()).expect("valid knobs");
+        conforms_with(&format!("redisson, lease {lease:?}"), proto, 150, RealCfg::default(), redisson_sequence);
     }
 }
 

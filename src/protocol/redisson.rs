@@ -208,6 +208,16 @@ pub struct Lib {
 }
 
 impl Redisson {
+    /// The TTL every `tryLock`, renewal and nested `unlock` sets, in ticks.
+    pub(crate) fn lease(&self) -> i64 {
+        self.lease
+    }
+
+    /// The Redis behind the lock has replicas (and Sentinel).
+    pub(crate) fn replicated(&self) -> bool {
+        self.replication.is_some()
+    }
+
     fn fresh(&self, index: usize, was: Option<Option<(Role, u8)>>, cx: &mut PCx<Self>) -> Server {
         Server { lock: None, subscribers: Vec::new(), repl: replication::start(self, index, was, cx) }
     }

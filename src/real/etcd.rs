@@ -235,8 +235,6 @@ pub(crate) struct EtcdServer {
     /// Watch events read while dropping a client's watches, not yet delivered.
     inbox: Vec<(NodeId, Event)>,
     ttl_s: i64,
-    tick: Duration,
-    system: String,
     wire: Vec<String>,
     _sandbox: Sandbox,
 }
@@ -282,8 +280,6 @@ impl EtcdServer {
             watches: BTreeMap::new(),
             inbox: Vec::new(),
             ttl_s: p.timeout() * tick_s + 1,
-            tick: Duration::from_secs(tick_s as u64),
-            system: String::new(),
             wire: Vec::new(),
             _sandbox: sandbox,
         };
@@ -294,8 +290,8 @@ impl EtcdServer {
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).map_err(talk)?;
         let v: Value = serde_json::from_slice(&body_of(&raw)?.1).map_err(talk)?;
-        etcd.system = format!("etcd {}", v["etcdserver"].as_str().unwrap_or("(unknown version)"));
-        Ok(QueueLock::new(etcd))
+        let system = format!("etcd {}", v["etcdserver"].as_str().unwrap_or("(unknown version)"));
+        Ok(QueueLock::new(etcd, system, Duration::from_secs(tick_s as u64)))
     }
 
     /// Starts the member and waits until it has elected itself and serves.
@@ -446,14 +442,6 @@ fn deletion(seq: u64, name: &str) -> Event {
 }
 
 impl QueueServer for EtcdServer {
-    fn system(&self) -> String {
-        self.system.clone()
-    }
-
-    fn tick(&self) -> Duration {
-        self.tick
-    }
-
     fn request(&mut self, from: NodeId, msg: &Msg, node: Option<&str>) -> Result<Option<Exchanged>, RealError> {
         let session = msg.session().expect("a request");
         let Some(lease) = self.lease(from, session)? else {

@@ -13,6 +13,7 @@ pub mod postgres;
 pub mod process;
 pub mod queue;
 pub mod redis;
+pub mod redisson;
 pub mod zookeeper;
 
 use std::any::Any;
@@ -162,7 +163,9 @@ pub trait Counterpart<P: Protocol>: Send {
 }
 
 fn none_yet() -> RealError {
-    RealError::Unsupported("has no real counterpart yet (so far: redis, redlock, db, zookeeper, curator, etcd)".into())
+    RealError::Unsupported(
+        "has no real counterpart yet (so far: redis, redlock, redisson, db, zookeeper, curator, etcd)".into(),
+    )
 }
 
 /// The counterpart of `proto`, its servers started; an error when the family (or this
@@ -178,6 +181,10 @@ pub fn counterpart<P: Protocol>(proto: &P, cfg: RealCfg) -> Result<Box<dyn Count
         Box::new(c)
     } else if let Some(p) = any.downcast_ref::<crate::protocol::redlock::Redlock>() {
         let c: Box<dyn Counterpart<crate::protocol::redlock::Redlock>> = Box::new(redis::RedlockNodes::start(p, cfg)?);
+        Box::new(c)
+    } else if let Some(p) = any.downcast_ref::<crate::protocol::redisson::Redisson>() {
+        let c: Box<dyn Counterpart<crate::protocol::redisson::Redisson>> =
+            Box::new(redisson::RedissonLock::start(p, cfg)?);
         Box::new(c)
     } else if let Some(p) = any.downcast_ref::<crate::protocol::zookeeper::ZooKeeper>() {
         let c: Box<dyn Counterpart<crate::protocol::zookeeper::ZooKeeper>> = match p.dialect {

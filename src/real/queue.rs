@@ -46,10 +46,6 @@ pub(crate) type Key = (NodeId, u8);
 
 /// One system's wire under the queue.
 pub(crate) trait QueueServer: Send {
-    /// The system and its version (`etcd 3.4.23`).
-    fn system(&self) -> String;
-    /// Real time a tick lasts.
-    fn tick(&self) -> Duration;
     /// Request `msg` of client `from` on its session `(from, msg.session())`, opened (after
     /// closing the client's older ones, as the model's server forgets them) or resumed as needed;
     /// `node` names the node the request names. `None`: the server says the session is gone.
@@ -77,6 +73,10 @@ pub(crate) trait QueueServer: Send {
 /// The `zookeeper`, `curator` and `etcd` families on one real server.
 pub(crate) struct QueueLock<S: QueueServer> {
     server: S,
+    /// The system and its version (`etcd 3.4.23`).
+    system: String,
+    /// Real time a tick lasts.
+    tick: Duration,
     /// Every node created: its name and the model session that created it, by model number.
     nodes: BTreeMap<u64, (String, Key)>,
     /// The nodes as of the last step, lowest (the holder) first.
@@ -89,9 +89,11 @@ pub(crate) struct QueueLock<S: QueueServer> {
 }
 
 impl<S: QueueServer> QueueLock<S> {
-    pub(crate) fn new(server: S) -> QueueLock<S> {
+    pub(crate) fn new(server: S, system: String, tick: Duration) -> QueueLock<S> {
         QueueLock {
             server,
+            system,
+            tick,
             nodes: BTreeMap::new(),
             children: Vec::new(),
             stash: Vec::new(),
@@ -102,7 +104,7 @@ impl<S: QueueServer> QueueLock<S> {
 
     /// Waits until tick `now` has begun in real time (the first call fixes tick 0).
     fn at(&mut self, now: i64) {
-        let back = self.server.tick() * now.max(0) as u32;
+        let back = self.tick * now.max(0) as u32;
         let origin = *self.origin.get_or_insert_with(|| Instant::now().checked_sub(back).unwrap_or_else(Instant::now));
         let due = origin + back;
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
@@ -180,7 +182,7 @@ impl<S: QueueServer> QueueLock<S> {
             && let Some(seq) = lowest
         {
             let owner = self.made_by(seq).ok_or_else(|| RealError::Talk {
-                server: self.server.system(),
+                server: self.system.clone(),
                 why: format!("a node lockcheck did not create holds the lock (model number {seq})"),
             })?;
             a.observed.push(Observation::Granted { client: owner.0, token: Some(seq) });
@@ -192,7 +194,7 @@ impl<S: QueueServer> QueueLock<S> {
     /// Waits (bounded) until the server has expired session `key`: it no longer knows it, and
     /// its nodes are gone from a listing.
     fn wait_expired(&mut self, key: Key) -> Result<bool, RealError> {
-        let bound = Instant::now() + self.server.tick() * 2 + REPLY_BOUND;
+        let bound = Instant::now() + self.tick * 2 + REPLY_BOUND;
         loop {
             if self.server.gone(key)? && !self.server.list()?.iter().any(|seq| self.made_by(*seq) == Some(key)) {
                 return Ok(true);
@@ -212,7 +214,7 @@ impl<S: QueueServer> QueueLock<S> {
 
 impl<S: QueueServer> Counterpart<ZooKeeper> for QueueLock<S> {
     fn system(&self) -> String {
-        self.server.system()
+        self.system.clone()
     }
 
     fn on_msg(&mut self, _server: usize, from: NodeId, msg: &Msg, now: i64) -> Result<Answer<Msg>, RealError> {

@@ -34,7 +34,7 @@ const COMPARE_AND_DELETE: &str =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 /// The version `redis-server --version` prints (`v=7.0.15`).
-fn version(binary: &std::path::Path) -> String {
+pub(super) fn version(binary: &std::path::Path) -> String {
     let out = std::process::Command::new(binary).arg("--version").output().ok();
     let text = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
     let v = text.split_whitespace().find_map(|w| w.strip_prefix("v=")).unwrap_or("(unknown version)");
@@ -46,14 +46,14 @@ fn version(binary: &std::path::Path) -> String {
 pub struct RedisNode {
     process: Process,
     con: Option<redis::Connection>,
-    tick_ms: i64,
+    pub(super) tick_ms: i64,
     timed: bool,
-    key: Option<(String, i64)>,
+    pub(super) key: Option<(String, i64)>,
     pub wire: Vec<String>,
 }
 
 impl RedisNode {
-    fn start(sb: &Sandbox, name: &str, persistence: bool, cfg: RealCfg) -> Result<RedisNode, RealError> {
+    pub(super) fn start(sb: &Sandbox, name: &str, persistence: bool, cfg: RealCfg) -> Result<RedisNode, RealError> {
         let binary = find_binary("redis-server", "redis-server", &[])?;
         let aof = if persistence { "yes" } else { "no" };
         let args = [
@@ -105,13 +105,17 @@ impl RedisNode {
         Ok(())
     }
 
+    pub(super) fn port(&self) -> u16 {
+        self.process.port
+    }
+
     /// The wall clock at the start of tick `now` (never moved back).
-    fn at(&mut self, now: i64) -> Result<(), RealError> {
+    pub(super) fn at(&mut self, now: i64) -> Result<(), RealError> {
         self.process.clock.set(wall_ms(now, self.tick_ms))
     }
 
     /// One command; logged with its reply as the real wire carried them.
-    fn cmd(&mut self, args: &[&str]) -> Result<Value, RealError> {
+    pub(super) fn cmd(&mut self, args: &[&str]) -> Result<Value, RealError> {
         let name = self.process.name.clone();
         let con = self.con.as_mut().ok_or_else(|| RealError::Talk { server: name.clone(), why: "down".into() })?;
         let mut c = redis::cmd(args[0]);
@@ -125,7 +129,7 @@ impl RedisNode {
         Ok(v)
     }
 
-    fn script(&mut self, body: &str, keys: &[&str], args: &[&str]) -> Result<Value, RealError> {
+    pub(super) fn script(&mut self, body: &str, keys: &[&str], args: &[&str]) -> Result<Value, RealError> {
         let n = keys.len().to_string();
         let mut all = vec!["EVAL", body, n.as_str()];
         all.extend(keys);
@@ -134,7 +138,7 @@ impl RedisNode {
     }
 
     /// Reads the key's expiry instant after a grant, for [`Self::lapse`].
-    fn remember(&mut self, value: String) -> Result<(), RealError> {
+    pub(super) fn remember(&mut self, value: String) -> Result<(), RealError> {
         let when = int(&self.cmd(&["PEXPIRETIME", "lock"])?);
         self.key = Some((value, when));
         Ok(())
@@ -166,7 +170,7 @@ impl RedisNode {
     /// The lock key's expiry is due: lets the clock run to just past the real key's expiry instant
     /// if it falls within tick `now` (untimed: whenever it falls), and returns the value of the
     /// key that expired, if one did.
-    fn lapse(&mut self, now: i64) -> Result<Option<String>, RealError> {
+    pub(super) fn lapse(&mut self, now: i64) -> Result<Option<String>, RealError> {
         self.at(now)?;
         let Some((value, when)) = self.key.clone() else { return Ok(None) };
         let end_of_tick = self.timed.then(|| wall_ms(now + 1, self.tick_ms));
@@ -181,13 +185,13 @@ impl RedisNode {
         Ok(Some(value))
     }
 
-    fn crash(&mut self) -> Vec<String> {
+    pub(super) fn crash(&mut self) -> Vec<String> {
         self.con = None;
         self.process.kill();
         vec![format!("kill -9 {}", self.process.name)]
     }
 
-    fn restart(&mut self, wiped: bool, persistence: bool, now: i64) -> Result<Vec<String>, RealError> {
+    pub(super) fn restart(&mut self, wiped: bool, persistence: bool, now: i64) -> Result<Vec<String>, RealError> {
         if wiped {
             self.process.wipe()?;
         }
@@ -220,7 +224,7 @@ fn show(v: &Value) -> String {
     }
 }
 
-fn int(v: &Value) -> i64 {
+pub(super) fn int(v: &Value) -> i64 {
     match v {
         Value::Int(i) => *i,
         Value::BulkString(b) => String::from_utf8_lossy(b).parse().unwrap_or(0),
@@ -236,7 +240,7 @@ fn text(v: &Value) -> Option<String> {
 }
 
 /// The client a lock value `c<client>:<asked>` (or a hash field `c<client>`) belongs to.
-fn take_wire(n: &mut RedisNode) -> Vec<String> {
+pub(super) fn take_wire(n: &mut RedisNode) -> Vec<String> {
     std::mem::take(&mut n.wire)
 }
 

@@ -271,9 +271,7 @@ pub(crate) struct ZkServer {
     admin: Option<Conn>,
     sessions: BTreeMap<Key, Session>,
     pong: bool,
-    tick: Duration,
     timeout_ms: i32,
-    system: String,
     wire: Vec<String>,
     _sandbox: Sandbox,
 }
@@ -323,17 +321,15 @@ impl ZkServer {
             admin: None,
             sessions: BTreeMap::new(),
             pong: p.hears_pongs(),
-            tick: Duration::from_millis(tick as u64),
             // Nine tenths of a tick beyond the model's timeout: a step late in a tick still finds
             // alive a session the model keeps through it.
             timeout_ms: (p.timeout() * tick + tick * 9 / 10) as i32,
-            system: String::new(),
             wire: Vec::new(),
             _sandbox: sandbox,
         };
         zk.start_serving(true)?;
-        zk.system = zk.four_letters("srvr", REPLY_BOUND).map(|t| version(&t))?;
-        Ok(QueueLock::new(zk))
+        let system = zk.four_letters("srvr", REPLY_BOUND).map(|t| version(&t))?;
+        Ok(QueueLock::new(zk, system, Duration::from_millis(tick as u64)))
     }
 
     /// Starts the server and waits until it serves (it accepts connections while it still loads
@@ -427,14 +423,6 @@ impl ZkServer {
 }
 
 impl QueueServer for ZkServer {
-    fn system(&self) -> String {
-        self.system.clone()
-    }
-
-    fn tick(&self) -> Duration {
-        self.tick
-    }
-
     fn request(&mut self, from: NodeId, msg: &Msg, node: Option<&str>) -> Result<Option<Exchanged>, RealError> {
         let session = msg.session().expect("a request");
         let path = match (msg, node) {
