@@ -807,6 +807,55 @@ pub fn confirm_all(
     Ok(!failed && confirmed > 0)
 }
 
+/// Plays `seeds` of each scenario with the real servers answering; true when some scenario ran
+/// and no run diverged.
+pub fn confirm_scenarios(
+    args: &[PathBuf],
+    seeds: &[u64],
+    cfg: crate::real::RealCfg,
+    w: &mut impl Write,
+) -> anyhow::Result<bool> {
+    let sims: Vec<crate::sim::spec::LoadedSim> =
+        spec_files(args)?.iter().map(|p| crate::sim::spec::load_sim(p)).collect::<Result<_, _>>()?;
+    let (mut diverged, mut ran) = (false, false);
+    for sim in &sims {
+        let r = crate::confirm::confirm_seeds(sim, seeds, cfg)?;
+        print_seeds(&r, w)?;
+        diverged |= r.diverged.is_some();
+        ran |= r.not_attempted.is_none();
+        if crate::progress::interrupted() {
+            break;
+        }
+    }
+    Ok(ran && !diverged)
+}
+
+fn print_seeds(r: &crate::confirm::SeedsReport, w: &mut impl Write) -> std::io::Result<()> {
+    let on = r.system.as_deref().map(|s| format!(" on {s}")).unwrap_or_default();
+    writeln!(w, "== {}{on}", r.spec)?;
+    if let Some(why) = &r.not_attempted {
+        return writeln!(w, "  not attempted: {why}");
+    }
+    let answered = r.runs - r.diverged_runs;
+    for (p, simulated, real) in &r.rates {
+        writeln!(
+            w,
+            "  {:<18} simulator {simulated}/{} runs · real servers {real}/{answered} runs answered as the model did",
+            p.name(),
+            r.runs
+        )?;
+    }
+    match &r.diverged {
+        None => writeln!(w, "  every answer of the real servers in {} runs was the model's", r.runs),
+        Some((seed, k, model, real)) => {
+            let word = console::style(format!("{} of {} runs diverged", r.diverged_runs, r.runs)).red().bold();
+            writeln!(w, "  {word}; the first, seed {seed}, at the real servers' answer {k}:")?;
+            writeln!(w, "      the model: {model}")?;
+            writeln!(w, "      the real server: {real}")
+        }
+    }
+}
+
 fn participants(spec: &Loaded) -> Result<Vec<String>, SpecError> {
     struct Names;
     impl crate::registry::Visit for Names {

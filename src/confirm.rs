@@ -12,7 +12,8 @@
 //! **diverged at step k** (the real server answered otherwise: both answers are shown), and **not
 //! reproduced** (the walk ended and the property held).
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::check::search::{self, Limits};
 use crate::check::world::{Act, Action, World};
@@ -22,6 +23,7 @@ use crate::protocol::{MCx, Machine, NodeId, NodeInfo, NodeKind, Observation, Pro
 use crate::real::postgres::PgStock;
 use crate::real::{Answer, Counterpart, RealCfg, RealError};
 use crate::registry::{self, Visit};
+use crate::sim::spec::LoadedSim;
 use crate::spec::{Loaded, SpecError, Verdict};
 use crate::system::LockSystem;
 use crate::trace::{Step, Trace};
@@ -159,6 +161,119 @@ impl Visit for TraceVisit<'_> {
     }
 }
 
+/// What the real servers made of a scenario's runs (`confirm scenario.toml --seeds A..B`): the
+/// simulator's fault plans played again with the real servers answering wherever the model's
+/// server did, and compared answer by answer as a walk is. A run in which every answer was the
+/// same is the real servers' run too, so what its monitor judged holds for them.
+#[derive(Clone, Debug)]
+pub struct SeedsReport {
+    pub spec: String,
+    pub system: Option<String>,
+    pub runs: u64,
+    /// Per property: the runs the simulator found it violated in, and of those the runs the real
+    /// servers answered throughout as the model did.
+    pub rates: Vec<(PropertyName, u64, u64)>,
+    /// The first run the real servers answered otherwise, if any: its seed, the number of the
+    /// answer among the real servers' answers, and both answers (of how many runs diverged).
+    pub diverged: Option<(u64, usize, String, String)>,
+    pub diverged_runs: u64,
+    /// Not run, and why.
+    pub not_attempted: Option<String>,
+}
+
+/// Plays `seeds` of scenario `sim` with the real servers answering.
+pub fn confirm_seeds(sim: &LoadedSim, seeds: &[u64], cfg: RealCfg) -> Result<SeedsReport, SpecError> {
+    registry::build(&sim.as_model(), SeedsVisit { sim, seeds, cfg })?
+}
+
+struct SeedsVisit<'a> {
+    sim: &'a LoadedSim,
+    seeds: &'a [u64],
+    cfg: RealCfg,
+}
+
+impl Visit for SeedsVisit<'_> {
+    type Out = Result<SeedsReport, SpecError>;
+    fn visit<P: Protocol>(self, system: LockSystem<P>) -> Self::Out {
+        let sim = self.sim;
+        let file = |message: String| SpecError::File { file: sim.path.display().to_string(), message };
+        let props: Vec<PropertyName> = crate::check::properties(&sim.as_model(), system.proto.issues_tokens())?
+            .into_iter()
+            .filter(|p| *p != PropertyName::Available)
+            .collect();
+        let mut report = SeedsReport {
+            spec: sim.path.display().to_string(),
+            system: None,
+            runs: 0,
+            rates: props.iter().map(|p| (*p, 0, 0)).collect(),
+            diverged: None,
+            diverged_runs: 0,
+            not_attempted: None,
+        };
+        if !system.proto.server_timers_on_wall_clock() {
+            report.not_attempted = Some(format!(
+                "{}: the server times out on its own monotonic clock, so a run would take its simulated time in real time",
+                sim.spec.protocol
+            ));
+            return Ok(report);
+        }
+        // A simulated tick is `--tick-ms` of the server's wall clock, as a model's is: far above
+        // the real time a run takes, so no real timer (PostgreSQL's timeouts) fires on its own.
+        let cfg = RealCfg { timed: true, ..self.cfg };
+        let reals = start_reals(&system.proto, &sim.spec.protocol, sim.spec.setup.stock, cfg)
+            .map_err(|e| file(e.to_string()))?;
+        let reals = match reals {
+            Ok(r) => r,
+            Err(why) => {
+                report.not_attempted = Some(why);
+                return Ok(report);
+            }
+        };
+        report.system = Some(reals.system());
+        let m = Arc::new(Confirming { simulated: true, ..Confirming::new(system) });
+        m.attach(reals);
+        let played = play_seeds(&m, sim, self.seeds, props, &mut report);
+        m.detach();
+        played.map_err(file)?;
+        Ok(report)
+    }
+}
+
+/// Runs each seed's plan with the real servers attached to `m`, emptied before each run.
+fn play_seeds<P: Protocol>(
+    m: &Arc<Confirming<P>>,
+    sim: &LoadedSim,
+    seeds: &[u64],
+    props: Vec<PropertyName>,
+    report: &mut SeedsReport,
+) -> Result<(), String> {
+    let cfg = crate::sim::run_cfg(sim, props);
+    for &seed in seeds {
+        m.reset().map_err(|e| e.to_string())?;
+        let plan = crate::sim::plan::draw_plan(sim, m.nodes(), seed);
+        let run = crate::sim::driver::run(m.clone(), &cfg, seed, plan)?;
+        let answers = m.take_answers().map_err(|e| e.to_string())?;
+        let diverged = answers.into_iter().enumerate().find_map(|(i, a)| {
+            a.diverged.map(|(model, real)| (i + 1, (model, format!("{real} [{}]", a.wire.join("; ")))))
+        });
+        report.runs += 1;
+        for (p, simulated, real) in report.rates.iter_mut() {
+            if run.violations.iter().any(|v| v.property == *p) {
+                *simulated += 1;
+                *real += u64::from(diverged.is_none());
+            }
+        }
+        if let Some((k, (model, real))) = diverged {
+            report.diverged_runs += 1;
+            report.diverged.get_or_insert((seed, k, model, real));
+        }
+        if crate::progress::interrupted() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// The actions that give `trace`'s steps, found by trying each enabled action at each step; `None`
 /// when some step is given by none of them.
 fn actions_of_trace<M: Machine>(w: &World<M>, trace: &Trace) -> Option<Vec<Act<M>>> {
@@ -193,22 +308,33 @@ fn walk<P: Protocol>(
     cfg: RealCfg,
     system: &mut Option<String>,
 ) -> Result<Confirmation, RealError> {
-    let proto = &w.machine.sys.proto;
+    match start_reals(&w.machine.sys.proto, &spec.spec.protocol, spec.env().stock, cfg)? {
+        Ok(reals) => walk_with(spec, w, property, actions, reals, system),
+        Err(why) => Ok(Confirmation { property, outcome: Outcome::NotAttempted(why), trace: None }),
+    }
+}
+
+/// The real servers of `proto`: the lock's counterpart and, where the stock lives on lockcheck's
+/// storage node, a PostgreSQL table for it; `Err(why)` when the family (or this configuration of
+/// it) has no real counterpart.
+fn start_reals<P: Protocol>(
+    proto: &P,
+    protocol: &str,
+    stock: i64,
+    cfg: RealCfg,
+) -> Result<Result<Reals<P>, String>, RealError> {
     // No lock server at all (no lock): the stock alone is real.
     let lock = match crate::real::counterpart(proto, cfg) {
         Ok(real) => Some(real),
         Err(RealError::Unsupported(_)) if proto.servers().is_empty() => None,
-        Err(RealError::Unsupported(why)) => {
-            let outcome = Outcome::NotAttempted(format!("{} {why}", spec.spec.protocol));
-            return Ok(Confirmation { property, outcome, trace: None });
-        }
+        Err(RealError::Unsupported(why)) => return Ok(Err(format!("{protocol} {why}"))),
         Err(e) => return Err(e),
     };
     let stock = match proto.resource() {
-        ResourceHome::Storage(fencing) => Some(PgStock::start(spec.env().stock, fencing, cfg)?),
+        ResourceHome::Storage(fencing) => Some(PgStock::start(stock, fencing, cfg)?),
         ResourceHome::Server => None,
     };
-    walk_with(spec, w, property, actions, Reals { lock, stock }, system)
+    Ok(Ok(Reals { lock, stock }))
 }
 
 fn walk_with<P: Protocol>(
@@ -332,13 +458,60 @@ pub struct Confirming<P: Protocol> {
     storage: Option<NodeId>,
     real: Mutex<Option<Reals<P>>>,
     answers: Mutex<(Vec<Answered>, Option<RealError>)>,
+    /// Driven by the simulator, which tells a crash only by the restart that ends it (nothing
+    /// reaches a dead node meanwhile): the real server is killed then (the model checker's walk
+    /// kills it at the crash).
+    simulated: bool,
+    /// Added to every clock reading the real servers are given: a real clock never goes back,
+    /// and each of a scenario's runs starts its clocks at 0 again.
+    base: AtomicI64,
+    /// The latest reading given so far (`base` included).
+    latest: AtomicI64,
 }
 
 impl<P: Protocol> Confirming<P> {
     fn new(sys: LockSystem<P>) -> Self {
         let first_server = sys.nodes().iter().position(|n| n.kind == NodeKind::Server).unwrap_or(0);
         let storage = sys.nodes().iter().position(|n| n.kind == NodeKind::Storage);
-        Confirming { sys, first_server, storage, real: Mutex::new(None), answers: Mutex::new((Vec::new(), None)) }
+        Confirming {
+            sys,
+            first_server,
+            storage,
+            real: Mutex::new(None),
+            answers: Mutex::new((Vec::new(), None)),
+            simulated: false,
+            base: AtomicI64::new(0),
+            latest: AtomicI64::new(0),
+        }
+    }
+
+    /// A real server's reading of the model's `now`.
+    fn real_now(&self, now: i64) -> i64 {
+        let t = now + self.base.load(Ordering::Relaxed);
+        self.latest.fetch_max(t, Ordering::Relaxed);
+        t
+    }
+
+    /// Every real server emptied (killed and started with its disk lost), its clock past every
+    /// reading given so far, for a run whose clocks start at 0.
+    fn reset(&self) -> Result<(), RealError> {
+        // Room below the new 0 for a clock set back by a fault.
+        let start = self.latest.load(Ordering::Relaxed) + 1_000;
+        self.base.store(start, Ordering::Relaxed);
+        for index in 0..self.sys.proto.servers().len() {
+            self.with_real(|r| {
+                r.crash(index);
+                r.restart(index, true, start)
+            })
+            .transpose()?;
+        }
+        self.with_stock(|s| {
+            s.crash();
+            s.restart(true, start)
+        })
+        .transpose()?;
+        self.take_answers()?;
+        Ok(())
     }
 
     fn attach(&self, real: Reals<P>) {
@@ -372,6 +545,7 @@ impl<P: Protocol> Confirming<P> {
         msg: &<Self as Machine>::Msg,
         now: i64,
     ) -> Option<Result<Answer<P::Msg>, RealError>> {
+        let now = self.real_now(now);
         match (self.real_index(me), msg) {
             (Some(index), Wire::Lock(m)) => self.with_real(|r| r.on_msg(index, from, m, now)),
             (Some(index), Wire::Res(req)) => self.with_real(|r| r.on_resource(index, from, req, now)),
@@ -460,7 +634,8 @@ impl<P: Protocol> Machine for Confirming<P> {
         };
         self.sys.on_timer(state, timer, cx);
         if let Some((index, t)) = asked
-            && let Some(real) = self.with_real(|r| r.on_timer(index, &t, cx.now))
+            && let now = self.real_now(cx.now)
+            && let Some(real) = self.with_real(|r| r.on_timer(index, &t, now))
         {
             self.compare(cx, before, real);
         }
@@ -496,9 +671,16 @@ impl<P: Protocol> Machine for Confirming<P> {
 
     fn restart(&self, durable: Option<&Self::Durable>, cx: &mut MCx<Self>) -> Self::State {
         let wiped = durable.is_none();
+        let (crash, now) = (self.simulated, self.real_now(cx.now));
         let done = match self.real_index(cx.me) {
-            Some(index) => self.with_real(|r| r.restart(index, wiped, cx.now)),
-            None if Some(cx.me) == self.storage => self.with_stock(|s| s.restart(wiped, cx.now)),
+            Some(index) => self.with_real(|r| {
+                let killed = if crash { r.crash(index) } else { Vec::new() };
+                r.restart(index, wiped, now).map(|started| [killed, started].concat())
+            }),
+            None if Some(cx.me) == self.storage => self.with_stock(|s| {
+                let killed = if crash { s.crash() } else { Vec::new() };
+                s.restart(wiped, now).map(|started| [killed, started].concat())
+            }),
             None => None,
         };
         if let Some(done) = done {

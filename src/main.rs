@@ -177,11 +177,13 @@ enum Cmd {
         /// A trace written by --out. Example: traces/redis_gc_pause/no_stale_write.json
         trace: PathBuf,
     },
-    /// Walk each counterexample again with real servers (Debian's redis-server, PostgreSQL 15)
-    /// answering where the model's server did: confirmed, diverged at step k (both answers
-    /// shown), or not reproduced. Exit 0 only when every counterexample is confirmed.
+    /// Walk each counterexample again with real servers (Debian's redis-server, PostgreSQL 15,
+    /// ZooKeeper 3.8, etcd 3.4) answering where the model's server did: confirmed, diverged at
+    /// step k (both answers shown), or not reproduced. Exit 0 only when every counterexample is
+    /// confirmed. With --seeds, scenarios instead: the simulator's fault plans with the real
+    /// servers answering; exit 0 only when no run diverged.
     #[command(
-        after_help = "Examples:\n  lockcheck confirm models/redis_gc_pause.toml\n  lockcheck confirm traces/redis_gc_pause/no_stale_write.json --out traces"
+        after_help = "Examples:\n  lockcheck confirm models/redis_gc_pause.toml\n  lockcheck confirm traces/redis_gc_pause/no_stale_write.json --out traces\n  lockcheck confirm sims/redis_gc_pause.toml --seeds 0..50"
     )]
     Confirm {
         /// Spec files, folders of them, or traces written by `check --out`.
@@ -193,13 +195,18 @@ enum Cmd {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=3_600_000))]
         tick_ms: i64,
         /// Real milliseconds a tick lasts where the server's timers run on a clock lockcheck cannot
-        /// set (ZooKeeper's sessions): walks there take real time, and a tick must stay well
-        /// above scheduling noise. Example: --wait-tick-ms 1000
+        /// set (ZooKeeper's sessions; etcd's leases, in whole seconds, so rounded up to a second
+        /// there): walks there take real time, and a tick must stay well above scheduling noise.
+        /// Example: --wait-tick-ms 1000
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(50..=60_000))]
         wait_tick_ms: i64,
         /// Write each walk under DIR: <spec>/<property>.confirm.json and .md. Example: --out traces
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "seeds")]
         out: Option<PathBuf>,
+        /// The inputs are scenarios (sims/*.toml): run seeds A..B of each with the real servers
+        /// answering, and report the violation rates beside the simulator's. Example: --seeds 0..50
+        #[arg(long, value_name = "A..B")]
+        seeds: Option<String>,
     },
     /// Serve stateright's Explorer on the model of a spec.
     #[command(after_help = "Example:\n  lockcheck explore models/redis_gc_pause.toml --addr 127.0.0.1:3000")]
@@ -313,7 +320,13 @@ fn run(cli: Cli) -> Result<i32> {
             println!("{msg}");
             Ok(if same { EXIT_OK } else { EXIT_MISMATCH })
         }
-        Cmd::Confirm { inputs, tick_ms, wait_tick_ms, out } => {
+        Cmd::Confirm { inputs, tick_ms, wait_tick_ms, out: _, seeds: Some(seeds) } => {
+            let (from, to) = cli::parse_seeds(&seeds).map_err(anyhow::Error::msg)?;
+            let cfg = lockcheck::real::RealCfg { tick_ms, wait_tick_ms, ..Default::default() };
+            let ok = cli::confirm_scenarios(&inputs, &(from..to).collect::<Vec<_>>(), cfg, &mut std::io::stdout())?;
+            Ok(if ok { EXIT_OK } else { EXIT_MISMATCH })
+        }
+        Cmd::Confirm { inputs, tick_ms, wait_tick_ms, out, seeds: None } => {
             let inputs = cli::confirm_inputs(&inputs)?;
             if let Some(dir) = &out {
                 cli::usable_out(dir)?;

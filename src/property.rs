@@ -263,6 +263,12 @@ impl Monitor {
                 self.stock = stock;
                 self.check_stock();
             }
+            // Back to the last committed stock: what was sold since was not (a stock already
+            // wrong before the transaction has broken the property for good).
+            Observation::RolledBack { stock, .. } => {
+                self.stock = stock;
+                self.sales = self.initial_stock - stock;
+            }
             Observation::Done { client } => self.done |= 1 << client,
             Observation::Waiting { .. }
             | Observation::ReleasedOther { .. }
@@ -379,6 +385,15 @@ mod tests {
         let w = |c| WriteAccepted { client: c, token: None, value: 0, sale: true, before: 1 };
         assert!(run(2, 1, &[g(0), w(0)]).holds(PropertyName::NoOversell));
         assert!(!run(2, 1, &[g(0), w(0), g(1), w(1)]).holds(PropertyName::NoOversell));
+    }
+
+    #[test]
+    fn a_rolled_back_sale_was_not_sold_but_an_oversell_before_it_stays() {
+        let g = |c| Granted { client: c, token: None };
+        let w = |c| WriteAccepted { client: c, token: None, value: 0, sale: true, before: 1 };
+        let undo = RolledBack { client: 0, stock: 1 };
+        assert!(run(2, 1, &[g(0), w(0), undo.clone(), g(1), w(1)]).holds(PropertyName::NoOversell));
+        assert!(!run(2, 1, &[g(0), w(0), g(1), w(1), undo]).holds(PropertyName::NoOversell));
     }
 
     #[test]

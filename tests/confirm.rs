@@ -168,3 +168,41 @@ fn a_trace_whose_steps_the_model_does_not_take_is_bad_input() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("steps: the trace is not what this spec's model does"), "{stderr}");
 }
+
+/// How many of `runs` seeds the simulator alone finds `property` violated in.
+fn simulated_violations(scenario: &str, seeds: &str, property: &str) -> u64 {
+    let out = lockcheck(&["sim", scenario, "--seeds", seeds, "--json", "--no-shrink"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let r = v["results"].as_array().unwrap().iter().find(|r| r["property"] == property).unwrap();
+    r["violations"].as_u64().unwrap()
+}
+
+/// Redis and Redisson, with the stock in PostgreSQL. Not the `db` family's scenarios: on a loaded
+/// machine PostgreSQL now and then hands a row lock to another waiter than the model's queue does
+/// (README, "A scenario's runs on the real servers").
+#[test]
+fn a_scenarios_fault_plans_break_the_real_servers_as_often_as_the_simulated_ones() {
+    for (scenario, property, system) in [
+        ("sims/redis_gc_pause.toml", "no_stale_write", "Redis 7."),
+        ("sims/redisson_gc_pause.toml", "mutual_exclusion", "Redis 7."),
+    ] {
+        let out = run_clean(&["confirm", scenario, "--seeds", "0..20"]);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        assert!(stdout.contains(&format!("== {scenario} on {system}")), "{stdout}");
+        // The simulator alone on the same seeds: the rate the real servers must show.
+        let k = simulated_violations(scenario, "0..20", property);
+        assert!(k > 0, "{scenario}: seeds 0..20 must show violations of {property}");
+        let line = format!("{property:<18} simulator {k}/20 runs · real servers {k}/20 runs answered as the model did");
+        assert!(stdout.contains(&line), "{line}\n{stdout}");
+        assert!(stdout.contains("every answer of the real servers in 20 runs was the model's"), "{stdout}");
+    }
+}
+
+#[test]
+fn a_scenario_on_a_server_that_keeps_its_own_time_is_not_attempted() {
+    let out = run_clean(&["confirm", "sims/zookeeper_hang_keeps_session.toml", "--seeds", "0..2"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("not attempted: zookeeper: the server times out on its own monotonic clock"), "{stdout}");
+}

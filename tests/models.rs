@@ -145,7 +145,7 @@ fn small_models_keep_their_state_counts() {
         ("db_expiry_column_client_clock", 825),
         // idle_in_transaction_session_timeout counts from the transaction's last statement (a
         // read re-arms it), as tests/real_servers.rs found PostgreSQL does: 7868 before.
-        ("db_for_update_side_effect", 6614),
+        ("db_for_update_side_effect", 6872),
         ("db_optimistic_side_effect", 74),
         ("db_unique_row_crash", 139),
         ("fenced_lease_counter_lost", 1543),

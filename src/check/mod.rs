@@ -226,6 +226,9 @@ pub fn observation_text(o: &Observation, name: &dyn Fn(NodeId) -> String) -> Str
             format!("decrements stock to {stock} for {}", name(*client))
         }
         Observation::SoldOut { client } => format!("sold out for {}", name(*client)),
+        Observation::RolledBack { client, stock } => {
+            format!("{}'s transaction rolled back: stock {stock} again", name(*client))
+        }
         Observation::SideEffect { client, item } => {
             format!("{} performs the external side effect for item {item}", name(*client))
         }

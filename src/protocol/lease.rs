@@ -115,6 +115,12 @@ pub struct Server {
     /// Queued `(client, asked)` requests, oldest first.
     pub waiters: Vec<(NodeId, i64)>,
     pub resource: Option<Resource>,
+    /// The stock as last committed, while the holder's transaction has written without committing
+    /// (a nested critical section's write stays inside the transaction): an abort puts it back,
+    /// and only it is on disk. Found by `lockcheck confirm sims/db_for_update_side_effect.toml
+    /// --seeds`: a holder re-entered, wrote, and froze past the idle-in-transaction timeout;
+    /// PostgreSQL rolled the write back, the model kept it.
+    pub committed: Option<Resource>,
     /// Role, epoch and replication offset, when the server is replicated.
     pub repl: Option<ReplState<Msg>>,
 }
@@ -181,6 +187,7 @@ impl LeaseLock {
             counter: 0,
             waiters: Vec::new(),
             resource: self.cfg.hosts_resource.then(|| Resource::new(self.cfg.stock, self.cfg.fencing)),
+            committed: None,
             repl: replication::start(self, index, was, cx),
         }
     }
@@ -193,7 +200,7 @@ impl LeaseLock {
 
     fn save(&self, s: &Server, cx: &mut PCx<Self>) {
         let role = replication::role::<Self>(s);
-        let (counter, resource) = (s.counter, s.resource.clone());
+        let (counter, resource) = (s.counter, s.committed.clone().or_else(|| s.resource.clone()));
         let durable = match self.cfg.persist {
             Persist::Nothing => return,
             Persist::Everything => Durable { role, hold: s.hold.clone(), counter, resource },
@@ -229,8 +236,10 @@ impl LeaseLock {
     }
 
     /// The record is gone: hand it to the next queued waiter, if any.
+    /// The hold ends; what its transaction wrote stays (a commit: an abort restores first).
     fn vacate(&self, s: &mut Server, cx: &mut PCx<Self>) {
         s.hold = None;
+        s.committed = None;
         replication::forget_pending::<Self>(s);
         if !s.waiters.is_empty() {
             let (next, asked) = s.waiters.remove(0);
@@ -355,6 +364,11 @@ impl Protocol for LeaseLock {
         };
         if replication::serves::<Self>(s) && s.hold.as_ref().is_some_and(|h| h.owner == owner) {
             cx.observe(Observation::Expired { client: owner });
+            // An expired transaction is aborted: its uncommitted writes are undone.
+            if let Some(c) = s.committed.take() {
+                cx.observe(Observation::RolledBack { client: owner, stock: c.stock });
+                s.resource = Some(c);
+            }
             self.vacate(s, cx);
         }
     }
@@ -369,8 +383,12 @@ impl Protocol for LeaseLock {
         // level's write travels with the COMMIT.
         let outermost = s.hold.as_ref().is_some_and(|h| h.count <= 1);
         let commits = self.cfg.txn_bound && outermost && matches!(req, ResReq::Write { .. });
+        let before = s.resource.clone();
         if let Some(r) = &mut s.resource {
             r.handle(from, req, cx);
+        }
+        if self.cfg.txn_bound && !commits && s.committed.is_none() && s.resource != before {
+            s.committed = before;
         }
         if commits {
             if self.cfg.expires {
@@ -811,5 +829,25 @@ mod tests {
         p.server_on_resource(&mut s, 1, ResReq::Write { token: None, session: 0, value: 1, sale: true }, &mut cx());
         assert_eq!(s.resource.as_ref().map(|r| r.stock), Some(1));
         assert!(s.hold.is_none(), "the write commits and releases the row");
+    }
+
+    #[test]
+    fn an_aborted_transactions_uncommitted_write_is_rolled_back() {
+        let p = super::super::db::build(Default::default(), &env()).unwrap();
+        let mut s = p.server_start(0, &mut cx());
+        p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 0 }, &mut cx());
+        p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 0 }, &mut cx());
+        let mut c = cx();
+        p.server_on_resource(&mut s, 0, ResReq::Write { token: None, session: 0, value: 1, sale: true }, &mut c);
+        assert_eq!(s.resource.as_ref().map(|r| r.stock), Some(1), "the nested level's write stays in the transaction");
+        let disk = c.effects.iter().rev().find_map(|e| match e {
+            Effect::Persist(d) => d.resource.as_ref().map(|r| r.stock),
+            _ => None,
+        });
+        assert_eq!(disk, Some(2), "only what was committed is on disk");
+        let mut c = cx();
+        p.server_on_timer(&mut s, Timer::Expire(0), &mut c);
+        assert_eq!(s.resource.as_ref().map(|r| r.stock), Some(2), "the abort undoes it");
+        assert!(c.effects.contains(&Effect::Observe(Observation::RolledBack { client: 0, stock: 2 })));
     }
 }

@@ -177,6 +177,12 @@ pub enum Observation {
     SoldOut {
         client: NodeId,
     },
+    /// A server aborted `client`'s transaction, which had written without committing: the stock
+    /// is `stock` again, the uncommitted sales undone.
+    RolledBack {
+        client: NodeId,
+        stock: i64,
+    },
     /// The client performed the external side effect of its critical section (charging a card,
     /// shipping) for the item it read: `item` is the stock it read.
     SideEffect {

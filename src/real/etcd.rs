@@ -577,11 +577,12 @@ mod tests {
         }
         assert_eq!(b64(b"/lock/"), "L2xvY2sv");
         let mut c = Chunks::default();
+        // The first message's newline comes in a chunk that has not arrived whole.
         c.raw.extend_from_slice(b"7\r\n{\"a\":1}\r\n3\r\n\n{\"");
         c.unchunk();
-        assert_eq!(c.lines(), vec![json!({"a": 1})]);
+        assert_eq!(c.lines(), Vec::<Value>::new());
         c.raw.extend_from_slice(b"\r\n6\r\nb\":2}\n\r\n");
         c.unchunk();
-        assert_eq!(c.lines(), vec![json!({"b": 2})]);
+        assert_eq!(c.lines(), vec![json!({"a": 1}), json!({"b": 2})]);
     }
 }

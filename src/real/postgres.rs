@@ -98,30 +98,49 @@ struct Session {
     sent: Option<String>,
 }
 
+/// A connection as lockcheck's user, and its backend's pid.
+fn connect(port: u16) -> Result<(postgres::Client, i32), String> {
+    let mut config = postgres::Config::new();
+    config.host("127.0.0.1").port(port).user("lockcheck").dbname("postgres").connect_timeout(REPLY_BOUND);
+    // A server in crash recovery refuses connections for a moment ("starting up").
+    let began = Instant::now();
+    let mut client = loop {
+        match config.connect(postgres::NoTls) {
+            Ok(c) => break c,
+            Err(_) if began.elapsed() < REPLY_BOUND => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let pid = client.query_one("SELECT pg_backend_pid()", &[]).map_err(|e| e.to_string())?.get::<_, i32>(0);
+    Ok((client, pid))
+}
+
 impl Session {
+    /// The connection is made on its thread too: the blocking client runs a runtime of its own,
+    /// which may not start on a thread that drives one (the simulator's).
     fn open(server: &str, port: u16) -> Result<Session, RealError> {
         let talk = |why: String| RealError::Talk { server: server.into(), why };
-        let mut config = postgres::Config::new();
-        config.host("127.0.0.1").port(port).user("lockcheck").dbname("postgres").connect_timeout(REPLY_BOUND);
-        // A server in crash recovery refuses connections for a moment ("starting up").
-        let began = Instant::now();
-        let mut client = loop {
-            match config.connect(postgres::NoTls) {
-                Ok(c) => break c,
-                Err(_) if began.elapsed() < REPLY_BOUND => std::thread::sleep(Duration::from_millis(5)),
-                Err(e) => return Err(talk(e.to_string())),
-            }
-        };
-        let pid = client.query_one("SELECT pg_backend_pid()", &[]).map_err(|e| talk(e.to_string()))?.get::<_, i32>(0);
         let (jobs, inbox) = mpsc::channel::<String>();
         let (outbox, done) = mpsc::channel();
+        let (opened, pid) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut client = match connect(port) {
+                Ok((client, pid)) => {
+                    let _ = opened.send(Ok(pid));
+                    client
+                }
+                Err(why) => {
+                    let _ = opened.send(Err(why));
+                    return;
+                }
+            };
             for sql in inbox {
                 if outbox.send(run(&mut client, &sql)).is_err() {
                     break;
                 }
             }
         });
+        let pid = pid.recv().map_err(|e| talk(e.to_string()))?.map_err(talk)?;
         Ok(Session { pid, jobs, done, sent: None })
     }
 
@@ -297,6 +316,8 @@ struct Conn {
     open: bool,
     /// An acquire waiting in the server's lock queue: its `asked`.
     queued: Option<i64>,
+    /// Its transaction wrote without committing (a nested level's write).
+    dirty: bool,
 }
 
 /// The `db` family on a real PostgreSQL.
@@ -362,7 +383,7 @@ impl PgLock {
                 self.server.wire.push(format!("c{client}: {sql} → {}", shown(&r)));
             }
         }
-        self.conns.push(Conn { client, asked, session, depth: 0, open: true, queued: None });
+        self.conns.push(Conn { client, asked, session, depth: 0, open: true, queued: None, dirty: false });
         Ok(self.conns.len() - 1)
     }
 
@@ -571,6 +592,10 @@ impl PgLock {
             self.conns[i].depth = 0;
             self.conns[i].open = false;
         }
+        let writes = matches!(req, ResReq::Write { .. } | ResReq::Decrement | ResReq::CasWrite { .. });
+        if self.lock == DbLock::ForUpdate && !commits && writes && outcome.is_ok() {
+            self.conns[i].dirty = true;
+        }
         match stock_answer(from, req, self.versioned, &outcome) {
             Some((reply, seen)) => {
                 a.observed.push(seen);
@@ -621,12 +646,17 @@ impl PgLock {
                     return Ok(());
                 }
                 self.server.wire.push(format!("c{owner}'s session ended (pid {pid} gone)"));
+                a.observed.push(Observation::Expired { client: owner });
                 if !dropped {
                     let c = &mut self.conns[i];
                     c.open = false;
                     c.depth = 0;
+                    if std::mem::take(&mut c.dirty) {
+                        let stock = self.server.admin("SELECT stock FROM inventory WHERE sku = 1")?.int(0).unwrap_or(0);
+                        self.server.wire.push(format!("c{owner}'s transaction rolled back: stock {stock}"));
+                        a.observed.push(Observation::RolledBack { client: owner, stock });
+                    }
                 }
-                a.observed.push(Observation::Expired { client: owner });
                 self.settle(a)
             }
             DbLock::ExpiryColumn => self.lapse(now, a),
