@@ -132,6 +132,8 @@ pub struct Durable {
     pub hold: Option<Hold>,
     pub counter: u64,
     pub resource: Option<Resource>,
+    /// The client whose open transaction had written without committing: a crash rolls it back.
+    pub uncommitted: Option<NodeId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -201,10 +203,11 @@ impl LeaseLock {
     fn save(&self, s: &Server, cx: &mut PCx<Self>) {
         let role = replication::role::<Self>(s);
         let (counter, resource) = (s.counter, s.committed.clone().or_else(|| s.resource.clone()));
+        let uncommitted = s.committed.as_ref().and(s.hold.as_ref()).map(|h| h.owner);
         let durable = match self.cfg.persist {
             Persist::Nothing => return,
-            Persist::Everything => Durable { role, hold: s.hold.clone(), counter, resource },
-            Persist::DataOnly => Durable { role, hold: None, counter, resource },
+            Persist::Everything => Durable { role, hold: s.hold.clone(), counter, resource, uncommitted },
+            Persist::DataOnly => Durable { role, hold: None, counter, resource, uncommitted },
         };
         cx.persist(durable);
     }
@@ -284,6 +287,10 @@ impl Protocol for LeaseLock {
             s.counter = d.counter;
             if d.resource.is_some() {
                 s.resource = d.resource.clone();
+            }
+            // Recovery keeps what was committed: an open transaction's writes are gone.
+            if let (Some(client), Some(r)) = (d.uncommitted, &d.resource) {
+                cx.observe(Observation::RolledBack { client, stock: r.stock });
             }
         }
         // A restored lease keeps its expiry instant (found by `tests/real_servers.rs`: a full TTL
@@ -620,6 +627,9 @@ impl crate::protocol::Ids for Hold {
 impl crate::protocol::Ids for Durable {
     fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
         self.hold.map_ids(f);
+        if let Some(c) = &mut self.uncommitted {
+            *c = f(*c);
+        }
     }
 }
 
@@ -845,6 +855,14 @@ mod tests {
             _ => None,
         });
         assert_eq!(disk, Some(2), "only what was committed is on disk");
+        let durable = c.effects.iter().rev().find_map(|e| match e {
+            Effect::Persist(d) => Some(d.clone()),
+            _ => None,
+        });
+        let mut r = cx();
+        let restarted = p.server_restart(0, durable.as_ref(), &mut r);
+        assert_eq!(restarted.resource.as_ref().map(|x| x.stock), Some(2), "a crash loses it too");
+        assert!(r.effects.contains(&Effect::Observe(Observation::RolledBack { client: 0, stock: 2 })));
         let mut c = cx();
         p.server_on_timer(&mut s, Timer::Expire(0), &mut c);
         assert_eq!(s.resource.as_ref().map(|r| r.stock), Some(2), "the abort undoes it");
