@@ -197,10 +197,7 @@ impl Visit for SeedsVisit<'_> {
     fn visit<P: Protocol>(self, system: LockSystem<P>) -> Self::Out {
         let sim = self.sim;
         let file = |message: String| SpecError::File { file: sim.path.display().to_string(), message };
-        let props: Vec<PropertyName> = crate::check::properties(&sim.as_model(), system.proto.issues_tokens())?
-            .into_iter()
-            .filter(|p| *p != PropertyName::Available)
-            .collect();
+        let props = crate::sim::judged(sim, system.proto.issues_tokens())?;
         let mut report = SeedsReport {
             spec: sim.path.display().to_string(),
             system: None,

@@ -161,6 +161,13 @@ struct SimVisit<'a> {
     fixed_plan: Option<Plan>,
 }
 
+/// The properties a run of `sim` is judged by: the spec's, but `available`, which needs the
+/// model checker's "some path exists".
+pub fn judged(sim: &LoadedSim, issues_tokens: bool) -> Result<Vec<PropertyName>, SpecError> {
+    let all = crate::check::properties(&sim.as_model(), issues_tokens)?;
+    Ok(all.into_iter().filter(|p| *p != PropertyName::Available).collect())
+}
+
 pub fn run_cfg(sim: &LoadedSim, props: Vec<PropertyName>) -> RunCfg {
     let s = &sim.spec;
     RunCfg {
@@ -179,10 +186,7 @@ pub fn run_cfg(sim: &LoadedSim, props: Vec<PropertyName>) -> RunCfg {
 impl Visit for SimVisit<'_> {
     type Out = Result<(SimOutcome, Vec<RunOutcome>), SpecError>;
     fn visit<P: Protocol>(self, system: LockSystem<P>) -> Self::Out {
-        let props: Vec<PropertyName> = crate::check::properties(&self.sim.as_model(), system.proto.issues_tokens())?
-            .into_iter()
-            .filter(|p| *p != PropertyName::Available)
-            .collect();
+        let props = judged(self.sim, system.proto.issues_tokens())?;
         let machine = Arc::new(system);
         let cfg = RunCfg { full_duration: self.opts.full_duration, ..run_cfg(self.sim, props.clone()) };
         let started = Instant::now();
