@@ -14,6 +14,7 @@ pub mod process;
 pub mod queue;
 pub mod redis;
 pub mod redisson;
+pub mod replication;
 pub mod zookeeper;
 
 use std::any::Any;

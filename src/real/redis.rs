@@ -18,9 +18,11 @@ use std::time::Duration;
 use redis::Value;
 
 use super::process::{EPOCH_MS, Process, REPLY_BOUND, Sandbox, find_binary, wall_ms};
+use super::replication::Sentinel;
 use super::{Answer, Counterpart, RealCfg, RealError, owner, value};
-use crate::protocol::lease::{Dialect, LeaseLock, Msg, Persist, Timer};
+use crate::protocol::lease::{Dialect, Hold, Keys, LeaseLock, Msg, Persist, Timer};
 use crate::protocol::redlock::{self, Redlock};
+use crate::protocol::replication::{ReplMsg, ReplTimer, Role};
 use crate::protocol::{NodeId, Observation, Wire};
 
 const REENTRANT_LOCK: &str = "if redis.call('exists', KEYS[1]) == 0 or redis.call('hexists', KEYS[1], ARGV[1]) == 1 then \
@@ -44,7 +46,7 @@ pub(super) fn version(binary: &std::path::Path) -> String {
 /// One real Redis: its process, a connection, and the lock key's value and expiry instant as the
 /// server last reported them (to tell which key a lazy expiry removed).
 pub struct RedisNode {
-    process: Process,
+    pub(super) process: Process,
     con: Option<redis::Connection>,
     pub(super) tick_ms: i64,
     timed: bool,
@@ -73,6 +75,14 @@ impl RedisNode {
             "no",
             "--logfile",
             "",
+            // Replication goes through lockcheck's relays ([`super::replication`]): a snapshot
+            // with a length, and no pings or timeouts of the link's own.
+            "--repl-diskless-sync",
+            "no",
+            "--repl-ping-replica-period",
+            "100000",
+            "--repl-timeout",
+            "200000",
         ];
         let mut process = Process::new(sb, name, binary, &args, EPOCH_MS)?;
         process.start()?;
@@ -117,16 +127,49 @@ impl RedisNode {
     /// One command; logged with its reply as the real wire carried them.
     pub(super) fn cmd(&mut self, args: &[&str]) -> Result<Value, RealError> {
         let name = self.process.name.clone();
+        let v = self.send(args)?.map_err(|e| RealError::Talk { server: name, why: e.to_string() })?;
+        self.log(args, &show(&v));
+        Ok(v)
+    }
+
+    /// One write command, which a replica refuses (`-READONLY`: `None`).
+    pub(super) fn write(&mut self, args: &[&str]) -> Result<Option<Value>, RealError> {
+        match self.send(args)? {
+            Ok(v) => {
+                self.log(args, &show(&v));
+                Ok(Some(v))
+            }
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) => {
+                self.log(args, "-READONLY You can't write against a read only replica.");
+                Ok(None)
+            }
+            Err(e) => Err(RealError::Talk { server: self.process.name.clone(), why: e.to_string() }),
+        }
+    }
+
+    /// One command lockcheck asks for itself (not on the client's wire): not logged.
+    pub(super) fn quiet(&mut self, args: &[&str]) -> Result<Value, RealError> {
+        let name = self.process.name.clone();
+        self.send(args)?.map_err(|e| RealError::Talk { server: name, why: e.to_string() })
+    }
+
+    fn send(&mut self, args: &[&str]) -> Result<Result<Value, redis::RedisError>, RealError> {
+        let name = self.process.name.clone();
         let con = self.con.as_mut().ok_or_else(|| RealError::Talk { server: name.clone(), why: "down".into() })?;
         let mut c = redis::cmd(args[0]);
         args[1..].iter().for_each(|a| {
             c.arg(*a);
         });
-        let v: Value = c.query(con).map_err(|e| RealError::Talk { server: name, why: e.to_string() })?;
+        match c.query(con) {
+            Err(e) if e.is_io_error() || e.is_timeout() => Err(RealError::Talk { server: name, why: e.to_string() }),
+            r => Ok(r),
+        }
+    }
+
+    fn log(&mut self, args: &[&str], reply: &str) {
         let shown: Vec<String> =
             args.iter().map(|a| if a.contains(' ') { format!("\"{a}\"") } else { a.to_string() }).collect();
-        self.wire.push(format!("{} → {}", shown.join(" "), show(&v)));
-        Ok(v)
+        self.wire.push(format!("{} → {reply}", shown.join(" ")));
     }
 
     pub(super) fn script(&mut self, body: &str, keys: &[&str], args: &[&str]) -> Result<Value, RealError> {
@@ -144,27 +187,40 @@ impl RedisNode {
         Ok(())
     }
 
-    /// `SET lock value NX [PX ttl]`: whether it was set.
-    fn set_nx(&mut self, value: &str, ttl: Option<i64>) -> Result<bool, RealError> {
+    /// `SET lock value NX [PX ttl]`: whether it was set; `None`: a replica refused it.
+    fn set_nx(&mut self, value: &str, ttl: Option<i64>) -> Result<Option<bool>, RealError> {
         let px = ttl.map(|t| (t * self.tick_ms).to_string());
         let mut args = vec!["SET", "lock", value, "NX"];
         if let Some(px) = &px {
             args.extend(["PX", px.as_str()]);
         }
-        let set = self.cmd(&args)? == Value::Okay;
+        let Some(reply) = self.write(&args)? else { return Ok(None) };
+        let set = reply == Value::Okay;
         if set {
             self.remember(value.to_string())?;
         }
-        Ok(set)
+        Ok(Some(set))
     }
 
-    /// The compare-and-delete script: whether it deleted.
-    fn compare_and_delete(&mut self, value: &str) -> Result<bool, RealError> {
-        let deleted = int(&self.script(COMPARE_AND_DELETE, &["lock"], &[value])?) == 1;
+    /// The compare-and-delete script: whether it deleted; `None`: a replica refused it (its
+    /// `DEL` only: a value that differs is answered 0 on a replica too).
+    fn compare_and_delete(&mut self, value: &str) -> Result<Option<bool>, RealError> {
+        let Some(reply) = self.write(&["EVAL", COMPARE_AND_DELETE, "1", "lock", value])? else { return Ok(None) };
+        let deleted = int(&reply) == 1;
         if deleted {
             self.key = None;
         }
-        Ok(deleted)
+        Ok(Some(deleted))
+    }
+
+    /// What the node holds of the lock key now (after a replica took a stream, or was promoted).
+    pub(super) fn reread(&mut self) -> Result<Option<String>, RealError> {
+        let held = text(&self.cmd(&["GET", "lock"])?);
+        match &held {
+            Some(v) => self.remember(v.clone())?,
+            None => self.key = None,
+        }
+        Ok(held)
     }
 
     /// The lock key's expiry is due: lets the clock run to just past the real key's expiry instant
@@ -244,10 +300,14 @@ pub(super) fn take_wire(n: &mut RedisNode) -> Vec<String> {
     std::mem::take(&mut n.wire)
 }
 
-/// The `redis` family on one real Redis (no replicas: Redis replication streams by itself, and
-/// lockcheck cannot hold or drop what it sends).
+/// The `redis` family on a real Redis, and with replicas on one real Redis per node, the
+/// replication passing through lockcheck's relays and lockcheck playing Sentinel
+/// ([`super::replication`]).
 pub struct RedisLease {
-    node: RedisNode,
+    nodes: Vec<RedisNode>,
+    sentinel: Option<Sentinel>,
+    /// The node id of server 0 (clients come first).
+    first_server: NodeId,
     expires: bool,
     owner_checked: bool,
     persistence: bool,
@@ -262,10 +322,11 @@ impl RedisLease {
     pub fn start(p: &LeaseLock, cfg: RealCfg) -> Result<RedisLease, RealError> {
         let c = &p.cfg;
         assert_eq!(c.dialect, Dialect::Redis, "only the Redis dialect is sent here (real::counterpart)");
-        if c.replication.is_some() {
+        if let Some(r) = c.replication
+            && (r.min_acks > 0 || c.reentrant || !c.expires)
+        {
             return Err(RealError::Unsupported(
-                "with replicas is not confirmed: real replication streams by itself, lockcheck cannot hold or drop it"
-                    .into(),
+                "with replicas is confirmed without WAIT, reentrancy or a key that never expires only, so far".into(),
             ));
         }
         if c.reentrant && !c.release_checks_owner {
@@ -274,10 +335,17 @@ impl RedisLease {
         let system = version(&find_binary("redis-server", "redis-server", &[])?);
         let sandbox = Sandbox::new()?;
         let persistence = c.persist == Persist::Everything;
-        let node = RedisNode::start(&sandbox, "redis", persistence, cfg)?;
+        let replicas = c.replication.map_or(0, |r| r.replicas);
+        let mut nodes = vec![RedisNode::start(&sandbox, "redis", persistence, cfg)?];
+        for i in 1..=replicas {
+            nodes.push(RedisNode::start(&sandbox, &format!("replica-{i}"), persistence, cfg)?);
+        }
+        let sentinel = if replicas > 0 { Some(Sentinel::start(&mut nodes, persistence)?) } else { None };
         Ok(RedisLease {
             system,
-            node,
+            nodes,
+            sentinel,
+            first_server: c.server_node,
             expires: c.expires,
             owner_checked: c.release_checks_owner,
             persistence,
@@ -289,61 +357,125 @@ impl RedisLease {
     }
 
     /// A fencing token for a grant: `INCR fence` (the first hold), `GET fence` (a nested one).
-    fn token(&mut self, first: bool) -> Result<Option<u64>, RealError> {
+    fn token(&mut self, k: usize, first: bool) -> Result<Option<u64>, RealError> {
         if !self.tokens {
             return Ok(None);
         }
-        let v = if first { self.node.cmd(&["INCR", "fence"])? } else { self.node.cmd(&["GET", "fence"])? };
+        let n = &mut self.nodes[k];
+        let v = if first { n.cmd(&["INCR", "fence"])? } else { n.cmd(&["GET", "fence"])? };
         Ok(Some(int(&v) as u64))
     }
 
-    fn acquire(&mut self, from: NodeId, asked: i64, a: &mut Answer<Msg>) -> Result<(), RealError> {
+    fn acquire(&mut self, k: usize, from: NodeId, asked: i64, a: &mut Answer<Msg>) -> Result<(), RealError> {
         let ttl = self.expires.then_some(self.ttl);
+        let n = &mut self.nodes[k];
         let held = if self.reentrant {
-            let px = ttl.map_or(0, |t| t * self.node.tick_ms).to_string();
+            let px = ttl.map_or(0, |t| t * n.tick_ms).to_string();
             let field = format!("c{from}");
-            let n = int(&self.node.script(REENTRANT_LOCK, &["lock"], &[&field, &px])?);
-            if n > 0 {
-                self.node.remember(field)?;
+            let count = int(&n.script(REENTRANT_LOCK, &["lock"], &[&field, &px])?);
+            if count > 0 {
+                n.remember(field)?;
             }
-            (n > 0).then_some(n == 1)
+            Some((count > 0).then_some(count == 1))
         } else {
-            self.node.set_nx(&value(from, asked), ttl)?.then_some(true)
+            n.set_nx(&value(from, asked), ttl)?.map(|set| set.then_some(true))
         };
         match held {
-            Some(first) => {
-                let token = self.token(first)?;
+            None => a.sends.push((from, Wire::Lock(Msg::Repl(ReplMsg::ReadOnly)))),
+            Some(Some(first)) => {
+                let token = self.token(k, first)?;
                 if first {
                     a.observed.push(Observation::Granted { client: from, token });
                 }
                 a.sends.push((from, Wire::Lock(Msg::Grant { token, asked })));
             }
-            None => a.sends.push((from, Wire::Lock(Msg::Busy))),
+            Some(None) => a.sends.push((from, Wire::Lock(Msg::Busy))),
         }
         Ok(())
     }
 
-    fn release(&mut self, from: NodeId, asked: i64, a: &mut Answer<Msg>) -> Result<(), RealError> {
-        if self.reentrant {
-            let left = int(&self.node.script(REENTRANT_UNLOCK, &["lock"], &[&format!("c{from}")])?);
+    fn release(&mut self, k: usize, from: NodeId, asked: i64, a: &mut Answer<Msg>) -> Result<(), RealError> {
+        let n = &mut self.nodes[k];
+        let refused = if self.reentrant {
+            let left = int(&n.script(REENTRANT_UNLOCK, &["lock"], &[&format!("c{from}")])?);
             if left == 0 {
-                self.node.key = None;
+                n.key = None;
             }
+            false
         } else if self.owner_checked {
-            self.node.compare_and_delete(&value(from, asked))?;
+            n.compare_and_delete(&value(from, asked))?.is_none()
         } else {
             // A plain `DEL`; the `GET` before it only tells whose key it deleted.
-            let was = text(&self.node.cmd(&["GET", "lock"])?);
-            if int(&self.node.cmd(&["DEL", "lock"])?) == 1 {
-                self.node.key = None;
-                let theirs = was.as_deref().filter(|v| *v != value(from, asked)).and_then(owner);
-                if let Some(owner) = theirs {
-                    a.observed.push(Observation::ReleasedOther { by: from, owner });
+            let was = text(&n.cmd(&["GET", "lock"])?);
+            match n.write(&["DEL", "lock"])? {
+                None => true,
+                Some(deleted) => {
+                    if int(&deleted) == 1 {
+                        n.key = None;
+                        let theirs = was.as_deref().filter(|v| *v != value(from, asked)).and_then(owner);
+                        if let Some(owner) = theirs {
+                            a.observed.push(Observation::ReleasedOther { by: from, owner });
+                        }
+                    }
+                    false
                 }
             }
+        };
+        if refused {
+            a.sends.push((from, Wire::Lock(Msg::Repl(ReplMsg::ReadOnly))));
         }
         Ok(())
     }
+
+    /// A replication tick of node `k`: what the real master holds, streamed to every other node.
+    fn stream(&mut self, k: usize, a: &mut Answer<Msg>) -> Result<(), RealError> {
+        let Some(sentinel) = self.sentinel.as_mut().filter(|s| s.role[k].0 == Role::Master) else { return Ok(()) };
+        let (epoch, offset) = sentinel.stream(&mut self.nodes, k)?;
+        let n = &mut self.nodes[k];
+        let hold = match n.reread()? {
+            Some(v) => {
+                let (owner, asked) = lease_value(&v).ok_or_else(|| RealError::Talk {
+                    server: n.process.name.clone(),
+                    why: format!("the lock key holds `{v}`, not a value of lockcheck's"),
+                })?;
+                let until = n.key.as_ref().map_or(0, |(_, when)| (when - EPOCH_MS).div_euclid(n.tick_ms));
+                Some(Hold { owner, asked, count: 1, until })
+            }
+            None => None,
+        };
+        let counter = if self.tokens { int(&n.cmd(&["GET", "fence"])?) as u64 } else { 0 };
+        let state = Keys { hold, counter };
+        for other in (0..self.nodes.len()).filter(|&o| o != k) {
+            let msg = Msg::Repl(ReplMsg::Replicate { epoch, offset, state: state.clone() });
+            a.sends.push((self.first_server + other, Wire::Lock(msg)));
+        }
+        Ok(())
+    }
+
+    /// Sentinel's failover to node `k`: `REPLICAOF NO ONE`, and `+switch-master` to the clients.
+    fn promote(&mut self, k: usize, a: &mut Answer<Msg>) -> Result<(), RealError> {
+        let Some(sentinel) = self.sentinel.as_mut() else { return Ok(()) };
+        if sentinel.promote(&mut self.nodes, k)? {
+            self.nodes[k].reread()?;
+            a.sends.extend((0..self.first_server).map(|c| (c, Wire::Lock(Msg::Repl(ReplMsg::SwitchMaster)))));
+        }
+        Ok(())
+    }
+
+    /// The wire of everything node `k` did in this step, after Sentinel looked at its offset.
+    fn finish(&mut self, k: usize, mut a: Answer<Msg>) -> Result<Answer<Msg>, RealError> {
+        if let Some(s) = self.sentinel.as_mut() {
+            s.noticed(&mut self.nodes, k)?;
+        }
+        a.wire = self.nodes.iter_mut().flat_map(take_wire).collect();
+        Ok(a)
+    }
+}
+
+/// The client and request of a lock value `c<client>:<asked>`.
+fn lease_value(v: &str) -> Option<(NodeId, i64)> {
+    let (client, asked) = v.strip_prefix('c')?.split_once(':')?;
+    Some((client.parse().ok()?, asked.parse().ok()?))
 }
 
 impl Counterpart<LeaseLock> for RedisLease {
@@ -351,35 +483,53 @@ impl Counterpart<LeaseLock> for RedisLease {
         self.system.clone()
     }
 
-    fn on_msg(&mut self, _server: usize, from: NodeId, msg: &Msg, now: i64) -> Result<Answer<Msg>, RealError> {
-        self.node.at(now)?;
+    fn on_msg(&mut self, k: usize, from: NodeId, msg: &Msg, now: i64) -> Result<Answer<Msg>, RealError> {
+        self.nodes[k].at(now)?;
         let mut a = Answer::default();
         match msg {
-            Msg::Acquire { asked } => self.acquire(from, *asked, &mut a)?,
-            Msg::Release { asked } => self.release(from, *asked, &mut a)?,
+            Msg::Acquire { asked } => self.acquire(k, from, *asked, &mut a)?,
+            Msg::Release { asked } => self.release(k, from, *asked, &mut a)?,
+            Msg::Repl(ReplMsg::Replicate { epoch, offset, .. }) => {
+                let sentinel = self.sentinel.as_mut().expect("only a replicated server is streamed to");
+                if sentinel.replicate(&mut self.nodes, (from - self.first_server, k), (*epoch, *offset))? {
+                    self.nodes[k].reread()?;
+                }
+            }
             Msg::Grant { .. } | Msg::Busy | Msg::Repl(_) => {}
         }
-        a.wire = take_wire(&mut self.node);
-        Ok(a)
+        self.finish(k, a)
     }
 
-    fn on_timer(&mut self, _server: usize, timer: &Timer, now: i64) -> Result<Answer<Msg>, RealError> {
+    fn on_timer(&mut self, k: usize, timer: &Timer, now: i64) -> Result<Answer<Msg>, RealError> {
         let mut a = Answer::default();
-        if let Timer::Expire(_) = timer
-            && let Some(client) = self.node.lapse(now)?.as_deref().and_then(owner)
-        {
-            a.observed.push(Observation::Expired { client });
+        match timer {
+            Timer::Expire(_) => {
+                let serves = self.sentinel.as_ref().is_none_or(|s| s.role[k].0 == Role::Master);
+                if serves && let Some(client) = self.nodes[k].lapse(now)?.as_deref().and_then(owner) {
+                    a.observed.push(Observation::Expired { client });
+                }
+            }
+            Timer::Repl(ReplTimer::Heartbeat) => self.stream(k, &mut a)?,
+            Timer::Repl(ReplTimer::MasterDown) => {
+                self.nodes[k].at(now)?;
+                self.promote(k, &mut a)?;
+            }
+            Timer::Timeout => {}
         }
-        a.wire = take_wire(&mut self.node);
-        Ok(a)
+        self.finish(k, a)
     }
 
-    fn crash(&mut self, _server: usize) -> Vec<String> {
-        self.node.crash()
+    fn crash(&mut self, k: usize) -> Vec<String> {
+        self.nodes[k].crash()
     }
 
-    fn restart(&mut self, _server: usize, wiped: bool, now: i64) -> Result<Vec<String>, RealError> {
-        self.node.restart(wiped, self.persistence, now)
+    fn restart(&mut self, k: usize, wiped: bool, now: i64) -> Result<Vec<String>, RealError> {
+        let mut done = self.nodes[k].restart(wiped, self.persistence, now)?;
+        if let Some(s) = self.sentinel.as_mut() {
+            s.restarted(&mut self.nodes, k, wiped)?;
+            done.extend(take_wire(&mut self.nodes[k]));
+        }
+        Ok(done)
     }
 }
 
@@ -433,7 +583,7 @@ impl Counterpart<Redlock> for RedlockNodes {
         let mut a = Answer::default();
         match msg {
             redlock::Msg::Set { asked } => {
-                let set = n.set_nx(&value(from, *asked), self.expires.then_some(self.ttl))?;
+                let set = n.set_nx(&value(from, *asked), self.expires.then_some(self.ttl))?.unwrap_or(false);
                 let reply =
                     if set { redlock::Msg::Ok { asked: *asked } } else { redlock::Msg::Refused { asked: *asked } };
                 a.sends.push((from, Wire::Lock(reply)));

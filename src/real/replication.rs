@@ -1,0 +1,493 @@
+//! Redis replication with lockcheck in the middle: each replica reaches its master through a
+//! relay of lockcheck's, which passes the replica's requests at once and holds the master's
+//! stream until the model's replication message that carries it is delivered.
+//!
+//! Real replication streams by itself: a `SET` on the master is on the replica a millisecond
+//! later, so the replication lag the failover counterexamples need (a grant the master had not yet
+//! streamed when it crashed, catalog #6) would never happen on its own. The relay makes the lag
+//! lockcheck's, as the rest of the network is: when the model's master sends its stream (a
+//! replication tick), lockcheck reads the real master's `master_repl_offset`; when the model
+//! delivers that message to a replica, the relay lets the real stream through up to that offset,
+//! and lockcheck waits (bounded) until the replica reports it has processed it. A stream the
+//! model loses is never released (a later one carries it, as the real stream is cumulative).
+//!
+//! What the relay reads of the stream (Redis replication protocol, disk-based sync): the replies
+//! of the handshake (`+PONG`, `+OK`, newline keep-alives) pass; `+FULLRESYNC <id> <offset>` is
+//! followed by `$<len>\r\n` and the snapshot, held until a release reaches `<offset>`;
+//! `+CONTINUE` resumes at the offset the replica asked for in its `PSYNC`; every later byte is
+//! stream, counted in the master's offset.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::RealError;
+use super::redis::RedisNode;
+use crate::protocol::replication::Role;
+
+/// How often a relay looks for bytes to pass (its sockets' read timeout).
+const POLL: Duration = Duration::from_millis(2);
+
+/// The master's offset up to which one replica's stream is released (`None`: nothing yet).
+#[derive(Default)]
+struct Gate {
+    through: Option<u64>,
+    /// Bumped to drop the connections of a master that was restarted (its offsets start again).
+    generation: u64,
+}
+
+/// A relay from one master to one replica: the replica is told `REPLICAOF 127.0.0.1 <port>`.
+pub struct Relay {
+    pub port: u16,
+    gate: Arc<Mutex<Gate>>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Relay {
+    pub fn new(master_port: u16) -> Result<Relay, RealError> {
+        let addr = Path::new("127.0.0.1:0");
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| RealError::io(addr, e))?;
+        listener.set_nonblocking(true).map_err(|e| RealError::io(addr, e))?;
+        let port = listener.local_addr().map_err(|e| RealError::io(addr, e))?.port();
+        let (gate, stop) = (Arc::new(Mutex::new(Gate::default())), Arc::new(AtomicBool::new(false)));
+        let (g, s) = (gate.clone(), stop.clone());
+        let accept = std::thread::spawn(move || accept_loop(listener, master_port, g, s));
+        Ok(Relay { port, gate, stop, accept: Some(accept) })
+    }
+
+    /// Lets the stream through up to the master's offset `through` (never back).
+    pub fn release(&self, through: u64) {
+        let mut g = self.gate.lock().expect("not poisoned");
+        g.through = Some(g.through.map_or(through, |t| t.max(through)));
+    }
+
+    /// The master was restarted: its offsets count from its new start, so nothing is released
+    /// and the connections to its old process are dropped (the replica connects again).
+    pub fn restart(&self) {
+        let mut g = self.gate.lock().expect("not poisoned");
+        g.through = None;
+        g.generation += 1;
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, master_port: u16, gate: Arc<Mutex<Gate>>, stop: Arc<AtomicBool>) {
+    let mut pumps: Vec<JoinHandle<()>> = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((replica, _)) => {
+                let (gate, stop) = (gate.clone(), stop.clone());
+                pumps.push(std::thread::spawn(move || {
+                    if let Ok(master) = TcpStream::connect(("127.0.0.1", master_port)) {
+                        pump(replica, master, &gate, &stop);
+                    }
+                }));
+            }
+            Err(_) => std::thread::sleep(POLL),
+        }
+        pumps.retain(|p| !p.is_finished());
+    }
+    pumps.into_iter().for_each(|p| {
+        let _ = p.join();
+    });
+}
+
+/// Where the master's side of one connection is.
+#[derive(Debug, PartialEq)]
+enum Phase {
+    /// Replies of the handshake, a line each.
+    Handshake,
+    /// After `+FULLRESYNC`: the snapshot's `$<len>` line, to be passed once `start` is released.
+    SnapshotHeader {
+        start: u64,
+    },
+    Snapshot {
+        start: u64,
+        left: usize,
+    },
+    /// The stream; `at` is the master's offset of the next byte passed, minus one.
+    Stream {
+        at: u64,
+    },
+}
+
+/// Passes one replica's connection: its requests at once, the master's bytes as far as the gate
+/// allows. Ends when either side closes, the relay stops, or the master's generation changes.
+fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop: &AtomicBool) {
+    let generation = gate.lock().expect("not poisoned").generation;
+    for s in [&replica, &master] {
+        let _ = s.set_read_timeout(Some(POLL));
+        let _ = s.set_nodelay(true);
+    }
+    let (mut held, mut asked, mut phase) = (Vec::new(), Vec::new(), Phase::Handshake);
+    let mut buf = [0u8; 16 * 1024];
+    let mut master_open = true;
+    loop {
+        let g = gate.lock().expect("not poisoned");
+        let (through, current) = (g.through, g.generation);
+        drop(g);
+        if stop.load(Ordering::Relaxed) || current != generation {
+            break;
+        }
+        match read_some(&mut replica, &mut buf) {
+            Some(0) => break,
+            Some(n) => {
+                asked.extend_from_slice(&buf[..n]);
+                if master.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            None => {}
+        }
+        if master_open {
+            match read_some(&mut master, &mut buf) {
+                // A master that died leaves what it sent before: still passed as released.
+                Some(0) => master_open = false,
+                Some(n) => held.extend_from_slice(&buf[..n]),
+                None => {}
+            }
+        }
+        let n = passable(&held, &mut phase, through, &asked);
+        if n > 0 && replica.write_all(&held[..n]).is_err() {
+            break;
+        }
+        held.drain(..n);
+        if !master_open && held.is_empty() {
+            break;
+        }
+    }
+    let _ = replica.shutdown(Shutdown::Both);
+    let _ = master.shutdown(Shutdown::Both);
+}
+
+/// Some bytes, `Some(0)` at the end of the stream, `None` when none came within the poll.
+fn read_some(s: &mut TcpStream, buf: &mut [u8]) -> Option<usize> {
+    match s.read(buf) {
+        Ok(n) => Some(n),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => None,
+        Err(_) => Some(0),
+    }
+}
+
+/// How many of the `held` bytes may pass now, moving `phase` along them. `asked` is what the
+/// replica sent (its `PSYNC` names the offset a `+CONTINUE` resumes at).
+fn passable(held: &[u8], phase: &mut Phase, through: Option<u64>, asked: &[u8]) -> usize {
+    let mut n = 0;
+    loop {
+        let rest = &held[n..];
+        let step = match *phase {
+            Phase::Handshake => {
+                let Some(end) = rest.iter().position(|&b| b == b'\n') else { return n };
+                let line = String::from_utf8_lossy(&rest[..end]);
+                if let Some(off) = line.strip_prefix("+FULLRESYNC ").and_then(|l| l.split_whitespace().nth(1)) {
+                    *phase = Phase::SnapshotHeader { start: off.trim().parse().unwrap_or(0) };
+                } else if line.starts_with("+CONTINUE") {
+                    *phase = Phase::Stream { at: psync_offset(asked).saturating_sub(1) };
+                }
+                end + 1
+            }
+            Phase::SnapshotHeader { start } => {
+                if through.is_none_or(|t| t < start) {
+                    return n;
+                }
+                if rest.first() == Some(&b'\n') {
+                    1
+                } else {
+                    let Some(end) = rest.iter().position(|&b| b == b'\n') else { return n };
+                    let len = String::from_utf8_lossy(&rest[..end]).trim().trim_start_matches('$').parse().unwrap_or(0);
+                    *phase = Phase::Snapshot { start, left: len };
+                    end + 1
+                }
+            }
+            Phase::Snapshot { start, left } => {
+                let k = left.min(rest.len());
+                *phase =
+                    if k == left { Phase::Stream { at: start } } else { Phase::Snapshot { start, left: left - k } };
+                if k == 0 && left > 0 {
+                    return n;
+                }
+                k
+            }
+            Phase::Stream { at } => {
+                let room = through.map_or(0, |t| t.saturating_sub(at)) as usize;
+                let k = room.min(rest.len());
+                *phase = Phase::Stream { at: at + k as u64 };
+                return n + k;
+            }
+        };
+        n += step;
+    }
+}
+
+/// The offset in the replica's `PSYNC <replid> <offset>` (RESP: `*3 $5 PSYNC $40 <id> $n <off>`).
+fn psync_offset(asked: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(asked);
+    let words: Vec<&str> = text.split("\r\n").collect();
+    let at = words.iter().position(|w| w.eq_ignore_ascii_case("PSYNC"));
+    at.and_then(|i| words.get(i + 4)).and_then(|w| w.parse().ok()).unwrap_or(0)
+}
+
+/// What a node's `INFO replication` says: its role, whether its link to a master is up, and the
+/// replication offset it has processed.
+#[derive(Debug, PartialEq)]
+pub struct Info {
+    pub master: bool,
+    pub link_up: bool,
+    pub offset: u64,
+}
+
+impl Info {
+    pub fn parse(text: &str) -> Info {
+        let field = |name: &str| {
+            text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':'))).map(str::trim)
+        };
+        let master = field("role") == Some("master");
+        let offset = if master { field("master_repl_offset") } else { field("slave_repl_offset") };
+        Info {
+            master,
+            link_up: field("master_link_status") == Some("up"),
+            offset: offset.and_then(|o| o.parse().ok()).unwrap_or(0),
+        }
+    }
+}
+
+/// Waits (bounded) until `ready` says so, polling.
+pub fn wait_until(
+    what: &str,
+    server: &str,
+    mut ready: impl FnMut() -> Result<bool, RealError>,
+) -> Result<(), RealError> {
+    let began = Instant::now();
+    while !ready()? {
+        if began.elapsed() > super::process::REPLY_BOUND {
+            return Err(RealError::Talk { server: server.into(), why: format!("{what}: not within the bound") });
+        }
+        std::thread::sleep(POLL);
+    }
+    Ok(())
+}
+
+/// lockcheck as Sentinel (and as the network between the nodes): which node replicates which,
+/// through which relay, each node's role and epoch, and the model's replication offsets beside
+/// the real ones. It follows the model's rules for roles (`replication::on_replicate`, the
+/// promotion on `MasterDown`, the role a restarted node had on disk), because Sentinel is
+/// lockcheck's here; what each node holds and streams is the real server's.
+pub struct Sentinel {
+    relays: BTreeMap<(usize, usize), Relay>,
+    /// A master that never answers: where a replica that knows no master yet waits, read-only.
+    parking: TcpListener,
+    pub role: Vec<(Role, u8)>,
+    upstream: Vec<Option<usize>>,
+    /// The replication offset as the model counts it (the master's changes) and the real one.
+    pub offset: Vec<u32>,
+    real_offset: Vec<u64>,
+    /// The real offset each replication message of the model carries: (master, epoch, offset).
+    sent: BTreeMap<(usize, u8, u32), u64>,
+    /// The role each node last saved (the model saves with every change and every stream).
+    disk: Vec<Option<(Role, u8)>>,
+    persistence: bool,
+}
+
+impl Sentinel {
+    /// Node 0 the master, every other its replica, in sync.
+    pub fn start(nodes: &mut [RedisNode], persistence: bool) -> Result<Sentinel, RealError> {
+        let addr = Path::new("127.0.0.1:0");
+        let parking = TcpListener::bind("127.0.0.1:0").map_err(|e| RealError::io(addr, e))?;
+        let n = nodes.len();
+        let mut s = Sentinel {
+            relays: BTreeMap::new(),
+            parking,
+            role: (0..n).map(|i| (if i == 0 { Role::Master } else { Role::Replica }, 0)).collect(),
+            upstream: vec![None; n],
+            offset: vec![0; n],
+            real_offset: vec![0; n],
+            sent: BTreeMap::new(),
+            disk: vec![None; n],
+            persistence,
+        };
+        let through = info(&mut nodes[0])?.offset;
+        for k in 1..n {
+            s.follow(nodes, 0, k)?;
+            s.deliver(nodes, 0, k, through)?;
+        }
+        s.real_offset[0] = info(&mut nodes[0])?.offset;
+        nodes.iter_mut().for_each(|n| n.wire.clear());
+        Ok(s)
+    }
+
+    /// `REPLICAOF` the relay from `master` to node `k`.
+    fn follow(&mut self, nodes: &mut [RedisNode], master: usize, k: usize) -> Result<(), RealError> {
+        let port = nodes[master].port();
+        let relay = match self.relays.entry((master, k)) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(Relay::new(port)?),
+        };
+        let port = relay.port.to_string();
+        nodes[k].cmd(&["REPLICAOF", "127.0.0.1", &port])?;
+        self.upstream[k] = Some(master);
+        Ok(())
+    }
+
+    /// Releases `master`'s stream to node `k` through the real offset `through` and waits until
+    /// `k` has processed it.
+    fn deliver(&mut self, nodes: &mut [RedisNode], master: usize, k: usize, through: u64) -> Result<(), RealError> {
+        self.relays.get(&(master, k)).expect("a node is delivered to through its relay").release(through);
+        let name = nodes[k].process.name.clone();
+        wait_until(&format!("replication to offset {through}"), &name, || {
+            let i = info(&mut nodes[k])?;
+            Ok(!i.master && i.link_up && i.offset >= through)
+        })?;
+        nodes[k]
+            .wire
+            .push(format!("the replication stream passes through offset {through} (the replica has processed it)"));
+        Ok(())
+    }
+
+    /// After a step on `master`: a change the real master streamed counts one in the model's
+    /// offset, and is saved with the role (as the model's `changed`).
+    pub fn noticed(&mut self, nodes: &mut [RedisNode], k: usize) -> Result<(), RealError> {
+        if self.role[k].0 != Role::Master || !nodes[k].process.running() {
+            return Ok(());
+        }
+        let now = info(&mut nodes[k])?.offset;
+        if now != self.real_offset[k] {
+            self.real_offset[k] = now;
+            self.offset[k] += 1;
+            self.save(k);
+        }
+        Ok(())
+    }
+
+    fn save(&mut self, k: usize) {
+        if self.persistence {
+            self.disk[k] = Some(self.role[k]);
+        }
+    }
+
+    /// A replication tick on `master`: the epoch and offset its stream carries (recorded with
+    /// the real offset, for its delivery).
+    pub fn stream(&mut self, nodes: &mut [RedisNode], master: usize) -> Result<(u8, u32), RealError> {
+        let real = info(&mut nodes[master])?.offset;
+        let (epoch, offset) = (self.role[master].1, self.offset[master]);
+        self.sent.insert((master, epoch, offset), real);
+        Ok((epoch, offset))
+    }
+
+    /// The stream of `from` (epoch, offset) reaches node `k`: a newer epoch makes `k` its
+    /// replica, and the real stream passes up to where it was when sent. Whether `k` took it.
+    pub fn replicate(
+        &mut self,
+        nodes: &mut [RedisNode],
+        (from, k): (usize, usize),
+        (epoch, offset): (u8, u32),
+    ) -> Result<bool, RealError> {
+        let (role, mine) = self.role[k];
+        let newer = epoch > mine || (epoch == mine && (role == Role::Replica || from < k));
+        if !newer {
+            return Ok(false);
+        }
+        if role == Role::Master || self.upstream[k] != Some(from) {
+            self.follow(nodes, from, k)?;
+        }
+        self.role[k] = (Role::Replica, epoch);
+        self.offset[k] = offset;
+        self.save(k);
+        let through = *self.sent.get(&(from, epoch, offset)).expect("a stream delivered was sent");
+        self.deliver(nodes, from, k, through)?;
+        Ok(true)
+    }
+
+    /// Sentinel promotes node `k` (`REPLICAOF NO ONE`); whether it did (a master stays one).
+    pub fn promote(&mut self, nodes: &mut [RedisNode], k: usize) -> Result<bool, RealError> {
+        if self.role[k].0 != Role::Replica {
+            return Ok(false);
+        }
+        nodes[k].cmd(&["REPLICAOF", "NO", "ONE"])?;
+        self.role[k] = (Role::Master, self.role[k].1 + 1);
+        self.upstream[k] = None;
+        self.real_offset[k] = info(&mut nodes[k])?.offset;
+        Ok(true)
+    }
+
+    /// Node `k` was started again: its relays to replicas drop the old process's connections,
+    /// and it takes the role it had on disk (none: a replica waiting for a master's stream), as
+    /// Sentinel reconfigures a node that comes back.
+    pub fn restarted(&mut self, nodes: &mut [RedisNode], k: usize, wiped: bool) -> Result<(), RealError> {
+        self.relays.iter().filter(|((m, _), _)| *m == k).for_each(|(_, r)| r.restart());
+        if wiped {
+            self.disk[k] = None;
+        }
+        self.role[k] = self.disk[k].unwrap_or((Role::Replica, 0));
+        self.offset[k] = 0;
+        self.real_offset[k] = info(&mut nodes[k])?.offset;
+        self.upstream[k] = None;
+        if self.role[k].0 == Role::Replica {
+            let port = self.parking.local_addr().map_err(|e| RealError::io(Path::new("parking"), e))?.port();
+            nodes[k].cmd(&["REPLICAOF", "127.0.0.1", &port.to_string()])?;
+        }
+        Ok(())
+    }
+}
+
+/// `INFO replication` of a node, not logged.
+fn info(node: &mut RedisNode) -> Result<Info, RealError> {
+    let v = node.quiet(&["INFO", "replication"])?;
+    let text = match v {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+        redis::Value::VerbatimString { text, .. } => text,
+        _ => String::new(),
+    };
+    Ok(Info::parse(&text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PSYNC: &[u8] = b"*3\r\n$5\r\nPSYNC\r\n$40\r\nabc\r\n$3\r\n101\r\n";
+
+    #[test]
+    fn a_full_resync_passes_its_handshake_and_holds_snapshot_and_stream_until_released() {
+        let stream = b"+PONG\r\n+OK\r\n+OK\r\n+FULLRESYNC abc 100\r\n\n$3\r\nRDBSELECT";
+        let mut phase = Phase::Handshake;
+        let n = passable(stream, &mut phase, None, PSYNC);
+        assert_eq!(&stream[..n], b"+PONG\r\n+OK\r\n+OK\r\n+FULLRESYNC abc 100\r\n");
+        assert_eq!(phase, Phase::SnapshotHeader { start: 100 });
+        let rest = &stream[n..];
+        assert_eq!(passable(rest, &mut phase, Some(99), PSYNC), 0, "a release before the snapshot");
+        let n = passable(rest, &mut phase, Some(102), PSYNC);
+        assert_eq!(&rest[..n], b"\n$3\r\nRDBSE");
+        assert_eq!(phase, Phase::Stream { at: 102 });
+    }
+
+    #[test]
+    fn a_partial_resync_resumes_at_the_offset_the_replica_asked_for() {
+        let mut phase = Phase::Handshake;
+        let stream = b"+CONTINUE\r\nabcdef";
+        let n = passable(stream, &mut phase, Some(103), PSYNC);
+        assert_eq!(&stream[..n], b"+CONTINUE\r\nabc");
+        assert_eq!(phase, Phase::Stream { at: 103 });
+    }
+
+    #[test]
+    fn info_reads_role_link_and_offset() {
+        let replica = "# Replication\r\nrole:slave\r\nmaster_link_status:up\r\nslave_repl_offset:86\r\n";
+        assert_eq!(Info::parse(replica), Info { master: false, link_up: true, offset: 86 });
+        let master = "role:master\r\nconnected_slaves:0\r\nmaster_repl_offset:0\r\n";
+        assert_eq!(Info::parse(master), Info { master: true, link_up: false, offset: 0 });
+    }
+}
