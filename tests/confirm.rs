@@ -73,11 +73,16 @@ fn every_violated_claim_with_a_real_counterpart_happens_with_the_real_server() {
     assert!(stdout.contains("== models/etcd_session_expiry_gc_pause.toml on etcd 3.4."), "{stdout}");
     assert!(stdout.contains("== models/redisson_lost_renewal.toml on Redis 7."), "{stdout}");
     // Pinned: a change in what is confirmed is a decision (a new counterpart, a model change).
-    assert!(stdout.ends_with("73 counterexamples confirmed\n"), "{}", stdout.lines().last().unwrap_or(""));
+    assert!(stdout.ends_with("74 counterexamples confirmed\n"), "{}", stdout.lines().last().unwrap_or(""));
     // The failover's lost grant, the replication held by lockcheck's relay and Sentinel played by it.
     let failover = stdout.split("== ").find(|s| s.starts_with("models/redis_failover.toml on Redis 7.")).unwrap();
     assert!(failover.contains("mutual_exclusion   confirmed"), "{failover}");
     assert!(failover.contains("real: REPLICAOF NO ONE → OK · real: GET lock → (nil)"), "{failover}");
+    // WAIT's caveat: one replica acknowledged the grant, Sentinel promoted the other.
+    let wait = stdout.split("== ").find(|s| s.starts_with("models/redis_failover_wait_two_replicas.toml on Redis 7."));
+    let wait = wait.unwrap();
+    assert!(wait.contains("mutual_exclusion   confirmed"), "{wait}");
+    assert!(wait.contains("real: REPLCONF ACK 86 from replica-2 · real: WAIT 1 0 → (integer) 1"), "{wait}");
     let gc = stdout.split("== ").find(|s| s.starts_with("models/redis_gc_pause.toml")).unwrap();
     for p in ["mutual_exclusion", "no_stale_write", "no_oversell"] {
         assert!(gc.lines().any(|l| l.trim_start().starts_with(p) && l.contains("confirmed")), "{p}: {gc}");

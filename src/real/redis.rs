@@ -295,7 +295,34 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// The client a lock value `c<client>:<asked>` (or a hash field `c<client>`) belongs to.
+/// One RESP value from the front of `buf`, and the bytes it took; `None` while incomplete.
+pub(super) fn resp(buf: &[u8]) -> Option<(Vec<String>, usize)> {
+    let line = |at: usize| -> Option<(String, usize)> {
+        let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
+        Some((String::from_utf8_lossy(&buf[at..end]).into_owned(), end + 2))
+    };
+    let (head, mut at) = line(0)?;
+    let (kind, rest) = head.split_at(1);
+    match kind {
+        "*" => {
+            let mut items = Vec::new();
+            for _ in 0..rest.parse::<usize>().ok()? {
+                let (item, used) = resp(&buf[at..])?;
+                items.extend(item);
+                at += used;
+            }
+            Some((items, at))
+        }
+        "$" => {
+            let n = rest.parse::<usize>().ok()?;
+            (buf.len() >= at + n + 2)
+                .then(|| (vec![String::from_utf8_lossy(&buf[at..at + n]).into_owned()], at + n + 2))
+        }
+        _ => Some((vec![rest.to_string()], at)),
+    }
+}
+
+/// The node's wire since the last call.
 pub(super) fn take_wire(n: &mut RedisNode) -> Vec<String> {
     std::mem::take(&mut n.wire)
 }
@@ -306,6 +333,9 @@ pub(super) fn take_wire(n: &mut RedisNode) -> Vec<String> {
 pub struct RedisLease {
     nodes: Vec<RedisNode>,
     sentinel: Option<Sentinel>,
+    /// `WAIT min_acks`: a grant answered once that many replicas acknowledged it.
+    min_acks: u8,
+    waiting: Option<Waiting>,
     /// The node id of server 0 (clients come first).
     first_server: NodeId,
     expires: bool,
@@ -322,11 +352,9 @@ impl RedisLease {
     pub fn start(p: &LeaseLock, cfg: RealCfg) -> Result<RedisLease, RealError> {
         let c = &p.cfg;
         assert_eq!(c.dialect, Dialect::Redis, "only the Redis dialect is sent here (real::counterpart)");
-        if let Some(r) = c.replication
-            && (r.min_acks > 0 || c.reentrant || !c.expires)
-        {
+        if c.replication.is_some() && (c.reentrant || !c.expires) {
             return Err(RealError::Unsupported(
-                "with replicas is confirmed without WAIT, reentrancy or a key that never expires only, so far".into(),
+                "with replicas is confirmed without reentrancy or a key that never expires only, so far".into(),
             ));
         }
         if c.reentrant && !c.release_checks_owner {
@@ -345,6 +373,8 @@ impl RedisLease {
             system,
             nodes,
             sentinel,
+            min_acks: c.replication.map_or(0, |r| r.min_acks),
+            waiting: None,
             first_server: c.server_node,
             expires: c.expires,
             owner_checked: c.release_checks_owner,
@@ -387,11 +417,47 @@ impl RedisLease {
                 if first {
                     a.observed.push(Observation::Granted { client: from, token });
                 }
-                a.sends.push((from, Wire::Lock(Msg::Grant { token, asked })));
+                self.answer(k, from, Msg::Grant { token, asked }, a)?;
             }
             Some(None) => a.sends.push((from, Wire::Lock(Msg::Busy))),
         }
         Ok(())
+    }
+
+    /// A grant's reply: now, or after `WAIT min_acks` (the first one of a client that retries).
+    fn answer(&mut self, k: usize, to: NodeId, reply: Msg, a: &mut Answer<Msg>) -> Result<(), RealError> {
+        let Some(s) = self.sentinel.as_mut().filter(|_| self.min_acks > 0) else {
+            a.sends.push((to, Wire::Lock(reply)));
+            return Ok(());
+        };
+        let woff = s.real_offset(&mut self.nodes, k)?;
+        self.nodes[k].wire.push(format!("WAIT {} 0 → blocks until replicas acknowledge offset {woff}", self.min_acks));
+        if self.waiting.as_ref().is_none_or(|w| w.to != to) {
+            self.waiting = Some(Waiting { master: k, to, reply, woff });
+        }
+        Ok(())
+    }
+
+    /// Replica `k`'s acknowledgement reaches `master`: a client blocked in `WAIT` there returns
+    /// once the master counts enough.
+    fn acknowledged(&mut self, (master, k): (usize, usize), offset: u32, a: &mut Answer<Msg>) -> Result<(), RealError> {
+        let s = self.sentinel.as_mut().expect("only a replicated server is acknowledged");
+        s.ack(&mut self.nodes, (master, k), offset)?;
+        let Some(w) = self.waiting.as_ref().filter(|w| w.master == master) else { return Ok(()) };
+        let acked = s.acked(&mut self.nodes, master, w.woff)?;
+        if acked >= usize::from(self.min_acks) {
+            let w = self.waiting.take().expect("checked above");
+            self.nodes[master].wire.push(format!("WAIT {} 0 → (integer) {acked}", self.min_acks));
+            a.sends.push((w.to, Wire::Lock(w.reply)));
+        }
+        Ok(())
+    }
+
+    /// The lock on node `k` is gone: nobody is told of the grant a `WAIT` there waits for.
+    fn forget(&mut self, k: usize) {
+        if self.waiting.as_ref().is_some_and(|w| w.master == k) {
+            self.waiting = None;
+        }
     }
 
     fn release(&mut self, k: usize, from: NodeId, asked: i64, a: &mut Answer<Msg>) -> Result<(), RealError> {
@@ -403,7 +469,15 @@ impl RedisLease {
             }
             false
         } else if self.owner_checked {
-            n.compare_and_delete(&value(from, asked))?.is_none()
+            match n.compare_and_delete(&value(from, asked))? {
+                None => true,
+                Some(deleted) => {
+                    if deleted {
+                        self.forget(k);
+                    }
+                    false
+                }
+            }
         } else {
             // A plain `DEL`; the `GET` before it only tells whose key it deleted.
             let was = text(&n.cmd(&["GET", "lock"])?);
@@ -412,6 +486,7 @@ impl RedisLease {
                 Some(deleted) => {
                     if int(&deleted) == 1 {
                         n.key = None;
+                        self.waiting.take_if(|w| w.master == k);
                         let theirs = was.as_deref().filter(|v| *v != value(from, asked)).and_then(owner);
                         if let Some(owner) = theirs {
                             a.observed.push(Observation::ReleasedOther { by: from, owner });
@@ -472,6 +547,15 @@ impl RedisLease {
     }
 }
 
+/// A client blocked in `WAIT` after its `SET`: the reply it gets once enough replicas
+/// acknowledged the master's offset `woff`.
+struct Waiting {
+    master: usize,
+    to: NodeId,
+    reply: Msg,
+    woff: u64,
+}
+
 /// The client and request of a lock value `c<client>:<asked>`.
 fn lease_value(v: &str) -> Option<(NodeId, i64)> {
     let (client, asked) = v.strip_prefix('c')?.split_once(':')?;
@@ -492,9 +576,14 @@ impl Counterpart<LeaseLock> for RedisLease {
             Msg::Repl(ReplMsg::Replicate { epoch, offset, .. }) => {
                 let sentinel = self.sentinel.as_mut().expect("only a replicated server is streamed to");
                 if sentinel.replicate(&mut self.nodes, (from - self.first_server, k), (*epoch, *offset))? {
+                    self.forget(k);
                     self.nodes[k].reread()?;
+                    if self.min_acks > 0 {
+                        a.sends.push((from, Wire::Lock(Msg::Repl(ReplMsg::Ack { offset: *offset }))));
+                    }
                 }
             }
+            Msg::Repl(ReplMsg::Ack { offset }) => self.acknowledged((k, from - self.first_server), *offset, &mut a)?,
             Msg::Grant { .. } | Msg::Busy | Msg::Repl(_) => {}
         }
         self.finish(k, a)
@@ -507,6 +596,7 @@ impl Counterpart<LeaseLock> for RedisLease {
                 let serves = self.sentinel.as_ref().is_none_or(|s| s.role[k].0 == Role::Master);
                 if serves && let Some(client) = self.nodes[k].lapse(now)?.as_deref().and_then(owner) {
                     a.observed.push(Observation::Expired { client });
+                    self.forget(k);
                 }
             }
             Timer::Repl(ReplTimer::Heartbeat) => self.stream(k, &mut a)?,
@@ -520,6 +610,7 @@ impl Counterpart<LeaseLock> for RedisLease {
     }
 
     fn crash(&mut self, k: usize) -> Vec<String> {
+        self.forget(k);
         self.nodes[k].crash()
     }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use redis::Value;
 
 use super::process::{REPLY_BOUND, Sandbox, find_binary};
-use super::redis::{RedisNode, int, take_wire, version};
+use super::redis::{RedisNode, int, resp, take_wire, version};
 use super::{Answer, Counterpart, RealCfg, RealError, owner};
 use crate::protocol::redisson::{Msg, Redisson, Timer};
 use crate::protocol::{NodeId, Observation, Wire};
@@ -42,33 +42,6 @@ fn field(client: NodeId) -> String {
 
 fn talk(e: impl std::fmt::Display) -> RealError {
     RealError::Talk { server: "redis".into(), why: e.to_string() }
-}
-
-/// One RESP value from the front of `buf`, and the bytes it took; `None` while incomplete.
-fn resp(buf: &[u8]) -> Option<(Vec<String>, usize)> {
-    let line = |at: usize| -> Option<(String, usize)> {
-        let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
-        Some((String::from_utf8_lossy(&buf[at..end]).into_owned(), end + 2))
-    };
-    let (head, mut at) = line(0)?;
-    let (kind, rest) = head.split_at(1);
-    match kind {
-        "*" => {
-            let mut items = Vec::new();
-            for _ in 0..rest.parse::<usize>().ok()? {
-                let (item, used) = resp(&buf[at..])?;
-                items.extend(item);
-                at += used;
-            }
-            Some((items, at))
-        }
-        "$" => {
-            let n = rest.parse::<usize>().ok()?;
-            (buf.len() >= at + n + 2)
-                .then(|| (vec![String::from_utf8_lossy(&buf[at..at + n]).into_owned()], at + n + 2))
-        }
-        _ => Some((vec![rest.to_string()], at)),
-    }
 }
 
 /// A waiter's pub/sub connection.

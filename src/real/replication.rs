@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::RealError;
-use super::redis::RedisNode;
+use super::redis::{RedisNode, resp};
 use crate::protocol::replication::Role;
 
 /// How often a relay looks for bytes to pass (its sockets' read timeout).
@@ -37,6 +37,9 @@ const POLL: Duration = Duration::from_millis(2);
 #[derive(Default)]
 struct Gate {
     through: Option<u64>,
+    /// Acknowledgements (`REPLCONF ACK <offset>`) to hand the master: the replica's own are held,
+    /// as the model's `Ack` is a message of its network.
+    acks: Vec<u64>,
     /// Bumped to drop the connections of a master that was restarted (its offsets start again).
     generation: u64,
 }
@@ -65,6 +68,11 @@ impl Relay {
     pub fn release(&self, through: u64) {
         let mut g = self.gate.lock().expect("not poisoned");
         g.through = Some(g.through.map_or(through, |t| t.max(through)));
+    }
+
+    /// Hands the master the replica's acknowledgement of offset `through`.
+    pub fn acknowledge(&self, through: u64) {
+        self.gate.lock().expect("not poisoned").acks.push(through);
     }
 
     /// The master was restarted: its offsets count from its new start, so nothing is released
@@ -133,25 +141,30 @@ fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop:
         let _ = s.set_read_timeout(Some(POLL));
         let _ = s.set_nodelay(true);
     }
-    let (mut held, mut asked, mut phase) = (Vec::new(), Vec::new(), Phase::Handshake);
+    let (mut held, mut asked, mut up, mut phase) = (Vec::new(), Vec::new(), Vec::new(), Phase::Handshake);
     let mut buf = [0u8; 16 * 1024];
     let mut master_open = true;
     loop {
-        let g = gate.lock().expect("not poisoned");
-        let (through, current) = (g.through, g.generation);
+        let mut g = gate.lock().expect("not poisoned");
+        let (through, current, acks) = (g.through, g.generation, std::mem::take(&mut g.acks));
         drop(g);
         if stop.load(Ordering::Relaxed) || current != generation {
+            break;
+        }
+        let acks: Vec<u8> = acks.iter().flat_map(|a| ack_frame(*a)).collect();
+        if master.write_all(&acks).is_err() {
             break;
         }
         match read_some(&mut replica, &mut buf) {
             Some(0) => break,
             Some(n) => {
                 asked.extend_from_slice(&buf[..n]);
-                if master.write_all(&buf[..n]).is_err() {
-                    break;
-                }
+                up.extend_from_slice(&buf[..n]);
             }
             None => {}
+        }
+        if master.write_all(&requests(&mut up)).is_err() {
+            break;
         }
         if master_open {
             match read_some(&mut master, &mut buf) {
@@ -172,6 +185,24 @@ fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop:
     }
     let _ = replica.shutdown(Shutdown::Both);
     let _ = master.shutdown(Shutdown::Both);
+}
+
+/// The replica's complete requests in `up`, taken from it, without its acknowledgements.
+fn requests(up: &mut Vec<u8>) -> Vec<u8> {
+    let mut pass = Vec::new();
+    while let Some((frame, used)) = resp(up) {
+        let ack = frame.len() >= 2 && frame[0].eq_ignore_ascii_case("REPLCONF") && frame[1].eq_ignore_ascii_case("ACK");
+        if !ack {
+            pass.extend_from_slice(&up[..used]);
+        }
+        up.drain(..used);
+    }
+    pass
+}
+
+fn ack_frame(offset: u64) -> Vec<u8> {
+    let off = offset.to_string();
+    format!("*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n${}\r\n{off}\r\n", off.len()).into_bytes()
 }
 
 /// Some bytes, `Some(0)` at the end of the stream, `None` when none came within the poll.
@@ -248,6 +279,8 @@ pub struct Info {
     pub master: bool,
     pub link_up: bool,
     pub offset: u64,
+    /// A master's replicas online: each one's port and the offset it acknowledged.
+    pub replicas: Vec<(u16, u64)>,
 }
 
 impl Info {
@@ -257,10 +290,16 @@ impl Info {
         };
         let master = field("role") == Some("master");
         let offset = if master { field("master_repl_offset") } else { field("slave_repl_offset") };
+        let replicas = text.lines().filter(|l| l.starts_with("slave") && l.contains("state=online"));
+        let replicas = replicas.filter_map(|l| {
+            let value = |name: &str| l.split([':', ',']).find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='));
+            Some((value("port")?.trim().parse().ok()?, value("offset")?.trim().parse().ok()?))
+        });
         Info {
             master,
             link_up: field("master_link_status") == Some("up"),
             offset: offset.and_then(|o| o.parse().ok()).unwrap_or(0),
+            replicas: replicas.collect(),
         }
     }
 }
@@ -411,6 +450,38 @@ impl Sentinel {
         Ok(true)
     }
 
+    /// Replica `k`'s acknowledgement of `master`'s offset `offset` (as the model counts it)
+    /// reaches the master: handed to it on the replica's connection, if the replica is still
+    /// online there, and waited for until the master counts it.
+    pub fn ack(&mut self, nodes: &mut [RedisNode], (master, k): (usize, usize), offset: u32) -> Result<(), RealError> {
+        let epoch = self.role[master].1;
+        let (Some(&through), Some(relay)) = (self.sent.get(&(master, epoch, offset)), self.relays.get(&(master, k)))
+        else {
+            return Ok(());
+        };
+        let port = nodes[k].port();
+        if !info(&mut nodes[master])?.replicas.iter().any(|&(p, _)| p == port) {
+            return Ok(());
+        }
+        relay.acknowledge(through);
+        let name = nodes[master].process.name.clone();
+        wait_until(&format!("acknowledgement of offset {through}"), &name, || {
+            Ok(info(&mut nodes[master])?.replicas.iter().any(|&(p, o)| p == port && o >= through))
+        })?;
+        nodes[master].wire.push(format!("REPLCONF ACK {through} from {}", nodes[k].process.name));
+        Ok(())
+    }
+
+    /// How many of `master`'s replicas acknowledged its offset `woff`: what `WAIT` counts.
+    pub fn acked(&mut self, nodes: &mut [RedisNode], master: usize, woff: u64) -> Result<usize, RealError> {
+        Ok(info(&mut nodes[master])?.replicas.iter().filter(|&&(_, o)| o >= woff).count())
+    }
+
+    /// The real offset of `master` now.
+    pub fn real_offset(&mut self, nodes: &mut [RedisNode], master: usize) -> Result<u64, RealError> {
+        Ok(info(&mut nodes[master])?.offset)
+    }
+
     /// Sentinel promotes node `k` (`REPLICAOF NO ONE`); whether it did (a master stays one).
     pub fn promote(&mut self, nodes: &mut [RedisNode], k: usize) -> Result<bool, RealError> {
         if self.role[k].0 != Role::Replica {
@@ -484,10 +555,19 @@ mod tests {
     }
 
     #[test]
+    fn the_replicas_own_acknowledgements_are_held_and_its_other_requests_pass() {
+        let mut up = [PSYNC, &ack_frame(120), b"*1\r\n$4\r\nPING\r\n", b"*3\r\n$8\r\nREPL"].concat();
+        assert_eq!(requests(&mut up), [PSYNC, b"*1\r\n$4\r\nPING\r\n"].concat());
+        assert_eq!(up, b"*3\r\n$8\r\nREPL", "an incomplete request waits for the rest");
+    }
+
+    #[test]
     fn info_reads_role_link_and_offset() {
         let replica = "# Replication\r\nrole:slave\r\nmaster_link_status:up\r\nslave_repl_offset:86\r\n";
-        assert_eq!(Info::parse(replica), Info { master: false, link_up: true, offset: 86 });
-        let master = "role:master\r\nconnected_slaves:0\r\nmaster_repl_offset:0\r\n";
-        assert_eq!(Info::parse(master), Info { master: true, link_up: false, offset: 0 });
+        assert_eq!(Info::parse(replica), Info { master: false, link_up: true, offset: 86, replicas: vec![] });
+        let master = "role:master\r\nconnected_slaves:2\r\nslave0:ip=127.0.0.1,port=7702,state=online,offset=86,lag=0\r\n\
+            slave1:ip=127.0.0.1,port=7703,state=wait_bgsave,offset=0,lag=0\r\nmaster_repl_offset:90\r\n";
+        let info = Info { master: true, link_up: false, offset: 90, replicas: vec![(7702, 86)] };
+        assert_eq!(Info::parse(master), info);
     }
 }
