@@ -495,13 +495,8 @@ impl<P: Protocol> Confirming<P> {
         // Room below the new 0 for a clock set back by a fault.
         let start = self.latest.load(Ordering::Relaxed) + 1_000;
         self.base.store(start, Ordering::Relaxed);
-        for index in 0..self.sys.proto.servers().len() {
-            self.with_real(|r| {
-                r.crash(index);
-                r.restart(index, true, start)
-            })
-            .transpose()?;
-        }
+        let servers = self.sys.proto.servers().len();
+        self.with_real(|r| r.fresh(servers, start)).transpose()?;
         self.with_stock(|s| {
             s.crash();
             s.restart(true, start)

@@ -73,7 +73,7 @@ fn every_violated_claim_with_a_real_counterpart_happens_with_the_real_server() {
     assert!(stdout.contains("== models/etcd_session_expiry_gc_pause.toml on etcd 3.4."), "{stdout}");
     assert!(stdout.contains("== models/redisson_lost_renewal.toml on Redis 7."), "{stdout}");
     // Pinned: a change in what is confirmed is a decision (a new counterpart, a model change).
-    assert!(stdout.ends_with("74 counterexamples confirmed\n"), "{}", stdout.lines().last().unwrap_or(""));
+    assert!(stdout.ends_with("76 counterexamples confirmed\n"), "{}", stdout.lines().last().unwrap_or(""));
     // The failover's lost grant, the replication held by lockcheck's relay and Sentinel played by it.
     let failover = stdout.split("== ").find(|s| s.starts_with("models/redis_failover.toml on Redis 7.")).unwrap();
     assert!(failover.contains("mutual_exclusion   confirmed"), "{failover}");
@@ -206,6 +206,27 @@ fn a_scenarios_fault_plans_break_the_real_servers_as_often_as_the_simulated_ones
         assert!(stdout.contains(&line), "{line}\n{stdout}");
         assert!(stdout.contains("every answer of the real servers in 20 runs was the model's"), "{stdout}");
     }
+}
+
+/// Replication through lockcheck's relays, Sentinel played by lockcheck: the failovers' runs
+/// answer as the model's, the lost grant among them.
+#[test]
+fn failover_runs_on_real_replicas_answer_as_the_model() {
+    for (scenario, seeds, runs) in
+        [("sims/redis_failover.toml", "0..50", 50), ("sims/redisson_failover.toml", "0..20", 20)]
+    {
+        let out = run_clean(&["confirm", scenario, "--seeds", seeds]);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+        let k = simulated_violations(scenario, seeds, "mutual_exclusion");
+        let line = format!("mutual_exclusion   simulator {k}/{runs} runs · real servers {k}/{runs} runs answered");
+        assert!(stdout.contains(&line), "{line}\n{stdout}");
+        assert!(
+            stdout.contains(&format!("every answer of the real servers in {runs} runs was the model's")),
+            "{stdout}"
+        );
+    }
+    assert!(simulated_violations("sims/redis_failover.toml", "0..50", "mutual_exclusion") > 0);
 }
 
 #[test]

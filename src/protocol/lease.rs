@@ -301,7 +301,9 @@ impl Protocol for LeaseLock {
             if h.until < cx.now {
                 cx.observe(Observation::Expired { client: h.owner });
                 s.hold = None;
-                self.changed(&mut s, cx);
+                // Dropped while loading, before any replica is attached: nothing is streamed
+                // (as Redisson's restart; `confirm --seeds` on both failover scenarios agrees).
+                self.save(&s, cx);
             } else {
                 cx.set_lock_timer(Timer::Expire(h.owner), h.until - cx.now);
             }
@@ -311,6 +313,14 @@ impl Protocol for LeaseLock {
 
     fn server_on_msg(&self, s: &mut Server, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
         match msg {
+            // A replica refuses every write, but the compare-and-delete script only reaches its
+            // `DEL` when the value is the caller's (a key its own clock expired is hidden).
+            Msg::Release { asked } if !replication::serves::<Self>(s) && self.cfg.release_checks_owner => {
+                let held = s.hold.as_ref().filter(|h| h.until >= cx.now);
+                if held.is_some_and(|h| h.owner == from && (self.cfg.reentrant || h.asked == asked)) {
+                    cx.send_lock(from, Msg::Repl(ReplMsg::ReadOnly))
+                }
+            }
             Msg::Acquire { .. } | Msg::Release { .. } if !replication::serves::<Self>(s) => {
                 cx.send_lock(from, Msg::Repl(ReplMsg::ReadOnly))
             }
@@ -576,12 +586,13 @@ impl Replicated for LeaseLock {
         self.save(s, cx);
     }
 
-    /// A promoted key gets a full TTL (the real one keeps its absolute expiry: this model errs on
-    /// the side of longer leases, so the violations it reports are not artefacts of it).
+    /// A promoted key keeps its absolute expiry, as Redis replicates `PEXPIREAT` (it had a full
+    /// TTL again, until `lockcheck confirm sims/redis_failover.toml --seeds` saw the real promoted
+    /// replica grant a lock the model still held).
     fn set_master(&self, s: &Server, master: bool, cx: &mut PCx<Self>) {
         let Some(h) = s.hold.as_ref().filter(|_| self.cfg.expires) else { return };
         if master {
-            cx.set_lock_timer(Timer::Expire(h.owner), self.cfg.ttl);
+            cx.set_lock_timer(Timer::Expire(h.owner), (h.until - cx.now).max(0));
         } else {
             cx.cancel_lock_timer(Timer::Expire(h.owner));
         }

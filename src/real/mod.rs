@@ -161,6 +161,15 @@ pub trait Counterpart<P: Protocol>: Send {
     fn crash(&mut self, server: usize) -> Vec<String>;
     /// Started again, from its disk or, `wiped`, from nothing; what was done, for the trace.
     fn restart(&mut self, server: usize, wiped: bool, now: i64) -> Result<Vec<String>, RealError>;
+    /// Every one of the `servers` emptied (killed, started with its disk lost) for a new run whose
+    /// clocks start at tick `base`, as the model's servers start.
+    fn fresh(&mut self, servers: usize, base: i64) -> Result<(), RealError> {
+        for index in 0..servers {
+            self.crash(index);
+            self.restart(index, true, base)?;
+        }
+        Ok(())
+    }
 }
 
 fn none_yet() -> RealError {

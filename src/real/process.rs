@@ -141,6 +141,8 @@ pub struct Process {
     pub clock: FakeClock,
     binary: PathBuf,
     args: Vec<String>,
+    /// Arguments for the next starts only (a Redis that comes back as a replica).
+    extra: Vec<String>,
     log: PathBuf,
     /// The clock shim to preload; `None`: the server keeps the real clock.
     shim: Option<PathBuf>,
@@ -230,6 +232,7 @@ impl Process {
             clock,
             binary,
             args,
+            extra: Vec::new(),
             log,
             shim: Some(sb.shim.clone()),
             child: None,
@@ -246,6 +249,11 @@ impl Process {
         Ok(())
     }
 
+    /// Arguments added to the next starts (none: `[]`).
+    pub fn start_with(&mut self, extra: &[String]) {
+        self.extra = extra.to_vec();
+    }
+
     /// The server keeps the real wall clock: a JVM's threads stall when theirs stands still.
     pub fn real_clock(&mut self) {
         self.shim = None;
@@ -256,7 +264,7 @@ impl Process {
         let log = fs::File::create(&self.log).map_err(|e| RealError::io(&self.log, e))?;
         let err = log.try_clone().map_err(|e| RealError::io(&self.log, e))?;
         let mut cmd = Command::new(&self.binary);
-        cmd.args(&self.args).stdin(Stdio::null()).stdout(log).stderr(err);
+        cmd.args(&self.args).args(&self.extra).stdin(Stdio::null()).stdout(log).stderr(err);
         if let Some(shim) = &self.shim {
             cmd.env("LD_PRELOAD", shim).env("LOCKCHECK_CLOCK_FILE", &self.clock.file);
         }

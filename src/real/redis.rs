@@ -18,11 +18,11 @@ use std::time::Duration;
 use redis::Value;
 
 use super::process::{EPOCH_MS, Process, REPLY_BOUND, Sandbox, find_binary, wall_ms};
-use super::replication::Sentinel;
+use super::replication::Replicas;
 use super::{Answer, Counterpart, RealCfg, RealError, owner, value};
 use crate::protocol::lease::{Dialect, Hold, Keys, LeaseLock, Msg, Persist, Timer};
 use crate::protocol::redlock::{self, Redlock};
-use crate::protocol::replication::{ReplMsg, ReplTimer, Role};
+use crate::protocol::replication::{ReplMsg, ReplTimer};
 use crate::protocol::{NodeId, Observation, Wire};
 
 const REENTRANT_LOCK: &str = "if redis.call('exists', KEYS[1]) == 0 or redis.call('hexists', KEYS[1], ARGV[1]) == 1 then \
@@ -52,6 +52,9 @@ pub struct RedisNode {
     timed: bool,
     pub(super) key: Option<(String, i64)>,
     pub wire: Vec<String>,
+    /// The tick the clocks of the current run start at (a scenario's runs follow each other on
+    /// one real clock, which never goes back).
+    pub(super) base: i64,
 }
 
 impl RedisNode {
@@ -83,11 +86,21 @@ impl RedisNode {
             "100000",
             "--repl-timeout",
             "200000",
+            // For `DEBUG SET-ACTIVE-EXPIRE 0` (see `connect`), from 127.0.0.1 only.
+            "--enable-debug-command",
+            "local",
         ];
         let mut process = Process::new(sb, name, binary, &args, EPOCH_MS)?;
         process.start()?;
-        let mut node =
-            RedisNode { process, con: None, tick_ms: cfg.tick_ms, timed: cfg.timed, key: None, wire: Vec::new() };
+        let mut node = RedisNode {
+            process,
+            con: None,
+            tick_ms: cfg.tick_ms,
+            timed: cfg.timed,
+            key: None,
+            wire: Vec::new(),
+            base: 0,
+        };
         node.connect()?;
         Ok(node)
     }
@@ -111,12 +124,21 @@ impl RedisNode {
                 Err(e) => return Err(talk(e)),
             }
         }
+        // A key expires when a command touches it past its instant, never in the background: a
+        // promoted replica would otherwise drop an expired key between two steps, where the
+        // model's expiry timer does it (found by `confirm sims/redis_failover.toml --seeds`).
+        redis::cmd("DEBUG").arg("SET-ACTIVE-EXPIRE").arg("0").query::<()>(&mut con).map_err(talk)?;
         self.con = Some(con);
         Ok(())
     }
 
     pub(super) fn port(&self) -> u16 {
         self.process.port
+    }
+
+    /// The model's tick (of the current run) in which the wall clock reads `ms`.
+    pub(super) fn tick_of(&self, ms: i64) -> i64 {
+        (ms - EPOCH_MS).div_euclid(self.tick_ms) - self.base
     }
 
     /// The wall clock at the start of tick `now` (never moved back).
@@ -331,16 +353,9 @@ pub(super) fn take_wire(n: &mut RedisNode) -> Vec<String> {
 /// replication passing through lockcheck's relays and lockcheck playing Sentinel
 /// ([`super::replication`]).
 pub struct RedisLease {
-    nodes: Vec<RedisNode>,
-    sentinel: Option<Sentinel>,
-    /// `WAIT min_acks`: a grant answered once that many replicas acknowledged it.
-    min_acks: u8,
-    waiting: Option<Waiting>,
-    /// The node id of server 0 (clients come first).
-    first_server: NodeId,
+    r: Replicas<LeaseLock>,
     expires: bool,
     owner_checked: bool,
-    persistence: bool,
     tokens: bool,
     reentrant: bool,
     ttl: i64,
@@ -362,23 +377,13 @@ impl RedisLease {
         }
         let system = version(&find_binary("redis-server", "redis-server", &[])?);
         let sandbox = Sandbox::new()?;
-        let persistence = c.persist == Persist::Everything;
-        let replicas = c.replication.map_or(0, |r| r.replicas);
-        let mut nodes = vec![RedisNode::start(&sandbox, "redis", persistence, cfg)?];
-        for i in 1..=replicas {
-            nodes.push(RedisNode::start(&sandbox, &format!("replica-{i}"), persistence, cfg)?);
-        }
-        let sentinel = if replicas > 0 { Some(Sentinel::start(&mut nodes, persistence)?) } else { None };
+        let holds = |n: &mut RedisNode| Ok(n.reread()?.is_some());
+        let r = Replicas::start(p, &sandbox, (c.persist == Persist::Everything, holds), cfg)?;
         Ok(RedisLease {
             system,
-            nodes,
-            sentinel,
-            min_acks: c.replication.map_or(0, |r| r.min_acks),
-            waiting: None,
-            first_server: c.server_node,
+            r,
             expires: c.expires,
             owner_checked: c.release_checks_owner,
-            persistence,
             tokens: c.tokens,
             reentrant: c.reentrant,
             ttl: c.ttl,
@@ -391,14 +396,14 @@ impl RedisLease {
         if !self.tokens {
             return Ok(None);
         }
-        let n = &mut self.nodes[k];
+        let n = &mut self.r.nodes[k];
         let v = if first { n.cmd(&["INCR", "fence"])? } else { n.cmd(&["GET", "fence"])? };
         Ok(Some(int(&v) as u64))
     }
 
     fn acquire(&mut self, k: usize, from: NodeId, asked: i64, a: &mut Answer<Msg>) -> Result<(), RealError> {
         let ttl = self.expires.then_some(self.ttl);
-        let n = &mut self.nodes[k];
+        let n = &mut self.r.nodes[k];
         let held = if self.reentrant {
             let px = ttl.map_or(0, |t| t * n.tick_ms).to_string();
             let field = format!("c{from}");
@@ -417,143 +422,54 @@ impl RedisLease {
                 if first {
                     a.observed.push(Observation::Granted { client: from, token });
                 }
-                self.answer(k, from, Msg::Grant { token, asked }, a)?;
+                self.r.answer(k, from, Msg::Grant { token, asked }, a)?;
             }
             Some(None) => a.sends.push((from, Wire::Lock(Msg::Busy))),
         }
         Ok(())
     }
 
-    /// A grant's reply: now, or after `WAIT min_acks` (the first one of a client that retries).
-    fn answer(&mut self, k: usize, to: NodeId, reply: Msg, a: &mut Answer<Msg>) -> Result<(), RealError> {
-        let Some(s) = self.sentinel.as_mut().filter(|_| self.min_acks > 0) else {
-            a.sends.push((to, Wire::Lock(reply)));
-            return Ok(());
-        };
-        let woff = s.real_offset(&mut self.nodes, k)?;
-        self.nodes[k].wire.push(format!("WAIT {} 0 → blocks until replicas acknowledge offset {woff}", self.min_acks));
-        if self.waiting.as_ref().is_none_or(|w| w.to != to) {
-            self.waiting = Some(Waiting { master: k, to, reply, woff });
-        }
-        Ok(())
-    }
-
-    /// Replica `k`'s acknowledgement reaches `master`: a client blocked in `WAIT` there returns
-    /// once the master counts enough.
-    fn acknowledged(&mut self, (master, k): (usize, usize), offset: u32, a: &mut Answer<Msg>) -> Result<(), RealError> {
-        let s = self.sentinel.as_mut().expect("only a replicated server is acknowledged");
-        s.ack(&mut self.nodes, (master, k), offset)?;
-        let Some(w) = self.waiting.as_ref().filter(|w| w.master == master) else { return Ok(()) };
-        let acked = s.acked(&mut self.nodes, master, w.woff)?;
-        if acked >= usize::from(self.min_acks) {
-            let w = self.waiting.take().expect("checked above");
-            self.nodes[master].wire.push(format!("WAIT {} 0 → (integer) {acked}", self.min_acks));
-            a.sends.push((w.to, Wire::Lock(w.reply)));
-        }
-        Ok(())
-    }
-
-    /// The lock on node `k` is gone: nobody is told of the grant a `WAIT` there waits for.
-    fn forget(&mut self, k: usize) {
-        if self.waiting.as_ref().is_some_and(|w| w.master == k) {
-            self.waiting = None;
-        }
-    }
-
-    fn release(&mut self, k: usize, from: NodeId, asked: i64, a: &mut Answer<Msg>) -> Result<(), RealError> {
-        let n = &mut self.nodes[k];
-        let refused = if self.reentrant {
+    /// A release; whether a replica refused it.
+    fn release(&mut self, k: usize, from: NodeId, asked: i64, a: &mut Answer<Msg>) -> Result<bool, RealError> {
+        let n = &mut self.r.nodes[k];
+        let deleted = if self.reentrant {
             let left = int(&n.script(REENTRANT_UNLOCK, &["lock"], &[&format!("c{from}")])?);
-            if left == 0 {
-                n.key = None;
-            }
-            false
+            Some(left == 0)
         } else if self.owner_checked {
-            match n.compare_and_delete(&value(from, asked))? {
-                None => true,
-                Some(deleted) => {
-                    if deleted {
-                        self.forget(k);
-                    }
-                    false
-                }
-            }
+            n.compare_and_delete(&value(from, asked))?
         } else {
             // A plain `DEL`; the `GET` before it only tells whose key it deleted.
             let was = text(&n.cmd(&["GET", "lock"])?);
-            match n.write(&["DEL", "lock"])? {
-                None => true,
-                Some(deleted) => {
-                    if int(&deleted) == 1 {
-                        n.key = None;
-                        self.waiting.take_if(|w| w.master == k);
-                        let theirs = was.as_deref().filter(|v| *v != value(from, asked)).and_then(owner);
-                        if let Some(owner) = theirs {
-                            a.observed.push(Observation::ReleasedOther { by: from, owner });
-                        }
-                    }
-                    false
-                }
+            let deleted = n.write(&["DEL", "lock"])?.map(|d| int(&d) == 1);
+            let theirs = was.as_deref().filter(|v| *v != value(from, asked)).and_then(owner);
+            if let (Some(true), Some(owner)) = (deleted, theirs) {
+                a.observed.push(Observation::ReleasedOther { by: from, owner });
             }
+            deleted
         };
-        if refused {
-            a.sends.push((from, Wire::Lock(Msg::Repl(ReplMsg::ReadOnly))));
+        if deleted == Some(true) {
+            n.key = None;
+            self.r.forget(k);
         }
-        Ok(())
+        Ok(deleted.is_none())
     }
 
-    /// A replication tick of node `k`: what the real master holds, streamed to every other node.
-    fn stream(&mut self, k: usize, a: &mut Answer<Msg>) -> Result<(), RealError> {
-        let Some(sentinel) = self.sentinel.as_mut().filter(|s| s.role[k].0 == Role::Master) else { return Ok(()) };
-        let (epoch, offset) = sentinel.stream(&mut self.nodes, k)?;
-        let n = &mut self.nodes[k];
+    /// What the real master holds, as the model's stream carries it.
+    fn keys(tokens: bool, n: &mut RedisNode) -> Result<Keys, RealError> {
         let hold = match n.reread()? {
             Some(v) => {
                 let (owner, asked) = lease_value(&v).ok_or_else(|| RealError::Talk {
                     server: n.process.name.clone(),
                     why: format!("the lock key holds `{v}`, not a value of lockcheck's"),
                 })?;
-                let until = n.key.as_ref().map_or(0, |(_, when)| (when - EPOCH_MS).div_euclid(n.tick_ms));
+                let until = n.key.as_ref().map_or(0, |(_, when)| n.tick_of(*when));
                 Some(Hold { owner, asked, count: 1, until })
             }
             None => None,
         };
-        let counter = if self.tokens { int(&n.cmd(&["GET", "fence"])?) as u64 } else { 0 };
-        let state = Keys { hold, counter };
-        for other in (0..self.nodes.len()).filter(|&o| o != k) {
-            let msg = Msg::Repl(ReplMsg::Replicate { epoch, offset, state: state.clone() });
-            a.sends.push((self.first_server + other, Wire::Lock(msg)));
-        }
-        Ok(())
+        let counter = if tokens { int(&n.cmd(&["GET", "fence"])?) as u64 } else { 0 };
+        Ok(Keys { hold, counter })
     }
-
-    /// Sentinel's failover to node `k`: `REPLICAOF NO ONE`, and `+switch-master` to the clients.
-    fn promote(&mut self, k: usize, a: &mut Answer<Msg>) -> Result<(), RealError> {
-        let Some(sentinel) = self.sentinel.as_mut() else { return Ok(()) };
-        if sentinel.promote(&mut self.nodes, k)? {
-            self.nodes[k].reread()?;
-            a.sends.extend((0..self.first_server).map(|c| (c, Wire::Lock(Msg::Repl(ReplMsg::SwitchMaster)))));
-        }
-        Ok(())
-    }
-
-    /// The wire of everything node `k` did in this step, after Sentinel looked at its offset.
-    fn finish(&mut self, k: usize, mut a: Answer<Msg>) -> Result<Answer<Msg>, RealError> {
-        if let Some(s) = self.sentinel.as_mut() {
-            s.noticed(&mut self.nodes, k)?;
-        }
-        a.wire = self.nodes.iter_mut().flat_map(take_wire).collect();
-        Ok(a)
-    }
-}
-
-/// A client blocked in `WAIT` after its `SET`: the reply it gets once enough replicas
-/// acknowledged the master's offset `woff`.
-struct Waiting {
-    master: usize,
-    to: NodeId,
-    reply: Msg,
-    woff: u64,
 }
 
 /// The client and request of a lock value `c<client>:<asked>`.
@@ -568,59 +484,55 @@ impl Counterpart<LeaseLock> for RedisLease {
     }
 
     fn on_msg(&mut self, k: usize, from: NodeId, msg: &Msg, now: i64) -> Result<Answer<Msg>, RealError> {
-        self.nodes[k].at(now)?;
+        self.r.nodes[k].at(now)?;
         let mut a = Answer::default();
         match msg {
             Msg::Acquire { asked } => self.acquire(k, from, *asked, &mut a)?,
-            Msg::Release { asked } => self.release(k, from, *asked, &mut a)?,
-            Msg::Repl(ReplMsg::Replicate { epoch, offset, .. }) => {
-                let sentinel = self.sentinel.as_mut().expect("only a replicated server is streamed to");
-                if sentinel.replicate(&mut self.nodes, (from - self.first_server, k), (*epoch, *offset))? {
-                    self.forget(k);
-                    self.nodes[k].reread()?;
-                    if self.min_acks > 0 {
-                        a.sends.push((from, Wire::Lock(Msg::Repl(ReplMsg::Ack { offset: *offset }))));
-                    }
+            Msg::Release { asked } => {
+                if self.release(k, from, *asked, &mut a)? {
+                    a.sends.push((from, Wire::Lock(Msg::Repl(ReplMsg::ReadOnly))));
                 }
             }
-            Msg::Repl(ReplMsg::Ack { offset }) => self.acknowledged((k, from - self.first_server), *offset, &mut a)?,
-            Msg::Grant { .. } | Msg::Busy | Msg::Repl(_) => {}
+            Msg::Repl(m) => self.r.on_msg(k, from, m, &mut a)?,
+            Msg::Grant { .. } | Msg::Busy => {}
         }
-        self.finish(k, a)
+        self.r.finish(k, a)
     }
 
     fn on_timer(&mut self, k: usize, timer: &Timer, now: i64) -> Result<Answer<Msg>, RealError> {
         let mut a = Answer::default();
         match timer {
             Timer::Expire(_) => {
-                let serves = self.sentinel.as_ref().is_none_or(|s| s.role[k].0 == Role::Master);
-                if serves && let Some(client) = self.nodes[k].lapse(now)?.as_deref().and_then(owner) {
+                if self.r.serves(k)
+                    && let Some(client) = self.r.nodes[k].lapse(now)?.as_deref().and_then(owner)
+                {
                     a.observed.push(Observation::Expired { client });
-                    self.forget(k);
+                    self.r.forget(k);
                 }
             }
-            Timer::Repl(ReplTimer::Heartbeat) => self.stream(k, &mut a)?,
+            Timer::Repl(ReplTimer::Heartbeat) => {
+                let tokens = self.tokens;
+                self.r.stream(k, |n| Self::keys(tokens, n), &mut a)?;
+            }
             Timer::Repl(ReplTimer::MasterDown) => {
-                self.nodes[k].at(now)?;
-                self.promote(k, &mut a)?;
+                self.r.nodes[k].at(now)?;
+                self.r.promote(k, &mut a)?;
             }
             Timer::Timeout => {}
         }
-        self.finish(k, a)
+        self.r.finish(k, a)
     }
 
     fn crash(&mut self, k: usize) -> Vec<String> {
-        self.forget(k);
-        self.nodes[k].crash()
+        self.r.crash(k)
     }
 
     fn restart(&mut self, k: usize, wiped: bool, now: i64) -> Result<Vec<String>, RealError> {
-        let mut done = self.nodes[k].restart(wiped, self.persistence, now)?;
-        if let Some(s) = self.sentinel.as_mut() {
-            s.restarted(&mut self.nodes, k, wiped)?;
-            done.extend(take_wire(&mut self.nodes[k]));
-        }
-        Ok(done)
+        self.r.restart(k, wiped, now)
+    }
+
+    fn fresh(&mut self, _servers: usize, base: i64) -> Result<(), RealError> {
+        self.r.fresh(base)
     }
 }
 

@@ -10,8 +10,11 @@
 //! Persistence is on (`appendonly yes`, `appendfsync always`), as the model keeps the hash across a
 //! restart. The lease runs out on the server's wall clock, which lockcheck moves as for `redis`
 //! (a key expires when the clock passes its `PEXPIRETIME`; a key that expires publishes nothing).
-//! With replicas the family is not confirmed: real replication streams by itself.
+//! With replicas, the nodes replicate through lockcheck's relays ([`super::replication`]); a
+//! waiter subscribes on the node it asks, as Redisson's pub/sub connection follows the master.
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -19,9 +22,11 @@ use std::time::Duration;
 use redis::Value;
 
 use super::process::{REPLY_BOUND, Sandbox, find_binary};
-use super::redis::{RedisNode, int, resp, take_wire, version};
+use super::redis::{RedisNode, int, resp, version};
+use super::replication::Replicas;
 use super::{Answer, Counterpart, RealCfg, RealError, owner};
-use crate::protocol::redisson::{Msg, Redisson, Timer};
+use crate::protocol::redisson::{Hash, Msg, Redisson, Timer};
+use crate::protocol::replication::{ReplMsg, ReplTimer};
 use crate::protocol::{NodeId, Observation, Wire};
 
 const CHANNEL: &str = "redisson_lock__channel:{lock}";
@@ -95,64 +100,111 @@ impl Subscriber {
     }
 }
 
-/// The `redisson` family on one real Redis.
+/// The `redisson` family on a real Redis, with replicas through lockcheck's relays and lockcheck as
+/// Sentinel ([`super::replication`]).
 pub struct RedissonLock {
-    node: RedisNode,
+    r: Replicas<Redisson>,
     /// The lease in milliseconds.
     lease_ms: String,
-    subscribers: std::collections::BTreeMap<NodeId, Subscriber>,
+    /// Each waiter's pub/sub connection, by the node it subscribed on and the client.
+    subscribers: BTreeMap<(usize, NodeId), Subscriber>,
     system: String,
     _sandbox: Sandbox,
 }
 
 impl RedissonLock {
     pub fn start(p: &Redisson, cfg: RealCfg) -> Result<RedissonLock, RealError> {
-        if p.replicated() {
-            return Err(RealError::Unsupported(
-                "with replicas is not confirmed: real replication streams by itself, lockcheck cannot hold or drop it"
-                    .into(),
-            ));
-        }
         let system = version(&find_binary("redis-server", "redis-server", &[])?);
         let sandbox = Sandbox::new()?;
-        let node = RedisNode::start(&sandbox, "redis", true, cfg)?;
+        let r = Replicas::start(p, &sandbox, (true, |n| Ok(hash(n)?.is_some())), cfg)?;
         let lease_ms = (p.lease() * cfg.tick_ms).to_string();
-        Ok(RedissonLock { node, lease_ms, subscribers: Default::default(), system, _sandbox: sandbox })
+        Ok(RedissonLock { r, lease_ms, subscribers: BTreeMap::new(), system, _sandbox: sandbox })
     }
 
-    fn try_lock(&mut self, from: NodeId, a: &mut Answer<Msg>) -> Result<(), RealError> {
+    /// One of Redisson's scripts on node `k`; `None`: a replica refused its write.
+    fn script(&mut self, k: usize, body: &str, keys: &[&str], args: &[&str]) -> Result<Option<Value>, RealError> {
+        let n = keys.len().to_string();
+        let mut all = vec!["EVAL", body, n.as_str()];
+        all.extend(keys);
+        all.extend(args);
+        self.r.nodes[k].write(&all)
+    }
+
+    fn try_lock(&mut self, k: usize, from: NodeId, a: &mut Answer<Msg>) -> Result<(), RealError> {
         let me = field(from);
-        let v = self.node.script(TRY_LOCK, &["lock"], &[&self.lease_ms, &me])?;
+        let lease = self.lease_ms.clone();
+        let Some(v) = self.script(k, TRY_LOCK, &["lock"], &[&lease, &me])? else {
+            a.sends.push((from, Wire::Lock(Msg::Repl(ReplMsg::ReadOnly))));
+            return Ok(());
+        };
+        let n = &mut self.r.nodes[k];
         if v != Value::Nil {
-            let pttl = int(&v) / self.node.tick_ms;
+            let pttl = int(&v) / n.tick_ms;
             a.sends.push((from, Wire::Lock(Msg::Held { pttl })));
             return Ok(());
         }
         // The script answers nil to a first and a nested hold alike; the count tells them apart.
-        if int(&self.node.cmd(&["HGET", "lock", &me])?) == 1 {
+        if int(&n.cmd(&["HGET", "lock", &me])?) == 1 {
             a.observed.push(Observation::Granted { client: from, token: None });
         }
-        self.node.remember(me)?;
-        a.sends.push((from, Wire::Lock(Msg::Locked)));
+        n.remember(me)?;
+        self.r.answer(k, from, Msg::Locked, a)
+    }
+
+    fn renew(&mut self, k: usize, from: NodeId, a: &mut Answer<Msg>) -> Result<(), RealError> {
+        let me = field(from);
+        let lease = self.lease_ms.clone();
+        let reply = match self.script(k, RENEW, &["lock"], &[&lease, &me])? {
+            None => Msg::Repl(ReplMsg::ReadOnly),
+            Some(v) => {
+                let ok = int(&v) == 1;
+                if ok {
+                    self.r.nodes[k].remember(me)?;
+                }
+                Msg::Renewed { ok }
+            }
+        };
+        a.sends.push((from, Wire::Lock(reply)));
         Ok(())
     }
 
-    fn unlock(&mut self, from: NodeId, a: &mut Answer<Msg>) -> Result<(), RealError> {
+    fn unlock(&mut self, k: usize, from: NodeId, a: &mut Answer<Msg>) -> Result<(), RealError> {
         let me = field(from);
-        match self.node.script(UNLOCK, &["lock", CHANNEL], &["0", &self.lease_ms, &me])? {
-            Value::Nil => a.sends.push((from, Wire::Lock(Msg::NotOwner))),
-            v if int(&v) == 1 => self.node.key = None,
-            _ => self.node.remember(me)?,
+        let lease = self.lease_ms.clone();
+        match self.script(k, UNLOCK, &["lock", CHANNEL], &["0", &lease, &me])? {
+            None => a.sends.push((from, Wire::Lock(Msg::Repl(ReplMsg::ReadOnly)))),
+            Some(Value::Nil) => a.sends.push((from, Wire::Lock(Msg::NotOwner))),
+            Some(v) if int(&v) == 1 => {
+                self.r.nodes[k].key = None;
+                self.r.forget(k);
+            }
+            Some(_) => self.r.nodes[k].remember(me)?,
         }
+        Ok(())
+    }
+
+    fn subscribe(&mut self, k: usize, from: NodeId, a: &mut Answer<Msg>) -> Result<(), RealError> {
+        let port = self.r.nodes[k].port();
+        let sub = match self.subscribers.entry((k, from)) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(Subscriber::open(port)?),
+        };
+        sub.subscribe()?;
+        let name = self.r.nodes[k].process.name.clone();
+        self.r.nodes[k]
+            .wire
+            .push(format!("client-{from}'s pub/sub connection to {name}: SUBSCRIBE {CHANNEL} → subscribed"));
+        a.sends.push((from, Wire::Lock(Msg::Subscribed)));
         Ok(())
     }
 
     /// The unlock messages that reached the subscribers.
-    fn published(&mut self, a: &mut Answer<Msg>) -> Result<(), RealError> {
-        for (&client, sub) in self.subscribers.iter_mut() {
+    fn published(&mut self, k: usize, a: &mut Answer<Msg>) -> Result<(), RealError> {
+        for (&(_, client), sub) in self.subscribers.iter_mut() {
             for frame in sub.frames(Duration::from_millis(10))? {
                 if frame.first().is_some_and(|k| k == "message") {
-                    self.node.wire.push(format!("message on {CHANNEL}: {} → client-{client}", frame[2..].join(" ")));
+                    let got = format!("message on {CHANNEL}: {} → client-{client}", frame[2..].join(" "));
+                    self.r.nodes[k].wire.push(got);
                     a.sends.push((client, Wire::Lock(Msg::Published)));
                 }
             }
@@ -161,68 +213,91 @@ impl RedissonLock {
     }
 }
 
+/// What the real master holds, as the model's stream carries it: the hash's one field and count,
+/// and the key's expiry instant.
+fn hash(n: &mut RedisNode) -> Result<Option<Hash>, RealError> {
+    let fields = n.cmd(&["HGETALL", "lock"])?;
+    let Value::Array(items) = fields else {
+        return Err(RealError::Talk { server: n.process.name.clone(), why: "HGETALL answered no array".into() });
+    };
+    let [field, count] = items.as_slice() else {
+        n.key = None;
+        return Ok(None);
+    };
+    let field = String::from_utf8_lossy(match field {
+        Value::BulkString(b) => b,
+        _ => &[][..],
+    })
+    .into_owned();
+    let owner = owner(&field).ok_or_else(|| RealError::Talk {
+        server: n.process.name.clone(),
+        why: format!("the lock hash holds `{field}`, not a field of lockcheck's"),
+    })?;
+    n.remember(field)?;
+    let expires_at = n.key.as_ref().map_or(0, |(_, when)| n.tick_of(*when));
+    Ok(Some(Hash { owner, count: int(count) as u8, expires_at }))
+}
+
 impl Counterpart<Redisson> for RedissonLock {
     fn system(&self) -> String {
         self.system.clone()
     }
 
-    fn on_msg(&mut self, _server: usize, from: NodeId, msg: &Msg, now: i64) -> Result<Answer<Msg>, RealError> {
-        self.node.at(now)?;
+    fn on_msg(&mut self, k: usize, from: NodeId, msg: &Msg, now: i64) -> Result<Answer<Msg>, RealError> {
+        self.r.nodes[k].at(now)?;
         let mut a = Answer::default();
         match msg {
-            Msg::TryLock => self.try_lock(from, &mut a)?,
-            Msg::Renew => {
-                let me = field(from);
-                let ok = int(&self.node.script(RENEW, &["lock"], &[&self.lease_ms, &me])?) == 1;
-                if ok {
-                    self.node.remember(me)?;
-                }
-                a.sends.push((from, Wire::Lock(Msg::Renewed { ok })));
-            }
-            Msg::Unlock => self.unlock(from, &mut a)?,
-            Msg::Subscribe => {
-                let port = self.node.port();
-                let sub = match self.subscribers.entry(from) {
-                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(e) => e.insert(Subscriber::open(port)?),
-                };
-                sub.subscribe()?;
-                self.node.wire.push(format!("client-{from}'s pub/sub connection: SUBSCRIBE {CHANNEL} → subscribed"));
-                a.sends.push((from, Wire::Lock(Msg::Subscribed)));
-            }
+            Msg::TryLock => self.try_lock(k, from, &mut a)?,
+            Msg::Renew => self.renew(k, from, &mut a)?,
+            Msg::Unlock => self.unlock(k, from, &mut a)?,
+            Msg::Subscribe => self.subscribe(k, from, &mut a)?,
             Msg::Unsubscribe => {
-                if self.subscribers.remove(&from).is_some() {
-                    self.node.wire.push(format!("client-{from}'s pub/sub connection closed (UNSUBSCRIBE)"));
+                if self.subscribers.remove(&(k, from)).is_some() {
+                    self.r.nodes[k].wire.push(format!("client-{from}'s pub/sub connection closed (UNSUBSCRIBE)"));
                 }
             }
-            Msg::Repl(_) => return Err(RealError::Unsupported("replication is not confirmed".into())),
+            Msg::Repl(m) => self.r.on_msg(k, from, m, &mut a)?,
             Msg::Locked | Msg::Held { .. } | Msg::Renewed { .. } | Msg::NotOwner | Msg::Subscribed | Msg::Published => {
             }
         }
-        self.published(&mut a)?;
-        a.wire = take_wire(&mut self.node);
-        Ok(a)
+        self.published(k, &mut a)?;
+        self.r.finish(k, a)
     }
 
-    fn on_timer(&mut self, _server: usize, timer: &Timer, now: i64) -> Result<Answer<Msg>, RealError> {
+    fn on_timer(&mut self, k: usize, timer: &Timer, now: i64) -> Result<Answer<Msg>, RealError> {
         let mut a = Answer::default();
-        if let Timer::Expire = timer
-            && let Some(client) = self.node.lapse(now)?.as_deref().and_then(owner)
-        {
-            a.observed.push(Observation::Expired { client });
+        match timer {
+            Timer::Expire => {
+                if self.r.serves(k)
+                    && let Some(client) = self.r.nodes[k].lapse(now)?.as_deref().and_then(owner)
+                {
+                    a.observed.push(Observation::Expired { client });
+                    self.r.forget(k);
+                }
+            }
+            Timer::Repl(ReplTimer::Heartbeat) => self.r.stream(k, hash, &mut a)?,
+            Timer::Repl(ReplTimer::MasterDown) => {
+                self.r.nodes[k].at(now)?;
+                self.r.promote(k, &mut a)?;
+            }
+            Timer::Watchdog | Timer::RenewRetry | Timer::Timeout | Timer::Wake => {}
         }
-        a.wire = take_wire(&mut self.node);
-        Ok(a)
+        self.r.finish(k, a)
     }
 
-    fn crash(&mut self, _server: usize) -> Vec<String> {
+    fn crash(&mut self, k: usize) -> Vec<String> {
         // Subscriptions live in the server's memory: they go with it.
-        self.subscribers.clear();
-        self.node.crash()
+        self.subscribers.retain(|&(node, _), _| node != k);
+        self.r.crash(k)
     }
 
-    fn restart(&mut self, _server: usize, wiped: bool, now: i64) -> Result<Vec<String>, RealError> {
-        self.node.restart(wiped, true, now)
+    fn restart(&mut self, k: usize, wiped: bool, now: i64) -> Result<Vec<String>, RealError> {
+        self.r.restart(k, wiped, now)
+    }
+
+    fn fresh(&mut self, _servers: usize, base: i64) -> Result<(), RealError> {
+        self.subscribers.clear();
+        self.r.fresh(base)
     }
 }
 

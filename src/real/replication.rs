@@ -26,9 +26,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::RealError;
+use super::process::Sandbox;
 use super::redis::{RedisNode, resp};
+use super::{Answer, RealCfg, RealError};
 use crate::protocol::replication::Role;
+use crate::protocol::replication::{ReplMsg, Replicated};
+use crate::protocol::{NodeId, Wire};
 
 /// How often a relay looks for bytes to pass (its sockets' read timeout).
 const POLL: Duration = Duration::from_millis(2);
@@ -231,8 +234,10 @@ fn passable(held: &[u8], phase: &mut Phase, through: Option<u64>, asked: &[u8]) 
                 }
                 end + 1
             }
+            // A replica that connected after the stream it is given was sent can only take the
+            // snapshot of now: it passes with the first release (and `deliver` says so).
             Phase::SnapshotHeader { start } => {
-                if through.is_none_or(|t| t < start) {
+                if through.is_none() {
                     return n;
                 }
                 if rest.first() == Some(&b'\n') {
@@ -279,6 +284,10 @@ pub struct Info {
     pub master: bool,
     pub link_up: bool,
     pub offset: u64,
+    /// Changes to the data since the last snapshot (`rdb_changes_since_last_save`).
+    pub changes: u64,
+    /// Keys expired since the start (`expired_keys`).
+    pub expired: u64,
     /// A master's replicas online: each one's port and the offset it acknowledged.
     pub replicas: Vec<(u16, u64)>,
 }
@@ -299,6 +308,8 @@ impl Info {
             master,
             link_up: field("master_link_status") == Some("up"),
             offset: offset.and_then(|o| o.parse().ok()).unwrap_or(0),
+            changes: field("rdb_changes_since_last_save").and_then(|c| c.parse().ok()).unwrap_or(0),
+            expired: field("expired_keys").and_then(|c| c.parse().ok()).unwrap_or(0),
             replicas: replicas.collect(),
         }
     }
@@ -331,11 +342,16 @@ pub struct Sentinel {
     parking: TcpListener,
     pub role: Vec<(Role, u8)>,
     upstream: Vec<Option<usize>>,
-    /// The replication offset as the model counts it (the master's changes) and the real one.
+    /// The replication offset as the model counts it (the master's changes).
     pub offset: Vec<u32>,
-    real_offset: Vec<u64>,
+    /// Each node's real offset, count of changes (`rdb_changes_since_last_save`) and of keys
+    /// expired after the last step: a master with no replica since its start streams nothing, so
+    /// its offset stands, and a key that expires is no change to the count.
+    seen: Vec<(u64, u64, u64)>,
     /// The real offset each replication message of the model carries: (master, epoch, offset).
-    sent: BTreeMap<(usize, u8, u32), u64>,
+    /// With it, the lock key the master held then (value and expiry instant): what a replica that
+    /// takes it holds, though a replica hides a key its own clock has expired from every read.
+    sent: BTreeMap<(usize, u8, u32), (u64, Option<(String, i64)>)>,
     /// The role each node last saved (the model saves with every change and every stream).
     disk: Vec<Option<(Role, u8)>>,
     persistence: bool,
@@ -353,7 +369,7 @@ impl Sentinel {
             role: (0..n).map(|i| (if i == 0 { Role::Master } else { Role::Replica }, 0)).collect(),
             upstream: vec![None; n],
             offset: vec![0; n],
-            real_offset: vec![0; n],
+            seen: vec![(0, 0, 0); n],
             sent: BTreeMap::new(),
             disk: vec![None; n],
             persistence,
@@ -363,7 +379,7 @@ impl Sentinel {
             s.follow(nodes, 0, k)?;
             s.deliver(nodes, 0, k, through)?;
         }
-        s.real_offset[0] = info(&mut nodes[0])?.offset;
+        s.mark(nodes)?;
         nodes.iter_mut().for_each(|n| n.wire.clear());
         Ok(s)
     }
@@ -382,33 +398,60 @@ impl Sentinel {
     }
 
     /// Releases `master`'s stream to node `k` through the real offset `through` and waits until
-    /// `k` has processed it.
-    fn deliver(&mut self, nodes: &mut [RedisNode], master: usize, k: usize, through: u64) -> Result<(), RealError> {
+    /// `k` has processed it; the offset `k` is at then.
+    fn deliver(&mut self, nodes: &mut [RedisNode], master: usize, k: usize, through: u64) -> Result<u64, RealError> {
         self.relays.get(&(master, k)).expect("a node is delivered to through its relay").release(through);
         let name = nodes[k].process.name.clone();
-        wait_until(&format!("replication to offset {through}"), &name, || {
+        let mut last = None;
+        let waited = wait_until(&format!("replication to offset {through}"), &name, || {
             let i = info(&mut nodes[k])?;
-            Ok(!i.master && i.link_up && i.offset >= through)
-        })?;
-        nodes[k]
-            .wire
-            .push(format!("the replication stream passes through offset {through} (the replica has processed it)"));
+            let done = !i.master && i.link_up && i.offset >= through;
+            last = Some(i);
+            Ok(done)
+        });
+        if let (Err(RealError::Talk { server, why }), Some(i)) = (&waited, &last) {
+            let link = if i.link_up { "up" } else { "down" };
+            let why = format!("{why} (its link to the master is {link}, its offset {})", i.offset);
+            return Err(RealError::Talk { server: server.clone(), why });
+        }
+        waited?;
+        let at = last.as_ref().map_or(through, |i| i.offset);
+        let shown = if at > through {
+            // It connected after the stream was sent and took the snapshot of now, or took a later
+            // stream first: the real stream is cumulative, the model's messages are not.
+            format!("the replica is at offset {at}, past the {through} this stream was sent at")
+        } else {
+            format!("the replication stream passes through offset {through} (the replica has processed it)")
+        };
+        nodes[k].wire.push(shown);
+        Ok(at)
+    }
+
+    /// After a step on `master`: a change the real master made counts one in the model's
+    /// offset, and is saved with the role (as the model's `changed`).
+    pub fn noticed(&mut self, nodes: &mut [RedisNode], k: usize) -> Result<(), RealError> {
+        if self.role[k].0 == Role::Master && nodes[k].process.running() {
+            let i = info(&mut nodes[k])?;
+            if (i.offset, i.changes, i.expired) != self.seen[k] {
+                self.changed(k);
+            }
+        }
+        self.mark(nodes)
+    }
+
+    /// Remembers where every running node stands (a full sync's snapshot resets a master's count
+    /// of changes, in another node's step).
+    fn mark(&mut self, nodes: &mut [RedisNode]) -> Result<(), RealError> {
+        for (k, n) in nodes.iter_mut().enumerate().filter(|(_, n)| n.process.running()) {
+            let i = info(n)?;
+            self.seen[k] = (i.offset, i.changes, i.expired);
+        }
         Ok(())
     }
 
-    /// After a step on `master`: a change the real master streamed counts one in the model's
-    /// offset, and is saved with the role (as the model's `changed`).
-    pub fn noticed(&mut self, nodes: &mut [RedisNode], k: usize) -> Result<(), RealError> {
-        if self.role[k].0 != Role::Master || !nodes[k].process.running() {
-            return Ok(());
-        }
-        let now = info(&mut nodes[k])?.offset;
-        if now != self.real_offset[k] {
-            self.real_offset[k] = now;
-            self.offset[k] += 1;
-            self.save(k);
-        }
-        Ok(())
+    fn changed(&mut self, k: usize) {
+        self.offset[k] += 1;
+        self.save(k);
     }
 
     fn save(&mut self, k: usize) {
@@ -417,27 +460,28 @@ impl Sentinel {
         }
     }
 
-    /// A replication tick on `master`: the epoch and offset its stream carries (recorded with
-    /// the real offset, for its delivery).
+    /// A replication tick on `master`, whose key the family has just read: the epoch and offset
+    /// its stream carries (recorded with the real offset and the key, for its delivery).
     pub fn stream(&mut self, nodes: &mut [RedisNode], master: usize) -> Result<(u8, u32), RealError> {
         let real = info(&mut nodes[master])?.offset;
         let (epoch, offset) = (self.role[master].1, self.offset[master]);
-        self.sent.insert((master, epoch, offset), real);
+        self.sent.insert((master, epoch, offset), (real, nodes[master].key.clone()));
         Ok((epoch, offset))
     }
 
     /// The stream of `from` (epoch, offset) reaches node `k`: a newer epoch makes `k` its
-    /// replica, and the real stream passes up to where it was when sent. Whether `k` took it.
+    /// replica, and the real stream passes up to where it was when sent. `None`: `k` did not take
+    /// it; `Some(exact)`: it did, and holds exactly the key sent (else what it holds must be read).
     pub fn replicate(
         &mut self,
         nodes: &mut [RedisNode],
         (from, k): (usize, usize),
         (epoch, offset): (u8, u32),
-    ) -> Result<bool, RealError> {
+    ) -> Result<Option<bool>, RealError> {
         let (role, mine) = self.role[k];
         let newer = epoch > mine || (epoch == mine && (role == Role::Replica || from < k));
         if !newer {
-            return Ok(false);
+            return Ok(None);
         }
         if role == Role::Master || self.upstream[k] != Some(from) {
             self.follow(nodes, from, k)?;
@@ -445,9 +489,15 @@ impl Sentinel {
         self.role[k] = (Role::Replica, epoch);
         self.offset[k] = offset;
         self.save(k);
-        let through = *self.sent.get(&(from, epoch, offset)).expect("a stream delivered was sent");
-        self.deliver(nodes, from, k, through)?;
-        Ok(true)
+        let Some((through, key)) = self.sent.get(&(from, epoch, offset)).cloned() else {
+            nodes[k].wire.push("the stream was sent by a process since restarted: none of it arrives".into());
+            return Ok(Some(false));
+        };
+        let exact = self.deliver(nodes, from, k, through)? == through;
+        if exact {
+            nodes[k].key = key;
+        }
+        Ok(Some(exact))
     }
 
     /// Replica `k`'s acknowledgement of `master`'s offset `offset` (as the model counts it)
@@ -455,7 +505,8 @@ impl Sentinel {
     /// online there, and waited for until the master counts it.
     pub fn ack(&mut self, nodes: &mut [RedisNode], (master, k): (usize, usize), offset: u32) -> Result<(), RealError> {
         let epoch = self.role[master].1;
-        let (Some(&through), Some(relay)) = (self.sent.get(&(master, epoch, offset)), self.relays.get(&(master, k)))
+        let (Some(&(through, _)), Some(relay)) =
+            (self.sent.get(&(master, epoch, offset)), self.relays.get(&(master, k)))
         else {
             return Ok(());
         };
@@ -490,33 +541,228 @@ impl Sentinel {
         nodes[k].cmd(&["REPLICAOF", "NO", "ONE"])?;
         self.role[k] = (Role::Master, self.role[k].1 + 1);
         self.upstream[k] = None;
-        self.real_offset[k] = info(&mut nodes[k])?.offset;
+        self.mark(nodes)?;
         Ok(true)
     }
 
-    /// Node `k` was started again: its relays to replicas drop the old process's connections,
-    /// and it takes the role it had on disk (none: a replica waiting for a master's stream), as
-    /// Sentinel reconfigures a node that comes back.
-    pub fn restarted(&mut self, nodes: &mut [RedisNode], k: usize, wiped: bool) -> Result<(), RealError> {
+    /// Node `k` is about to start again: its relays to replicas drop the old process's
+    /// connections, and it takes the role it had on disk (none: a replica waiting for a master's
+    /// stream), as Sentinel's rewritten config starts it. A replica starts replicating nobody
+    /// yet (the port to pass as `--replicaof`), so it loads its keys as a replica, which expires
+    /// none of them.
+    pub fn restarting(&mut self, k: usize, wiped: bool) -> Result<Option<u16>, RealError> {
         self.relays.iter().filter(|((m, _), _)| *m == k).for_each(|(_, r)| r.restart());
+        self.sent.retain(|&(m, _, _), _| m != k);
         if wiped {
             self.disk[k] = None;
         }
         self.role[k] = self.disk[k].unwrap_or((Role::Replica, 0));
         self.offset[k] = 0;
-        self.real_offset[k] = info(&mut nodes[k])?.offset;
         self.upstream[k] = None;
-        if self.role[k].0 == Role::Replica {
-            let port = self.parking.local_addr().map_err(|e| RealError::io(Path::new("parking"), e))?.port();
-            nodes[k].cmd(&["REPLICAOF", "127.0.0.1", &port.to_string()])?;
+        if self.role[k].0 == Role::Master {
+            return Ok(None);
         }
-        Ok(())
+        let port = self.parking.local_addr().map_err(|e| RealError::io(Path::new("parking"), e))?.port();
+        Ok(Some(port))
     }
 }
 
-/// `INFO replication` of a node, not logged.
+/// A client blocked in `WAIT` after its write: the reply it gets once enough replicas
+/// acknowledged the master's offset `woff`.
+struct Waiting<M> {
+    master: usize,
+    to: NodeId,
+    reply: M,
+    woff: u64,
+}
+
+/// The Redis nodes behind a family's servers (node 0 first, then the replicas) with lockcheck as
+/// their Sentinel: what the `redis` and `redisson` counterparts share of replication. The family
+/// runs its own commands on `nodes`; this answers for the stream, the acknowledgements, `WAIT`
+/// and the failover, in the family's own messages ([`Replicated::wrap`]).
+pub struct Replicas<P: Replicated> {
+    pub nodes: Vec<RedisNode>,
+    sentinel: Option<Sentinel>,
+    /// `WAIT min_acks`: a write answered once that many replicas acknowledged it.
+    min_acks: u8,
+    waiting: Option<Waiting<P::Msg>>,
+    /// The node id of server 0 (clients come first).
+    first_server: NodeId,
+    persistence: bool,
+    /// Whether a node holds the lock key now (read from it, and remembered for its expiry).
+    holds: fn(&mut RedisNode) -> Result<bool, RealError>,
+}
+
+impl<P: Replicated> Replicas<P> {
+    pub fn start(
+        p: &P,
+        sb: &Sandbox,
+        (persistence, holds): (bool, fn(&mut RedisNode) -> Result<bool, RealError>),
+        cfg: RealCfg,
+    ) -> Result<Replicas<P>, RealError> {
+        let replication = p.replication();
+        let mut nodes = vec![RedisNode::start(sb, "redis", persistence, cfg)?];
+        for i in 1..=replication.map_or(0, |r| r.replicas) {
+            nodes.push(RedisNode::start(sb, &format!("replica-{i}"), persistence, cfg)?);
+        }
+        let sentinel = if nodes.len() > 1 { Some(Sentinel::start(&mut nodes, persistence)?) } else { None };
+        let min_acks = replication.map_or(0, |r| r.min_acks);
+        let first_server = p.first_server();
+        Ok(Replicas { nodes, sentinel, min_acks, waiting: None, first_server, persistence, holds })
+    }
+
+    /// Whether node `k` takes writes: it is the master (as lockcheck's Sentinel made it).
+    pub fn serves(&self, k: usize) -> bool {
+        self.sentinel.as_ref().is_none_or(|s| s.role[k].0 == Role::Master)
+    }
+
+    /// The reply to a write on node `k`: now, or after `WAIT min_acks` (the first one of a
+    /// client that retries).
+    pub fn answer(&mut self, k: usize, to: NodeId, reply: P::Msg, a: &mut Answer<P::Msg>) -> Result<(), RealError> {
+        if self.sentinel.is_none() || self.min_acks == 0 {
+            a.sends.push((to, Wire::Lock(reply)));
+            return Ok(());
+        }
+        let woff = info(&mut self.nodes[k])?.offset;
+        self.nodes[k].wire.push(format!("WAIT {} 0 → blocks until replicas acknowledge offset {woff}", self.min_acks));
+        if self.waiting.as_ref().is_none_or(|w| w.to != to) {
+            self.waiting = Some(Waiting { master: k, to, reply, woff });
+        }
+        Ok(())
+    }
+
+    /// The lock on node `k` is gone: nobody is told of the write a `WAIT` there waits for.
+    pub fn forget(&mut self, k: usize) {
+        self.waiting.take_if(|w| w.master == k);
+    }
+
+    /// A replication tick of node `k`: if it is the master, what it holds (`snapshot`, read from
+    /// the real node) is streamed to every other node.
+    pub fn stream(
+        &mut self,
+        k: usize,
+        snapshot: impl FnOnce(&mut RedisNode) -> Result<P::Snapshot, RealError>,
+        a: &mut Answer<P::Msg>,
+    ) -> Result<(), RealError> {
+        let Some(sentinel) = self.sentinel.as_mut().filter(|s| s.role[k].0 == Role::Master) else { return Ok(()) };
+        let state = snapshot(&mut self.nodes[k])?;
+        let (epoch, offset) = sentinel.stream(&mut self.nodes, k)?;
+        for other in (0..self.nodes.len()).filter(|&o| o != k) {
+            let msg = P::wrap(ReplMsg::Replicate { epoch, offset, state: state.clone() });
+            a.sends.push((self.first_server + other, Wire::Lock(msg)));
+        }
+        Ok(())
+    }
+
+    /// A replication message from node id `from` reaches node `k`.
+    pub fn on_msg(
+        &mut self,
+        k: usize,
+        from: NodeId,
+        msg: &ReplMsg<P::Snapshot>,
+        a: &mut Answer<P::Msg>,
+    ) -> Result<(), RealError> {
+        let sentinel = self.sentinel.as_mut().expect("only a replicated server hears replication");
+        let from_index = from - self.first_server;
+        match msg {
+            ReplMsg::Replicate { epoch, offset, .. } => {
+                let Some(exact) = sentinel.replicate(&mut self.nodes, (from_index, k), (*epoch, *offset))? else {
+                    return Ok(());
+                };
+                if !exact {
+                    (self.holds)(&mut self.nodes[k])?;
+                }
+                self.forget(k);
+                if self.min_acks > 0 {
+                    a.sends.push((from, Wire::Lock(P::wrap(ReplMsg::Ack { offset: *offset }))));
+                }
+                Ok(())
+            }
+            ReplMsg::Ack { offset } => {
+                sentinel.ack(&mut self.nodes, (k, from_index), *offset)?;
+                let Some(w) = self.waiting.as_ref().filter(|w| w.master == k) else { return Ok(()) };
+                let acked = sentinel.acked(&mut self.nodes, k, w.woff)?;
+                if acked >= usize::from(self.min_acks) {
+                    let w = self.waiting.take().expect("checked above");
+                    self.nodes[k].wire.push(format!("WAIT {} 0 → (integer) {acked}", self.min_acks));
+                    a.sends.push((w.to, Wire::Lock(w.reply)));
+                }
+                Ok(())
+            }
+            ReplMsg::SwitchMaster | ReplMsg::ReadOnly => Ok(()),
+        }
+    }
+
+    /// Sentinel's failover to node `k`: `REPLICAOF NO ONE`, and `+switch-master` to the
+    /// clients. Its key is left untouched: a read would expire it now, where the model's timer
+    /// does it.
+    pub fn promote(&mut self, k: usize, a: &mut Answer<P::Msg>) -> Result<(), RealError> {
+        let Some(sentinel) = self.sentinel.as_mut() else { return Ok(()) };
+        if sentinel.promote(&mut self.nodes, k)? {
+            a.sends.extend((0..self.first_server).map(|c| (c, Wire::Lock(P::wrap(ReplMsg::SwitchMaster)))));
+        }
+        Ok(())
+    }
+
+    /// The answer of a step on node `k`, with the wire of every node, after Sentinel looked at
+    /// its offset.
+    pub fn finish(&mut self, k: usize, mut a: Answer<P::Msg>) -> Result<Answer<P::Msg>, RealError> {
+        if let Some(s) = self.sentinel.as_mut() {
+            s.noticed(&mut self.nodes, k)?;
+        }
+        a.wire.extend(self.nodes.iter_mut().flat_map(|n| std::mem::take(&mut n.wire)));
+        Ok(a)
+    }
+
+    pub fn crash(&mut self, k: usize) -> Vec<String> {
+        self.forget(k);
+        self.nodes[k].crash()
+    }
+
+    /// Every node emptied, for a run whose clocks start at `base`: node 0 the master again,
+    /// the others its replicas, in sync.
+    pub fn fresh(&mut self, base: i64) -> Result<(), RealError> {
+        self.sentinel = None;
+        self.waiting = None;
+        for n in &mut self.nodes {
+            n.crash();
+            n.process.start_with(&[]);
+            n.restart(true, self.persistence, base)?;
+            n.base = base;
+        }
+        if self.nodes.len() > 1 {
+            self.sentinel = Some(Sentinel::start(&mut self.nodes, self.persistence)?);
+        }
+        self.nodes.iter_mut().for_each(|n| n.wire.clear());
+        Ok(())
+    }
+
+    /// Node `k` started again, in the role Sentinel gives it.
+    pub fn restart(&mut self, k: usize, wiped: bool, now: i64) -> Result<Vec<String>, RealError> {
+        let had = self.nodes[k].key.is_some();
+        let parked = self.sentinel.as_mut().map(|s| s.restarting(k, wiped)).transpose()?.flatten();
+        let replicaof = parked.map(|port| vec!["--replicaof".into(), "127.0.0.1".into(), port.to_string()]);
+        self.nodes[k].process.start_with(&replicaof.unwrap_or_default());
+        let mut done = self.nodes[k].restart(wiped, self.persistence, now)?;
+        if parked.is_some() {
+            done.push("as a replica (Sentinel's rewritten config), of no master yet".into());
+        }
+        if let Some(s) = self.sentinel.as_mut() {
+            // A master drops a key whose time passed while it was down as it loads it (or at
+            // its first touch, here): before replicas attach, so no change is streamed.
+            if had && s.role[k].0 == Role::Master {
+                (self.holds)(&mut self.nodes[k])?;
+            }
+            s.mark(&mut self.nodes)?;
+            done.append(&mut self.nodes[k].wire);
+        }
+        Ok(done)
+    }
+}
+
+/// `INFO replication persistence stats` of a node, not logged.
 fn info(node: &mut RedisNode) -> Result<Info, RealError> {
-    let v = node.quiet(&["INFO", "replication"])?;
+    let v = node.quiet(&["INFO", "replication", "persistence", "stats"])?;
     let text = match v {
         redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
         redis::Value::VerbatimString { text, .. } => text,
@@ -529,7 +775,7 @@ fn info(node: &mut RedisNode) -> Result<Info, RealError> {
 mod tests {
     use super::*;
 
-    const PSYNC: &[u8] = b"*3\r\n$5\r\nPSYNC\r\n$40\r\nabc\r\n$3\r\n101\r\n";
+    const PSYNC: &[u8] = b"*3\r\n$5\r\nPSYNC\r\n$3\r\nabc\r\n$3\r\n101\r\n";
 
     #[test]
     fn a_full_resync_passes_its_handshake_and_holds_snapshot_and_stream_until_released() {
@@ -539,7 +785,9 @@ mod tests {
         assert_eq!(&stream[..n], b"+PONG\r\n+OK\r\n+OK\r\n+FULLRESYNC abc 100\r\n");
         assert_eq!(phase, Phase::SnapshotHeader { start: 100 });
         let rest = &stream[n..];
-        assert_eq!(passable(rest, &mut phase, Some(99), PSYNC), 0, "a release before the snapshot");
+        let mut late = Phase::SnapshotHeader { start: 100 };
+        let k = passable(rest, &mut late, Some(99), PSYNC);
+        assert_eq!((&rest[..k], late), (&b"\n$3\r\nRDB"[..], Phase::Stream { at: 100 }), "a snapshot newer than asked");
         let n = passable(rest, &mut phase, Some(102), PSYNC);
         assert_eq!(&rest[..n], b"\n$3\r\nRDBSE");
         assert_eq!(phase, Phase::Stream { at: 102 });
@@ -564,10 +812,13 @@ mod tests {
     #[test]
     fn info_reads_role_link_and_offset() {
         let replica = "# Replication\r\nrole:slave\r\nmaster_link_status:up\r\nslave_repl_offset:86\r\n";
-        assert_eq!(Info::parse(replica), Info { master: false, link_up: true, offset: 86, replicas: vec![] });
+        let info = Info { master: false, link_up: true, offset: 86, changes: 0, expired: 0, replicas: vec![] };
+        assert_eq!(Info::parse(replica), info);
         let master = "role:master\r\nconnected_slaves:2\r\nslave0:ip=127.0.0.1,port=7702,state=online,offset=86,lag=0\r\n\
-            slave1:ip=127.0.0.1,port=7703,state=wait_bgsave,offset=0,lag=0\r\nmaster_repl_offset:90\r\n";
-        let info = Info { master: true, link_up: false, offset: 90, replicas: vec![(7702, 86)] };
+            slave1:ip=127.0.0.1,port=7703,state=wait_bgsave,offset=0,lag=0\r\nmaster_repl_offset:90\r\n\
+            rdb_changes_since_last_save:3\r\nexpired_keys:1\r\n";
+        let info =
+            Info { master: true, link_up: false, offset: 90, changes: 3, expired: 1, replicas: vec![(7702, 86)] };
         assert_eq!(Info::parse(master), info);
     }
 }
