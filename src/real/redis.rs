@@ -194,12 +194,13 @@ impl RedisNode {
         self.wire.push(format!("{} → {reply}", shown.join(" ")));
     }
 
-    pub(super) fn script(&mut self, body: &str, keys: &[&str], args: &[&str]) -> Result<Value, RealError> {
+    /// `EVAL body`; `None`: a replica refused a write of it (`-READONLY`).
+    pub(super) fn script(&mut self, body: &str, keys: &[&str], args: &[&str]) -> Result<Option<Value>, RealError> {
         let n = keys.len().to_string();
         let mut all = vec!["EVAL", body, n.as_str()];
         all.extend(keys);
         all.extend(args);
-        self.cmd(&all)
+        self.write(&all)
     }
 
     /// Reads the key's expiry instant after a grant, for [`Self::lapse`].
@@ -227,7 +228,7 @@ impl RedisNode {
     /// The compare-and-delete script: whether it deleted; `None`: a replica refused it (its
     /// `DEL` only: a value that differs is answered 0 on a replica too).
     fn compare_and_delete(&mut self, value: &str) -> Result<Option<bool>, RealError> {
-        let Some(reply) = self.write(&["EVAL", COMPARE_AND_DELETE, "1", "lock", value])? else { return Ok(None) };
+        let Some(reply) = self.script(COMPARE_AND_DELETE, &["lock"], &[value])? else { return Ok(None) };
         let deleted = int(&reply) == 1;
         if deleted {
             self.key = None;
@@ -407,11 +408,11 @@ impl RedisLease {
         let held = if self.reentrant {
             let px = ttl.map_or(0, |t| t * n.tick_ms).to_string();
             let field = format!("c{from}");
-            let count = int(&n.script(REENTRANT_LOCK, &["lock"], &[&field, &px])?);
-            if count > 0 {
+            let count = n.script(REENTRANT_LOCK, &["lock"], &[&field, &px])?.map(|c| int(&c));
+            if count.is_some_and(|c| c > 0) {
                 n.remember(field)?;
             }
-            Some((count > 0).then_some(count == 1))
+            count.map(|c| (c > 0).then_some(c == 1))
         } else {
             n.set_nx(&value(from, asked), ttl)?.map(|set| set.then_some(true))
         };
@@ -433,8 +434,7 @@ impl RedisLease {
     fn release(&mut self, k: usize, from: NodeId, asked: i64, a: &mut Answer<Msg>) -> Result<bool, RealError> {
         let n = &mut self.r.nodes[k];
         let deleted = if self.reentrant {
-            let left = int(&n.script(REENTRANT_UNLOCK, &["lock"], &[&format!("c{from}")])?);
-            Some(left == 0)
+            n.script(REENTRANT_UNLOCK, &["lock"], &[&format!("c{from}")])?.map(|left| int(&left) == 0)
         } else if self.owner_checked {
             n.compare_and_delete(&value(from, asked))?
         } else {

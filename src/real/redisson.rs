@@ -121,19 +121,9 @@ impl RedissonLock {
         Ok(RedissonLock { r, lease_ms, subscribers: BTreeMap::new(), system, _sandbox: sandbox })
     }
 
-    /// One of Redisson's scripts on node `k`; `None`: a replica refused its write.
-    fn script(&mut self, k: usize, body: &str, keys: &[&str], args: &[&str]) -> Result<Option<Value>, RealError> {
-        let n = keys.len().to_string();
-        let mut all = vec!["EVAL", body, n.as_str()];
-        all.extend(keys);
-        all.extend(args);
-        self.r.nodes[k].write(&all)
-    }
-
     fn try_lock(&mut self, k: usize, from: NodeId, a: &mut Answer<Msg>) -> Result<(), RealError> {
         let me = field(from);
-        let lease = self.lease_ms.clone();
-        let Some(v) = self.script(k, TRY_LOCK, &["lock"], &[&lease, &me])? else {
+        let Some(v) = self.r.nodes[k].script(TRY_LOCK, &["lock"], &[&self.lease_ms, &me])? else {
             a.sends.push((from, Wire::Lock(Msg::Repl(ReplMsg::ReadOnly))));
             return Ok(());
         };
@@ -153,8 +143,7 @@ impl RedissonLock {
 
     fn renew(&mut self, k: usize, from: NodeId, a: &mut Answer<Msg>) -> Result<(), RealError> {
         let me = field(from);
-        let lease = self.lease_ms.clone();
-        let reply = match self.script(k, RENEW, &["lock"], &[&lease, &me])? {
+        let reply = match self.r.nodes[k].script(RENEW, &["lock"], &[&self.lease_ms, &me])? {
             None => Msg::Repl(ReplMsg::ReadOnly),
             Some(v) => {
                 let ok = int(&v) == 1;
@@ -170,8 +159,7 @@ impl RedissonLock {
 
     fn unlock(&mut self, k: usize, from: NodeId, a: &mut Answer<Msg>) -> Result<(), RealError> {
         let me = field(from);
-        let lease = self.lease_ms.clone();
-        match self.script(k, UNLOCK, &["lock", CHANNEL], &["0", &lease, &me])? {
+        match self.r.nodes[k].script(UNLOCK, &["lock", CHANNEL], &["0", &self.lease_ms, &me])? {
             None => a.sends.push((from, Wire::Lock(Msg::Repl(ReplMsg::ReadOnly)))),
             Some(Value::Nil) => a.sends.push((from, Wire::Lock(Msg::NotOwner))),
             Some(v) if int(&v) == 1 => {

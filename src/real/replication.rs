@@ -528,11 +528,6 @@ impl Sentinel {
         Ok(info(&mut nodes[master])?.replicas.iter().filter(|&&(_, o)| o >= woff).count())
     }
 
-    /// The real offset of `master` now.
-    pub fn real_offset(&mut self, nodes: &mut [RedisNode], master: usize) -> Result<u64, RealError> {
-        Ok(info(&mut nodes[master])?.offset)
-    }
-
     /// Sentinel promotes node `k` (`REPLICAOF NO ONE`); whether it did (a master stays one).
     pub fn promote(&mut self, nodes: &mut [RedisNode], k: usize) -> Result<bool, RealError> {
         if self.role[k].0 != Role::Replica {
@@ -733,7 +728,6 @@ impl<P: Replicated> Replicas<P> {
         if self.nodes.len() > 1 {
             self.sentinel = Some(Sentinel::start(&mut self.nodes, self.persistence)?);
         }
-        self.nodes.iter_mut().for_each(|n| n.wire.clear());
         Ok(())
     }
 
