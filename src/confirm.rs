@@ -641,6 +641,10 @@ impl<P: Protocol> Machine for Confirming<P> {
         self.sys.fifo()
     }
 
+    fn dies_with_receiver(&self, msg: &Self::Msg) -> bool {
+        self.sys.dies_with_receiver(msg)
+    }
+
     fn is_app_msg(&self, msg: &Self::Msg) -> bool {
         self.sys.is_app_msg(msg)
     }

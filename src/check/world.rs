@@ -283,6 +283,15 @@ impl<M: Machine> World<M> {
     }
 
     /// Takes envelope `i` off the network; on a FIFO connection the ones behind it move up.
+    /// A process that dies takes its connections along: what was in flight to it on one, or sent
+    /// to it while it was down, never reaches the process that starts again (see
+    /// [`Machine::dies_with_receiver`]). What it sent before dying may still arrive.
+    fn close_connections(&self, s: &mut State<M>, id: NodeId) {
+        while let Some(i) = s.net.iter().rposition(|e| e.dst == id && self.machine.dies_with_receiver(&e.msg)) {
+            Self::take(s, i);
+        }
+    }
+
     fn take(s: &mut State<M>, i: usize) -> Envelope<M::Msg> {
         let e = s.net.remove(i);
         let mut moved = false;
@@ -537,6 +546,7 @@ impl<M: Machine> World<M> {
                 slot.paused = false;
                 slot.hung = false;
                 slot.timers.clear();
+                self.close_connections(&mut s, *id);
                 s.monitor.crashed(*id);
             }
             Action::Restart { node, keep_disk } => {
@@ -544,6 +554,7 @@ impl<M: Machine> World<M> {
                     s.used.lost_disks += 1;
                     s.nodes[*node].durable = None;
                 }
+                self.close_connections(&mut s, *node);
                 let now = self.reading(&s, *node);
                 let mut cx = Cx::new(*node, now);
                 let st = self.machine.restart(s.nodes[*node].durable.as_ref(), &mut cx);
@@ -566,6 +577,7 @@ impl<M: Machine> World<M> {
                         self.unhang(&mut s, id, &mut log);
                     }
                     if s.nodes[id].state.is_none() && self.kind(id) != NodeKind::Client {
+                        self.close_connections(&mut s, id);
                         let mut cx = Cx::new(id, self.reading(&s, id));
                         s.nodes[id].state = Some(self.machine.restart(s.nodes[id].durable.as_ref(), &mut cx));
                         self.apply(&mut s, cx, &mut log);
@@ -661,7 +673,7 @@ impl<M: Machine> stateright::Model for World<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::redis;
+    use crate::protocol::{Wire, redis};
     use crate::system::LockSystem;
 
     fn world(one_way: bool) -> World<LockSystem<crate::protocol::lease::LeaseLock>> {
@@ -693,6 +705,38 @@ mod tests {
             .collect();
         assert!(jumped.contains(&NodeKind::Client), "clients' clocks still jump: {jumped:?}");
         assert!(!jumped.contains(&NodeKind::Server), "ZooKeeper's sessions run on a monotonic clock");
+    }
+
+    #[test]
+    fn a_replication_stream_dies_with_the_replica_process_and_a_clients_request_does_not() {
+        use crate::protocol::lease::Msg;
+        use crate::protocol::replication::ReplMsg;
+        let spec = crate::spec::load_model(std::path::Path::new("models/redis_failover.toml")).unwrap();
+        let env = spec.env();
+        let o = redis::Options { replicas: 1, down_after: Some(2), ..Default::default() };
+        let w = World::new(
+            LockSystem::new(redis::build(o, &env).unwrap(), env),
+            &spec,
+            vec![PropertyName::MutualExclusion],
+        );
+        let master = server(&w);
+        let replica = master + 1;
+        let streamed = |s: &State<LockSystem<crate::protocol::lease::LeaseLock>>| {
+            s.net.iter().any(|e| e.dst == replica && matches!(e.msg, Wire::Lock(Msg::Repl(ReplMsg::Replicate { .. }))))
+        };
+        let crashed = w.step(&w.init(), &Action::Crash(master), None).unwrap();
+        assert!(crashed.net.iter().any(|e| e.dst == master), "the clients' first requests stay in flight");
+        let mut s = w.init();
+        while !streamed(&s) {
+            let mut acts = Vec::new();
+            w.actions_of(&s, &mut acts);
+            let next = acts.iter().find(|a| matches!(a, Action::Deliver(_) | Action::Fire(..) | Action::Tick(None)));
+            s = w.step(&s, next.expect("the master streams within a tick"), None).unwrap();
+        }
+        let down = w.step(&s, &Action::Crash(replica), None).unwrap();
+        assert!(!streamed(&down), "the stream to the crashed replica is gone: {:?}", down.net);
+        let back = w.step(&down, &Action::Restart { node: replica, keep_disk: true }, None).unwrap();
+        assert!(!streamed(&back));
     }
 
     #[test]

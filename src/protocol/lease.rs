@@ -486,6 +486,10 @@ impl Protocol for LeaseLock {
         }
     }
 
+    fn dies_with_receiver(&self, msg: &Msg) -> bool {
+        matches!(msg, Msg::Repl(m) if replication::on_connection(m))
+    }
+
     fn show_msg(&self, from: NodeId, msg: &Msg) -> String {
         let (ttl, tok) =
             (self.cfg.ttl, |t: &Option<u64>| t.map(|t| format!(", fencing token {t}")).unwrap_or_default());

@@ -254,6 +254,13 @@ pub trait Machine: Send + Sync + 'static {
     fn fifo(&self) -> bool {
         false
     }
+    /// Whether a message dies with its receiver's process: one on a connection the two processes
+    /// kept (a replication stream and its acknowledgements), which a restarted process never
+    /// reads. A client's request to a server that restarts is not: it stands for the same request
+    /// made again on a new connection.
+    fn dies_with_receiver(&self, _msg: &Self::Msg) -> bool {
+        false
+    }
     /// Whether a message or a timer goes to the application thread rather than the lock
     /// library's threads (a `hang` stops only the former).
     fn is_app_msg(&self, _msg: &Self::Msg) -> bool {
@@ -464,6 +471,10 @@ pub trait Protocol: Sized + Send + Sync + 'static {
 
     /// Whether the client's connection to the servers delivers in order (see [`Machine::fifo`]).
     fn fifo(&self) -> bool {
+        false
+    }
+    /// See [`Machine::dies_with_receiver`].
+    fn dies_with_receiver(&self, _msg: &Self::Msg) -> bool {
         false
     }
     /// A message as the real system's log or wire would show it (`SET lock c0:3 NX PX 30`);

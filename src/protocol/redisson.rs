@@ -548,6 +548,10 @@ impl Protocol for Redisson {
         LockEvent::Ignore
     }
 
+    fn dies_with_receiver(&self, msg: &Msg) -> bool {
+        matches!(msg, Msg::Repl(m) if replication::on_connection(m))
+    }
+
     fn show_msg(&self, from: NodeId, msg: &Msg) -> String {
         let me = format!("c{from}:thread-1");
         let channel = "redisson_lock__channel:{lock}";

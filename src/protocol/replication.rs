@@ -280,6 +280,13 @@ fn on_ack<P: Replicated>(p: &P, s: &mut P::Server, from: NodeId, offset: u32, cx
     }
 }
 
+/// Whether a replication message rides on the connection between master and replica (the stream
+/// and its acknowledgements): a replica that restarts connects again and syncs from the master's
+/// state of then, so nothing sent to its old process reaches it.
+pub fn on_connection<S>(msg: &ReplMsg<S>) -> bool {
+    matches!(msg, ReplMsg::Replicate { .. } | ReplMsg::Ack { .. })
+}
+
 /// The node a client's lock library sends to: the master it knows (index among the servers).
 pub fn master_node<P: Replicated>(p: &P, master: u8) -> NodeId {
     p.first_server() + usize::from(master)

@@ -45,6 +45,9 @@ struct Gate {
     acks: Vec<u64>,
     /// Bumped to drop the connections of a master that was restarted (its offsets start again).
     generation: u64,
+    /// The master answered the replica's `PSYNC` on the current connection: what it streams from
+    /// then on is fixed (a full sync's snapshot is forked as `+FULLRESYNC` is sent).
+    synced: bool,
 }
 
 /// A relay from one master to one replica: the replica is told `REPLICAOF 127.0.0.1 <port>`.
@@ -78,12 +81,18 @@ impl Relay {
         self.gate.lock().expect("not poisoned").acks.push(through);
     }
 
+    /// Whether the master has answered the replica's `PSYNC` on the current connection.
+    pub fn synced(&self) -> bool {
+        self.gate.lock().expect("not poisoned").synced
+    }
+
     /// The master was restarted: its offsets count from its new start, so nothing is released
     /// and the connections to its old process are dropped (the replica connects again).
     pub fn restart(&self) {
         let mut g = self.gate.lock().expect("not poisoned");
         g.through = None;
         g.generation += 1;
+        g.synced = false;
     }
 }
 
@@ -139,7 +148,11 @@ enum Phase {
 /// Passes one replica's connection: its requests at once, the master's bytes as far as the gate
 /// allows. Ends when either side closes, the relay stops, or the master's generation changes.
 fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop: &AtomicBool) {
-    let generation = gate.lock().expect("not poisoned").generation;
+    let generation = {
+        let mut g = gate.lock().expect("not poisoned");
+        g.synced = false;
+        g.generation
+    };
     for s in [&replica, &master] {
         let _ = s.set_read_timeout(Some(POLL));
         let _ = s.set_nodelay(true);
@@ -177,7 +190,11 @@ fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop:
                 None => {}
             }
         }
+        let handshake = phase == Phase::Handshake;
         let n = passable(&held, &mut phase, through, &asked);
+        if handshake && phase != Phase::Handshake {
+            gate.lock().expect("not poisoned").synced = true;
+        }
         if n > 0 && replica.write_all(&held[..n]).is_err() {
             break;
         }
@@ -188,6 +205,7 @@ fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop:
     }
     let _ = replica.shutdown(Shutdown::Both);
     let _ = master.shutdown(Shutdown::Both);
+    gate.lock().expect("not poisoned").synced = false;
 }
 
 /// The replica's complete requests in `up`, taken from it, without its acknowledgements.
@@ -431,8 +449,7 @@ impl Sentinel {
     /// offset, and is saved with the role (as the model's `changed`).
     pub fn noticed(&mut self, nodes: &mut [RedisNode], k: usize) -> Result<(), RealError> {
         if self.role[k].0 == Role::Master && nodes[k].process.running() {
-            let i = info(&mut nodes[k])?;
-            if (i.offset, i.changes, i.expired) != self.seen[k] {
+            if Self::standing(&mut nodes[k])? != self.seen[k] {
                 self.changed(k);
             }
         }
@@ -443,8 +460,7 @@ impl Sentinel {
     /// of changes, in another node's step).
     fn mark(&mut self, nodes: &mut [RedisNode]) -> Result<(), RealError> {
         for (k, n) in nodes.iter_mut().enumerate().filter(|(_, n)| n.process.running()) {
-            let i = info(n)?;
-            self.seen[k] = (i.offset, i.changes, i.expired);
+            self.seen[k] = Self::standing(n)?;
         }
         Ok(())
     }
@@ -466,7 +482,45 @@ impl Sentinel {
         let real = info(&mut nodes[master])?.offset;
         let (epoch, offset) = (self.role[master].1, self.offset[master]);
         self.sent.insert((master, epoch, offset), (real, nodes[master].key.clone()));
+        self.connect_waiting(nodes, master, epoch)?;
         Ok((epoch, offset))
+    }
+
+    /// A replica that knows no master yet (it just started) connects to `master` as the stream it
+    /// will take is sent, so that the real master forks its snapshot now, holding what the
+    /// model's stream holds, not what it holds once the stream arrives (a later write would then
+    /// be in the snapshot, and `WAIT` would count the replica for a write the model's replica
+    /// never got). The relay holds the snapshot until that stream is delivered.
+    fn connect_waiting(&mut self, nodes: &mut [RedisNode], master: usize, epoch: u8) -> Result<(), RealError> {
+        let waiting = |k: usize| {
+            k != master
+                && self.upstream[k].is_none()
+                && self.role[k].0 == Role::Replica
+                && self.role[k].1 <= epoch
+                && nodes[k].process.running()
+        };
+        let connecting: Vec<usize> = (0..nodes.len()).filter(|&k| waiting(k)).collect();
+        if connecting.is_empty() {
+            return Ok(());
+        }
+        let quiet = Self::standing(&mut nodes[master])? == self.seen[master];
+        for k in connecting {
+            self.follow(nodes, master, k)?;
+            let relay = self.relays.get(&(master, k)).expect("follow made it");
+            let name = nodes[master].process.name.clone();
+            wait_until(&format!("PSYNC of {}", nodes[k].process.name), &name, || Ok(relay.synced()))?;
+        }
+        // The sync is no change of the master's keys (its snapshot resets the count of changes).
+        if quiet {
+            self.seen[master] = Self::standing(&mut nodes[master])?;
+        }
+        Ok(())
+    }
+
+    /// A node's offset, count of changes and of expired keys: how `noticed` tells a change.
+    fn standing(node: &mut RedisNode) -> Result<(u64, u64, u64), RealError> {
+        let i = info(node)?;
+        Ok((i.offset, i.changes, i.expired))
     }
 
     /// The stream of `from` (epoch, offset) reaches node `k`: a newer epoch makes `k` its

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::plan::{Fault, Plan};
 use crate::check::observation_text;
@@ -85,7 +85,9 @@ struct Shared<D> {
     /// The application runs again and must first handle what its library reported meanwhile.
     unhung: Vec<bool>,
     dead: Vec<bool>,
-    started: Vec<bool>,
+    /// How many times each node's process started: a datagram carries its receiver's count at
+    /// sending, and one meant for an earlier process is dropped (see [`Wire`]).
+    starts: Vec<u32>,
     durable: Vec<Option<D>>,
     offset_ms: Vec<f64>,
     rate: Vec<f64>,
@@ -119,7 +121,7 @@ impl<D> Shared<D> {
             hung: vec![false; n],
             unhung: vec![false; n],
             dead: vec![false; n],
-            started: vec![false; n],
+            starts: vec![0; n],
             durable: (0..n).map(|_| None).collect(),
             offset_ms: vec![0.0; n],
             rate: plan.drift_ppm.iter().map(|p| 1.0 + *p as f64 / 1e6).collect(),
@@ -252,6 +254,15 @@ impl Link for TurmoilLink {
     }
 }
 
+/// A message on the simulated wire, with the count of its receiver's starts when it was sent: a
+/// message that dies with its receiver ([`Machine::dies_with_receiver`]) and was meant for an
+/// earlier process of it is dropped, as the model checker drops it (`check::world`).
+#[derive(Serialize, Deserialize)]
+struct Wire<Msg> {
+    incarnation: u32,
+    msg: Msg,
+}
+
 /// Carries out one handler's effects; returns the messages to put on the wire.
 fn apply<M: Machine>(
     m: &M,
@@ -277,7 +288,8 @@ fn apply<M: Machine>(
                 if lost {
                     notes.push(format!("lost on the way: {} → {}: {}", s.names[id], s.names[to], m.show_msg(id, &msg)));
                 } else {
-                    sends.push((to, serde_json::to_vec(&msg).expect("messages serialize")));
+                    let wire = Wire { incarnation: s.starts[to], msg };
+                    sends.push((to, serde_json::to_vec(&wire).expect("messages serialize")));
                 }
             }
             Effect::SetTimer { timer, after } => {
@@ -316,8 +328,8 @@ async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: 
     let (mut state, sends) = {
         let (restart, durable) = {
             let mut s = sh.borrow_mut();
-            let restart = s.started[id];
-            s.started[id] = true;
+            let restart = s.starts[id] > 0;
+            s.starts[id] += 1;
             (restart, s.durable[id].clone())
         };
         let now = sh.borrow().reading(id);
@@ -388,8 +400,10 @@ async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: 
                 r = link.recv(&mut buf) => {
                     let (n, from) = r?;
                     let Some(src) = from else { continue };
-                    let msg: M::Msg = serde_json::from_slice(&buf[..n])?;
-                    inbox.push_back((src, msg));
+                    let wire: Wire<M::Msg> = serde_json::from_slice(&buf[..n])?;
+                    if wire.incarnation == sh.borrow().starts[id] || !m.dies_with_receiver(&wire.msg) {
+                        inbox.push_back((src, wire.msg));
+                    }
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
