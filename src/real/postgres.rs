@@ -316,6 +316,9 @@ struct Conn {
     open: bool,
     /// An acquire waiting in the server's lock queue: its `asked`.
     queued: Option<i64>,
+    /// A queued `SELECT .. FOR UPDATE` lockcheck has not sent yet (see [`PgLock::enqueue`]), with
+    /// its place in line.
+    held: Option<(u64, String)>,
     /// Its transaction wrote without committing (a nested level's write).
     dirty: bool,
 }
@@ -330,6 +333,8 @@ pub struct PgLock {
     ttl: i64,
     timed: bool,
     conns: Vec<Conn>,
+    /// The last place in line given to a held statement.
+    tickets: u64,
     system: String,
     _sandbox: Sandbox,
 }
@@ -352,6 +357,7 @@ impl PgLock {
             ttl: c.ttl,
             timed: cfg.timed,
             conns: Vec::new(),
+            tickets: 0,
             system,
             _sandbox: sandbox,
         })
@@ -383,7 +389,7 @@ impl PgLock {
                 self.server.wire.push(format!("c{client}: {sql} → {}", shown(&r)));
             }
         }
-        self.conns.push(Conn { client, asked, session, depth: 0, open: true, queued: None, dirty: false });
+        self.conns.push(Conn { client, asked, session, depth: 0, open: true, queued: None, held: None, dirty: false });
         Ok(self.conns.len() - 1)
     }
 
@@ -393,11 +399,26 @@ impl PgLock {
         c.session.exec(c.client, sql, &mut self.server.wire)
     }
 
-    /// Sends an acquire that may wait in the server's queue, then settles.
+    /// Sends an acquire that may wait in the server's queue, then settles. A transaction's
+    /// `SELECT .. FOR UPDATE` behind another waiter is held back by lockcheck (it plays the
+    /// network) until that waiter has the row: PostgreSQL does not keep its waiters' order once
+    /// the holder updated the row (every waiter wakes, follows the update chain and races for the
+    /// new version; on a loaded machine the later one often wins), and the model's queue is first
+    /// come, first served.
     fn enqueue(&mut self, i: usize, asked: i64, sql: String, a: &mut Answer<Msg>) -> Result<(), RealError> {
+        let behind = self.lock == DbLock::ForUpdate
+            && self.conns[i].depth == 0
+            && self.conns.iter().enumerate().any(|(j, c)| j != i && c.queued.is_some());
         let c = &mut self.conns[i];
-        c.session.send(sql.clone());
         c.queued = Some(asked);
+        if behind {
+            self.tickets += 1;
+            c.held = Some((self.tickets, sql.clone()));
+            let line = format!("c{}: {sql} … held by lockcheck behind the waiter before it", c.client);
+            self.server.wire.push(line);
+            return Ok(());
+        }
+        c.session.send(sql.clone());
         self.settle(a)?;
         let c = &self.conns[i];
         if c.queued.is_some() {
@@ -418,7 +439,9 @@ impl PgLock {
                     self.granted(i, sql, r, a);
                 }
             }
-            let pending: Vec<i32> = self.conns.iter().filter(|c| c.queued.is_some()).map(|c| c.session.pid).collect();
+            self.send_held();
+            let sent = |c: &&Conn| c.queued.is_some() && c.held.is_none();
+            let pending: Vec<i32> = self.conns.iter().filter(sent).map(|c| c.session.pid).collect();
             if pending.is_empty() {
                 return Ok(());
             }
@@ -437,6 +460,18 @@ impl PgLock {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// Sends the first held statement once no other waits in the server.
+    fn send_held(&mut self) {
+        if self.conns.iter().any(|c| c.queued.is_some() && c.held.is_none()) {
+            return;
+        }
+        let first = self.conns.iter_mut().filter(|c| c.held.is_some()).min_by_key(|c| c.held.as_ref().map(|h| h.0));
+        let Some(c) = first else { return };
+        let (_, sql) = c.held.take().expect("filtered");
+        self.server.wire.push(format!("c{}: {sql} (sent now, the first in line)", c.client));
+        c.session.send(sql);
     }
 
     fn granted(&mut self, i: usize, sql: String, r: Outcome, a: &mut Answer<Msg>) {
