@@ -64,9 +64,11 @@ fn sequence<M>(rng: &mut ChaCha8Rng, speech: &Speech<M>) -> Vec<Op<M>> {
         let op = match rng.random_range(kinds) {
             0..=7 => {
                 asked[from].push(now);
-                Op::Ask { from, msg: (speech.acquire)(now) }
+                Op::Ask { server: 0, from, msg: (speech.acquire)(now) }
             }
-            8..=12 if !asked[from].is_empty() => Op::Ask { from, msg: (speech.release)(earlier(rng, &asked[from])) },
+            8..=12 if !asked[from].is_empty() => {
+                Op::Ask { server: 0, from, msg: (speech.release)(earlier(rng, &asked[from])) }
+            }
             20..=23 => {
                 let session = if asked[from].is_empty() { now } else { earlier(rng, &asked[from]) };
                 Op::Use { from, req: (speech.stock.expect("only with a stock"))(rng, session) }
@@ -76,7 +78,7 @@ fn sequence<M>(rng: &mut ChaCha8Rng, speech: &Speech<M>) -> Vec<Op<M>> {
                 now += d;
                 Op::Advance(d)
             }
-            18 | 19 => Op::Restart { wiped: rng.random_bool(0.3) },
+            18 | 19 => Op::Restart { server: 0, wiped: rng.random_bool(0.3) },
             _ => Op::Advance(1),
         };
         ops.push(op);
@@ -97,13 +99,14 @@ fn conforms_with<P: Protocol>(
     sequence: impl Fn(&mut ChaCha8Rng) -> Vec<Op<P::Msg>>,
 ) {
     let mut real: Box<dyn Counterpart<P>> = counterpart(&proto, cfg).unwrap_or_else(|e| panic!("{e}"));
+    let servers = (CLIENTS, proto.servers().len());
     let mut start = 0;
     for seed in 0..sequences {
         let ops = sequence(&mut ChaCha8Rng::seed_from_u64(seed));
-        let (mismatch, next) = run(&proto, CLIENTS, real.as_mut(), &ops, start).unwrap_or_else(|e| panic!("{e}"));
+        let (mismatch, next) = run(&proto, servers, real.as_mut(), &ops, start).unwrap_or_else(|e| panic!("{e}"));
         start = next;
         if mismatch.is_some() {
-            let (ops, m) = shrink(&proto, CLIENTS, real.as_mut(), ops, start).unwrap_or_else(|e| panic!("{e}"));
+            let (ops, m) = shrink(&proto, servers, real.as_mut(), ops, start).unwrap_or_else(|e| panic!("{e}"));
             let shown: Vec<String> =
                 ops.iter().enumerate().map(|(i, op)| format!("  {i}. {}", op.show(&proto))).collect();
             panic!(
@@ -147,6 +150,51 @@ fn a_reentrant_hash_lock_and_a_key_without_ttl() {
     redis_lease("no ttl", Options { ttl: false, ..Options::default() }, 100);
 }
 
+/// A single-server sequence spread over a master and its replicas, whose replication keeps up:
+/// some requests go to a replica (a client whose idea of the master is stale), a restart hits any
+/// server, time passes a tick at a time and what the servers send each other (the stream,
+/// acknowledgements) arrives after every input. A failover happens only where a restart leaves
+/// no master (a server that lost its disk comes back a replica). Sequences where the stream is
+/// held long enough for two masters to meet diverge (README, "open"), and are left to
+/// `tests/confirm.rs`'s failover runs until the model syncs a demoted master as Redis does.
+/// `stray` says which requests may reach a replica; without `restarts` the master stays.
+fn replicated<M>(
+    rng: &mut ChaCha8Rng,
+    ops: Vec<Op<M>>,
+    (servers, restarts): (usize, bool),
+    stray: fn(&M) -> bool,
+) -> Vec<Op<M>> {
+    let mut out = Vec::new();
+    for op in ops {
+        out.push(match op {
+            Op::Ask { from, msg, .. } if stray(&msg) && rng.random_bool(0.25) => {
+                Op::Ask { server: rng.random_range(1..servers), from, msg }
+            }
+            Op::Restart { wiped, .. } if restarts => Op::Restart { server: rng.random_range(0..servers), wiped },
+            Op::Restart { .. } => Op::Advance(1),
+            Op::Advance(_) => Op::Advance(1),
+            op => op,
+        });
+        for _ in 0..2 {
+            out.extend((0..servers).map(|to| Op::Deliver { to }));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_master_and_its_replica_with_sentinel_and_wait() {
+    for (acks, sequences) in [(0, 100), (1, 60)] {
+        let o = Options { replicas: 1, min_replicas_to_ack: acks, ..Options::default() };
+        let proto: LeaseLock = redis::build(o, &env()).expect("valid knobs");
+        let name = format!("redis, a replica, WAIT {acks}");
+        conforms_with(&name, proto, sequences, RealCfg::default(), |rng| {
+            let ops = sequence(rng, &LEASE);
+            replicated(rng, ops, (2, true), |_| true)
+        });
+    }
+}
+
 #[test]
 fn one_redlock_node_with_and_without_its_aof() {
     for persistence in [true, false] {
@@ -181,7 +229,7 @@ fn redisson_sequence(rng: &mut ChaCha8Rng) -> Vec<Op<redisson::Msg>> {
                 continue;
             }
             17 => {
-                ops.push(Op::Restart { wiped: rng.random_bool(0.3) });
+                ops.push(Op::Restart { server: 0, wiped: rng.random_bool(0.3) });
                 continue;
             }
             _ => {
@@ -189,9 +237,22 @@ fn redisson_sequence(rng: &mut ChaCha8Rng) -> Vec<Op<redisson::Msg>> {
                 continue;
             }
         };
-        ops.push(Op::Ask { from, msg });
+        ops.push(Op::Ask { server: 0, from, msg });
     }
     ops
+}
+
+/// No `SUBSCRIBE` on a replica, and so no restart (a master that saved nothing comes back a
+/// replica): Redis takes a subscription there and streams the master's `PUBLISH` to it, where
+/// the model answers `-READONLY` (open, README).
+#[test]
+fn redisson_on_a_master_and_its_replica() {
+    let o = redisson::Options { replicas: 1, ..redisson::Options::default() };
+    let proto: Redisson = redisson::build(o, &env()).expect("valid knobs");
+    conforms_with("redisson, a replica", proto, 60, RealCfg::default(), |rng| {
+        let ops = redisson_sequence(rng);
+        replicated(rng, ops, (2, false), |m| !matches!(m, redisson::Msg::Subscribe | redisson::Msg::Unsubscribe))
+    });
 }
 
 #[test]
@@ -330,7 +391,7 @@ fn queue_sequence(rng: &mut ChaCha8Rng, tagged: bool, watch_all: bool) -> Vec<Op
                 continue;
             }
             18 => {
-                ops.push(Op::Restart { wiped: false });
+                ops.push(Op::Restart { server: 0, wiped: false });
                 continue;
             }
             _ => {
@@ -338,7 +399,7 @@ fn queue_sequence(rng: &mut ChaCha8Rng, tagged: bool, watch_all: bool) -> Vec<Op
                 continue;
             }
         };
-        ops.push(Op::Ask { from, msg });
+        ops.push(Op::Ask { server: 0, from, msg });
     }
     ops
 }
