@@ -135,6 +135,10 @@ impl lockcheck::registry::Visit for RunOne {
 }
 
 fn run_with(file: &str, faults: Vec<Fault>, drift_ppm: Vec<i64>) -> driver::RunOutcome {
+    run_with_latency(file, faults, drift_ppm, 1)
+}
+
+fn run_with_latency(file: &str, faults: Vec<Fault>, drift_ppm: Vec<i64>, latency_ms: u64) -> driver::RunOutcome {
     let sim = load_sim(Path::new(file)).unwrap();
     let props = lockcheck::property::PropertyName::ALL.into_iter().filter(|p| !p.is_liveness()).collect();
     let cfg = RunCfg {
@@ -142,7 +146,7 @@ fn run_with(file: &str, faults: Vec<Fault>, drift_ppm: Vec<i64>) -> driver::RunO
         step_ms: sim.spec.time.step_ms,
         fault_window_ms: sim.spec.time.fault_window_ms,
         settle_ms: sim.spec.time.settle_ms,
-        latency_ms: (1, 1),
+        latency_ms: (latency_ms, latency_ms),
         loss: 0.0,
         stock: sim.spec.setup.stock,
         properties: props,
@@ -173,6 +177,33 @@ fn a_paused_node_sends_nothing_and_fires_no_timer_while_paused() {
         steps.iter().any(|s| s.node == "client-0" && s.kind == "timer" && s.time.unwrap() >= to),
         "its timer fires after it resumes"
     );
+}
+
+#[test]
+fn a_stream_in_flight_to_a_replica_that_restarts_never_reaches_it() {
+    // Messages take 5 ms. Redis streams at 20 ms; replica-1 crashes at 21 ms and is back at 22,
+    // before that stream arrives: the restarted process connects again and takes the next one.
+    // Client-0 pauses past its lease, so that the run breaks and keeps its steps.
+    let faults = vec![
+        Fault::Pause { node: 0, at_ms: 5, for_ms: 400 },
+        Fault::Crash { node: 4, at_ms: 21, restart_after_ms: Some(1), lose_disk: false },
+    ];
+    let r = run_with_latency("sims/redis_failover.toml", faults, vec![0; 6], 5);
+    let steps = all_steps(&r);
+    let at = |s: &lockcheck::trace::Step| s.time.unwrap();
+    assert!(steps.iter().any(|s| s.node == "redis" && s.detail.contains("replication tick") && at(s) == 20));
+    assert!(steps.iter().any(|s| s.node == "replica-1" && s.kind == "restart" && at(s) == 22), "{steps:?}");
+    let streamed = |from: i64, to: i64| {
+        steps.iter().any(|s| {
+            s.node == "replica-1"
+                && s.kind == "receive"
+                && s.detail.contains("replication stream")
+                && (from..to).contains(&at(s))
+        })
+    };
+    assert!(streamed(0, 21), "the stream reaches the replica before its crash");
+    assert!(!streamed(21, 30), "the stream sent to the process that died is gone");
+    assert!(streamed(30, 40), "the next one arrives");
 }
 
 fn expiry_ms(faults: Vec<Fault>, drift: Vec<i64>) -> i64 {
@@ -246,6 +277,21 @@ fn models_and_sims_of_the_same_name_make_the_same_claims() {
 /// costs more per acquisition than watching the predecessor, and more with more clients (the herd
 /// effect); polling Redisson sends more than Redisson waiting on pub/sub, which in turn wakes no
 /// later than its lease (a lost unlock message only delays a waiter).
+/// A run stops once its clients are done (or every property it judges broke); `full_duration`
+/// (the benchmarks' cost figures) runs it to its end, where a master still streams to its replica
+/// every tick.
+#[test]
+fn a_run_stops_when_its_clients_are_done_unless_it_runs_its_full_duration() {
+    let sim = load_sim(Path::new("sims/redis_failover.toml")).unwrap();
+    let seeds = Seeds { from: 0, to: 10, shard: None };
+    let messages = |full_duration: bool| {
+        let (o, _) = simulate(&sim, &seeds, &Options { full_duration, ..opts(2) }, None).unwrap();
+        o.metrics.messages_per_acquisition
+    };
+    let (cut, full) = (messages(false), messages(true));
+    assert!(full > cut * 1.5, "{full} messages per acquisition in full runs, {cut} in runs cut short");
+}
+
 #[test]
 fn cost_metrics_show_the_herd_effect_and_the_price_of_polling() {
     let metrics = |name: &str| {
