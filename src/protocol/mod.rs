@@ -258,9 +258,7 @@ pub trait Machine: Send + Sync + 'static {
     /// kept (a replication stream and its acknowledgements), which a restarted process never
     /// reads. A client's request to a server that restarts is not: it stands for the same request
     /// made again on a new connection.
-    fn dies_with_receiver(&self, _msg: &Self::Msg) -> bool {
-        false
-    }
+    fn dies_with_receiver(&self, msg: &Self::Msg) -> bool;
     /// Whether a message or a timer goes to the application thread rather than the lock
     /// library's threads (a `hang` stops only the former).
     fn is_app_msg(&self, _msg: &Self::Msg) -> bool {
