@@ -25,18 +25,20 @@ pub enum Op<M> {
 }
 
 impl<M> Op<M> {
-    /// The input in the system's words: `client-0 → SET lock c0:0 NX PX 2000`, `3 ticks pass`.
+    /// The input in the system's words: `client-0 → SET lock c0:0 NX PX 2000 (to replica-1)`,
+    /// `3 ticks pass`, servers named as the protocol names them.
     pub fn show<P: Protocol<Msg = M>>(&self, proto: &P) -> String {
-        let at = |server: &usize| if *server == 0 { String::new() } else { format!(" (to server {server})") };
+        let names = proto.servers();
+        let name = |k: &usize| names.get(*k).cloned().unwrap_or_else(|| format!("server {k}"));
         match self {
             Op::Ask { server, from, msg } => {
-                format!("{} → {}{}", client(*from), proto.show_msg(*from, msg), at(server))
+                format!("{} → {} (to {})", client(*from), proto.show_msg(*from, msg), name(server))
             }
             Op::Use { from, req } => format!("{} → {req}", client(*from)),
             Op::Advance(ticks) => format!("{ticks} tick(s) pass"),
-            Op::Restart { server, wiped: false } => format!("server {server} restarts from its disk"),
-            Op::Restart { server, wiped: true } => format!("server {server} restarts with its disk lost"),
-            Op::Deliver { to } => format!("the oldest message in flight to server {to} arrives"),
+            Op::Restart { server, wiped: false } => format!("{} restarts from its disk", name(server)),
+            Op::Restart { server, wiped: true } => format!("{} restarts with its disk lost", name(server)),
+            Op::Deliver { to } => format!("the oldest message in flight to {} arrives", name(to)),
         }
     }
 }
@@ -75,8 +77,12 @@ impl<'a, P: Protocol> Pair<'a, P> {
         self.base + self.now
     }
 
+    /// A node as the system names it: `client-1`, `redis`, `replica-1`.
     fn name(&self, id: NodeId) -> String {
-        if id >= self.first { format!("server-{}", id - self.first) } else { client(id) }
+        match id.checked_sub(self.first) {
+            Some(k) => self.proto.servers().get(k).cloned().unwrap_or_else(|| format!("server {k}")),
+            None => client(id),
+        }
     }
 
     /// Keeps server `k`'s timers, disk and messages to other servers as the handler left them;
@@ -278,7 +284,7 @@ mod tests {
             .iter()
             .map(|op| op.show(&proto))
             .collect();
-        assert!(shown[0].starts_with("client-0 → SET lock"), "{shown:?}");
+        assert!(shown[0].starts_with("client-0 → SET lock") && shown[0].ends_with("(to redis)"), "{shown:?}");
         assert_eq!(shown[1], "2 tick(s) pass");
     }
 }

@@ -323,6 +323,13 @@ struct Conn {
     dirty: bool,
 }
 
+impl Conn {
+    /// Its acquire was sent and has not returned: it waits in PostgreSQL's lock queue.
+    fn waits_in_server(&self) -> bool {
+        self.queued.is_some() && self.held.is_none()
+    }
+}
+
 /// The `db` family on a real PostgreSQL.
 pub struct PgLock {
     server: PgServer,
@@ -440,8 +447,7 @@ impl PgLock {
                 }
             }
             self.send_held();
-            let sent = |c: &&Conn| c.queued.is_some() && c.held.is_none();
-            let pending: Vec<i32> = self.conns.iter().filter(sent).map(|c| c.session.pid).collect();
+            let pending: Vec<i32> = self.conns.iter().filter(|c| c.waits_in_server()).map(|c| c.session.pid).collect();
             if pending.is_empty() {
                 return Ok(());
             }
@@ -464,7 +470,7 @@ impl PgLock {
 
     /// Sends the first held statement once no other waits in the server.
     fn send_held(&mut self) {
-        if self.conns.iter().any(|c| c.queued.is_some() && c.held.is_none()) {
+        if self.conns.iter().any(Conn::waits_in_server) {
             return;
         }
         let first = self.conns.iter_mut().filter(|c| c.held.is_some()).min_by_key(|c| c.held.as_ref().map(|h| h.0));

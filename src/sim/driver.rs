@@ -86,7 +86,7 @@ struct Shared<D> {
     unhung: Vec<bool>,
     dead: Vec<bool>,
     /// How many times each node's process started: a datagram carries its receiver's count at
-    /// sending, and one meant for an earlier process is dropped (see [`Wire`]).
+    /// sending, and one meant for an earlier process is dropped (see [`Datagram`]).
     starts: Vec<u32>,
     durable: Vec<Option<D>>,
     offset_ms: Vec<f64>,
@@ -258,7 +258,7 @@ impl Link for TurmoilLink {
 /// message that dies with its receiver ([`Machine::dies_with_receiver`]) and was meant for an
 /// earlier process of it is dropped, as the model checker drops it (`check::world`).
 #[derive(Serialize, Deserialize)]
-struct Wire<Msg> {
+struct Datagram<Msg> {
     incarnation: u32,
     msg: Msg,
 }
@@ -288,8 +288,8 @@ fn apply<M: Machine>(
                 if lost {
                     notes.push(format!("lost on the way: {} → {}: {}", s.names[id], s.names[to], m.show_msg(id, &msg)));
                 } else {
-                    let wire = Wire { incarnation: s.starts[to], msg };
-                    sends.push((to, serde_json::to_vec(&wire).expect("messages serialize")));
+                    let datagram = Datagram { incarnation: s.starts[to], msg };
+                    sends.push((to, serde_json::to_vec(&datagram).expect("messages serialize")));
                 }
             }
             Effect::SetTimer { timer, after } => {
@@ -400,9 +400,9 @@ async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: 
                 r = link.recv(&mut buf) => {
                     let (n, from) = r?;
                     let Some(src) = from else { continue };
-                    let wire: Wire<M::Msg> = serde_json::from_slice(&buf[..n])?;
-                    if wire.incarnation == sh.borrow().starts[id] || !m.dies_with_receiver(&wire.msg) {
-                        inbox.push_back((src, wire.msg));
+                    let d: Datagram<M::Msg> = serde_json::from_slice(&buf[..n])?;
+                    if d.incarnation == sh.borrow().starts[id] || !m.dies_with_receiver(&d.msg) {
+                        inbox.push_back((src, d.msg));
                     }
                 }
                 _ = tokio::time::sleep(wait) => {}
