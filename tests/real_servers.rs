@@ -175,7 +175,7 @@ fn replicated<M>(
             Op::Advance(_) => Op::Advance(1),
             op => op,
         });
-        for _ in 0..2 {
+        for _ in 0..3 {
             out.extend((0..servers).map(|to| Op::Deliver { to }));
         }
     }

@@ -11,6 +11,12 @@
 //!   one). The promoted replica starts a new epoch, serves what was replicated to it, and announces
 //!   itself (`+switch-master`); a node that hears a newer epoch becomes its replica, as Sentinel
 //!   reconfigures an old master that comes back. Keys expire on the master only, as in Redis.
+//! - A node that attaches to a master (an old master demoted, a replica moved to the new master,
+//!   a replica that restarted) refuses writes at once but keeps its own keys until it has synced:
+//!   it sends `PSYNC`, and the master answers with its state *of then* (`+FULLRESYNC`), not of
+//!   when its stream to the node was sent. The master's regular stream reaches only a replica
+//!   that synced; a replica still syncing asks again when it hears the master (Redis retries the
+//!   connection every second), so a `PSYNC` lost with a master that crashed is not the end.
 //! - `min_replicas_to_ack` (`WAIT n`): the grant is answered only once that many replicas
 //!   acknowledged an offset that includes it. Caveats of the docs that remain: an acknowledged write
 //!   may still be lost if Sentinel promotes a replica that did not acknowledge it (more replicas than
@@ -84,6 +90,16 @@ pub struct Pending<M> {
     pub acked: u8,
 }
 
+/// A replica's connection to its master (server index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Link {
+    /// A master, or a replica that knows no master yet.
+    None,
+    /// Sent `PSYNC`, waiting for the master's snapshot.
+    Syncing(u8),
+    Up(u8),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ReplState<M> {
     pub role: Role,
@@ -91,6 +107,7 @@ pub struct ReplState<M> {
     /// Replication offset: bumped by every change the master makes.
     pub offset: u32,
     pub pending: Option<Pending<M>>,
+    pub link: Link,
 }
 
 /// The messages of replication and Sentinel, carried inside a family's own messages.
@@ -104,6 +121,14 @@ pub enum ReplMsg<S> {
     },
     Ack {
         offset: u32,
+    },
+    /// A node attaching to the sender's stream asks for its state (`PSYNC`).
+    Psync,
+    /// The master's answer to `PSYNC`: its state of then (`+FULLRESYNC` and the snapshot).
+    FullResync {
+        epoch: u8,
+        offset: u32,
+        state: S,
     },
     /// Sentinel's `+switch-master`: the sender is the master now.
     SwitchMaster,
@@ -153,16 +178,17 @@ pub fn start<P: Replicated>(
     cx: &mut PCx<P>,
 ) -> Option<ReplState<P::Msg>> {
     let cfg = p.replication()?;
-    let (role, epoch) = match was {
-        None if index == 0 => (Role::Master, 0),
-        None | Some(None) => (Role::Replica, 0),
-        Some(Some(disk)) => disk,
+    let (role, epoch, link) = match was {
+        None if index == 0 => (Role::Master, 0, Link::None),
+        None => (Role::Replica, 0, Link::Up(0)),
+        Some(None) => (Role::Replica, 0, Link::None),
+        Some(Some((role, epoch))) => (role, epoch, Link::None),
     };
     match role {
         Role::Master => cx.set_lock_timer(P::wrap_timer(ReplTimer::Heartbeat), 1),
         Role::Replica => cx.set_lock_timer(P::wrap_timer(ReplTimer::MasterDown), down_after(cfg, index)),
     }
-    Some(ReplState { role, epoch, offset: 0, pending: None })
+    Some(ReplState { role, epoch, offset: 0, pending: None, link })
 }
 
 /// What a replicated server keeps on disk of its role.
@@ -222,6 +248,7 @@ pub fn on_timer<P: Replicated>(p: &P, s: &mut P::Server, timer: ReplTimer, cx: &
             if let Some(r) = P::repl_mut(s) {
                 r.role = Role::Master;
                 r.epoch += 1;
+                r.link = Link::None;
             }
             cx.set_lock_timer(P::wrap_timer(ReplTimer::Heartbeat), 1);
             p.set_master(s, true, cx);
@@ -233,12 +260,46 @@ pub fn on_timer<P: Replicated>(p: &P, s: &mut P::Server, timer: ReplTimer, cx: &
     }
 }
 
-/// A server hears the replication stream or an acknowledgement; clients' messages are theirs.
+/// A server hears the replication stream, `PSYNC` or an acknowledgement; clients' messages are theirs.
 pub fn on_msg<P: Replicated>(p: &P, s: &mut P::Server, from: NodeId, msg: ReplMsg<P::Snapshot>, cx: &mut PCx<P>) {
     match msg {
         ReplMsg::Replicate { epoch, offset, state } => on_replicate(p, s, from, (epoch, offset, state), cx),
+        ReplMsg::Psync => on_psync::<P>(s, from, cx),
+        ReplMsg::FullResync { epoch, offset, state } => on_full_resync(p, s, from, (epoch, offset, state), cx),
         ReplMsg::Ack { offset } => on_ack(p, s, from, offset, cx),
         ReplMsg::SwitchMaster | ReplMsg::ReadOnly => {}
+    }
+}
+
+/// What a node does with the stream of server `from` (epoch `epoch`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// Not its master's, nor newer: nothing.
+    Ignored,
+    /// A newer master: the node becomes its replica and asks for its state.
+    Attach,
+    /// Its master, still answering its `PSYNC`: it asks again.
+    Resync,
+    /// Its master's stream: it takes it.
+    Take,
+}
+
+/// The decision of [`on_replicate`], shared with the real counterpart, which must mirror it.
+pub fn heard(role: Role, (epoch, link): (u8, Link), (from, me): (u8, u8), stream_epoch: u8) -> Heard {
+    // Two masters of one epoch (promoted in the same tick): the lower node wins, as the Sentinel
+    // election would have picked one.
+    let attach = stream_epoch > epoch
+        || stream_epoch == epoch
+            && match (role, link) {
+                (Role::Master, _) => from < me,
+                (Role::Replica, Link::None) => true,
+                (Role::Replica, Link::Syncing(m) | Link::Up(m)) => from < m,
+            };
+    match link {
+        _ if attach => Heard::Attach,
+        Link::Syncing(m) if m == from && stream_epoch == epoch => Heard::Resync,
+        Link::Up(m) if m == from && stream_epoch == epoch => Heard::Take,
+        _ => Heard::Ignored,
     }
 }
 
@@ -250,24 +311,73 @@ fn on_replicate<P: Replicated>(
     cx: &mut PCx<P>,
 ) {
     let (Some(cfg), Some(r)) = (p.replication(), P::repl(s)) else { return };
-    // Two masters of one epoch (promoted in the same tick): the lower node stays master, as the
-    // Sentinel election would have picked one.
-    let newer = epoch > r.epoch || (epoch == r.epoch && (r.role == Role::Replica || from < cx.me));
-    if !newer {
-        return;
+    let (index, me) = (server_index(p, from), server_index(p, cx.me));
+    match heard(r.role, (r.epoch, r.link), (index, me), epoch) {
+        Heard::Ignored => {}
+        Heard::Attach => {
+            if r.role == Role::Master {
+                cx.cancel_lock_timer(P::wrap_timer(ReplTimer::Heartbeat));
+                p.set_master(s, false, cx);
+            }
+            if let Some(r) = P::repl_mut(s) {
+                *r = ReplState {
+                    role: Role::Replica,
+                    epoch,
+                    offset: r.offset,
+                    pending: None,
+                    link: Link::Syncing(index),
+                };
+            }
+            cx.set_lock_timer(P::wrap_timer(ReplTimer::MasterDown), down_after(cfg, usize::from(me)));
+            cx.send_lock(from, P::wrap(ReplMsg::Psync));
+        }
+        Heard::Resync => {
+            cx.set_lock_timer(P::wrap_timer(ReplTimer::MasterDown), down_after(cfg, usize::from(me)));
+            cx.send_lock(from, P::wrap(ReplMsg::Psync));
+        }
+        Heard::Take => take(p, s, from, (offset, state), cx),
     }
-    if r.role == Role::Master {
-        cx.cancel_lock_timer(P::wrap_timer(ReplTimer::Heartbeat));
-        p.set_master(s, false, cx);
-    }
+}
+
+/// A replica takes its master's state at `offset`, and acknowledges it for `WAIT`.
+fn take<P: Replicated>(p: &P, s: &mut P::Server, from: NodeId, (offset, state): (u32, P::Snapshot), cx: &mut PCx<P>) {
+    let Some(cfg) = p.replication() else { return };
+    let index = server_index(p, from);
     if let Some(r) = P::repl_mut(s) {
-        *r = ReplState { role: Role::Replica, epoch, offset, pending: None };
+        r.offset = offset;
+        r.link = Link::Up(index);
     }
     cx.set_lock_timer(P::wrap_timer(ReplTimer::MasterDown), down_after(cfg, cx.me - p.first_server()));
     if cfg.min_acks > 0 {
         cx.send_lock(from, P::wrap(ReplMsg::Ack { offset }));
     }
     p.install(s, state, cx);
+}
+
+/// A master answers `PSYNC` with its state now; a node that is no master does not answer (the
+/// replica asks again, or fails over).
+fn on_psync<P: Replicated>(s: &P::Server, from: NodeId, cx: &mut PCx<P>) {
+    let Some(&ReplState { role: Role::Master, epoch, offset, .. }) = P::repl(s) else { return };
+    cx.send_lock(from, P::wrap(ReplMsg::FullResync { epoch, offset, state: P::snapshot(s) }));
+}
+
+fn on_full_resync<P: Replicated>(
+    p: &P,
+    s: &mut P::Server,
+    from: NodeId,
+    (epoch, offset, state): (u8, u32, P::Snapshot),
+    cx: &mut PCx<P>,
+) {
+    let Some(r) = P::repl(s) else { return };
+    let index = server_index(p, from);
+    let mine = matches!(r.link, Link::Syncing(m) | Link::Up(m) if m == index);
+    if r.role == Role::Replica && mine && epoch == r.epoch {
+        take(p, s, from, (offset, state), cx);
+    }
+}
+
+fn server_index<P: Replicated>(p: &P, node: NodeId) -> u8 {
+    u8::try_from(node - p.first_server()).expect("at most 4 servers")
 }
 
 fn on_ack<P: Replicated>(p: &P, s: &mut P::Server, from: NodeId, offset: u32, cx: &mut PCx<P>) {
@@ -280,11 +390,11 @@ fn on_ack<P: Replicated>(p: &P, s: &mut P::Server, from: NodeId, offset: u32, cx
     }
 }
 
-/// Whether a replication message rides on the connection between master and replica (the stream
-/// and its acknowledgements): a replica that restarts connects again and syncs from the master's
-/// state of then, so nothing sent to its old process reaches it.
+/// Whether a replication message rides on the connection between master and replica (the stream,
+/// `PSYNC` and its answer, acknowledgements): a process that restarts is connected to again, or
+/// connects again and syncs anew, so nothing sent to its old process reaches it.
 pub fn on_connection<S>(msg: &ReplMsg<S>) -> bool {
-    matches!(msg, ReplMsg::Replicate { .. } | ReplMsg::Ack { .. })
+    matches!(msg, ReplMsg::Replicate { .. } | ReplMsg::Psync | ReplMsg::FullResync { .. } | ReplMsg::Ack { .. })
 }
 
 /// The node a client's lock library sends to: the master it knows (index among the servers).
@@ -311,6 +421,10 @@ pub fn show_msg<S>(msg: &ReplMsg<S>, state: impl FnOnce(&S) -> String) -> String
             format!("replication stream (epoch {epoch}, offset {offset}): {}", state(s))
         }
         ReplMsg::Ack { offset } => format!("REPLCONF ACK {offset}"),
+        ReplMsg::Psync => "PSYNC ? -1 (attach as a replica, ask for the master's state)".into(),
+        ReplMsg::FullResync { epoch, offset, state: s } => {
+            format!("+FULLRESYNC (epoch {epoch}, offset {offset}): snapshot {}", state(s))
+        }
         ReplMsg::SwitchMaster => "Sentinel: +switch-master: I am the master now".into(),
         ReplMsg::ReadOnly => "-READONLY You can't write against a read only replica.".into(),
     }
@@ -336,7 +450,7 @@ impl<M: Ids> Ids for ReplState<M> {
 
 impl<S: Ids> Ids for ReplMsg<S> {
     fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
-        if let ReplMsg::Replicate { state, .. } = self {
+        if let ReplMsg::Replicate { state, .. } | ReplMsg::FullResync { state, .. } = self {
             state.map_ids(f);
         }
     }
@@ -377,12 +491,32 @@ mod tests {
         let mut c = cx(1, 2);
         p.server_on_msg(&mut replica, 1, Msg::Acquire { asked: 2 }, &mut c);
         assert!(c.effects.contains(&crate::protocol::Effect::Observe(Observation::Granted { client: 1, token: None })));
-        let mut c = cx(0, 3);
-        let state = LeaseLock::snapshot(&replica);
-        let stream = Msg::Repl(ReplMsg::Replicate { epoch: 1, offset: 1, state });
-        p.server_on_msg(&mut master, 3, stream, &mut c);
-        assert_eq!(master.repl.as_ref().map(|r| r.role), Some(Role::Replica), "the old master hears the new epoch");
-        assert_eq!(master.hold.as_ref().map(|h| h.owner), Some(1));
+    }
+
+    #[test]
+    fn a_demoted_master_keeps_its_keys_until_the_new_master_answers_its_psync_with_its_state_of_then() {
+        let p = redis(1, 0);
+        let mut old = p.server_start(0, &mut cx(0, 0));
+        p.server_on_msg(&mut old, 0, Msg::Acquire { asked: 0 }, &mut cx(0, 0));
+        let mut new = p.server_start(1, &mut cx(1, 0));
+        p.server_on_timer(&mut new, Timer::Repl(ReplTimer::MasterDown), &mut cx(1, 2));
+        let stream = ReplMsg::Replicate { epoch: 1, offset: 0, state: LeaseLock::snapshot(&new) };
+        p.server_on_msg(&mut new, 1, Msg::Acquire { asked: 2 }, &mut cx(1, 2));
+        let mut c = cx(0, 2);
+        p.server_on_msg(&mut old, 3, Msg::Repl(stream), &mut c);
+        let demoted = old.repl.as_ref().map(|r| (r.role, r.epoch, r.link));
+        assert_eq!(demoted, Some((Role::Replica, 1, Link::Syncing(1))), "the old master hears the new epoch");
+        assert_eq!(old.hold.as_ref().map(|h| h.owner), Some(0), "it keeps its keys while it syncs");
+        assert_eq!(lock_sends(&c), vec![(3, Msg::Repl(ReplMsg::Psync))]);
+        let mut c = cx(1, 2);
+        p.server_on_msg(&mut new, 2, Msg::Repl(ReplMsg::Psync), &mut c);
+        let sends = lock_sends(&c);
+        let [(2, Msg::Repl(answer @ ReplMsg::FullResync { .. }))] = &sends[..] else {
+            panic!("the new master answers PSYNC with its state: {sends:?}");
+        };
+        p.server_on_msg(&mut old, 3, Msg::Repl(answer.clone()), &mut cx(0, 2));
+        assert_eq!(old.hold.as_ref().map(|h| h.owner), Some(1), "the grant made after the stream was sent");
+        assert_eq!(old.repl.as_ref().map(|r| r.link), Some(Link::Up(1)));
     }
 
     #[test]

@@ -244,7 +244,7 @@ impl Counterpart<Redisson> for RedissonLock {
                     self.r.nodes[k].wire.push(format!("client-{from}'s pub/sub connection closed (UNSUBSCRIBE)"));
                 }
             }
-            Msg::Repl(m) => self.r.on_msg(k, from, m, &mut a)?,
+            Msg::Repl(m) => self.r.on_msg(k, (from, m), hash, &mut a)?,
             Msg::Locked | Msg::Held { .. } | Msg::Renewed { .. } | Msg::NotOwner | Msg::Subscribed | Msg::Published => {
             }
         }

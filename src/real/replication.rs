@@ -29,8 +29,7 @@ use std::time::{Duration, Instant};
 use super::process::Sandbox;
 use super::redis::{RedisNode, resp};
 use super::{Answer, RealCfg, RealError};
-use crate::protocol::replication::Role;
-use crate::protocol::replication::{ReplMsg, Replicated};
+use crate::protocol::replication::{Heard, Link, ReplMsg, Replicated, Role, heard};
 use crate::protocol::{NodeId, Wire};
 
 /// How often a relay looks for bytes to pass (its sockets' read timeout).
@@ -351,14 +350,17 @@ pub fn wait_until(
 
 /// lockcheck as Sentinel (and as the network between the nodes): which node replicates which,
 /// through which relay, each node's role and epoch, and the model's replication offsets beside
-/// the real ones. It follows the model's rules for roles (`replication::on_replicate`, the
-/// promotion on `MasterDown`, the role a restarted node had on disk), because Sentinel is
-/// lockcheck's here; what each node holds and streams is the real server's.
+/// the real ones. It follows the model's rules for roles and links ([`heard`], the promotion on
+/// `MasterDown`, the role a restarted node had on disk), because Sentinel is lockcheck's here;
+/// what each node holds and streams is the real server's.
 pub struct Sentinel {
     relays: BTreeMap<(usize, usize), Relay>,
     /// A master that never answers: where a replica that knows no master yet waits, read-only.
     parking: TcpListener,
     pub role: Vec<(Role, u8)>,
+    /// Each node's link to its master as the model has it (synced once its snapshot arrived).
+    link: Vec<Link>,
+    /// The node each real node replicates (`None`: parked, or a master).
     upstream: Vec<Option<usize>>,
     /// The replication offset as the model counts it (the master's changes).
     pub offset: Vec<u32>,
@@ -385,6 +387,7 @@ impl Sentinel {
             relays: BTreeMap::new(),
             parking,
             role: (0..n).map(|i| (if i == 0 { Role::Master } else { Role::Replica }, 0)).collect(),
+            link: (0..n).map(|i| if i == 0 { Link::None } else { Link::Up(0) }).collect(),
             upstream: vec![None; n],
             offset: vec![0; n],
             seen: vec![(0, 0, 0); n],
@@ -482,39 +485,34 @@ impl Sentinel {
         let real = info(&mut nodes[master])?.offset;
         let (epoch, offset) = (self.role[master].1, self.offset[master]);
         self.sent.insert((master, epoch, offset), (real, nodes[master].key.clone()));
-        self.connect_waiting(nodes, master, epoch)?;
         Ok((epoch, offset))
     }
 
-    /// A replica that knows no master yet (it just started) connects to `master` as the stream it
-    /// will take is sent, so that the real master forks its snapshot now, holding what the
-    /// model's stream holds, not what it holds once the stream arrives (a later write would then
-    /// be in the snapshot, and `WAIT` would count the replica for a write the model's replica
-    /// never got). The relay holds the snapshot until that stream is delivered.
-    fn connect_waiting(&mut self, nodes: &mut [RedisNode], master: usize, epoch: u8) -> Result<(), RealError> {
-        let waiting = |k: usize| {
-            k != master
-                && self.upstream[k].is_none()
-                && self.role[k].0 == Role::Replica
-                && self.role[k].1 <= epoch
-                && nodes[k].process.running()
-        };
-        let connecting: Vec<usize> = (0..nodes.len()).filter(|&k| waiting(k)).collect();
-        if connecting.is_empty() {
-            return Ok(());
+    /// `PSYNC` of node `k` reaches `master`: if it is a master, `k` connects to it now, so that
+    /// the real master forks its snapshot now, holding what the model's `+FULLRESYNC` holds (a
+    /// connection made when that answer arrives would take a later write in the snapshot, and
+    /// `WAIT` would count the replica for a write the model's replica never got). The relay holds
+    /// the snapshot until the answer is delivered. The epoch and offset the answer carries.
+    pub fn psync(
+        &mut self,
+        nodes: &mut [RedisNode],
+        (master, k): (usize, usize),
+    ) -> Result<Option<(u8, u32)>, RealError> {
+        if self.role[master].0 != Role::Master {
+            return Ok(None);
         }
-        let quiet = Self::standing(&mut nodes[master])? == self.seen[master];
-        for k in connecting {
+        if self.upstream[k] != Some(master) {
+            let quiet = Self::standing(&mut nodes[master])? == self.seen[master];
             self.follow(nodes, master, k)?;
             let relay = self.relays.get(&(master, k)).expect("follow made it");
             let name = nodes[master].process.name.clone();
             wait_until(&format!("PSYNC of {}", nodes[k].process.name), &name, || Ok(relay.synced()))?;
+            // The sync is no change of the master's keys (its snapshot resets the count of changes).
+            if quiet {
+                self.seen[master] = Self::standing(&mut nodes[master])?;
+            }
         }
-        // The sync is no change of the master's keys (its snapshot resets the count of changes).
-        if quiet {
-            self.seen[master] = Self::standing(&mut nodes[master])?;
-        }
-        Ok(())
+        self.stream(nodes, master).map(Some)
     }
 
     /// A node's offset, count of changes and of expired keys: how `noticed` tells a change.
@@ -523,35 +521,77 @@ impl Sentinel {
         Ok((i.offset, i.changes, i.expired))
     }
 
-    /// The stream of `from` (epoch, offset) reaches node `k`: a newer epoch makes `k` its
-    /// replica, and the real stream passes up to where it was when sent. `None`: `k` did not take
-    /// it; `Some(exact)`: it did, and holds exactly the key sent (else what it holds must be read).
+    /// The stream of `from` (epoch, offset) reaches node `k`: as the model's node decides
+    /// ([`heard`]), a newer master makes `k` a replica that waits, parked, for its `PSYNC` to be
+    /// answered, and `k`'s master's stream passes up to where it was when sent. With `Take`,
+    /// whether `k` holds exactly the key sent.
     pub fn replicate(
         &mut self,
         nodes: &mut [RedisNode],
         (from, k): (usize, usize),
         (epoch, offset): (u8, u32),
-    ) -> Result<Option<bool>, RealError> {
+    ) -> Result<(Heard, bool), RealError> {
         let (role, mine) = self.role[k];
-        let newer = epoch > mine || (epoch == mine && (role == Role::Replica || from < k));
-        if !newer {
+        let heard = heard(role, (mine, self.link[k]), (index(from), index(k)), epoch);
+        let mut exact = false;
+        match heard {
+            Heard::Attach => {
+                self.park(nodes, k)?;
+                self.role[k] = (Role::Replica, epoch);
+                self.link[k] = Link::Syncing(index(from));
+                self.save(k);
+            }
+            Heard::Take => exact = self.take(nodes, (from, k), offset)?,
+            Heard::Ignored | Heard::Resync => {}
+        }
+        Ok((heard, exact))
+    }
+
+    /// The answer to `k`'s `PSYNC` from `from` arrives: whether `k` took it (as the model's
+    /// `on_full_resync`), and whether it holds exactly the key sent.
+    pub fn full_resync(
+        &mut self,
+        nodes: &mut [RedisNode],
+        (from, k): (usize, usize),
+        (epoch, offset): (u8, u32),
+    ) -> Result<Option<bool>, RealError> {
+        let mine = matches!(self.link[k], Link::Syncing(m) | Link::Up(m) if m == index(from));
+        if self.role[k] != (Role::Replica, epoch) || !mine {
             return Ok(None);
         }
-        if role == Role::Master || self.upstream[k] != Some(from) {
-            self.follow(nodes, from, k)?;
-        }
-        self.role[k] = (Role::Replica, epoch);
+        self.take(nodes, (from, k), offset).map(Some)
+    }
+
+    /// `k` takes `from`'s stream up to the model's `offset`: the real stream passes up to where
+    /// it was when sent. Whether `k` holds exactly the key sent (else it is past that offset, or
+    /// got nothing, and its key must be read).
+    fn take(&mut self, nodes: &mut [RedisNode], (from, k): (usize, usize), offset: u32) -> Result<bool, RealError> {
         self.offset[k] = offset;
+        self.link[k] = Link::Up(index(from));
         self.save(k);
+        let epoch = self.role[k].1;
         let Some((through, key)) = self.sent.get(&(from, epoch, offset)).cloned() else {
             nodes[k].wire.push("the stream was sent by a process since restarted: none of it arrives".into());
-            return Ok(Some(false));
+            return Ok(false);
         };
         let exact = self.deliver(nodes, from, k, through)? == through;
         if exact {
             nodes[k].key = key;
         }
-        Ok(Some(exact))
+        Ok(exact)
+    }
+
+    /// Node `k` becomes a replica of nobody yet (`REPLICAOF` a master that never answers): it
+    /// refuses writes and keeps its keys until its `PSYNC` is answered.
+    fn park(&mut self, nodes: &mut [RedisNode], k: usize) -> Result<(), RealError> {
+        let port = self.parking_port()?.to_string();
+        nodes[k].cmd(&["REPLICAOF", "127.0.0.1", &port])?;
+        self.upstream[k] = None;
+        Ok(())
+    }
+
+    fn parking_port(&self) -> Result<u16, RealError> {
+        Ok(self.parking.local_addr().map_err(|e| RealError::io(Path::new("parking"), e))?.port())
     }
 
     /// Replica `k`'s acknowledgement of `master`'s offset `offset` (as the model counts it)
@@ -589,6 +629,7 @@ impl Sentinel {
         }
         nodes[k].cmd(&["REPLICAOF", "NO", "ONE"])?;
         self.role[k] = (Role::Master, self.role[k].1 + 1);
+        self.link[k] = Link::None;
         self.upstream[k] = None;
         self.mark(nodes)?;
         Ok(true)
@@ -607,12 +648,12 @@ impl Sentinel {
         }
         self.role[k] = self.disk[k].unwrap_or((Role::Replica, 0));
         self.offset[k] = 0;
+        self.link[k] = Link::None;
         self.upstream[k] = None;
         if self.role[k].0 == Role::Master {
             return Ok(None);
         }
-        let port = self.parking.local_addr().map_err(|e| RealError::io(Path::new("parking"), e))?.port();
-        Ok(Some(port))
+        self.parking_port().map(Some)
     }
 }
 
@@ -703,27 +744,40 @@ impl<P: Replicated> Replicas<P> {
         Ok(())
     }
 
-    /// A replication message from node id `from` reaches node `k`.
+    /// A replication message from node id `from` reaches node `k`; `snapshot` reads what `k`
+    /// holds, for its answer to a `PSYNC`.
     pub fn on_msg(
         &mut self,
         k: usize,
-        from: NodeId,
-        msg: &ReplMsg<P::Snapshot>,
+        (from, msg): (NodeId, &ReplMsg<P::Snapshot>),
+        snapshot: impl FnOnce(&mut RedisNode) -> Result<P::Snapshot, RealError>,
         a: &mut Answer<P::Msg>,
     ) -> Result<(), RealError> {
         let sentinel = self.sentinel.as_mut().expect("only a replicated server hears replication");
         let from_index = from - self.first_server;
         match msg {
             ReplMsg::Replicate { epoch, offset, .. } => {
-                let Some(exact) = sentinel.replicate(&mut self.nodes, (from_index, k), (*epoch, *offset))? else {
-                    return Ok(());
-                };
-                if !exact {
-                    (self.holds)(&mut self.nodes[k])?;
+                match sentinel.replicate(&mut self.nodes, (from_index, k), (*epoch, *offset))? {
+                    (Heard::Ignored, _) => {}
+                    (Heard::Attach, _) => {
+                        self.forget(k);
+                        a.sends.push((from, Wire::Lock(P::wrap(ReplMsg::Psync))));
+                    }
+                    (Heard::Resync, _) => a.sends.push((from, Wire::Lock(P::wrap(ReplMsg::Psync)))),
+                    (Heard::Take, exact) => self.took(k, (from, *offset), exact, a)?,
                 }
-                self.forget(k);
-                if self.min_acks > 0 {
-                    a.sends.push((from, Wire::Lock(P::wrap(ReplMsg::Ack { offset: *offset }))));
+                Ok(())
+            }
+            ReplMsg::Psync => {
+                if let Some((epoch, offset)) = sentinel.psync(&mut self.nodes, (k, from_index))? {
+                    let state = snapshot(&mut self.nodes[k])?;
+                    a.sends.push((from, Wire::Lock(P::wrap(ReplMsg::FullResync { epoch, offset, state }))));
+                }
+                Ok(())
+            }
+            ReplMsg::FullResync { epoch, offset, .. } => {
+                if let Some(exact) = sentinel.full_resync(&mut self.nodes, (from_index, k), (*epoch, *offset))? {
+                    self.took(k, (from, *offset), exact, a)?;
                 }
                 Ok(())
             }
@@ -740,6 +794,24 @@ impl<P: Replicated> Replicas<P> {
             }
             ReplMsg::SwitchMaster | ReplMsg::ReadOnly => Ok(()),
         }
+    }
+
+    /// Replica `k` took `from`'s state at the model's `offset`: what it holds is read unless it
+    /// is `exact`ly what was sent, and it acknowledges the offset for `WAIT`.
+    fn took(
+        &mut self,
+        k: usize,
+        (from, offset): (NodeId, u32),
+        exact: bool,
+        a: &mut Answer<P::Msg>,
+    ) -> Result<(), RealError> {
+        if !exact {
+            (self.holds)(&mut self.nodes[k])?;
+        }
+        if self.min_acks > 0 {
+            a.sends.push((from, Wire::Lock(P::wrap(ReplMsg::Ack { offset }))));
+        }
+        Ok(())
     }
 
     /// Sentinel's failover to node `k`: `REPLICAOF NO ONE`, and `+switch-master` to the
@@ -806,6 +878,10 @@ impl<P: Replicated> Replicas<P> {
         }
         Ok(done)
     }
+}
+
+fn index(k: usize) -> u8 {
+    u8::try_from(k).expect("at most 4 servers")
 }
 
 /// `INFO replication persistence stats` of a node, not logged.
