@@ -641,8 +641,8 @@ impl<P: Protocol> Machine for Confirming<P> {
         self.sys.fifo()
     }
 
-    fn dies_with_receiver(&self, msg: &Self::Msg) -> bool {
-        self.sys.dies_with_receiver(msg)
+    fn dies_with_connection(&self, msg: &Self::Msg) -> bool {
+        self.sys.dies_with_connection(msg)
     }
 
     fn is_app_msg(&self, msg: &Self::Msg) -> bool {

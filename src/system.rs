@@ -401,8 +401,8 @@ impl<P: Protocol> Machine for LockSystem<P> {
         self.proto.fifo()
     }
 
-    fn dies_with_receiver(&self, msg: &Self::Msg) -> bool {
-        matches!(msg, Wire::Lock(m) if self.proto.dies_with_receiver(m))
+    fn dies_with_connection(&self, msg: &Self::Msg) -> bool {
+        matches!(msg, Wire::Lock(m) if self.proto.dies_with_connection(m))
     }
 
     fn is_app_msg(&self, msg: &Self::Msg) -> bool {

@@ -285,9 +285,11 @@ impl<M: Machine> World<M> {
     /// Takes envelope `i` off the network; on a FIFO connection the ones behind it move up.
     /// A process that dies takes its connections along: what was in flight to it on one, or sent
     /// to it while it was down, never reaches the process that starts again (see
-    /// [`Machine::dies_with_receiver`]). What it sent before dying may still arrive.
-    fn close_connections(&self, s: &mut State<M>, id: NodeId) {
-        while let Some(i) = s.net.iter().rposition(|e| e.dst == id && self.machine.dies_with_receiver(&e.msg)) {
+    /// [`Machine::dies_with_connection`]). What it sent before dying may still arrive, until it
+    /// `restarts`.
+    fn close_connections(&self, s: &mut State<M>, id: NodeId, restarts: bool) {
+        let closed = |e: &Envelope<M::Msg>| e.dst == id || (restarts && e.src == id);
+        while let Some(i) = s.net.iter().rposition(|e| closed(e) && self.machine.dies_with_connection(&e.msg)) {
             Self::take(s, i);
         }
     }
@@ -546,7 +548,7 @@ impl<M: Machine> World<M> {
                 slot.paused = false;
                 slot.hung = false;
                 slot.timers.clear();
-                self.close_connections(&mut s, *id);
+                self.close_connections(&mut s, *id, false);
                 s.monitor.crashed(*id);
             }
             Action::Restart { node, keep_disk } => {
@@ -554,7 +556,7 @@ impl<M: Machine> World<M> {
                     s.used.lost_disks += 1;
                     s.nodes[*node].durable = None;
                 }
-                self.close_connections(&mut s, *node);
+                self.close_connections(&mut s, *node, true);
                 let now = self.reading(&s, *node);
                 let mut cx = Cx::new(*node, now);
                 let st = self.machine.restart(s.nodes[*node].durable.as_ref(), &mut cx);
@@ -577,7 +579,7 @@ impl<M: Machine> World<M> {
                         self.unhang(&mut s, id, &mut log);
                     }
                     if s.nodes[id].state.is_none() && self.kind(id) != NodeKind::Client {
-                        self.close_connections(&mut s, id);
+                        self.close_connections(&mut s, id, true);
                         let mut cx = Cx::new(id, self.reading(&s, id));
                         s.nodes[id].state = Some(self.machine.restart(s.nodes[id].durable.as_ref(), &mut cx));
                         self.apply(&mut s, cx, &mut log);

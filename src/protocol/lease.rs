@@ -200,18 +200,6 @@ impl LeaseLock {
         self.save(s, cx);
     }
 
-    fn save(&self, s: &Server, cx: &mut PCx<Self>) {
-        let role = replication::role::<Self>(s);
-        let (counter, resource) = (s.counter, s.committed.clone().or_else(|| s.resource.clone()));
-        let uncommitted = s.committed.as_ref().and(s.hold.as_ref()).map(|h| h.owner);
-        let durable = match self.cfg.persist {
-            Persist::Nothing => return,
-            Persist::Everything => Durable { role, hold: s.hold.clone(), counter, resource, uncommitted },
-            Persist::DataOnly => Durable { role, hold: None, counter, resource, uncommitted },
-        };
-        cx.persist(durable);
-    }
-
     fn grant(&self, s: &mut Server, to: NodeId, asked: i64, cx: &mut PCx<Self>) {
         let token = if self.cfg.tokens {
             s.counter += 1;
@@ -486,7 +474,7 @@ impl Protocol for LeaseLock {
         }
     }
 
-    fn dies_with_receiver(&self, msg: &Msg) -> bool {
+    fn dies_with_connection(&self, msg: &Msg) -> bool {
         matches!(msg, Msg::Repl(m) if replication::on_connection(m))
     }
 
@@ -563,6 +551,18 @@ impl Protocol for LeaseLock {
 
 impl Replicated for LeaseLock {
     type Snapshot = Keys;
+
+    fn save(&self, s: &Server, cx: &mut PCx<Self>) {
+        let role = replication::role::<Self>(s);
+        let (counter, resource) = (s.counter, s.committed.clone().or_else(|| s.resource.clone()));
+        let uncommitted = s.committed.as_ref().and(s.hold.as_ref()).map(|h| h.owner);
+        let durable = match self.cfg.persist {
+            Persist::Nothing => return,
+            Persist::Everything => Durable { role, hold: s.hold.clone(), counter, resource, uncommitted },
+            Persist::DataOnly => Durable { role, hold: None, counter, resource, uncommitted },
+        };
+        cx.persist(durable);
+    }
 
     fn replication(&self) -> Option<Replication> {
         self.cfg.replication

@@ -254,11 +254,13 @@ pub trait Machine: Send + Sync + 'static {
     fn fifo(&self) -> bool {
         false
     }
-    /// Whether a message dies with its receiver's process: one on a connection the two processes
-    /// kept (a replication stream and its acknowledgements), which a restarted process never
-    /// reads. A client's request to a server that restarts is not: it stands for the same request
-    /// made again on a new connection.
-    fn dies_with_receiver(&self, msg: &Self::Msg) -> bool;
+    /// Whether a message dies with the connection it rides on: one the two processes kept (a
+    /// replication stream, `PSYNC` and its answer, acknowledgements). It never reaches a
+    /// receiver that crashed or restarted, nor arrives from a sender that restarted (its new
+    /// process connects anew; lockcheck's real relay drops a restarted master's held stream). A
+    /// client's request to a server that restarts is not: it stands for the same request made
+    /// again on a new connection.
+    fn dies_with_connection(&self, msg: &Self::Msg) -> bool;
     /// Whether a message or a timer goes to the application thread rather than the lock
     /// library's threads (a `hang` stops only the former).
     fn is_app_msg(&self, _msg: &Self::Msg) -> bool {
@@ -471,8 +473,8 @@ pub trait Protocol: Sized + Send + Sync + 'static {
     fn fifo(&self) -> bool {
         false
     }
-    /// See [`Machine::dies_with_receiver`].
-    fn dies_with_receiver(&self, _msg: &Self::Msg) -> bool {
+    /// See [`Machine::dies_with_connection`].
+    fn dies_with_connection(&self, _msg: &Self::Msg) -> bool {
         false
     }
     /// A message as the real system's log or wire would show it (`SET lock c0:3 NX PX 30`);

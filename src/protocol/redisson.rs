@@ -223,10 +223,6 @@ impl Redisson {
         self.save(s, cx);
     }
 
-    fn save(&self, s: &Server, cx: &mut PCx<Self>) {
-        cx.persist(Durable { role: replication::role::<Self>(s), lock: s.lock.clone() });
-    }
-
     /// The key's TTL runs on a master only, to its absolute expiry (`PEXPIREAT`): a promoted
     /// replica's key whose time has passed goes at once.
     fn expire_in_time(&self, h: &Hash, cx: &mut PCx<Self>) {
@@ -548,7 +544,7 @@ impl Protocol for Redisson {
         LockEvent::Ignore
     }
 
-    fn dies_with_receiver(&self, msg: &Msg) -> bool {
+    fn dies_with_connection(&self, msg: &Msg) -> bool {
         matches!(msg, Msg::Repl(m) if replication::on_connection(m))
     }
 
@@ -607,6 +603,10 @@ impl crate::protocol::Ids for Server {
 
 impl Replicated for Redisson {
     type Snapshot = Option<Hash>;
+
+    fn save(&self, s: &Server, cx: &mut PCx<Self>) {
+        cx.persist(Durable { role: replication::role::<Self>(s), lock: s.lock.clone() });
+    }
 
     fn replication(&self) -> Option<Replication> {
         self.replication

@@ -154,6 +154,9 @@ pub trait Replicated: Protocol {
     fn repl(s: &Self::Server) -> Option<&ReplState<Self::Msg>>;
     fn repl_mut(s: &mut Self::Server) -> Option<&mut ReplState<Self::Msg>>;
     fn snapshot(s: &Self::Server) -> Self::Snapshot;
+    /// Writes the server's disk, its role with it (Sentinel rewrites a node's config as it
+    /// reconfigures it).
+    fn save(&self, s: &Self::Server, cx: &mut PCx<Self>);
     /// A replica takes the master's state, and saves it.
     fn install(&self, s: &mut Self::Server, state: Self::Snapshot, cx: &mut PCx<Self>);
     /// The server becomes (`true`) or stops being the master: keys expire on the master only.
@@ -252,6 +255,7 @@ pub fn on_timer<P: Replicated>(p: &P, s: &mut P::Server, timer: ReplTimer, cx: &
             }
             cx.set_lock_timer(P::wrap_timer(ReplTimer::Heartbeat), 1);
             p.set_master(s, true, cx);
+            p.save(s, cx);
             for client in 0..p.first_server() {
                 cx.send_lock(client, P::wrap(ReplMsg::SwitchMaster));
             }
@@ -328,6 +332,7 @@ fn on_replicate<P: Replicated>(
                     link: Link::Syncing(index),
                 };
             }
+            p.save(s, cx);
             cx.set_lock_timer(P::wrap_timer(ReplTimer::MasterDown), down_after(cfg, usize::from(me)));
             cx.send_lock(from, P::wrap(ReplMsg::Psync));
         }

@@ -217,8 +217,8 @@ fn advance<P: Protocol>(p: &mut Pair<P>, real: &mut dyn Counterpart<P>, ticks: i
     Ok(None)
 }
 
-/// Server `k` crashes and starts again: its timers and what was in flight to it go with the
-/// process (as in the engines, `Machine::dies_with_receiver`).
+/// Server `k` crashes and starts again: its timers, and what was in flight to or from it on a connection, go with the
+/// process (as in the engines, `Machine::dies_with_connection`).
 fn restart<P: Protocol>(
     p: &mut Pair<P>,
     real: &mut dyn Counterpart<P>,
@@ -230,7 +230,7 @@ fn restart<P: Protocol>(
     }
     p.timers.retain(|(s, _, _)| *s != k);
     let proto = p.proto;
-    p.flight.retain(|(_, to, m)| !(*to == k && proto.dies_with_receiver(m)));
+    p.flight.retain(|(from, to, m)| !((*to == k || *from == k) && proto.dies_with_connection(m)));
     let mut cx = p.cx(k);
     p.states[k] = p.proto.server_restart(k, p.durable[k].as_ref(), &mut cx);
     p.absorb(k, cx);

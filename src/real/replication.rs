@@ -307,6 +307,10 @@ pub struct Info {
     pub expired: u64,
     /// A master's replicas online: each one's port and the offset it acknowledged.
     pub replicas: Vec<(u16, u64)>,
+    /// An AOF rewrite runs or is due: after a full sync, a replica's AOF holds its data only
+    /// once the rewrite is done (killed before, it comes back with what it had before the sync,
+    /// even with `appendfsync always`: seen on Redis 7.0.15).
+    pub rewriting: bool,
 }
 
 impl Info {
@@ -328,6 +332,7 @@ impl Info {
             changes: field("rdb_changes_since_last_save").and_then(|c| c.parse().ok()).unwrap_or(0),
             expired: field("expired_keys").and_then(|c| c.parse().ok()).unwrap_or(0),
             replicas: replicas.collect(),
+            rewriting: field("aof_rewrite_in_progress") == Some("1") || field("aof_rewrite_scheduled") == Some("1"),
         }
     }
 }
@@ -424,9 +429,11 @@ impl Sentinel {
         self.relays.get(&(master, k)).expect("a node is delivered to through its relay").release(through);
         let name = nodes[k].process.name.clone();
         let mut last = None;
+        let persistence = self.persistence;
         let waited = wait_until(&format!("replication to offset {through}"), &name, || {
             let i = info(&mut nodes[k])?;
-            let done = !i.master && i.link_up && i.offset >= through;
+            // The model's replica saves what it took: the real one has, once its AOF is rewritten.
+            let done = !i.master && i.link_up && i.offset >= through && !(persistence && i.rewriting);
             last = Some(i);
             Ok(done)
         });
@@ -451,6 +458,13 @@ impl Sentinel {
     /// After a step on `master`: a change the real master made counts one in the model's
     /// offset, and is saved with the role (as the model's `changed`).
     pub fn noticed(&mut self, nodes: &mut [RedisNode], k: usize) -> Result<(), RealError> {
+        if std::env::var("DBG").is_ok() {
+            let st = Self::standing(&mut nodes[k])?;
+            eprintln!(
+                "noticed k={k} role={:?} st={st:?} seen={:?} disk={:?} link={:?}",
+                self.role, self.seen[k], self.disk, self.link
+            );
+        }
         if self.role[k].0 == Role::Master && nodes[k].process.running() {
             if Self::standing(&mut nodes[k])? != self.seen[k] {
                 self.changed(k);
@@ -501,7 +515,9 @@ impl Sentinel {
         if self.role[master].0 != Role::Master {
             return Ok(None);
         }
-        if self.upstream[k] != Some(master) {
+        // A node that stopped waiting for this master (promoted, or attached elsewhere) does not
+        // connect; the model's master answers all the same, and the node ignores the answer.
+        if self.link[k] == Link::Syncing(index(master)) && self.upstream[k] != Some(master) {
             let quiet = Self::standing(&mut nodes[master])? == self.seen[master];
             self.follow(nodes, master, k)?;
             let relay = self.relays.get(&(master, k)).expect("follow made it");
@@ -604,12 +620,16 @@ impl Sentinel {
         else {
             return Ok(());
         };
-        let port = nodes[k].port();
-        if !info(&mut nodes[master])?.replicas.iter().any(|&(p, _)| p == port) {
+        let linked = self.upstream[k] == Some(master) && nodes[k].process.running() && info(&mut nodes[k])?.link_up;
+        if !linked {
             return Ok(());
         }
+        // The replica's link is up a moment before its master lists it online.
+        let (port, name) = (nodes[k].port(), nodes[master].process.name.clone());
+        wait_until(&format!("{} online", nodes[k].process.name), &name, || {
+            Ok(info(&mut nodes[master])?.replicas.iter().any(|&(p, _)| p == port))
+        })?;
         relay.acknowledge(through);
-        let name = nodes[master].process.name.clone();
         wait_until(&format!("acknowledgement of offset {through}"), &name, || {
             Ok(info(&mut nodes[master])?.replicas.iter().any(|&(p, o)| p == port && o >= through))
         })?;
@@ -631,6 +651,7 @@ impl Sentinel {
         self.role[k] = (Role::Master, self.role[k].1 + 1);
         self.link[k] = Link::None;
         self.upstream[k] = None;
+        self.save(k);
         self.mark(nodes)?;
         Ok(true)
     }
@@ -645,6 +666,9 @@ impl Sentinel {
         self.sent.retain(|&(m, _, _), _| m != k);
         if wiped {
             self.disk[k] = None;
+        }
+        if std::env::var("DBG").is_ok() {
+            eprintln!("restarting k={k} disk={:?}", self.disk);
         }
         self.role[k] = self.disk[k].unwrap_or((Role::Replica, 0));
         self.offset[k] = 0;
@@ -935,14 +959,30 @@ mod tests {
 
     #[test]
     fn info_reads_role_link_and_offset() {
-        let replica = "# Replication\r\nrole:slave\r\nmaster_link_status:up\r\nslave_repl_offset:86\r\n";
-        let info = Info { master: false, link_up: true, offset: 86, changes: 0, expired: 0, replicas: vec![] };
+        let replica = "# Replication\r\nrole:slave\r\nmaster_link_status:up\r\nslave_repl_offset:86\r\n\
+            aof_rewrite_in_progress:1\r\naof_rewrite_scheduled:0\r\n";
+        let info = Info {
+            master: false,
+            link_up: true,
+            offset: 86,
+            changes: 0,
+            expired: 0,
+            replicas: vec![],
+            rewriting: true,
+        };
         assert_eq!(Info::parse(replica), info);
         let master = "role:master\r\nconnected_slaves:2\r\nslave0:ip=127.0.0.1,port=7702,state=online,offset=86,lag=0\r\n\
             slave1:ip=127.0.0.1,port=7703,state=wait_bgsave,offset=0,lag=0\r\nmaster_repl_offset:90\r\n\
             rdb_changes_since_last_save:3\r\nexpired_keys:1\r\n";
-        let info =
-            Info { master: true, link_up: false, offset: 90, changes: 3, expired: 1, replicas: vec![(7702, 86)] };
+        let info = Info {
+            master: true,
+            link_up: false,
+            offset: 90,
+            changes: 3,
+            expired: 1,
+            replicas: vec![(7702, 86)],
+            rewriting: false,
+        };
         assert_eq!(Info::parse(master), info);
     }
 }

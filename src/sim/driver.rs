@@ -254,12 +254,14 @@ impl Link for TurmoilLink {
     }
 }
 
-/// A message on the simulated wire, with the count of its receiver's starts when it was sent: a
-/// message that dies with its receiver ([`Machine::dies_with_receiver`]) and was meant for an
-/// earlier process of it is dropped, as the model checker drops it (`check::world`).
+/// A message on the simulated wire, with the count of its receiver's and sender's starts when
+/// it was sent: a message that dies with its connection ([`Machine::dies_with_connection`]) and
+/// was meant for an earlier process of its receiver, or came from an earlier process of its
+/// sender, is dropped, as the model checker drops it (`check::world`).
 #[derive(Serialize, Deserialize)]
 struct Datagram<Msg> {
     incarnation: u32,
+    sender: u32,
     msg: Msg,
 }
 
@@ -288,7 +290,7 @@ fn apply<M: Machine>(
                 if lost {
                     notes.push(format!("lost on the way: {} → {}: {}", s.names[id], s.names[to], m.show_msg(id, &msg)));
                 } else {
-                    let datagram = Datagram { incarnation: s.starts[to], msg };
+                    let datagram = Datagram { incarnation: s.starts[to], sender: s.starts[id], msg };
                     sends.push((to, serde_json::to_vec(&datagram).expect("messages serialize")));
                 }
             }
@@ -401,7 +403,8 @@ async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: 
                     let (n, from) = r?;
                     let Some(src) = from else { continue };
                     let d: Datagram<M::Msg> = serde_json::from_slice(&buf[..n])?;
-                    if d.incarnation == sh.borrow().starts[id] || !m.dies_with_receiver(&d.msg) {
+                    let starts = &sh.borrow().starts;
+                    if (d.incarnation == starts[id] && d.sender == starts[src]) || !m.dies_with_connection(&d.msg) {
                         inbox.push_back((src, d.msg));
                     }
                 }
