@@ -157,14 +157,14 @@ fn small_models_keep_their_state_counts() {
         // sims/redis_failover.toml --seeds` found the real ones do: 33454 before. A stream sent
         // to a replica's process that then crashed never reaches the one that restarts (it
         // connects again and syncs from the master's state of then): 29218 before.
-        ("redis_failover", 35264),
+        ("redis_failover", 33032),
         ("redis_hang", 1757),
         ("redis_one_way_partition_no_ttl", 245),
         ("redis_partition", 4767),
         ("redis_persistent_disk_lost", 1397),
         // A replica answers the scripts that only read (found as for redis_failover): 30442 before;
         // no stream to a restarted replica's old process (as redis_failover): 29638 before.
-        ("redisson_failover", 36166),
+        ("redisson_failover", 34514),
         ("redisson_hang_watchdog", 4266),
         ("redisson_lost_renewal", 5206),
         ("zookeeper_lost_create_orphan", 2581),
