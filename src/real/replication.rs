@@ -311,6 +311,8 @@ pub struct Info {
     /// once the rewrite is done (killed before, it comes back with what it had before the sync,
     /// even with `appendfsync always`: seen on Redis 7.0.15).
     pub rewriting: bool,
+    /// A snapshot (`BGSAVE`, as for a full sync) is being written: its end resets `changes`.
+    pub saving: bool,
 }
 
 impl Info {
@@ -333,6 +335,7 @@ impl Info {
             expired: field("expired_keys").and_then(|c| c.parse().ok()).unwrap_or(0),
             replicas: replicas.collect(),
             rewriting: field("aof_rewrite_in_progress") == Some("1") || field("aof_rewrite_scheduled") == Some("1"),
+            saving: field("rdb_bgsave_in_progress") == Some("1"),
         }
     }
 }
@@ -523,6 +526,7 @@ impl Sentinel {
             let relay = self.relays.get(&(master, k)).expect("follow made it");
             let name = nodes[master].process.name.clone();
             wait_until(&format!("PSYNC of {}", nodes[k].process.name), &name, || Ok(relay.synced()))?;
+            wait_until("the snapshot for the sync", &name, || Ok(!info(&mut nodes[master])?.saving))?;
             // The sync is no change of the master's keys (its snapshot resets the count of changes).
             if quiet {
                 self.seen[master] = Self::standing(&mut nodes[master])?;
