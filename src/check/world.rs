@@ -710,7 +710,7 @@ mod tests {
     }
 
     #[test]
-    fn a_replication_stream_dies_with_the_replica_process_and_a_clients_request_does_not() {
+    fn a_replication_stream_dies_with_either_process_of_its_connection_and_a_clients_request_does_not() {
         use crate::protocol::lease::Msg;
         use crate::protocol::replication::ReplMsg;
         let spec = crate::spec::load_model(std::path::Path::new("models/redis_failover.toml")).unwrap();
@@ -739,6 +739,10 @@ mod tests {
         assert!(!streamed(&down), "the stream to the crashed replica is gone: {:?}", down.net);
         let back = w.step(&down, &Action::Restart { node: replica, keep_disk: true }, None).unwrap();
         assert!(!streamed(&back));
+        let dead = w.step(&s, &Action::Crash(master), None).unwrap();
+        assert!(streamed(&dead), "what the master sent before it died may still arrive");
+        let again = w.step(&dead, &Action::Restart { node: master, keep_disk: true }, None).unwrap();
+        assert!(!streamed(&again), "not once it restarted: its connections are gone");
     }
 
     #[test]
