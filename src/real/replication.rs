@@ -973,11 +973,12 @@ mod tests {
             expired: 0,
             replicas: vec![],
             rewriting: true,
+            saving: false,
         };
         assert_eq!(Info::parse(replica), info);
         let master = "role:master\r\nconnected_slaves:2\r\nslave0:ip=127.0.0.1,port=7702,state=online,offset=86,lag=0\r\n\
             slave1:ip=127.0.0.1,port=7703,state=wait_bgsave,offset=0,lag=0\r\nmaster_repl_offset:90\r\n\
-            rdb_changes_since_last_save:3\r\nexpired_keys:1\r\n";
+            rdb_changes_since_last_save:3\r\nexpired_keys:1\r\nrdb_bgsave_in_progress:1\r\n";
         let info = Info {
             master: true,
             link_up: false,
@@ -986,6 +987,7 @@ mod tests {
             expired: 1,
             replicas: vec![(7702, 86)],
             rewriting: false,
+            saving: true,
         };
         assert_eq!(Info::parse(master), info);
     }
