@@ -80,6 +80,13 @@ impl Relay {
         self.gate.lock().expect("not poisoned").acks.push(through);
     }
 
+    /// The replica is about to connect anew: what was released on an earlier connection does
+    /// not let the new one's snapshot through (found by the conformance test: a restarted
+    /// replica took the snapshot its `PSYNC` asked for before the model's answer arrived).
+    pub fn connecting(&self) {
+        self.gate.lock().expect("not poisoned").through = None;
+    }
+
     /// Whether the master has answered the replica's `PSYNC` on the current connection.
     pub fn synced(&self) -> bool {
         self.gate.lock().expect("not poisoned").synced
@@ -420,6 +427,7 @@ impl Sentinel {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => e.insert(Relay::new(port)?),
         };
+        relay.connecting();
         let port = relay.port.to_string();
         nodes[k].cmd(&["REPLICAOF", "127.0.0.1", &port])?;
         self.upstream[k] = Some(master);
