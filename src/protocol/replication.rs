@@ -333,15 +333,18 @@ fn on_replicate<P: Replicated>(
                 };
             }
             p.save(s, cx);
-            cx.set_lock_timer(P::wrap_timer(ReplTimer::MasterDown), down_after(cfg, usize::from(me)));
-            cx.send_lock(from, P::wrap(ReplMsg::Psync));
+            ask_for_state::<P>(cfg, from, me, cx);
         }
-        Heard::Resync => {
-            cx.set_lock_timer(P::wrap_timer(ReplTimer::MasterDown), down_after(cfg, usize::from(me)));
-            cx.send_lock(from, P::wrap(ReplMsg::Psync));
-        }
+        Heard::Resync => ask_for_state::<P>(cfg, from, me, cx),
         Heard::Take => take(p, s, from, (offset, state), cx),
     }
+}
+
+/// A replica sends `PSYNC` to `from`, which it now counts as its master (its silence starts
+/// Sentinel's clock).
+fn ask_for_state<P: Replicated>(cfg: Replication, from: NodeId, me: u8, cx: &mut PCx<P>) {
+    cx.set_lock_timer(P::wrap_timer(ReplTimer::MasterDown), down_after(cfg, usize::from(me)));
+    cx.send_lock(from, P::wrap(ReplMsg::Psync));
 }
 
 /// A replica takes its master's state at `offset`, and acknowledges it for `WAIT`.
@@ -374,11 +377,16 @@ fn on_full_resync<P: Replicated>(
     cx: &mut PCx<P>,
 ) {
     let Some(r) = P::repl(s) else { return };
-    let index = server_index(p, from);
-    let mine = matches!(r.link, Link::Syncing(m) | Link::Up(m) if m == index);
-    if r.role == Role::Replica && mine && epoch == r.epoch {
+    if takes_full_resync((r.role, r.epoch, r.link), server_index(p, from), epoch) {
         take(p, s, from, (offset, state), cx);
     }
+}
+
+/// Whether a node takes a `+FULLRESYNC` from server `from` of `epoch`: it is that master's
+/// replica (syncing, or asking again). Shared with the real counterpart, as [`heard`] is.
+pub fn takes_full_resync((role, mine, link): (Role, u8, Link), from: u8, epoch: u8) -> bool {
+    let master = matches!(link, Link::Syncing(m) | Link::Up(m) if m == from);
+    role == Role::Replica && master && epoch == mine
 }
 
 fn server_index<P: Replicated>(p: &P, node: NodeId) -> u8 {

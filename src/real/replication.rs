@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use super::process::Sandbox;
 use super::redis::{RedisNode, resp};
 use super::{Answer, RealCfg, RealError};
-use crate::protocol::replication::{Heard, Link, ReplMsg, Replicated, Role, heard};
+use crate::protocol::replication::{Heard, Link, ReplMsg, Replicated, Role, heard, takes_full_resync};
 use crate::protocol::{NodeId, Wire};
 
 /// How often a relay looks for bytes to pass (its sockets' read timeout).
@@ -583,8 +583,8 @@ impl Sentinel {
         (from, k): (usize, usize),
         (epoch, offset): (u8, u32),
     ) -> Result<Option<bool>, RealError> {
-        let mine = matches!(self.link[k], Link::Syncing(m) | Link::Up(m) if m == index(from));
-        if self.role[k] != (Role::Replica, epoch) || !mine {
+        let (role, mine) = self.role[k];
+        if !takes_full_resync((role, mine, self.link[k]), index(from), epoch) {
             return Ok(None);
         }
         self.take(nodes, (from, k), offset).map(Some)
