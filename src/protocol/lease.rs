@@ -584,7 +584,7 @@ impl Replicated for LeaseLock {
         Keys { hold: s.hold.clone(), counter: s.counter }
     }
 
-    fn install(&self, s: &mut Server, keys: Keys, cx: &mut PCx<Self>) {
+    fn install(&self, s: &mut Server, keys: Keys, _: replication::Sync, cx: &mut PCx<Self>) {
         s.hold = keys.hold;
         s.counter = keys.counter;
         self.save(s, cx);

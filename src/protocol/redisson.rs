@@ -33,11 +33,14 @@
 //!   locks it (catalog #6; the Redisson FAQ and the `RedissonRedLock` deprecation note point at the
 //!   same gap). The promoted replica keeps the key's absolute expiry, as Redis 7 replicates
 //!   `PEXPIREAT`; pub/sub subscriptions are not replicated, so waiters subscribe again on
-//!   `+switch-master`, as Redisson's connection manager does.
+//!   `+switch-master`, as Redisson's connection manager does. A replica takes a subscription
+//!   too (a waiter that still thinks it the master), and Redis replicates `PUBLISH`: the
+//!   replica's subscribers get the unlock messages its stream carries, not those of a full
+//!   sync's snapshot.
 
 use serde::{Deserialize, Serialize};
 
-use super::replication::{self, ReplMsg, ReplState, ReplTimer, Replicated, Replication, Role};
+use super::replication::{self, ReplMsg, ReplState, ReplTimer, Replicated, Replication, Role, Sync};
 use crate::protocol::{Ids, LockEvent, NodeId, Observation, PCx, Protocol, ResourceHome};
 use crate::resource::Fencing;
 use crate::spec::Env;
@@ -126,7 +129,18 @@ pub struct Server {
     pub lock: Option<Hash>,
     /// Connections subscribed to the unlock channel, in id order. They die with the server.
     pub subscribers: Vec<NodeId>,
+    /// Unlock messages published by this node's line of masters, as far as its stream reached
+    /// it (replicated servers only).
+    pub published: u32,
     pub repl: Option<ReplState<Msg>>,
+}
+
+/// What the master streams: the lock hash, and its count of unlock messages (a replica's
+/// subscribers get the ones published since its last stream).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Streamed {
+    pub lock: Option<Hash>,
+    pub published: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -159,7 +173,7 @@ pub enum Msg {
     /// The unlock message on the channel.
     Published,
     /// Replication and Sentinel: the master streams the lock hash.
-    Repl(ReplMsg<Option<Hash>>),
+    Repl(ReplMsg<Streamed>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -214,7 +228,7 @@ impl Redisson {
     }
 
     fn fresh(&self, index: usize, was: Option<Option<(Role, u8)>>, cx: &mut PCx<Self>) -> Server {
-        Server { lock: None, subscribers: Vec::new(), repl: replication::start(self, index, was, cx) }
+        Server { lock: None, subscribers: Vec::new(), published: 0, repl: replication::start(self, index, was, cx) }
     }
 
     /// The lock hash changed: a new replication offset, and the disk.
@@ -270,8 +284,9 @@ impl Redisson {
             s.lock = None;
             replication::forget_pending::<Self>(s);
             cx.cancel_lock_timer(Timer::Expire);
-            for &sub in &s.subscribers {
-                cx.send_lock(sub, Msg::Published);
+            publish(s, cx);
+            if s.repl.is_some() {
+                s.published += 1;
             }
         }
         self.changed(s, cx);
@@ -366,6 +381,13 @@ impl Redisson {
     }
 }
 
+/// The unlock message reaches every connection subscribed on this server.
+fn publish(s: &Server, cx: &mut PCx<Redisson>) {
+    for &sub in &s.subscribers {
+        cx.send_lock(sub, Msg::Published);
+    }
+}
+
 impl Protocol for Redisson {
     type Server = Server;
     type Client = Lib;
@@ -414,7 +436,7 @@ impl Protocol for Redisson {
 
     fn server_on_msg(&self, s: &mut Server, from: NodeId, msg: Msg, cx: &mut PCx<Self>) {
         match msg {
-            Msg::TryLock | Msg::Renew | Msg::Unlock | Msg::Subscribe if !replication::serves::<Self>(s) => {
+            Msg::TryLock | Msg::Renew | Msg::Unlock if !replication::serves::<Self>(s) => {
                 cx.send_lock(from, self.on_replica(s, from, &msg, cx.now));
             }
             Msg::TryLock => self.try_lock(s, from, cx),
@@ -573,9 +595,15 @@ impl Protocol for Redisson {
             Msg::Subscribed => "subscribed".into(),
             Msg::Unsubscribe => format!("UNSUBSCRIBE {channel}"),
             Msg::Published => format!("message on {channel}: 0 (unlocked)"),
-            Msg::Repl(m) => replication::show_msg(m, |lock: &Option<Hash>| match lock {
-                Some(h) => format!("lock = {{c{}:thread-1: {}}}, expires at {}", h.owner, h.count, h.expires_at),
-                None => "no lock key".into(),
+            Msg::Repl(m) => replication::show_msg(m, |s: &Streamed| {
+                let lock = match &s.lock {
+                    Some(h) => format!("lock = {{c{}:thread-1: {}}}, expires at {}", h.owner, h.count, h.expires_at),
+                    None => "no lock key".into(),
+                };
+                match s.published {
+                    0 => lock,
+                    n => format!("{lock}; PUBLISH {channel} 0 ×{n} in all"),
+                }
             }),
         }
     }
@@ -602,7 +630,7 @@ impl crate::protocol::Ids for Server {
 }
 
 impl Replicated for Redisson {
-    type Snapshot = Option<Hash>;
+    type Snapshot = Streamed;
 
     fn save(&self, s: &Server, cx: &mut PCx<Self>) {
         cx.persist(Durable { role: replication::role::<Self>(s), lock: s.lock.clone() });
@@ -624,12 +652,18 @@ impl Replicated for Redisson {
         s.repl.as_mut()
     }
 
-    fn snapshot(s: &Server) -> Option<Hash> {
-        s.lock.clone()
+    fn snapshot(s: &Server) -> Streamed {
+        Streamed { lock: s.lock.clone(), published: s.published }
     }
 
-    fn install(&self, s: &mut Server, lock: Option<Hash>, cx: &mut PCx<Self>) {
-        s.lock = lock;
+    fn install(&self, s: &mut Server, state: Streamed, how: Sync, cx: &mut PCx<Self>) {
+        if how == Sync::Stream {
+            for _ in s.published..state.published {
+                publish(s, cx);
+            }
+        }
+        s.published = state.published;
+        s.lock = state.lock;
         self.save(s, cx);
     }
 
@@ -641,7 +675,7 @@ impl Replicated for Redisson {
         }
     }
 
-    fn wrap(m: ReplMsg<Option<Hash>>) -> Msg {
+    fn wrap(m: ReplMsg<Streamed>) -> Msg {
         Msg::Repl(m)
     }
 
@@ -659,6 +693,12 @@ impl Ids for Msg {
 }
 
 impl Ids for Durable {
+    fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+        self.lock.map_ids(f);
+    }
+}
+
+impl Ids for Streamed {
     fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
         self.lock.map_ids(f);
     }
@@ -785,6 +825,44 @@ mod tests {
         let mut c = PCx::<Redisson>::new(4, 4);
         p.server_on_msg(&mut replica, 1, Msg::TryLock, &mut c);
         assert_eq!(lock_sends(&c), vec![(1, Msg::Held { pttl: 5 })], "the new master still knows the owner");
+    }
+
+    #[test]
+    fn a_replica_takes_a_subscription_and_passes_on_the_unlock_messages_its_stream_carries() {
+        let o = Options { replicas: 1, ..Options::default() };
+        let p = build(o, &Env::test(3, Workload::CriticalWrite, 9, 1)).unwrap();
+        let (mut master, mut replica) =
+            (p.server_start(0, &mut cx(0)), p.server_start(1, &mut PCx::<Redisson>::new(4, 0)));
+        let mut c = PCx::<Redisson>::new(4, 0);
+        p.server_on_msg(&mut replica, 1, Msg::Subscribe, &mut c);
+        assert_eq!(lock_sends(&c), vec![(1, Msg::Subscribed)], "Redis takes a SUBSCRIBE on a replica");
+        for now in 0..2 {
+            p.server_on_msg(&mut master, 0, Msg::TryLock, &mut cx(now));
+            p.server_on_msg(&mut master, 0, Msg::Unlock, &mut cx(now));
+        }
+        let stream = |m: &Server| ReplMsg::Replicate { epoch: 0, offset: 4, state: Redisson::snapshot(m) };
+        let mut c = PCx::<Redisson>::new(4, 1);
+        p.server_on_msg(&mut replica, 3, Msg::Repl(stream(&master)), &mut c);
+        assert_eq!(lock_sends(&c), vec![(1, Msg::Published); 2], "one message per PUBLISH the stream replays");
+        let mut c = PCx::<Redisson>::new(4, 2);
+        p.server_on_msg(&mut replica, 3, Msg::Repl(stream(&master)), &mut c);
+        assert!(lock_sends(&c).is_empty(), "a later stream carries no PUBLISH already passed on");
+
+        let mut fresh = p.server_restart(1, None, &mut PCx::<Redisson>::new(4, 3));
+        p.server_on_msg(&mut fresh, 1, Msg::Subscribe, &mut PCx::<Redisson>::new(4, 3));
+        let mut c = PCx::<Redisson>::new(4, 3);
+        p.server_on_msg(
+            &mut fresh,
+            3,
+            Msg::Repl(ReplMsg::Replicate { epoch: 0, offset: 4, state: Redisson::snapshot(&master) }),
+            &mut c,
+        );
+        assert_eq!(lock_sends(&c), vec![(3, Msg::Repl(ReplMsg::Psync))], "a restarted replica syncs first");
+        let mut c = PCx::<Redisson>::new(4, 3);
+        let resync = ReplMsg::FullResync { epoch: 0, offset: 4, state: Redisson::snapshot(&master) };
+        p.server_on_msg(&mut fresh, 3, Msg::Repl(resync), &mut c);
+        assert!(lock_sends(&c).is_empty(), "a snapshot replays no PUBLISH");
+        assert_eq!(fresh.published, 2);
     }
 
     #[test]

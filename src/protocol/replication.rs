@@ -158,11 +158,21 @@ pub trait Replicated: Protocol {
     /// reconfigures it).
     fn save(&self, s: &Self::Server, cx: &mut PCx<Self>);
     /// A replica takes the master's state, and saves it.
-    fn install(&self, s: &mut Self::Server, state: Self::Snapshot, cx: &mut PCx<Self>);
+    fn install(&self, s: &mut Self::Server, state: Self::Snapshot, how: Sync, cx: &mut PCx<Self>);
     /// The server becomes (`true`) or stops being the master: keys expire on the master only.
     fn set_master(&self, s: &Self::Server, master: bool, cx: &mut PCx<Self>);
     fn wrap(m: ReplMsg<Self::Snapshot>) -> Self::Msg;
     fn wrap_timer(t: ReplTimer) -> Self::Timer;
+}
+
+/// How a replica came by its master's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sync {
+    /// The stream: the master's commands replayed, with what they do besides writing keys (a
+    /// `PUBLISH` reaches the replica's own subscribers).
+    Stream,
+    /// A full sync's snapshot: the keys alone.
+    Snapshot,
 }
 
 /// Whether this server may serve clients: it is the master, or there is no replication.
@@ -336,7 +346,7 @@ fn on_replicate<P: Replicated>(
             ask_for_state::<P>(cfg, from, me, cx);
         }
         Heard::Resync => ask_for_state::<P>(cfg, from, me, cx),
-        Heard::Take => take(p, s, from, (offset, state), cx),
+        Heard::Take => take(p, s, from, (offset, state, Sync::Stream), cx),
     }
 }
 
@@ -348,7 +358,13 @@ fn ask_for_state<P: Replicated>(cfg: Replication, from: NodeId, me: u8, cx: &mut
 }
 
 /// A replica takes its master's state at `offset`, and acknowledges it for `WAIT`.
-fn take<P: Replicated>(p: &P, s: &mut P::Server, from: NodeId, (offset, state): (u32, P::Snapshot), cx: &mut PCx<P>) {
+fn take<P: Replicated>(
+    p: &P,
+    s: &mut P::Server,
+    from: NodeId,
+    (offset, state, how): (u32, P::Snapshot, Sync),
+    cx: &mut PCx<P>,
+) {
     let Some(cfg) = p.replication() else { return };
     let index = server_index(p, from);
     if let Some(r) = P::repl_mut(s) {
@@ -359,7 +375,7 @@ fn take<P: Replicated>(p: &P, s: &mut P::Server, from: NodeId, (offset, state): 
     if cfg.min_acks > 0 {
         cx.send_lock(from, P::wrap(ReplMsg::Ack { offset }));
     }
-    p.install(s, state, cx);
+    p.install(s, state, how, cx);
 }
 
 /// A master answers `PSYNC` with its state now; a node that is no master does not answer (the
@@ -378,7 +394,7 @@ fn on_full_resync<P: Replicated>(
 ) {
     let Some(r) = P::repl(s) else { return };
     if takes_full_resync((r.role, r.epoch, r.link), server_index(p, from), epoch) {
-        take(p, s, from, (offset, state), cx);
+        take(p, s, from, (offset, state, Sync::Snapshot), cx);
     }
 }
 

@@ -493,7 +493,9 @@ impl Counterpart<LeaseLock> for RedisLease {
                     a.sends.push((from, Wire::Lock(Msg::Repl(ReplMsg::ReadOnly))));
                 }
             }
-            Msg::Repl(m) => self.r.on_msg(k, (from, m), |n| Self::keys(self.tokens, n), &mut a)?,
+            Msg::Repl(m) => {
+                self.r.on_msg(k, (from, m), |n| Self::keys(self.tokens, n), &mut a)?;
+            }
             Msg::Grant { .. } | Msg::Busy => {}
         }
         self.r.finish(k, a)

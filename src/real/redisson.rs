@@ -25,7 +25,7 @@ use super::process::{REPLY_BOUND, Sandbox, find_binary};
 use super::redis::{RedisNode, int, resp, version};
 use super::replication::Replicas;
 use super::{Answer, Counterpart, RealCfg, RealError, owner};
-use crate::protocol::redisson::{Hash, Msg, Redisson, Timer};
+use crate::protocol::redisson::{Hash, Msg, Redisson, Streamed, Timer};
 use crate::protocol::replication::{ReplMsg, ReplTimer};
 use crate::protocol::{NodeId, Observation, Wire};
 
@@ -108,6 +108,9 @@ pub struct RedissonLock {
     lease_ms: String,
     /// Each waiter's pub/sub connection, by the node it subscribed on and the client.
     subscribers: BTreeMap<(usize, NodeId), Subscriber>,
+    /// Each node's count of unlock messages, as the model's stream carries it
+    /// ([`Streamed::published`]): the messages themselves are Redis's.
+    published: Vec<u32>,
     system: String,
     _sandbox: Sandbox,
 }
@@ -118,7 +121,8 @@ impl RedissonLock {
         let sandbox = Sandbox::new()?;
         let r = Replicas::start(p, &sandbox, (true, |n| Ok(hash(n)?.is_some())), cfg)?;
         let lease_ms = (p.lease() * cfg.tick_ms).to_string();
-        Ok(RedissonLock { r, lease_ms, subscribers: BTreeMap::new(), system, _sandbox: sandbox })
+        let published = vec![0; r.nodes.len()];
+        Ok(RedissonLock { r, lease_ms, subscribers: BTreeMap::new(), published, system, _sandbox: sandbox })
     }
 
     fn try_lock(&mut self, k: usize, from: NodeId, a: &mut Answer<Msg>) -> Result<(), RealError> {
@@ -165,6 +169,9 @@ impl RedissonLock {
             Some(v) if int(&v) == 1 => {
                 self.r.nodes[k].key = None;
                 self.r.forget(k);
+                if self.r.nodes.len() > 1 {
+                    self.published[k] += 1;
+                }
             }
             Some(_) => self.r.nodes[k].remember(me)?,
         }
@@ -244,7 +251,14 @@ impl Counterpart<Redisson> for RedissonLock {
                     self.r.nodes[k].wire.push(format!("client-{from}'s pub/sub connection closed (UNSUBSCRIBE)"));
                 }
             }
-            Msg::Repl(m) => self.r.on_msg(k, (from, m), hash, &mut a)?,
+            Msg::Repl(m) => {
+                let count = self.published[k];
+                let took =
+                    self.r.on_msg(k, (from, m), |n| Ok(Streamed { lock: hash(n)?, published: count }), &mut a)?;
+                if let (true, ReplMsg::Replicate { state, .. } | ReplMsg::FullResync { state, .. }) = (took, m) {
+                    self.published[k] = state.published;
+                }
+            }
             Msg::Locked | Msg::Held { .. } | Msg::Renewed { .. } | Msg::NotOwner | Msg::Subscribed | Msg::Published => {
             }
         }
@@ -263,7 +277,10 @@ impl Counterpart<Redisson> for RedissonLock {
                     self.r.forget(k);
                 }
             }
-            Timer::Repl(ReplTimer::Heartbeat) => self.r.stream(k, hash, &mut a)?,
+            Timer::Repl(ReplTimer::Heartbeat) => {
+                let count = self.published[k];
+                self.r.stream(k, |n| Ok(Streamed { lock: hash(n)?, published: count }), &mut a)?;
+            }
             Timer::Repl(ReplTimer::MasterDown) => {
                 self.r.nodes[k].at(now)?;
                 self.r.promote(k, &mut a)?;
@@ -280,11 +297,13 @@ impl Counterpart<Redisson> for RedissonLock {
     }
 
     fn restart(&mut self, k: usize, wiped: bool, now: i64) -> Result<Vec<String>, RealError> {
+        self.published[k] = 0;
         self.r.restart(k, wiped, now)
     }
 
     fn fresh(&mut self, _servers: usize, base: i64) -> Result<(), RealError> {
         self.subscribers.clear();
+        self.published.iter_mut().for_each(|c| *c = 0);
         self.r.fresh(base)
     }
 }

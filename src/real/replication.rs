@@ -13,9 +13,13 @@
 //!
 //! What the relay reads of the stream (Redis replication protocol, disk-based sync): the replies
 //! of the handshake (`+PONG`, `+OK`, newline keep-alives) pass; `+FULLRESYNC <id> <offset>` is
-//! followed by `$<len>\r\n` and the snapshot, held until a release reaches `<offset>`;
-//! `+CONTINUE` resumes at the offset the replica asked for in its `PSYNC`; every later byte is
-//! stream, counted in the master's offset.
+//! followed by `$<len>\r\n` and the snapshot, held until a release reaches `<offset>`; every
+//! later byte is stream, counted in the master's offset.
+//!
+//! The relay asks every sync to be a full one (`PSYNC ? -1`), as the model's is. Redis would
+//! continue a demoted master that wrote nothing since the failover from its own offset
+//! (`+CONTINUE`, PSYNC2), replaying what the new master did since, its `PUBLISH`es among them;
+//! the model has no partial resync (README, "open").
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -163,7 +167,7 @@ fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop:
         let _ = s.set_read_timeout(Some(POLL));
         let _ = s.set_nodelay(true);
     }
-    let (mut held, mut asked, mut up, mut phase) = (Vec::new(), Vec::new(), Vec::new(), Phase::Handshake);
+    let (mut held, mut up, mut phase) = (Vec::new(), Vec::new(), Phase::Handshake);
     let mut buf = [0u8; 16 * 1024];
     let mut master_open = true;
     loop {
@@ -179,10 +183,7 @@ fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop:
         }
         match read_some(&mut replica, &mut buf) {
             Some(0) => break,
-            Some(n) => {
-                asked.extend_from_slice(&buf[..n]);
-                up.extend_from_slice(&buf[..n]);
-            }
+            Some(n) => up.extend_from_slice(&buf[..n]),
             None => {}
         }
         if master.write_all(&requests(&mut up)).is_err() {
@@ -197,7 +198,7 @@ fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop:
             }
         }
         let handshake = phase == Phase::Handshake;
-        let n = passable(&held, &mut phase, through, &asked);
+        let n = passable(&held, &mut phase, through);
         if handshake && phase != Phase::Handshake {
             gate.lock().expect("not poisoned").synced = true;
         }
@@ -214,18 +215,26 @@ fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop:
     gate.lock().expect("not poisoned").synced = false;
 }
 
-/// The replica's complete requests in `up`, taken from it, without its acknowledgements.
+/// The replica's complete requests in `up`, taken from it, without its acknowledgements, and
+/// its `PSYNC` made a request for a full sync.
 fn requests(up: &mut Vec<u8>) -> Vec<u8> {
     let mut pass = Vec::new();
     while let Some((frame, used)) = resp(up) {
-        let ack = frame.len() >= 2 && frame[0].eq_ignore_ascii_case("REPLCONF") && frame[1].eq_ignore_ascii_case("ACK");
-        if !ack {
+        let is = |cmd: &str, arg: Option<&str>| {
+            frame[0].eq_ignore_ascii_case(cmd)
+                && arg.is_none_or(|a| frame.get(1).is_some_and(|f| f.eq_ignore_ascii_case(a)))
+        };
+        if is("PSYNC", None) {
+            pass.extend_from_slice(FULL_SYNC);
+        } else if !is("REPLCONF", Some("ACK")) {
             pass.extend_from_slice(&up[..used]);
         }
         up.drain(..used);
     }
     pass
 }
+
+const FULL_SYNC: &[u8] = b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n";
 
 fn ack_frame(offset: u64) -> Vec<u8> {
     let off = offset.to_string();
@@ -241,9 +250,8 @@ fn read_some(s: &mut TcpStream, buf: &mut [u8]) -> Option<usize> {
     }
 }
 
-/// How many of the `held` bytes may pass now, moving `phase` along them. `asked` is what the
-/// replica sent (its `PSYNC` names the offset a `+CONTINUE` resumes at).
-fn passable(held: &[u8], phase: &mut Phase, through: Option<u64>, asked: &[u8]) -> usize {
+/// How many of the `held` bytes may pass now, moving `phase` along them.
+fn passable(held: &[u8], phase: &mut Phase, through: Option<u64>) -> usize {
     let mut n = 0;
     loop {
         let rest = &held[n..];
@@ -253,8 +261,6 @@ fn passable(held: &[u8], phase: &mut Phase, through: Option<u64>, asked: &[u8]) 
                 let line = String::from_utf8_lossy(&rest[..end]);
                 if let Some(off) = line.strip_prefix("+FULLRESYNC ").and_then(|l| l.split_whitespace().nth(1)) {
                     *phase = Phase::SnapshotHeader { start: off.trim().parse().unwrap_or(0) };
-                } else if line.starts_with("+CONTINUE") {
-                    *phase = Phase::Stream { at: psync_offset(asked).saturating_sub(1) };
                 }
                 end + 1
             }
@@ -291,14 +297,6 @@ fn passable(held: &[u8], phase: &mut Phase, through: Option<u64>, asked: &[u8]) 
         };
         n += step;
     }
-}
-
-/// The offset in the replica's `PSYNC <replid> <offset>` (RESP: `*3 $5 PSYNC $40 <id> $n <off>`).
-fn psync_offset(asked: &[u8]) -> u64 {
-    let text = String::from_utf8_lossy(asked);
-    let words: Vec<&str> = text.split("\r\n").collect();
-    let at = words.iter().position(|w| w.eq_ignore_ascii_case("PSYNC"));
-    at.and_then(|i| words.get(i + 4)).and_then(|w| w.parse().ok()).unwrap_or(0)
 }
 
 /// What a node's `INFO replication` says: its role, whether its link to a master is up, and the
@@ -469,13 +467,6 @@ impl Sentinel {
     /// After a step on `master`: a change the real master made counts one in the model's
     /// offset, and is saved with the role (as the model's `changed`).
     pub fn noticed(&mut self, nodes: &mut [RedisNode], k: usize) -> Result<(), RealError> {
-        if std::env::var("DBG").is_ok() {
-            let st = Self::standing(&mut nodes[k])?;
-            eprintln!(
-                "noticed k={k} role={:?} st={st:?} seen={:?} disk={:?} link={:?}",
-                self.role, self.seen[k], self.disk, self.link
-            );
-        }
         if self.role[k].0 == Role::Master && nodes[k].process.running() {
             if Self::standing(&mut nodes[k])? != self.seen[k] {
                 self.changed(k);
@@ -679,9 +670,6 @@ impl Sentinel {
         if wiped {
             self.disk[k] = None;
         }
-        if std::env::var("DBG").is_ok() {
-            eprintln!("restarting k={k} disk={:?}", self.disk);
-        }
         self.role[k] = self.disk[k].unwrap_or((Role::Replica, 0));
         self.offset[k] = 0;
         self.link[k] = Link::None;
@@ -781,14 +769,14 @@ impl<P: Replicated> Replicas<P> {
     }
 
     /// A replication message from node id `from` reaches node `k`; `snapshot` reads what `k`
-    /// holds, for its answer to a `PSYNC`.
+    /// holds, for its answer to a `PSYNC`. Whether `k` took the state the message carries.
     pub fn on_msg(
         &mut self,
         k: usize,
         (from, msg): (NodeId, &ReplMsg<P::Snapshot>),
         snapshot: impl FnOnce(&mut RedisNode) -> Result<P::Snapshot, RealError>,
         a: &mut Answer<P::Msg>,
-    ) -> Result<(), RealError> {
+    ) -> Result<bool, RealError> {
         let sentinel = self.sentinel.as_mut().expect("only a replicated server hears replication");
         let from_index = from - self.first_server;
         match msg {
@@ -800,35 +788,39 @@ impl<P: Replicated> Replicas<P> {
                         a.sends.push((from, Wire::Lock(P::wrap(ReplMsg::Psync))));
                     }
                     (Heard::Resync, _) => a.sends.push((from, Wire::Lock(P::wrap(ReplMsg::Psync)))),
-                    (Heard::Take, exact) => self.took(k, (from, *offset), exact, a)?,
+                    (Heard::Take, exact) => {
+                        self.took(k, (from, *offset), exact, a)?;
+                        return Ok(true);
+                    }
                 }
-                Ok(())
+                Ok(false)
             }
             ReplMsg::Psync => {
                 if let Some((epoch, offset)) = sentinel.psync(&mut self.nodes, (k, from_index))? {
                     let state = snapshot(&mut self.nodes[k])?;
                     a.sends.push((from, Wire::Lock(P::wrap(ReplMsg::FullResync { epoch, offset, state }))));
                 }
-                Ok(())
+                Ok(false)
             }
             ReplMsg::FullResync { epoch, offset, .. } => {
-                if let Some(exact) = sentinel.full_resync(&mut self.nodes, (from_index, k), (*epoch, *offset))? {
-                    self.took(k, (from, *offset), exact, a)?;
-                }
-                Ok(())
+                let Some(exact) = sentinel.full_resync(&mut self.nodes, (from_index, k), (*epoch, *offset))? else {
+                    return Ok(false);
+                };
+                self.took(k, (from, *offset), exact, a)?;
+                Ok(true)
             }
             ReplMsg::Ack { offset } => {
                 sentinel.ack(&mut self.nodes, (k, from_index), *offset)?;
-                let Some(w) = self.waiting.as_ref().filter(|w| w.master == k) else { return Ok(()) };
+                let Some(w) = self.waiting.as_ref().filter(|w| w.master == k) else { return Ok(false) };
                 let acked = sentinel.acked(&mut self.nodes, k, w.woff)?;
                 if acked >= usize::from(self.min_acks) {
                     let w = self.waiting.take().expect("checked above");
                     self.nodes[k].wire.push(format!("WAIT {} 0 → (integer) {acked}", self.min_acks));
                     a.sends.push((w.to, Wire::Lock(w.reply)));
                 }
-                Ok(())
+                Ok(false)
             }
-            ReplMsg::SwitchMaster | ReplMsg::ReadOnly => Ok(()),
+            ReplMsg::SwitchMaster | ReplMsg::ReadOnly => Ok(false),
         }
     }
 
@@ -941,31 +933,22 @@ mod tests {
     fn a_full_resync_passes_its_handshake_and_holds_snapshot_and_stream_until_released() {
         let stream = b"+PONG\r\n+OK\r\n+OK\r\n+FULLRESYNC abc 100\r\n\n$3\r\nRDBSELECT";
         let mut phase = Phase::Handshake;
-        let n = passable(stream, &mut phase, None, PSYNC);
+        let n = passable(stream, &mut phase, None);
         assert_eq!(&stream[..n], b"+PONG\r\n+OK\r\n+OK\r\n+FULLRESYNC abc 100\r\n");
         assert_eq!(phase, Phase::SnapshotHeader { start: 100 });
         let rest = &stream[n..];
         let mut late = Phase::SnapshotHeader { start: 100 };
-        let k = passable(rest, &mut late, Some(99), PSYNC);
+        let k = passable(rest, &mut late, Some(99));
         assert_eq!((&rest[..k], late), (&b"\n$3\r\nRDB"[..], Phase::Stream { at: 100 }), "a snapshot newer than asked");
-        let n = passable(rest, &mut phase, Some(102), PSYNC);
+        let n = passable(rest, &mut phase, Some(102));
         assert_eq!(&rest[..n], b"\n$3\r\nRDBSE");
         assert_eq!(phase, Phase::Stream { at: 102 });
     }
 
     #[test]
-    fn a_partial_resync_resumes_at_the_offset_the_replica_asked_for() {
-        let mut phase = Phase::Handshake;
-        let stream = b"+CONTINUE\r\nabcdef";
-        let n = passable(stream, &mut phase, Some(103), PSYNC);
-        assert_eq!(&stream[..n], b"+CONTINUE\r\nabc");
-        assert_eq!(phase, Phase::Stream { at: 103 });
-    }
-
-    #[test]
-    fn the_replicas_own_acknowledgements_are_held_and_its_other_requests_pass() {
+    fn the_replicas_own_acknowledgements_are_held_its_psync_asks_for_a_full_sync_and_the_rest_passes() {
         let mut up = [PSYNC, &ack_frame(120), b"*1\r\n$4\r\nPING\r\n", b"*3\r\n$8\r\nREPL"].concat();
-        assert_eq!(requests(&mut up), [PSYNC, b"*1\r\n$4\r\nPING\r\n"].concat());
+        assert_eq!(requests(&mut up), [FULL_SYNC, b"*1\r\n$4\r\nPING\r\n"].concat());
         assert_eq!(up, b"*3\r\n$8\r\nREPL", "an incomplete request waits for the rest");
     }
 
