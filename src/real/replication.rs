@@ -48,8 +48,12 @@ struct Gate {
     acks: Vec<u64>,
     /// Bumped to drop the connections of a master that was restarted (its offsets start again).
     generation: u64,
+    /// Bumped as the replica connects anew: its earlier connection, kept for the
+    /// acknowledgements it sent, is closed.
+    connection: u64,
     /// The master answered the replica's `PSYNC` on the current connection: what it streams from
-    /// then on is fixed (a full sync's snapshot is forked as `+FULLRESYNC` is sent).
+    /// then on is fixed (a full sync's snapshot is forked as `+FULLRESYNC` is sent). It stays
+    /// so while the master's side of the connection is open.
     synced: bool,
 }
 
@@ -86,12 +90,16 @@ impl Relay {
 
     /// The replica is about to connect anew: what was released on an earlier connection does
     /// not let the new one's snapshot through (found by the conformance test: a restarted
-    /// replica took the snapshot its `PSYNC` asked for before the model's answer arrived).
+    /// replica took the snapshot its `PSYNC` asked for before the model's answer arrived), and
+    /// the earlier connection closes.
     pub fn connecting(&self) {
-        self.gate.lock().expect("not poisoned").through = None;
+        let mut g = self.gate.lock().expect("not poisoned");
+        g.through = None;
+        g.connection += 1;
     }
 
-    /// Whether the master has answered the replica's `PSYNC` on the current connection.
+    /// Whether the master has answered the replica's `PSYNC` on the current connection, and
+    /// its side of it is open.
     pub fn synced(&self) -> bool {
         self.gate.lock().expect("not poisoned").synced
     }
@@ -156,12 +164,15 @@ enum Phase {
 }
 
 /// Passes one replica's connection: its requests at once, the master's bytes as far as the gate
-/// allows. Ends when either side closes, the relay stops, or the master's generation changes.
+/// allows. Ends when the master's side closes, the relay stops, the master's generation changes
+/// or the replica connects anew. A replica that leaves (promoted, moved, crashed) sent its
+/// acknowledgements before it closed, and TCP hands them to the master first: the master's side
+/// stays open for the ones the model has yet to deliver.
 fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop: &AtomicBool) {
-    let generation = {
+    let (generation, connection) = {
         let mut g = gate.lock().expect("not poisoned");
         g.synced = false;
-        g.generation
+        (g.generation, g.connection)
     };
     for s in [&replica, &master] {
         let _ = s.set_read_timeout(Some(POLL));
@@ -169,22 +180,24 @@ fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop:
     }
     let (mut held, mut up, mut phase) = (Vec::new(), Vec::new(), Phase::Handshake);
     let mut buf = [0u8; 16 * 1024];
-    let mut master_open = true;
+    let (mut master_open, mut replica_open) = (true, true);
     loop {
         let mut g = gate.lock().expect("not poisoned");
-        let (through, current, acks) = (g.through, g.generation, std::mem::take(&mut g.acks));
+        let (through, current, acks) = (g.through, (g.generation, g.connection), std::mem::take(&mut g.acks));
         drop(g);
-        if stop.load(Ordering::Relaxed) || current != generation {
+        if stop.load(Ordering::Relaxed) || current != (generation, connection) {
             break;
         }
         let acks: Vec<u8> = acks.iter().flat_map(|a| ack_frame(*a)).collect();
         if master.write_all(&acks).is_err() {
             break;
         }
-        match read_some(&mut replica, &mut buf) {
-            Some(0) => break,
-            Some(n) => up.extend_from_slice(&buf[..n]),
-            None => {}
+        if replica_open {
+            match read_some(&mut replica, &mut buf) {
+                Some(0) => replica_open = false,
+                Some(n) => up.extend_from_slice(&buf[..n]),
+                None => {}
+            }
         }
         if master.write_all(&requests(&mut up)).is_err() {
             break;
@@ -202,17 +215,21 @@ fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop:
         if handshake && phase != Phase::Handshake {
             gate.lock().expect("not poisoned").synced = true;
         }
-        if n > 0 && replica.write_all(&held[..n]).is_err() {
-            break;
+        if !replica_open || (n > 0 && replica.write_all(&held[..n]).is_err()) {
+            replica_open = false;
+            held.clear();
         }
-        held.drain(..n);
-        if !master_open && held.is_empty() {
+        held.drain(..n.min(held.len()));
+        if !master_open && (held.is_empty() || !replica_open) {
             break;
         }
     }
     let _ = replica.shutdown(Shutdown::Both);
     let _ = master.shutdown(Shutdown::Both);
-    gate.lock().expect("not poisoned").synced = false;
+    let mut g = gate.lock().expect("not poisoned");
+    if (g.generation, g.connection) == (generation, connection) {
+        g.synced = false;
+    }
 }
 
 /// The replica's complete requests in `up`, taken from it, without its acknowledgements, and
@@ -346,14 +363,22 @@ impl Info {
 }
 
 /// Waits (bounded) until `ready` says so, polling.
-pub fn wait_until(
+pub fn wait_until(what: &str, server: &str, ready: impl FnMut() -> Result<bool, RealError>) -> Result<(), RealError> {
+    wait_within(what, server, super::process::REPLY_BOUND, ready)
+}
+
+/// How long a replica's AOF rewrite after a sync may take.
+const REWRITE_BOUND: Duration = Duration::from_secs(30);
+
+fn wait_within(
     what: &str,
     server: &str,
+    bound: Duration,
     mut ready: impl FnMut() -> Result<bool, RealError>,
 ) -> Result<(), RealError> {
     let began = Instant::now();
     while !ready()? {
-        if began.elapsed() > super::process::REPLY_BOUND {
+        if began.elapsed() > bound {
             return Err(RealError::Talk { server: server.into(), why: format!("{what}: not within the bound") });
         }
         std::thread::sleep(POLL);
@@ -441,8 +466,7 @@ impl Sentinel {
         let persistence = self.persistence;
         let waited = wait_until(&format!("replication to offset {through}"), &name, || {
             let i = info(&mut nodes[k])?;
-            // The model's replica saves what it took: the real one has, once its AOF is rewritten.
-            let done = !i.master && i.link_up && i.offset >= through && !(persistence && i.rewriting);
+            let done = !i.master && i.link_up && i.offset >= through;
             last = Some(i);
             Ok(done)
         });
@@ -452,6 +476,12 @@ impl Sentinel {
             return Err(RealError::Talk { server: server.clone(), why });
         }
         waited?;
+        if persistence {
+            // The model's replica saves what it took: the real one has once its AOF is rewritten,
+            // which writes and syncs whole files (seconds, on a disk busy with other work).
+            let what = format!("the AOF rewrite after the sync to offset {through}");
+            wait_within(&what, &name, REWRITE_BOUND, || Ok(!info(&mut nodes[k])?.rewriting))?;
+        }
         let at = last.as_ref().map_or(through, |i| i.offset);
         let shown = if at > through {
             // It connected after the stream was sent and took the snapshot of now, or took a later
@@ -614,8 +644,9 @@ impl Sentinel {
     }
 
     /// Replica `k`'s acknowledgement of `master`'s offset `offset` (as the model counts it)
-    /// reaches the master: handed to it on the replica's connection, if the replica is still
-    /// online there, and waited for until the master counts it.
+    /// reaches the master: handed to it on the replica's connection while the master's side of
+    /// it is open (the replica may have left it since: what it sent before arrives first), and
+    /// waited for until the master counts it.
     pub fn ack(&mut self, nodes: &mut [RedisNode], (master, k): (usize, usize), offset: u32) -> Result<(), RealError> {
         let epoch = self.role[master].1;
         let (Some(&(through, _)), Some(relay)) =
@@ -623,8 +654,7 @@ impl Sentinel {
         else {
             return Ok(());
         };
-        let linked = self.upstream[k] == Some(master) && nodes[k].process.running() && info(&mut nodes[k])?.link_up;
-        if !linked {
+        if !relay.synced() {
             return Ok(());
         }
         // The replica's link is up a moment before its master lists it online.
