@@ -11,7 +11,8 @@
 //! restart. The lease runs out on the server's wall clock, which lockcheck moves as for `redis`
 //! (a key expires when the clock passes its `PEXPIRETIME`; a key that expires publishes nothing).
 //! With replicas, the nodes replicate through lockcheck's relays ([`super::replication`]); a
-//! waiter subscribes on the node it asks, as Redisson's pub/sub connection follows the master.
+//! waiter subscribes on the node it asks, as Redisson's pub/sub connection follows the master,
+//! a replica too, where the master's `PUBLISH` arrives with the stream.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -233,6 +234,11 @@ fn hash(n: &mut RedisNode) -> Result<Option<Hash>, RealError> {
     Ok(Some(Hash { owner, count: int(count) as u8, expires_at }))
 }
 
+/// What a node streams: the hash it holds, read from it, and its count of unlock messages.
+fn streamed(published: u32) -> impl FnOnce(&mut RedisNode) -> Result<Streamed, RealError> {
+    move |n| Ok(Streamed { lock: hash(n)?, published })
+}
+
 impl Counterpart<Redisson> for RedissonLock {
     fn system(&self) -> String {
         self.system.clone()
@@ -252,9 +258,7 @@ impl Counterpart<Redisson> for RedissonLock {
                 }
             }
             Msg::Repl(m) => {
-                let count = self.published[k];
-                let took =
-                    self.r.on_msg(k, (from, m), |n| Ok(Streamed { lock: hash(n)?, published: count }), &mut a)?;
+                let took = self.r.on_msg(k, (from, m), streamed(self.published[k]), &mut a)?;
                 if let (true, ReplMsg::Replicate { state, .. } | ReplMsg::FullResync { state, .. }) = (took, m) {
                     self.published[k] = state.published;
                 }
@@ -277,10 +281,7 @@ impl Counterpart<Redisson> for RedissonLock {
                     self.r.forget(k);
                 }
             }
-            Timer::Repl(ReplTimer::Heartbeat) => {
-                let count = self.published[k];
-                self.r.stream(k, |n| Ok(Streamed { lock: hash(n)?, published: count }), &mut a)?;
-            }
+            Timer::Repl(ReplTimer::Heartbeat) => self.r.stream(k, streamed(self.published[k]), &mut a)?,
             Timer::Repl(ReplTimer::MasterDown) => {
                 self.r.nodes[k].at(now)?;
                 self.r.promote(k, &mut a)?;
