@@ -182,3 +182,20 @@ fn small_models_keep_their_state_counts() {
         .collect();
     assert_eq!(got, PINS.to_vec());
 }
+
+/// Unique states of the replicated models under symmetry reduction: every client id a state
+/// holds must be renamed with the clients, the lock's owner inside a replication stream in flight
+/// too (a stream left with its old names made `redisson_failover` 19424: a mutant that kept its
+/// verdicts and shortest lengths).
+#[test]
+fn symmetry_reduction_keeps_the_state_counts_of_replicated_models() {
+    const PINS: [(&str, u64); 2] = [("redis_failover", 16640), ("redisson_failover", 19398)];
+    let got: Vec<(&str, u64)> = PINS
+        .iter()
+        .map(|(name, _)| {
+            let spec = load_model(Path::new(&format!("models/{name}.toml"))).unwrap();
+            (*name, check(&spec, &Limits { symmetry: true, ..quiet() }).unwrap().unique)
+        })
+        .collect();
+    assert_eq!(got, PINS.to_vec());
+}
