@@ -100,12 +100,12 @@ fn conforms_with<P: Protocol>(
 ) {
     let mut real: Box<dyn Counterpart<P>> = counterpart(&proto, cfg).unwrap_or_else(|e| panic!("{e}"));
     let servers = (CLIENTS, proto.servers().len());
+    let shown = |ops: &[Op<P::Msg>]| -> Vec<String> {
+        ops.iter().enumerate().map(|(i, op)| format!("  {i}. {}", op.show(&proto))).collect()
+    };
     let mut start = 0;
     for seed in 0..sequences {
         let ops = sequence(&mut ChaCha8Rng::seed_from_u64(seed));
-        let shown = |ops: &[Op<P::Msg>]| -> Vec<String> {
-            ops.iter().enumerate().map(|(i, op)| format!("  {i}. {}", op.show(&proto))).collect()
-        };
         let (mismatch, next) = run(&proto, servers, real.as_mut(), &ops, start)
             .unwrap_or_else(|e| panic!("{name}, seed {seed}: {e}, in\n{}", shown(&ops).join("\n")));
         start = next;

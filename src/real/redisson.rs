@@ -170,9 +170,7 @@ impl RedissonLock {
             Some(v) if int(&v) == 1 => {
                 self.r.nodes[k].key = None;
                 self.r.forget(k);
-                if self.r.nodes.len() > 1 {
-                    self.published[k] += 1;
-                }
+                self.published[k] += 1;
             }
             Some(_) => self.r.nodes[k].remember(me)?,
         }

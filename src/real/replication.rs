@@ -215,12 +215,15 @@ fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop:
         if handshake && phase != Phase::Handshake {
             gate.lock().expect("not poisoned").synced = true;
         }
-        if !replica_open || (n > 0 && replica.write_all(&held[..n]).is_err()) {
+        if replica_open && n > 0 && replica.write_all(&held[..n]).is_err() {
             replica_open = false;
+        }
+        if replica_open {
+            held.drain(..n);
+        } else {
             held.clear();
         }
-        held.drain(..n.min(held.len()));
-        if !master_open && (held.is_empty() || !replica_open) {
+        if !master_open && held.is_empty() {
             break;
         }
     }
@@ -237,13 +240,10 @@ fn pump(mut replica: TcpStream, mut master: TcpStream, gate: &Mutex<Gate>, stop:
 fn requests(up: &mut Vec<u8>) -> Vec<u8> {
     let mut pass = Vec::new();
     while let Some((frame, used)) = resp(up) {
-        let is = |cmd: &str, arg: Option<&str>| {
-            frame[0].eq_ignore_ascii_case(cmd)
-                && arg.is_none_or(|a| frame.get(1).is_some_and(|f| f.eq_ignore_ascii_case(a)))
-        };
-        if is("PSYNC", None) {
+        let word = |i: usize, w: &str| frame.get(i).is_some_and(|f| f.eq_ignore_ascii_case(w));
+        if word(0, "PSYNC") {
             pass.extend_from_slice(FULL_SYNC);
-        } else if !is("REPLCONF", Some("ACK")) {
+        } else if !(word(0, "REPLCONF") && word(1, "ACK")) {
             pass.extend_from_slice(&up[..used]);
         }
         up.drain(..used);
