@@ -249,6 +249,24 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_request_is_a_rejected_write_carrying_its_token() {
+        use crate::protocol::Effect::{Observe, Send};
+        let mut cx = C::new(9, 0);
+        Resource::refuse(3, &ResReq::Write { token: Some(7), session: 0, value: 1, sale: true }, &mut cx);
+        Resource::refuse(4, &ResReq::Decrement, &mut cx);
+        let rejected = |to| Send { to, msg: Wire::ResReply(ResReply::Rejected) };
+        assert_eq!(
+            cx.effects,
+            vec![
+                Observe(Observation::WriteRejected { client: 3, token: Some(7) }),
+                rejected(3),
+                Observe(Observation::WriteRejected { client: 4, token: None }),
+                rejected(4),
+            ]
+        );
+    }
+
+    #[test]
     fn decrement_never_goes_below_zero() {
         let mut r = Resource::new(1, Fencing::None);
         let mut cx = C::new(9, 0);
