@@ -435,6 +435,14 @@ mod tests {
     }
 
     #[test]
+    fn only_a_nested_hold_witnesses_reentrancy_and_the_witness_stays() {
+        let first = [Granted { client: 0, token: None }, Acquired { client: 0, depth: 1 }];
+        assert!(!run(1, 1, &first).witness(PropertyName::Reentrant), "one level is no reentrancy");
+        let nested = [&first[..], &[Acquired { client: 0, depth: 2 }, Released { client: 0, depth: 1 }]].concat();
+        assert!(run(1, 1, &nested).witness(PropertyName::Reentrant));
+    }
+
+    #[test]
     fn token_monotonicity_applies_only_to_lock_workloads_of_token_issuing_protocols() {
         let tm = PropertyName::TokenMonotonic;
         let scope = |workload, tokens| Scope { workload, tokens, side_effect: false };
