@@ -443,6 +443,16 @@ mod tests {
     }
 
     #[test]
+    fn a_lapsed_lease_ends_its_own_clients_partial_hold_and_no_other() {
+        let partial = |c| {
+            [Granted { client: c, token: None }, Acquired { client: c, depth: 2 }, Released { client: c, depth: 1 }]
+        };
+        let then = |lapsed| [LeaseLapsed { client: lapsed }, Granted { client: 0, token: None }];
+        assert!(run(3, 1, &[&partial(1)[..], &then(1)].concat()).holds(PropertyName::Reentrant));
+        assert!(!run(3, 1, &[&partial(1)[..], &then(2)].concat()).holds(PropertyName::Reentrant));
+    }
+
+    #[test]
     fn token_monotonicity_applies_only_to_lock_workloads_of_token_issuing_protocols() {
         let tm = PropertyName::TokenMonotonic;
         let scope = |workload, tokens| Scope { workload, tokens, side_effect: false };
