@@ -452,6 +452,24 @@ mod tests {
         assert!(!run(3, 1, &[&partial(1)[..], &then(2)].concat()).holds(PropertyName::Reentrant));
     }
 
+    /// Symmetry reduction orders clients by this key: a field left out merges states that differ.
+    #[test]
+    fn a_clients_symmetry_key_is_its_depth_grant_order_and_partial_done_and_dead_bits() {
+        let mut m = run(
+            3,
+            1,
+            &[
+                Granted { client: 2, token: None },
+                Acquired { client: 2, depth: 2 },
+                Released { client: 2, depth: 1 },
+                Granted { client: 1, token: None },
+                Done { client: 1 },
+            ],
+        );
+        m.crashed(0);
+        assert_eq!([m.client_key(0), m.client_key(1), m.client_key(2)], [(0, 0, 0b100), (0, 2, 0b010), (1, 1, 0b001)]);
+    }
+
     #[test]
     fn token_monotonicity_applies_only_to_lock_workloads_of_token_issuing_protocols() {
         let tm = PropertyName::TokenMonotonic;
