@@ -471,6 +471,28 @@ mod tests {
     }
 
     #[test]
+    fn renaming_clients_moves_everything_the_monitor_knows_of_each() {
+        let mut m = run(
+            3,
+            1,
+            &[
+                Granted { client: 2, token: None },
+                Acquired { client: 2, depth: 2 },
+                Released { client: 2, depth: 1 },
+                Granted { client: 1, token: None },
+                Done { client: 1 },
+            ],
+        );
+        m.crashed(0);
+        let before: Vec<_> = (0..3).map(|c| m.client_key(c)).collect();
+        let map = [1, 2, 0];
+        m.permute(&map);
+        for c in 0..3 {
+            assert_eq!(m.client_key(map[c]), before[c], "client {c} renamed {}", map[c]);
+        }
+    }
+
+    #[test]
     fn token_monotonicity_applies_only_to_lock_workloads_of_token_issuing_protocols() {
         let tm = PropertyName::TokenMonotonic;
         let scope = |workload, tokens| Scope { workload, tokens, side_effect: false };
