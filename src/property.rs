@@ -473,7 +473,7 @@ mod tests {
     #[test]
     fn renaming_clients_moves_everything_the_monitor_knows_of_each() {
         let mut m = run(
-            3,
+            4,
             1,
             &[
                 Granted { client: 2, token: None },
@@ -484,10 +484,11 @@ mod tests {
             ],
         );
         m.crashed(0);
-        let before: Vec<_> = (0..3).map(|c| m.client_key(c)).collect();
-        let map = [1, 2, 0];
+        // Client 3 knows nothing: every client with a bit to move moves it up, never to bit 0.
+        let before: Vec<_> = (0..4).map(|c| m.client_key(c)).collect();
+        let map = [1, 2, 3, 0];
         m.permute(&map);
-        for c in 0..3 {
+        for c in 0..4 {
             assert_eq!(m.client_key(map[c]), before[c], "client {c} renamed {}", map[c]);
         }
     }
