@@ -356,6 +356,23 @@ mod tests {
         m
     }
 
+    /// Client `c` took the lock twice and gave one level back: it still holds the rest.
+    fn partial_hold(c: NodeId) -> [Observation; 3] {
+        [Granted { client: c, token: None }, Acquired { client: c, depth: 2 }, Released { client: c, depth: 1 }]
+    }
+
+    /// One client of each kind the monitor tells apart: 0 crashed, 1 granted and done, 2 holding
+    /// partially, any further one knowing nothing.
+    fn one_of_each(clients: usize) -> Monitor {
+        let mut m = run(
+            clients,
+            1,
+            &[&partial_hold(2)[..], &[Granted { client: 1, token: None }, Done { client: 1 }]].concat(),
+        );
+        m.crashed(0);
+        m
+    }
+
     #[test]
     fn two_believers_break_mutual_exclusion_until_one_crashes() {
         let g = |c| Granted { client: c, token: None };
@@ -417,20 +434,10 @@ mod tests {
 
     #[test]
     fn granting_another_client_during_a_partial_release_breaks_reentrancy() {
-        let obs = [
-            Granted { client: 0, token: None },
-            Acquired { client: 0, depth: 2 },
-            Released { client: 0, depth: 1 },
-            Granted { client: 1, token: None },
-        ];
+        let obs = [&partial_hold(0)[..], &[Granted { client: 1, token: None }]].concat();
         assert!(!run(2, 1, &obs).holds(PropertyName::Reentrant));
         assert!(run(2, 1, &obs[..3]).holds(PropertyName::Reentrant));
-        let by_client_1 = [
-            Granted { client: 1, token: None },
-            Acquired { client: 1, depth: 2 },
-            Released { client: 1, depth: 1 },
-            Granted { client: 0, token: None },
-        ];
+        let by_client_1 = [&partial_hold(1)[..], &[Granted { client: 0, token: None }]].concat();
         assert!(!run(2, 1, &by_client_1).holds(PropertyName::Reentrant), "whichever client holds partially");
     }
 
@@ -444,46 +451,21 @@ mod tests {
 
     #[test]
     fn a_lapsed_lease_ends_its_own_clients_partial_hold_and_no_other() {
-        let partial = |c| {
-            [Granted { client: c, token: None }, Acquired { client: c, depth: 2 }, Released { client: c, depth: 1 }]
-        };
         let then = |lapsed| [LeaseLapsed { client: lapsed }, Granted { client: 0, token: None }];
-        assert!(run(3, 1, &[&partial(1)[..], &then(1)].concat()).holds(PropertyName::Reentrant));
-        assert!(!run(3, 1, &[&partial(1)[..], &then(2)].concat()).holds(PropertyName::Reentrant));
+        assert!(run(3, 1, &[&partial_hold(1)[..], &then(1)].concat()).holds(PropertyName::Reentrant));
+        assert!(!run(3, 1, &[&partial_hold(1)[..], &then(2)].concat()).holds(PropertyName::Reentrant));
     }
 
     /// Symmetry reduction orders clients by this key: a field left out merges states that differ.
     #[test]
     fn a_clients_symmetry_key_is_its_depth_grant_order_and_partial_done_and_dead_bits() {
-        let mut m = run(
-            3,
-            1,
-            &[
-                Granted { client: 2, token: None },
-                Acquired { client: 2, depth: 2 },
-                Released { client: 2, depth: 1 },
-                Granted { client: 1, token: None },
-                Done { client: 1 },
-            ],
-        );
-        m.crashed(0);
+        let m = one_of_each(3);
         assert_eq!([m.client_key(0), m.client_key(1), m.client_key(2)], [(0, 0, 0b100), (0, 2, 0b010), (1, 1, 0b001)]);
     }
 
     #[test]
     fn renaming_clients_moves_everything_the_monitor_knows_of_each() {
-        let mut m = run(
-            4,
-            1,
-            &[
-                Granted { client: 2, token: None },
-                Acquired { client: 2, depth: 2 },
-                Released { client: 2, depth: 1 },
-                Granted { client: 1, token: None },
-                Done { client: 1 },
-            ],
-        );
-        m.crashed(0);
+        let mut m = one_of_each(4);
         // Client 3 knows nothing: every client with a bit to move moves it up, never to bit 0.
         let before: Vec<_> = (0..4).map(|c| m.client_key(c)).collect();
         let map = [1, 2, 3, 0];

@@ -51,7 +51,6 @@ fn wait_until(what: &str, bound: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Runs to the end, then checks that it left nothing behind.
 /// The failover runs do not share the machine with the other walks that start, kill and restart
 /// servers: beside them, 1 or 2 of the 20 Redisson failover runs diverged by one replication
 /// offset, just before the lock's expiry (three clean-clone runs of this binary), never alone
@@ -63,6 +62,7 @@ fn apart() -> std::sync::MutexGuard<'static, ()> {
     APART.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Runs to the end, then checks that it left nothing behind.
 fn run_clean(args: &[&str]) -> Output {
     let child = lockcheck(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("runs");
     let pid = child.id();
