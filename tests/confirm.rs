@@ -51,17 +51,6 @@ fn wait_until(what: &str, bound: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// The failover runs do not share the machine with the other walks that start, kill and restart
-/// servers: beside them, 1 or 2 of the 20 Redisson failover runs diverged by one replication
-/// offset, just before the lock's expiry (three clean-clone runs of this binary), never alone
-/// (`confirm sims/redisson_failover.toml --seeds 0..20` 25 times, under disk or CPU load). The
-/// cause is open (README, "Confirming counterexamples on real servers"); the runs must still agree.
-static APART: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn apart() -> std::sync::MutexGuard<'static, ()> {
-    APART.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// Runs to the end, then checks that it left nothing behind.
 fn run_clean(args: &[&str]) -> Output {
     let child = lockcheck(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("runs");
@@ -74,7 +63,6 @@ fn run_clean(args: &[&str]) -> Output {
 
 #[test]
 fn every_violated_claim_with_a_real_counterpart_happens_with_the_real_server() {
-    let _apart = apart();
     let out = run_clean(&["confirm", "models/"]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
@@ -204,7 +192,6 @@ fn simulated_violations(scenario: &str, seeds: &str, property: &str) -> u64 {
 /// loaded machine before).
 #[test]
 fn a_scenarios_fault_plans_break_the_real_servers_as_often_as_the_simulated_ones() {
-    let _apart = apart();
     for (scenario, property, system) in [
         ("sims/redis_gc_pause.toml", "no_stale_write", "Redis 7."),
         ("sims/redisson_gc_pause.toml", "mutual_exclusion", "Redis 7."),
@@ -227,7 +214,6 @@ fn a_scenarios_fault_plans_break_the_real_servers_as_often_as_the_simulated_ones
 /// answer as the model's, the lost grant among them.
 #[test]
 fn failover_runs_on_real_replicas_answer_as_the_model() {
-    let _apart = apart();
     for (scenario, seeds, runs) in
         [("sims/redis_failover.toml", "0..50", 50), ("sims/redisson_failover.toml", "0..20", 20)]
     {
