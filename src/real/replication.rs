@@ -550,16 +550,11 @@ impl Sentinel {
         // A node that stopped waiting for this master (promoted, or attached elsewhere) does not
         // connect; the model's master answers all the same, and the node ignores the answer.
         if self.link[k] == Link::Syncing(index(master)) && self.upstream[k] != Some(master) {
-            let quiet = Self::standing(&mut nodes[master])? == self.seen[master];
             self.follow(nodes, master, k)?;
             let relay = self.relays.get(&(master, k)).expect("follow made it");
             let name = nodes[master].process.name.clone();
             wait_until(&format!("PSYNC of {}", nodes[k].process.name), &name, || Ok(relay.synced()))?;
             wait_until("the snapshot for the sync", &name, || Ok(!info(&mut nodes[master])?.saving))?;
-            // The sync is no change of the master's keys (its snapshot resets the count of changes).
-            if quiet {
-                self.seen[master] = Self::standing(&mut nodes[master])?;
-            }
         }
         self.stream(nodes, master).map(Some)
     }
