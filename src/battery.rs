@@ -107,7 +107,8 @@ pub struct Judged {
     pub reentrant: Option<Outcome>,
     pub sim: SimOutcome,
     /// Each model counterexample walked again with the real server, where the family has one:
-    /// what became of it, in the words of its cell (`confirmed on Redis 7.0.15`).
+    /// what became of it, in the words of its cell (`confirmed on Redis 7.0`: the server's release
+    /// line, [`release_line`]).
     pub confirmed: Vec<(crate::property::PropertyName, String)>,
     /// The simulator battery with one fault alone, per entry of [`SIM_FAULTS`]: which faults
     /// break a property on their own, and so which assumption an approach's safety rests on.
@@ -282,16 +283,47 @@ fn confirm(spec: &Loaded, o: &Outcome) -> Vec<(crate::property::PropertyName, St
     let walk = |t: &crate::trace::Trace| match crate::confirm::confirm_trace(spec, t, Default::default()) {
         Ok(r) => match r.results.first().map(|c| &c.outcome) {
             None | Some(Real::NotAttempted(_)) | Some(Real::Untouched) => None,
-            Some(outcome) => Some(format!("{} on {}", outcome.word(), r.system.unwrap_or_default())),
+            Some(outcome) => Some(format!("{} on {}", outcome.word(), release_line(&r.system.unwrap_or_default()))),
         },
         Err(e) => Some(format!("not confirmed: {e}")),
     };
     o.results.iter().filter_map(|r| Some((r.property, walk(r.trace.as_ref()?)?))).collect()
 }
 
+/// A server's versions cut to their release lines (`Redis 7.0.15` → `Redis 7.0`, `PostgreSQL
+/// 15.18` → `PostgreSQL 15`): the committed report depends on the specs and the code alone, and
+/// Debian's point releases move under it (PostgreSQL 15.18 became 15.20 between two CI runs).
+/// `lockcheck confirm` names the exact version.
+fn release_line(system: &str) -> String {
+    let cut = |word: &str| {
+        let end = word.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(word.len());
+        let (version, rest) = word.split_at(end);
+        match version.rsplit_once('.') {
+            Some((line, point)) if !line.is_empty() && !point.is_empty() => format!("{line}{rest}"),
+            _ => word.to_string(),
+        }
+    };
+    system.split(' ').map(cut).collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_names_a_servers_release_line_not_its_point_release() {
+        assert_eq!(
+            release_line("Redis 7.0.15 (the stock in PostgreSQL 15.18)"),
+            "Redis 7.0 (the stock in PostgreSQL 15)"
+        );
+        assert_eq!(
+            release_line("PostgreSQL 15.20 (the stock; no lock server)"),
+            "PostgreSQL 15 (the stock; no lock server)"
+        );
+        assert_eq!(release_line("ZooKeeper 3.8.0"), "ZooKeeper 3.8");
+        assert_eq!(release_line("etcd 3.4.23"), "etcd 3.4");
+        assert_eq!(release_line("a server of no version"), "a server of no version");
+    }
 
     #[test]
     fn row_ids_are_file_names_made_of_group_and_name() {
