@@ -219,30 +219,11 @@ impl Battery {
         };
         // Each row's sweeps run on one thread: the rows themselves are the parallel work.
         let one = crate::sim::Options { jobs: 1, progress: false, ..*opts };
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let bar = crate::progress::bar("battery", self.approaches.len() as u64, "approaches");
-        let mut done: Vec<(usize, Result<Judged, SpecError>)> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..opts.jobs.max(1))
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut out = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(a) = self.approaches.get(i) else { break out };
-                            if crate::progress::interrupted() {
-                                break out;
-                            }
-                            out.push((i, self.judge_one(a, &limits, &one)));
-                            bar.inc(1);
-                        }
-                    })
-                })
-                .collect();
-            workers.into_iter().flat_map(|w| w.join().expect("a battery thread panicked")).collect()
-        });
-        bar.finish_and_clear();
-        done.sort_by_key(|(i, _)| *i);
-        done.into_iter().map(|(_, j)| j).collect()
+        crate::progress::in_parallel("battery", "approaches", &self.approaches, opts.jobs, |a| {
+            self.judge_one(a, &limits, &one)
+        })
+        .into_iter()
+        .collect()
     }
 
     fn judge_one(

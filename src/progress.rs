@@ -65,9 +65,58 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
+/// `work` over `items` on `jobs` threads, each thread taking the next item as it finishes one (a
+/// long item holds back no batch), behind a bar; the results come in the items' order, so what is
+/// written from them does not depend on which thread finished first. After Ctrl-C no item starts:
+/// the results are those of the items that ran, and the caller says so.
+pub fn in_parallel<T: Sync, R: Send>(
+    name: &str,
+    unit: &str,
+    items: &[T],
+    jobs: usize,
+    work: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let bar = bar(name, items.len() as u64, unit);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs.clamp(1, items.len().max(1)))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break out };
+                        if interrupted() {
+                            break out;
+                        }
+                        out.push((i, work(item)));
+                        bar.inc(1);
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("a worker thread panicked")).collect()
+    });
+    bar.finish_and_clear();
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parallel_work_comes_back_in_the_items_order_whatever_finishes_first() {
+        let items: Vec<u64> = (0..40).collect();
+        // Early items take longest, so the threads finish them out of order.
+        let out = in_parallel("x", "items", &items, 3, |&i| {
+            std::thread::sleep(std::time::Duration::from_millis(40 - i));
+            i * i
+        });
+        assert_eq!(out, items.iter().map(|i| i * i).collect::<Vec<_>>());
+        assert!(in_parallel("x", "items", &[] as &[u64], 2, |&i| i).is_empty());
+    }
 
     #[test]
     fn quiet_hides_progress() {

@@ -290,20 +290,20 @@ pub fn run(models_dir: &Path, sims_dir: &Path, out: &Path, jobs: usize) -> anyho
     let mut models = Vec::new();
     // Each witness's twin too: a fault that stopped mattering fails the report.
     let mut witnesses_ok = true;
-    let bar = crate::progress::bar("models", specs.len() as u64, "specs");
-    for s in &specs {
-        bar.set_message(s.name.clone());
-        for t in crate::witness::model_twins(s, &limits)? {
-            witnesses_ok &= report_twin(&s.path, &t);
+    // The searches are single-threaded and independent: `jobs` of them at a time.
+    let checked = crate::progress::in_parallel("models", "specs", &specs, jobs, |s| {
+        Ok::<_, crate::spec::SpecError>((crate::witness::model_twins(s, &limits)?, crate::check::check(s, &limits)?))
+    });
+    stop("the models")?;
+    for (s, c) in specs.iter().zip(checked) {
+        let (twins, o) = c?;
+        for t in &twins {
+            witnesses_ok &= report_twin(&s.path, t);
         }
-        let o = crate::check::check(s, &limits)?;
         let _ = writeln!(timings, "models/{} {:.2}", o.name, o.seconds);
         crate::cli::write_traces(&o, &out.join("models"))?;
         models.push((o, crate::registry::approach(s)?));
-        bar.inc(1);
-        stop("the models")?;
     }
-    bar.finish_and_clear();
     let mut sims = Vec::new();
     let bar = crate::progress::bar("scenarios", scenarios.len() as u64, "scenarios");
     for s in &scenarios {
