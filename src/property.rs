@@ -456,6 +456,56 @@ mod tests {
         assert!(!run(3, 1, &[&partial_hold(1)[..], &then(2)].concat()).holds(PropertyName::Reentrant));
     }
 
+    #[test]
+    fn a_crash_ends_its_own_clients_partial_hold_and_no_other() {
+        let after = |crashed| {
+            let mut m = run(3, 1, &partial_hold(1));
+            m.crashed(crashed);
+            m.observe(&Granted { client: 0, token: None });
+            m
+        };
+        assert!(after(1).holds(PropertyName::Reentrant));
+        assert!(!after(2).holds(PropertyName::Reentrant));
+    }
+
+    /// The `sometimes` partner of mutual exclusion: a state where someone holds the lock, which a
+    /// fresh start or one where the holder gave it back is not.
+    #[test]
+    fn only_a_held_lock_witnesses_mutual_exclusion() {
+        let held = [Granted { client: 1, token: None }, Acquired { client: 1, depth: 1 }];
+        assert!(!run(2, 1, &[]).witness(PropertyName::MutualExclusion));
+        assert!(run(2, 1, &held).witness(PropertyName::MutualExclusion));
+        let given_back = [&held[..], &[Released { client: 1, depth: 0 }]].concat();
+        assert!(!run(2, 1, &given_back).witness(PropertyName::MutualExclusion));
+    }
+
+    /// Liveness is witnessed by a run where every client finished and none died; token order by
+    /// two grants that carried tokens to compare.
+    #[test]
+    fn liveness_and_token_order_have_their_witnesses_only_once_exercised() {
+        let fresh = run(2, 1, &[]);
+        assert!(!fresh.witness(PropertyName::DeadlockFree) && !fresh.witness(PropertyName::TokenMonotonic));
+        let g = |c, t| Granted { client: c, token: Some(t) };
+        let both = run(2, 1, &[g(0, 1), Done { client: 0 }, g(1, 2), Done { client: 1 }]);
+        assert!(both.witness(PropertyName::DeadlockFree) && both.witness(PropertyName::TokenMonotonic));
+        let mut one_died = run(2, 1, &[g(0, 1), Done { client: 0 }]);
+        one_died.crashed(1);
+        assert!(one_died.finished() && !one_died.witness(PropertyName::Available));
+        assert!(!one_died.witness(PropertyName::TokenMonotonic));
+    }
+
+    /// Faults may still crash a client that is done (its process stays up in the model).
+    #[test]
+    fn a_client_that_is_done_and_then_crashes_has_still_finished() {
+        let mut m = run(3, 1, &[Done { client: 0 }]);
+        m.crashed(0);
+        m.crashed(1);
+        assert_eq!((0..3).map(|c| m.client_finished(c)).collect::<Vec<_>>(), [true, true, false]);
+        assert!(!m.finished());
+        m.observe(&Done { client: 2 });
+        assert!(m.finished());
+    }
+
     /// Symmetry reduction orders clients by this key: a field left out merges states that differ.
     #[test]
     fn a_clients_symmetry_key_is_its_depth_grant_order_and_partial_done_and_dead_bits() {
