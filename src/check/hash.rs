@@ -83,10 +83,8 @@ pub fn fingerprint<T: Hash>(t: &T) -> u64 {
 pub struct Identity(u64);
 
 impl Hasher for Identity {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("a FingerprintMap is keyed by u64 fingerprints, which hash through write_u64");
     }
     fn write_u64(&mut self, i: u64) {
         self.0 = i;
@@ -104,12 +102,41 @@ mod tests {
 
     const PINNED_TUPLE: u64 = 1705385088496362636;
     const PINNED_ZERO: u64 = 10852644790149860515;
+    const PINNED_WIDTHS: u64 = 9123029979491385475;
 
     #[test]
     fn fingerprints_are_pinned_so_every_machine_dedups_the_same_states() {
         // Pinned values: if these move, state deduplication may differ between builds.
         assert_eq!(fingerprint(&(1u8, vec![2u64, 3], "abc")), PINNED_TUPLE);
         assert_eq!(fingerprint(&0u64), PINNED_ZERO);
+    }
+
+    #[test]
+    fn every_integer_width_is_part_of_the_fingerprint() {
+        // Pinned like the above, over the widths those leave out (u16, u32, i64; u8 and usize too).
+        assert_eq!(fingerprint(&(1u16, 2u32, -3i64, 4u8, 5usize)), PINNED_WIDTHS);
+        let one = fingerprint(&(1u16, 2u32, -3i64, 4u8, 5usize));
+        for other in
+            [(0u16, 2u32, -3i64, 4u8, 5usize), (1, 0, -3, 4, 5), (1, 2, 0, 4, 5), (1, 2, -3, 0, 5), (1, 2, -3, 4, 0)]
+        {
+            assert_ne!(fingerprint(&other), one, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_fingerprint_map_keys_by_the_fingerprint_itself() {
+        use std::hash::BuildHasher;
+        let build = BuildHasherDefault::<Identity>::default();
+        for key in [0u64, 1, PINNED_TUPLE, u64::MAX] {
+            assert_eq!(build.hash_one(key), key);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "keyed by u64 fingerprints")]
+    fn a_fingerprint_map_refuses_keys_that_are_not_fingerprints() {
+        use std::hash::BuildHasher;
+        BuildHasherDefault::<Identity>::default().hash_one("not a fingerprint");
     }
 
     #[test]

@@ -217,6 +217,140 @@ pub fn draw_plan(sim: &LoadedSim, nodes: &[NodeInfo], seed: u64) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::spec::{MAX_SIM_MS, test_sim};
+    use std::collections::BTreeMap;
+
+    /// A server on a wall clock, one on a monotonic clock, the storage and three clients.
+    fn nodes() -> Vec<NodeInfo> {
+        let node = |name: &str, kind, wall_clock| NodeInfo { name: name.into(), kind, wall_clock };
+        vec![
+            node("s1", NodeKind::Server, true),
+            node("s2", NodeKind::Server, false),
+            node("storage", NodeKind::Storage, false),
+            node("c1", NodeKind::Client, false),
+            node("c2", NodeKind::Client, false),
+            node("c3", NodeKind::Client, false),
+        ]
+    }
+
+    fn sim(edits: &[(&str, toml::Value)]) -> LoadedSim {
+        test_sim(edits).expect("a valid test scenario")
+    }
+
+    #[test]
+    fn halving_a_fault_shortens_it_down_to_one_millisecond() {
+        let pause = |for_ms| Fault::Pause { node: 1, at_ms: 7, for_ms };
+        assert_eq!(pause(9).halved(), Some(pause(4)));
+        assert_eq!(pause(2).halved(), Some(pause(1)));
+        assert_eq!(pause(1).halved(), None);
+        let hang = |for_ms| Fault::Hang { node: 3, at_ms: 7, for_ms };
+        assert_eq!(hang(9).halved(), Some(hang(4)));
+        let cut = |for_ms| Fault::Partition { node: 0, at_ms: 7, for_ms, one_way: true };
+        assert_eq!(cut(9).halved(), Some(cut(4)));
+        let hold = |for_ms| Fault::Hold { node: 0, at_ms: 7, for_ms };
+        assert_eq!(hold(9).halved(), Some(hold(4)));
+        let jump = |by_ms| Fault::ClockJump { node: 0, at_ms: 7, by_ms };
+        assert_eq!(jump(9).halved(), Some(jump(4)));
+        let crash = |restart_after_ms| Fault::Crash { node: 0, at_ms: 7, restart_after_ms, lose_disk: true };
+        assert_eq!(crash(Some(9)).halved(), Some(crash(Some(4))));
+        assert_eq!(crash(Some(1)).halved(), None);
+        assert_eq!(crash(None).halved(), None, "a crash for good has no length to shorten");
+    }
+
+    #[test]
+    fn a_plan_read_from_a_trace_is_checked_against_its_scenarios_nodes_and_time_limit() {
+        let field = |drift_ppm: Vec<i64>, faults: Vec<Fault>| {
+            Plan { drift_ppm, faults, turmoil_seed: 0, loss_seed: 0 }.validate(3).err().map(|(field, _)| field)
+        };
+        assert_eq!(field(vec![0; 2], vec![]).as_deref(), Some("plan.drift_ppm"));
+        assert_eq!(field(vec![999_999, -999_999, 0], vec![]), None);
+        assert_eq!(field(vec![0, -1_000_000, 0], vec![]).as_deref(), Some("plan.drift_ppm[1]"));
+        let at_the_limit = vec![
+            Fault::Pause { node: 2, at_ms: MAX_SIM_MS, for_ms: MAX_SIM_MS },
+            Fault::Crash { node: 0, at_ms: 0, restart_after_ms: Some(MAX_SIM_MS), lose_disk: false },
+            Fault::Crash { node: 1, at_ms: 0, restart_after_ms: None, lose_disk: false },
+            Fault::ClockJump { node: 1, at_ms: 0, by_ms: MAX_SIM_MS },
+        ];
+        assert_eq!(field(vec![0; 3], at_the_limit.clone()), None);
+        let with = |fault| [at_the_limit.clone(), vec![fault]].concat();
+        let no_node = Fault::Hold { node: 3, at_ms: 0, for_ms: 1 };
+        assert_eq!(field(vec![0; 3], with(no_node)).as_deref(), Some("plan.faults[4].node"));
+        let too_late = Fault::Hang { node: 0, at_ms: MAX_SIM_MS + 1, for_ms: 1 };
+        assert_eq!(field(vec![0; 3], with(too_late)).as_deref(), Some("plan.faults[4]"));
+        let too_long = Fault::Crash { node: 0, at_ms: 0, restart_after_ms: Some(MAX_SIM_MS + 1), lose_disk: false };
+        assert_eq!(field(vec![0; 3], with(too_long)).as_deref(), Some("plan.faults[4]"));
+    }
+
+    #[test]
+    fn every_clock_drifts_within_the_scenarios_bound_both_ways() {
+        let drifts = |sim: &LoadedSim| -> Vec<i64> {
+            (0..50).flat_map(|seed| draw_plan(sim, &nodes(), seed).drift_ppm).collect()
+        };
+        let drifting = drifts(&sim(&[("time.drift_ppm", 100.into())]));
+        assert_eq!(drifting.len(), 50 * nodes().len());
+        assert!(drifting.iter().all(|d| d.abs() <= 100), "{drifting:?}");
+        assert!(drifting.iter().any(|d| *d < 0) && drifting.iter().any(|d| *d > 0), "{drifting:?}");
+        assert!(drifts(&sim(&[])).iter().all(|d| *d == 0));
+    }
+
+    /// Kind, node, instant and length of a fault.
+    fn parts(f: &Fault) -> (&'static str, NodeId, u64, u64) {
+        match *f {
+            Fault::Pause { node, at_ms, for_ms } => ("pause", node, at_ms, for_ms),
+            Fault::Hang { node, at_ms, for_ms } => ("hang", node, at_ms, for_ms),
+            Fault::Crash { node, at_ms, restart_after_ms, .. } => ("crash", node, at_ms, restart_after_ms.unwrap_or(0)),
+            Fault::Partition { node, at_ms, for_ms, .. } => ("partition", node, at_ms, for_ms),
+            Fault::ClockJump { node, at_ms, by_ms } => ("clock jump", node, at_ms, by_ms),
+            Fault::Hold { node, at_ms, for_ms } => ("hold", node, at_ms, for_ms),
+        }
+    }
+
+    #[test]
+    fn every_fault_is_drawn_up_to_its_count_on_its_targets_inside_the_window() {
+        let counts = ["pauses", "hangs", "crashes", "partitions", "holds", "clock_jumps"];
+        let edits: Vec<(String, toml::Value)> = counts.iter().map(|c| (format!("faults.{c}"), 2.into())).collect();
+        let edits: Vec<(&str, toml::Value)> = edits.iter().map(|(f, v)| (f.as_str(), v.clone())).collect();
+        let sim = sim(&edits);
+        let nodes = nodes();
+        let mut most: BTreeMap<&str, usize> = BTreeMap::new();
+        for seed in 0..300 {
+            let plan = draw_plan(&sim, &nodes, seed);
+            let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+            let mut last = 0;
+            for f in &plan.faults {
+                let (kind, node, at_ms, len) = parts(f);
+                assert!(f.at() == at_ms && (last..100).contains(&at_ms), "{f:?} at {last}.. of a 100 ms window");
+                last = at_ms;
+                let (targets, lengths) = match kind {
+                    "pause" => (Targets::Clients, 50..=500),
+                    "hang" => (Targets::Clients, 50..=500),
+                    "crash" if nodes[node].kind == NodeKind::Client => (Targets::Clients, 0..=0),
+                    "crash" => (Targets::Servers, 10..=200),
+                    "clock jump" => (Targets::Servers, 100..=1000),
+                    _ => (Targets::Any, 50..=500),
+                };
+                assert!(targets.matches(nodes[node].kind) && lengths.contains(&len), "{f:?}");
+                assert!(kind != "clock jump" || nodes[node].wall_clock, "{f:?}: a monotonic clock does not jump");
+                *count.entry(kind).or_default() += 1;
+            }
+            for (kind, n) in count {
+                assert!(n <= 2, "{n} of {kind} in seed {seed}");
+                let m = most.entry(kind).or_default();
+                *m = (*m).max(n);
+            }
+        }
+        let every = ["clock jump", "crash", "hang", "hold", "partition", "pause"];
+        assert_eq!(most, every.into_iter().map(|k| (k, 2)).collect());
+    }
+
+    #[test]
+    fn plans_are_pinned_so_a_seed_replays_the_same_run_on_every_machine() {
+        // A changed draw order, or a rand_chacha whose stream moved, changes every stored seed's run.
+        let edits = [("faults.pauses", 2.into()), ("faults.crashes", 1.into()), ("time.drift_ppm", 100.into())];
+        let plan = draw_plan(&sim(&edits), &nodes(), 13);
+        let pinned = r#"{"drift_ppm":[-33,-85,-41,-48,54,45],"faults":[{"fault":"pause","node":5,"at_ms":17,"for_ms":357},{"fault":"pause","node":3,"at_ms":77,"for_ms":345},{"fault":"crash","node":4,"at_ms":87,"restart_after_ms":null,"lose_disk":false}],"turmoil_seed":"2423611022947792402","loss_seed":"10574610796646370913"}"#;
+        assert_eq!(serde_json::to_string(&plan).unwrap(), pinned);
+    }
 
     #[test]
     fn a_clock_jump_never_targets_a_server_that_times_out_on_a_monotonic_clock() {

@@ -272,6 +272,7 @@ fn validate(l: &LoadedSim) -> Result<(), SpecError> {
         ("hangs", s.faults.hangs),
         ("crashes", s.faults.crashes),
         ("partitions", s.faults.partitions),
+        ("holds", s.faults.holds),
         ("clock_jumps", s.faults.clock_jumps),
     ] {
         if v > 8 {
@@ -288,4 +289,164 @@ fn validate(l: &LoadedSim) -> Result<(), SpecError> {
         return err("seeds", format!("must be 1..={MAX_SEEDS}, got {}", s.seeds));
     }
     Ok(())
+}
+
+/// A small valid scenario with `edits` (dotted field, value) applied, loaded as a file would be.
+#[cfg(test)]
+pub(crate) fn test_sim(edits: &[(&str, toml::Value)]) -> Result<LoadedSim, SpecError> {
+    let mut table: toml::Table = r#"
+        description = "two clients of one Redis"
+        protocol = "redis"
+        seeds = 1
+        [setup]
+        clients = 2
+        workload = "oversell"
+        stock = 2
+        [time]
+        ttl_ticks = 10
+        fault_window_ms = 100
+        settle_ms = 100
+    "#
+    .parse()
+    .expect("the test scenario parses");
+    for (field, value) in edits {
+        let (tables, last) = field.rsplit_once('.').map_or((None, *field), |(t, l)| (Some(t), l));
+        let mut at = &mut table;
+        for t in tables.into_iter().flat_map(|t| t.split('.')) {
+            at = at.entry(t).or_insert_with(|| toml::Table::new().into()).as_table_mut().expect("a table");
+        }
+        at.insert(last.to_string(), value.clone());
+    }
+    sim_from_table(Path::new("test.toml"), &table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::property::PropertyName;
+
+    fn int(v: u64) -> toml::Value {
+        toml::Value::Integer(i64::try_from(v).expect("a test value fits"))
+    }
+
+    fn range(a: u64, b: u64) -> toml::Value {
+        toml::Value::Array(vec![int(a), int(b)])
+    }
+
+    /// The field a scenario with `edits` is refused for, or `None` when it loads.
+    fn refused(edits: &[(&str, toml::Value)]) -> Option<String> {
+        match test_sim(edits) {
+            Ok(_) => None,
+            Err(SpecError::Field { field, .. }) => Some(field),
+            Err(e) => panic!("refused without naming a field: {e}"),
+        }
+    }
+
+    #[track_caller]
+    fn assert_edge(field: &str, ok: toml::Value, bad: toml::Value, also: &[(&str, toml::Value)]) {
+        let with = |v: toml::Value| refused(&[also, &[(field, v)]].concat());
+        assert_eq!(with(ok.clone()), None, "{field} = {ok} is allowed");
+        assert_eq!(with(bad.clone()).as_deref(), Some(field), "{field} = {bad} is refused, naming {field}");
+    }
+
+    #[test]
+    fn a_scenario_without_network_or_faults_tables_takes_the_documented_defaults() {
+        let s = test_sim(&[]).unwrap().spec;
+        assert_eq!((s.time.tick_ms, s.time.step_ms, s.time.drift_ppm), (10, 1, 0));
+        assert_eq!((s.network.latency_ms, s.network.loss), (Range(1, 5), 0.0));
+        let f = &s.faults;
+        for r in [f.pause_ms, f.hang_ms, f.partition_ms, f.hold_ms] {
+            assert_eq!(r, Range(50, 500));
+        }
+        assert_eq!((f.restart_after_ms, f.jump_ms), (Range(10, 200), Range(100, 1000)));
+        assert_eq!(
+            (f.pause_targets, f.crash_targets, f.jump_targets),
+            (Targets::Clients, Targets::Any, Targets::Servers)
+        );
+        assert_eq!([f.pauses, f.hangs, f.crashes, f.partitions, f.holds, f.clock_jumps], [0; 6]);
+    }
+
+    #[test]
+    fn a_scenarios_claims_are_its_expect_table_in_property_order() {
+        let expect = toml::Table::from_iter([
+            ("deadlock_free".to_string(), toml::Value::from("holds")),
+            ("no_oversell".to_string(), toml::Value::from("violated")),
+        ]);
+        let sim = test_sim(&[("expect", expect.into())]).unwrap();
+        let claims: Vec<_> = sim.claims().collect();
+        assert_eq!(
+            claims,
+            [(PropertyName::NoOversell, Verdict::Violated), (PropertyName::DeadlockFree, Verdict::Holds)]
+        );
+        assert_eq!(sim.as_model().spec.expect.get(PropertyName::NoOversell), Some(Verdict::Violated));
+    }
+
+    #[test]
+    fn every_time_bound_is_checked_at_its_edge() {
+        let slow = [("time.settle_ms", int(10_000))];
+        assert_edge("time.tick_ms", int(1), int(0), &[("time.step_ms", int(1))]);
+        assert_edge("time.tick_ms", int(1000), int(1001), &slow);
+        assert_edge("time.step_ms", int(10), int(11), &[]);
+        assert_edge("time.step_ms", int(1), int(0), &[]);
+        assert_edge("time.ttl_ticks", int(1), int(0), &[]);
+        // One TTL of settle time is the least that can judge a waiter.
+        assert_edge("time.settle_ms", int(100), int(99), &[]);
+        assert_edge("time.drift_ppm", int(999_999), int(1_000_000), &[]);
+        assert_eq!(refused(&[("time.ttl_ticks", toml::Value::Integer(-1))]).as_deref(), Some("time.ttl_ticks"));
+    }
+
+    #[test]
+    fn a_run_is_at_most_the_simulated_time_limit_long() {
+        let window = |ms: u64| [("time.fault_window_ms", int(ms))];
+        assert_edge("time.settle_ms", int(100), int(101), &window(MAX_SIM_MS - 100));
+        let whole_run = [("time.fault_window_ms", int(0)), ("time.settle_ms", int(MAX_SIM_MS))];
+        assert_edge("time.ttl_ticks", int(MAX_SIM_MS / 10), int(MAX_SIM_MS / 10 + 1), &whole_run);
+        let huge = [("time.tick_ms", int(1000)), ("time.ttl_ticks", toml::Value::Integer(i64::MAX))];
+        assert_eq!(refused(&huge).as_deref(), Some("time.ttl_ticks"), "ticks × tick_ms overflows");
+    }
+
+    #[test]
+    fn a_message_loss_is_a_probability_below_one() {
+        let loss = |p: f64| refused(&[("network.loss", toml::Value::Float(p))]);
+        assert_eq!((loss(0.0), loss(0.99)), (None, None));
+        assert_eq!((loss(1.0).as_deref(), loss(-0.1).as_deref()), (Some("network.loss"), Some("network.loss")));
+    }
+
+    #[test]
+    fn every_range_is_checked_for_order_and_the_time_limit() {
+        for field in [
+            "network.latency_ms",
+            "faults.pause_ms",
+            "faults.restart_after_ms",
+            "faults.partition_ms",
+            "faults.jump_ms",
+            "faults.hold_ms",
+            "faults.hang_ms",
+        ] {
+            assert_edge(field, range(5, 5), range(6, 5), &[]);
+            assert_edge(field, range(0, MAX_SIM_MS), range(0, MAX_SIM_MS + 1), &[]);
+        }
+    }
+
+    #[test]
+    fn every_fault_count_is_at_most_eight_a_run() {
+        for field in [
+            "faults.pauses",
+            "faults.hangs",
+            "faults.crashes",
+            "faults.partitions",
+            "faults.holds",
+            "faults.clock_jumps",
+        ] {
+            assert_edge(field, int(8), int(9), &[]);
+        }
+    }
+
+    #[test]
+    fn a_sweep_has_one_to_a_million_seeds_and_judges_no_availability() {
+        assert_edge("seeds", int(1), int(0), &[]);
+        assert_edge("seeds", int(MAX_SEEDS), int(MAX_SEEDS + 1), &[]);
+        let available = toml::Table::from_iter([("available".to_string(), toml::Value::from("holds"))]);
+        assert_eq!(refused(&[("expect", available.into())]).as_deref(), Some("expect.available"));
+    }
 }
