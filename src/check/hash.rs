@@ -35,7 +35,9 @@ impl Hasher for StateHasher {
         if !rest.is_empty() {
             let mut buf = [0u8; 8];
             buf[..rest.len()].copy_from_slice(rest);
-            self.mix(u64::from_le_bytes(buf) ^ ((rest.len() as u64) << 56));
+            // The length in the last byte, which a rest of under 8 bytes never reaches.
+            buf[7] = rest.len() as u8;
+            self.mix(u64::from_le_bytes(buf));
         }
     }
     #[inline]

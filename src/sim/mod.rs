@@ -405,3 +405,142 @@ pub fn simulate(
 pub fn default_options() -> Options {
     Options { jobs: 1, shrink: true, progress: crate::progress::shown(), full_duration: false, max_seconds: None }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Protocol;
+    use driver::Metrics;
+    use std::path::Path;
+
+    #[test]
+    fn a_shard_takes_every_nth_seed_of_the_range() {
+        let seeds = |shard| Seeds { from: 3, to: 10, shard }.list();
+        assert_eq!(seeds(None), [3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(seeds(Some((1, 3))), [4, 7]);
+        assert_eq!(seeds(Some((0, 1))), seeds(None));
+    }
+
+    fn summary(expected: Option<Verdict>, verdict: Verdict) -> PropSummary {
+        let (rate, rate_low, rate_high) = (0.0, 0.0, 0.0);
+        let (first_seed, trace, shrunk) = (None, None, None);
+        let property = PropertyName::MutualExclusion;
+        PropSummary { property, verdict, expected, violations: 0, rate, rate_low, rate_high, first_seed, trace, shrunk }
+    }
+
+    #[test]
+    fn a_verdict_passes_when_it_is_the_claim_or_unclaimed_and_not_violated() {
+        use Verdict::*;
+        assert!(summary(Some(Violated), Violated).ok() && summary(Some(Vacuous), Vacuous).ok());
+        assert!(!summary(Some(Holds), Vacuous).ok(), "a claimed holds that nothing exercised fails");
+        assert!(!summary(Some(Holds), Unknown).ok() && !summary(Some(Violated), Holds).ok());
+        assert!(summary(None, Holds).ok() && summary(None, Vacuous).ok() && summary(None, Unknown).ok());
+        assert!(!summary(None, Violated).ok(), "an unclaimed violation fails");
+    }
+
+    fn outcome(partial: bool, results: Vec<PropSummary>) -> SimOutcome {
+        let (spec, name, description) = (String::new(), String::new(), String::new());
+        let (metrics, seconds, participants, stopped) = (SweepMetrics::default(), 0.0, Vec::new(), None);
+        SimOutcome { spec, name, description, runs: 1, results, metrics, seconds, participants, partial, stopped }
+    }
+
+    #[test]
+    fn a_partial_sweep_fails_only_by_breaking_or_not_reaching_a_claimed_pass() {
+        use Verdict::*;
+        let sweep = |partial, expected, verdict| outcome(partial, vec![summary(Some(expected), verdict)]).ok();
+        assert!(sweep(true, Violated, Holds), "a few seeds need not reach a claimed violation");
+        assert!(!sweep(false, Violated, Holds));
+        assert!(sweep(true, Holds, Vacuous), "nor tell a vacuous pass from a real one");
+        assert!(!sweep(true, Holds, Violated) && !sweep(true, Holds, Unknown) && !sweep(true, Vacuous, Violated));
+        let two = |partial| outcome(partial, vec![summary(Some(Holds), Holds), summary(None, Violated)]).ok();
+        assert!(two(true) && !two(false), "a partial sweep does not judge what is unclaimed");
+        assert!(outcome(false, vec![summary(Some(Holds), Holds), summary(Some(Violated), Violated)]).ok());
+    }
+
+    #[test]
+    fn the_violation_rate_has_its_wilson_95_percent_interval() {
+        // Published values (Wilson 1927; Newcombe 1998, table I).
+        for (k, n, low, high) in
+            [(5, 10, 0.2366, 0.7634), (0, 10, 0.0, 0.2775), (10, 10, 0.7225, 1.0), (1, 100, 0.0018, 0.0545)]
+        {
+            let (rate, lo, hi) = wilson(k, n);
+            assert_eq!(rate, k as f64 / n as f64);
+            assert!((lo - low).abs() < 1e-4 && (hi - high).abs() < 1e-4, "{k}/{n}: [{lo}, {hi}]");
+        }
+        assert_eq!(wilson(0, 0), (0.0, 0.0, 1.0), "no runs: nothing is known of the rate");
+    }
+
+    fn run(seed: u64, metrics: Metrics) -> RunOutcome {
+        let plan = Plan { drift_ppm: Vec::new(), faults: Vec::new(), turmoil_seed: 0, loss_seed: 0 };
+        RunOutcome { seed, plan, violations: Vec::new(), witnessed: Vec::new(), metrics }
+    }
+
+    #[test]
+    fn a_sweeps_metrics_sum_its_runs_and_take_percentiles_over_all_their_latencies() {
+        let busy = Metrics {
+            acquisitions: 2,
+            messages: 10,
+            store_requests: 4,
+            rejected_writes: 1,
+            acquire_latency_ms: vec![30, 10],
+            wakeup_latency_ms: vec![5],
+            simulated_ms: 1000,
+        };
+        let calm = Metrics { acquire_latency_ms: vec![40, 20], messages: 6, wakeup_latency_ms: vec![], ..busy.clone() };
+        let m = aggregate(&[run(0, busy), run(1, Metrics { rejected_writes: 0, ..calm })]);
+        assert_eq!((m.acquisitions, m.rejected_writes), (4, 1));
+        assert_eq!((m.messages_per_acquisition, m.store_requests_per_acquisition), (4.0, 2.0));
+        assert_eq!((m.acquire_latency_p50_ms, m.acquire_latency_p99_ms), (30, 40));
+        assert_eq!((m.wakeup_latency_p50_ms, m.wakeup_latency_p99_ms), (5, 5));
+        assert_eq!(m.critical_sections_per_second, 2.0);
+        let none = aggregate(&[run(0, Metrics::default())]);
+        assert_eq!((none.messages_per_acquisition, none.critical_sections_per_second), (0.0, 0.0));
+        assert_eq!(none.acquire_latency_p99_ms, 0);
+    }
+
+    #[test]
+    fn a_percentile_is_the_nearest_rank() {
+        let hundred: Vec<u64> = (1..=100).collect();
+        assert_eq!((percentile(&hundred, 0.5), percentile(&hundred, 0.99)), (51, 99));
+        assert_eq!((percentile(&hundred, 0.0), percentile(&hundred, 1.0)), (1, 100));
+        assert_eq!((percentile(&[7], 0.99), percentile(&[], 0.5)), (7, 0));
+    }
+
+    /// Shrinks the first run of `sim` that breaks `property` under more than one fault, and checks
+    /// the result is a failing plan from which no fault can be dropped or halved.
+    struct ShrinkFirstFailure<'a>(&'a LoadedSim, PropertyName);
+
+    impl Visit for ShrinkFirstFailure<'_> {
+        type Out = ();
+        fn visit<P: Protocol>(self, system: LockSystem<P>) {
+            let ShrinkFirstFailure(sim, property) = self;
+            let cfg = run_cfg(sim, judged(sim, system.proto.issues_tokens()).unwrap());
+            let m = Arc::new(system);
+            let breaks = |r: &RunOutcome| r.violations.iter().any(|v| v.property == property);
+            let failing = (0..sim.spec.seeds)
+                .map(|seed| one(&m, sim, &cfg, seed, None).unwrap())
+                .find(|r| breaks(r) && r.plan.faults.len() > 1)
+                .expect("a seed that fails under several faults");
+            let fails = |plan: &Plan| breaks(&driver::run(m.clone(), &cfg, failing.seed, plan.clone()).unwrap());
+            let (plan, v) = shrink(&m, &cfg, &failing, property).expect("a plan of several faults shrinks");
+            assert!(plan.faults.len() < failing.plan.faults.len(), "{:?} from {:?}", plan.faults, failing.plan.faults);
+            assert!(v.property == property && fails(&plan));
+            for (i, fault) in plan.faults.iter().enumerate() {
+                let mut fewer = plan.clone();
+                fewer.faults.remove(i);
+                assert!(!fails(&fewer), "{fault:?} could still be dropped");
+                let mut shorter = plan.clone();
+                if let Some(half) = fault.halved() {
+                    shorter.faults[i] = half;
+                    assert!(!fails(&shorter), "{fault:?} could still be halved");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_shrunk_plan_still_fails_and_none_of_its_faults_can_be_dropped_or_halved() {
+        let sim = spec::load_sim(Path::new("sims/redis_gc_pause.toml")).unwrap();
+        registry::build(&sim.as_model(), ShrinkFirstFailure(&sim, PropertyName::NoStaleWrite)).unwrap();
+    }
+}
