@@ -499,6 +499,12 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_seed_is_reproduced_by_one_command() {
+        let sim = spec::test_sim(&[]).unwrap();
+        assert_eq!(reproduce_command(&sim, 7), "lockcheck sim test.toml --seed 7");
+    }
+
+    #[test]
     fn a_percentile_is_the_nearest_rank() {
         let hundred: Vec<u64> = (1..=100).collect();
         assert_eq!((percentile(&hundred, 0.5), percentile(&hundred, 0.99)), (51, 99));
