@@ -117,11 +117,10 @@ mod tests {
     fn every_integer_width_is_part_of_the_fingerprint() {
         // Pinned like the above, over the widths those leave out (u16, u32, i64; u8 and usize too).
         assert_eq!(fingerprint(&(1u16, 2u32, -3i64, 4u8, 5usize)), PINNED_WIDTHS);
-        let one = fingerprint(&(1u16, 2u32, -3i64, 4u8, 5usize));
         for other in
             [(0u16, 2u32, -3i64, 4u8, 5usize), (1, 0, -3, 4, 5), (1, 2, 0, 4, 5), (1, 2, -3, 0, 5), (1, 2, -3, 4, 0)]
         {
-            assert_ne!(fingerprint(&other), one, "{other:?}");
+            assert_ne!(fingerprint(&other), PINNED_WIDTHS, "{other:?}");
         }
     }
 

@@ -307,9 +307,8 @@ mod tests {
 
     #[test]
     fn every_fault_is_drawn_up_to_its_count_on_its_targets_inside_the_window() {
-        let counts = ["pauses", "hangs", "crashes", "partitions", "holds", "clock_jumps"];
-        let edits: Vec<(String, toml::Value)> = counts.iter().map(|c| (format!("faults.{c}"), 2.into())).collect();
-        let edits: Vec<(&str, toml::Value)> = edits.iter().map(|(f, v)| (f.as_str(), v.clone())).collect();
+        let edits = ["pauses", "hangs", "crashes", "partitions", "holds", "clock_jumps"].map(|c| format!("faults.{c}"));
+        let edits: Vec<(&str, toml::Value)> = edits.iter().map(|f| (f.as_str(), 2.into())).collect();
         let sim = sim(&edits);
         let nodes = nodes();
         let mut most: BTreeMap<&str, usize> = BTreeMap::new();
