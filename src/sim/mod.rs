@@ -544,6 +544,94 @@ mod tests {
         }
     }
 
+    fn quiet(shrink: bool, max_seconds: Option<f64>) -> Options {
+        Options { jobs: 2, shrink, progress: false, full_duration: false, max_seconds }
+    }
+
+    #[test]
+    fn each_verdict_its_count_first_seed_and_traces_are_read_from_the_runs() {
+        let sim = spec::load_sim(Path::new("sims/redis_gc_pause.toml")).unwrap();
+        let seeds = Seeds { from: 0, to: 12, shard: None };
+        let (out, runs) = simulate(&sim, &seeds, &quiet(true, None), None).unwrap();
+        assert_eq!((out.runs, runs.len()), (12, 12));
+        assert!(out.partial && out.stopped.is_none(), "12 of the scenario's {} seeds", sim.spec.seeds);
+        assert_eq!(out.participants, participants(&sim).unwrap());
+        assert_eq!(out.participants, ["client-0", "client-1", "client-2", "redis", "storage"]);
+        assert_eq!(out.name, "redis_gc_pause");
+        let judged = judged(&sim, false).unwrap();
+        assert_eq!(out.results.iter().map(|r| r.property).collect::<Vec<_>>(), judged);
+        for r in &out.results {
+            let failing: Vec<&RunOutcome> =
+                runs.iter().filter(|x| x.violations.iter().any(|v| v.property == r.property)).collect();
+            assert_eq!(r.violations, failing.len() as u64, "{:?}", r.property);
+            assert_eq!(r.first_seed, failing.first().map(|x| x.seed));
+            assert_eq!(r.expected, sim.spec.expect.get(r.property));
+            assert_eq!(r.trace.is_some() && r.shrunk.is_some(), !failing.is_empty());
+            let Some(first) = failing.first() else {
+                assert_eq!(r.verdict, Verdict::Holds, "{:?}: every run witnessed it", r.property);
+                continue;
+            };
+            assert_eq!(r.verdict, Verdict::Violated);
+            let (trace, shrunk) = (r.trace.as_ref().unwrap(), r.shrunk.as_ref().unwrap());
+            let v = first.violations.iter().find(|v| v.property == r.property).unwrap();
+            assert_eq!(
+                (trace.property.as_str(), trace.seed, &trace.steps),
+                (r.property.name(), Some(first.seed), &v.steps)
+            );
+            assert_eq!((shrunk.property.as_str(), shrunk.seed), (r.property.name(), Some(first.seed)));
+            assert!(shrunk.plan != trace.plan || shrunk.steps.len() < trace.steps.len());
+        }
+        assert!(out.results.iter().any(|r| r.verdict == Verdict::Violated));
+        let defaults = default_options();
+        assert_eq!(
+            (defaults.jobs, defaults.shrink, defaults.full_duration, defaults.max_seconds),
+            (1, true, false, None)
+        );
+        let unshrunk = simulate(&sim, &seeds, &quiet(false, None), None).unwrap().0;
+        assert!(unshrunk.results.iter().all(|r| r.shrunk.is_none()));
+    }
+
+    #[test]
+    fn a_claim_nothing_exercised_is_vacuous_and_a_whole_sweep_is_not_partial() {
+        let sim = spec::test_sim(&[("setup.stock", toml::Value::Integer(0))]).unwrap();
+        let seeds = Seeds { from: 0, to: sim.spec.seeds, shard: None };
+        let out = simulate(&sim, &seeds, &quiet(true, None), None).unwrap().0;
+        assert!(!out.partial && out.stopped.is_none());
+        let verdict = |p| out.results.iter().find(|r| r.property == p).map(|r| r.verdict);
+        assert_eq!(verdict(PropertyName::NoOversell), Some(Verdict::Vacuous), "nothing to sell: nothing sold");
+        assert_eq!(verdict(PropertyName::MutualExclusion), Some(Verdict::Holds));
+        assert!(out.metrics.acquisitions > 0);
+    }
+
+    #[test]
+    fn a_sweep_stopped_by_its_time_budget_knows_nothing_and_says_what_stopped_it() {
+        let sim = spec::load_sim(Path::new("sims/redis_gc_pause.toml")).unwrap();
+        let seeds = Seeds { from: 0, to: 12, shard: None };
+        let (out, runs) = simulate(&sim, &seeds, &quiet(true, Some(0.0)), None).unwrap();
+        assert!(runs.is_empty() && out.partial);
+        assert_eq!(
+            out.stopped.as_deref(),
+            Some("the time budget (--max-seconds 0) stopped the sweep after 0 of 12 seeds")
+        );
+        assert!(out.results.iter().all(|r| r.verdict == Verdict::Unknown && r.first_seed.is_none()));
+    }
+
+    #[test]
+    fn a_stored_plan_replays_one_seed_as_it_ran() {
+        let sim = spec::load_sim(Path::new("sims/redis_gc_pause.toml")).unwrap();
+        let seeds = Seeds { from: 0, to: 12, shard: None };
+        let (_, runs) = simulate(&sim, &seeds, &quiet(false, None), None).unwrap();
+        let failing = runs.iter().find(|r| !r.violations.is_empty()).expect("a failing seed in 0..12");
+        let one_seed = Seeds { from: failing.seed, to: failing.seed + 1, shard: None };
+        let replay = simulate(&sim, &one_seed, &quiet(false, None), Some(failing.plan.clone())).unwrap().1;
+        assert_eq!(replay, [failing.clone()]);
+        let mut calm = failing.plan.clone();
+        calm.faults.clear();
+        let calm_run = simulate(&sim, &one_seed, &quiet(false, None), Some(calm.clone())).unwrap().1;
+        assert_eq!(calm_run[0].plan, calm, "the stored plan, not the seed's draw");
+        assert!(calm_run[0].violations.is_empty(), "without its pauses the seed runs clean");
+    }
+
     #[test]
     fn a_shrunk_plan_still_fails_and_none_of_its_faults_can_be_dropped_or_halved() {
         let sim = spec::load_sim(Path::new("sims/redis_gc_pause.toml")).unwrap();
