@@ -420,6 +420,11 @@ async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: 
 
 /// Runs seed `seed` under `plan` to the end of the settle time or until every safety property broke.
 pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result<RunOutcome, String> {
+    run_recorded(m, cfg, seed, plan).map(|(outcome, _)| outcome)
+}
+
+/// [`run`], with every step of the run.
+fn run_recorded<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result<(RunOutcome, Vec<Step>), String> {
     let nodes = m.nodes().to_vec();
     let n = nodes.len();
     let clients = nodes.iter().filter(|x| x.kind == NodeKind::Client).count();
@@ -640,13 +645,14 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
         s.violations.push(Violation { property: PropertyName::DeadlockFree, at_ms: at, steps });
     }
     s.metrics.simulated_ms = sim.elapsed().as_millis() as u64;
-    Ok(RunOutcome {
+    let outcome = RunOutcome {
         seed,
         plan,
         violations: std::mem::take(&mut s.violations),
         witnessed: std::mem::take(&mut s.witnessed),
         metrics: std::mem::take(&mut s.metrics),
-    })
+    };
+    Ok((outcome, std::mem::take(&mut s.steps)))
 }
 
 struct LoopbackLink {
@@ -696,4 +702,309 @@ pub fn run_realtime<M: Machine>(m: Arc<M>, cfg: &RunCfg, plan: &Plan) -> Result<
         s.metrics.simulated_ms = cfg.fault_window_ms + cfg.settle_ms;
         Ok(std::mem::take(&mut s.metrics))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::NodeInfo;
+    use crate::protocol::Protocol;
+    use crate::registry::{self, Visit};
+    use crate::sim::spec::{self, LoadedSim};
+    use crate::system::LockSystem;
+    use Observation::*;
+    use PropertyName::*;
+    use std::time::Instant;
+
+    fn cfg(tick_ms: u64, properties: Vec<PropertyName>) -> RunCfg {
+        let (step_ms, fault_window_ms, settle_ms, latency_ms, loss, stock) = (1, 100, 100, (1, 5), 0.0, 1);
+        RunCfg {
+            tick_ms,
+            step_ms,
+            fault_window_ms,
+            settle_ms,
+            latency_ms,
+            loss,
+            stock,
+            properties,
+            full_duration: false,
+        }
+    }
+
+    /// Clients `a` and `b` and a server `s` whose clock is 50 ms ahead and runs 25 % fast, outside
+    /// any simulation: time is the driver's unless `epoch` gives a real clock.
+    fn shared(tick_ms: u64, properties: Vec<PropertyName>, epoch: Option<Instant>) -> Shared<()> {
+        let node = |name: &str, kind| NodeInfo { name: name.into(), kind, wall_clock: true };
+        let nodes = [node("a", NodeKind::Client), node("b", NodeKind::Client), node("s", NodeKind::Server)];
+        let plan = Plan { drift_ppm: vec![0, 0, 250_000], faults: Vec::new(), turmoil_seed: 0, loss_seed: 0 };
+        let mut s = Shared::new(&nodes, &cfg(tick_ms, properties), &plan, epoch);
+        s.offset_ms[2] = 50.0;
+        s
+    }
+
+    #[test]
+    fn a_nodes_clock_is_its_offset_plus_simulated_time_at_its_drifting_rate() {
+        let mut s = shared(10, Vec::new(), None);
+        assert_eq!((s.local_ms(2, 100.0), s.local_ms(0, 100.0)), (175.0, 100.0));
+        assert_eq!((s.reading(2), s.reading(0)), (5, 0), "at simulated time 0");
+        assert_eq!(s.until(2, 10), Duration::from_millis(40), "(100 - 50) / 1.25 ms");
+        assert_eq!((s.until(0, 10), s.until(2, 3)), (Duration::from_millis(100), Duration::ZERO));
+        s.driver_ms = 42;
+        assert_eq!(s.now_ms(), 42, "between simulation steps, the driver's time");
+    }
+
+    #[test]
+    fn on_a_real_clock_time_runs_from_the_epoch() {
+        let second_ago = Instant::now().checked_sub(Duration::from_secs(1)).expect("up for a second");
+        let s = shared(1000, Vec::new(), Some(second_ago));
+        assert!((1000..1400).contains(&s.now_ms()), "{}", s.now_ms());
+        assert_eq!((s.reading(0), s.reading(2)), (1, 1), "1000 ms and 50 + 1250 ms, in 1000 ms ticks");
+        let until = s.until(2, 2).as_secs_f64() * 1000.0;
+        assert!(until > 160.0 && until <= 560.0, "(2000 - 50) / 1.25 - 1000 ms, less what has passed: {until}");
+    }
+
+    #[test]
+    fn steps_are_numbered_from_one_at_the_time_they_happen() {
+        let mut s = shared(10, Vec::new(), None);
+        s.driver_ms = 7;
+        s.record(2, "crash", "s crashes".into());
+        s.driver_ms = 9;
+        s.record_as("world".into(), "heal", "over".into(), true);
+        let brief: Vec<_> =
+            s.steps.iter().map(|x| (x.step, x.time, x.node.as_str(), x.kind.as_str(), x.observed)).collect();
+        assert_eq!(brief, [(1, Some(7), "s", "crash", false), (2, Some(9), "world", "heal", true)]);
+    }
+
+    #[test]
+    fn latencies_run_from_asking_to_the_grant_and_from_the_lock_freed_under_a_waiter_to_the_next_grant() {
+        let mut s = shared(10, vec![MutualExclusion], None);
+        let at = |s: &mut Shared<()>, ms, o: Observation| {
+            s.driver_ms = ms;
+            s.observe(&o);
+        };
+        at(&mut s, 10, Waiting { client: 0 });
+        at(&mut s, 15, Waiting { client: 1 });
+        at(&mut s, 20, Granted { client: 0, token: None });
+        at(&mut s, 20, Acquired { client: 0, depth: 1 });
+        at(&mut s, 50, Released { client: 0, depth: 0 });
+        at(&mut s, 65, Granted { client: 1, token: None });
+        at(&mut s, 65, Acquired { client: 1, depth: 1 });
+        at(&mut s, 70, WriteRejected { client: 1, token: None });
+        at(&mut s, 80, Released { client: 1, depth: 0 });
+        at(&mut s, 90, Granted { client: 0, token: None });
+        at(&mut s, 90, Acquired { client: 0, depth: 1 });
+        let m = &s.metrics;
+        assert_eq!((m.acquisitions, m.rejected_writes), (3, 1));
+        assert_eq!(m.acquire_latency_ms, [10, 50], "the third grant came unasked");
+        assert_eq!(m.wakeup_latency_ms, [15], "freed at 80 with nobody waiting: no wake-up");
+        at(&mut s, 100, Waiting { client: 1 });
+        at(&mut s, 130, Expired { client: 0 });
+        at(&mut s, 131, Granted { client: 1, token: None });
+        at(&mut s, 131, Acquired { client: 1, depth: 2 });
+        assert_eq!(s.metrics.acquisitions, 3, "a nested acquisition is no new one");
+        assert_eq!(s.metrics.wakeup_latency_ms, [15], "only a first-level grant ends a wait");
+    }
+
+    /// Client 0 takes the lock, then client 1 too: mutual exclusion breaks at 30 ms.
+    fn two_holders(s: &mut Shared<()>) {
+        s.observe(&Granted { client: 0, token: None });
+        s.observe(&Acquired { client: 0, depth: 1 });
+        s.record(0, "receive", "granted".into());
+        s.judge();
+        s.judge();
+        assert_eq!((s.witnessed.as_slice(), s.violations.len(), s.stop), (&[MutualExclusion][..], 0, false));
+        s.driver_ms = 30;
+        s.observe(&Granted { client: 1, token: None });
+        s.observe(&Acquired { client: 1, depth: 1 });
+        s.record(1, "receive", "granted".into());
+        s.judge();
+        s.judge();
+    }
+
+    #[test]
+    fn a_broken_property_is_recorded_once_with_the_steps_so_far_and_the_run_stops_when_all_broke() {
+        let mut s = shared(10, vec![MutualExclusion, DeadlockFree], None);
+        two_holders(&mut s);
+        let broke: Vec<_> = s.violations.iter().map(|v| (v.property, v.at_ms, v.steps.len())).collect();
+        assert_eq!(broke, [(MutualExclusion, 30, 2)], "a liveness property is judged at the end of a run");
+        assert_eq!(s.violations[0].steps, s.steps);
+        assert!(s.stop, "nothing left to break");
+        let mut more = shared(10, vec![MutualExclusion, NoOversell], None);
+        two_holders(&mut more);
+        assert_eq!((more.violations.len(), more.stop), (1, false), "no_oversell can still break");
+        let mut live = shared(10, vec![DeadlockFree], None);
+        live.judge();
+        assert!(!live.stop && live.violations.is_empty(), "no safety property: run to the end");
+    }
+
+    /// A scenario's machine run for its whole duration under a hand-made plan.
+    struct RunUnder<'a>(&'a LoadedSim, Plan);
+
+    impl Visit for RunUnder<'_> {
+        type Out = (RunOutcome, Vec<Step>);
+        fn visit<P: Protocol>(self, system: LockSystem<P>) -> Self::Out {
+            let RunUnder(sim, plan) = self;
+            let props = crate::sim::judged(sim, system.proto.issues_tokens()).expect("judged");
+            let cfg = RunCfg { full_duration: true, ..crate::sim::run_cfg(sim, props) };
+            run_recorded(Arc::new(system), &cfg, 0, plan).expect("runs")
+        }
+    }
+
+    /// Three clients of one Redis, each holding the lock for 80 ms: busy for most of the window.
+    fn busy_sim(loss: f64) -> LoadedSim {
+        let int = toml::Value::Integer;
+        let edits = [
+            ("setup.clients", int(3)),
+            ("setup.stock", int(3)),
+            ("setup.work_ticks", int(8)),
+            ("time.ttl_ticks", int(30)),
+            ("time.fault_window_ms", int(400)),
+            ("time.settle_ms", int(600)),
+            ("network.loss", toml::Value::Float(loss)),
+        ];
+        spec::test_sim(&edits).expect("a valid scenario")
+    }
+
+    fn busy_run(loss: f64, faults: Vec<Fault>, loss_seed: u64) -> (RunOutcome, Vec<Step>) {
+        let sim = busy_sim(loss);
+        let plan = Plan { drift_ppm: vec![0; 5], faults, turmoil_seed: 1, loss_seed };
+        registry::build(&sim.as_model(), RunUnder(&sim, plan)).expect("builds")
+    }
+
+    fn busy(faults: Vec<Fault>) -> (RunOutcome, Vec<Step>) {
+        busy_run(0.0, faults, 1)
+    }
+
+    /// Node ids of [`busy`]: three clients, then Redis and the storage.
+    const REDIS: NodeId = 3;
+
+    fn every_fault() -> Vec<Fault> {
+        vec![
+            Fault::Pause { node: 1, at_ms: 20, for_ms: 50 },
+            Fault::Hang { node: 2, at_ms: 30, for_ms: 40 },
+            Fault::Crash { node: 0, at_ms: 40, restart_after_ms: None, lose_disk: false },
+            Fault::Partition { node: REDIS, at_ms: 100, for_ms: 40, one_way: false },
+            Fault::Hold { node: REDIS, at_ms: 150, for_ms: 30 },
+            Fault::ClockJump { node: REDIS, at_ms: 200, by_ms: 50 },
+            Fault::Crash { node: REDIS, at_ms: 300, restart_after_ms: Some(40), lose_disk: true },
+            Fault::Partition { node: 1, at_ms: 350, for_ms: 10_000, one_way: true },
+        ]
+    }
+
+    /// The steps of `node` at times in `from..to`.
+    fn during<'a>(steps: &'a [Step], node: &'a str, from: i64, to: i64) -> impl Iterator<Item = &'a Step> {
+        steps.iter().filter(move |s| s.node == node && s.time.is_some_and(|t| (from..to).contains(&t)))
+    }
+
+    fn involves_redis(s: &Step) -> bool {
+        s.kind == "receive" && (s.node == "redis" || s.detail.starts_with("redis →"))
+    }
+
+    #[test]
+    fn each_fault_starts_at_its_time_and_ends_after_its_length_or_with_the_fault_window() {
+        let (r, steps) = busy(every_fault());
+        let faults = ["pause", "resume", "hang", "crash", "partition", "heal", "hold", "release", "jump", "restart"];
+        let seen: Vec<_> = steps
+            .iter()
+            .filter(|s| faults.contains(&s.kind.as_str()))
+            .map(|s| (s.time.unwrap_or(-1), s.node.as_str(), s.kind.as_str()))
+            .collect();
+        let expected = [
+            (20, "client-1", "pause"),
+            (30, "client-2", "hang"),
+            (40, "client-0", "crash"),
+            (70, "client-1", "resume"),
+            (70, "client-2", "resume"),
+            (100, "redis", "partition"),
+            (140, "redis", "heal"),
+            (150, "redis", "hold"),
+            (180, "redis", "release"),
+            (200, "redis", "jump"),
+            (300, "redis", "crash"),
+            (340, "redis", "restart"),
+            (350, "client-1", "partition"),
+            (400, "client-1", "heal"),
+            (400, "world", "heal"),
+        ];
+        assert_eq!(seen, expected);
+        assert!(steps.iter().any(|s| s.kind == "restart" && s.detail == "redis starts again empty"));
+        // Pinned: a change here changes what every stored seed replays, so it is a decision.
+        assert_eq!((r.metrics.acquisitions, r.metrics.messages, r.metrics.store_requests), (3, 106, 55));
+        assert_eq!(
+            (r.metrics.acquire_latency_ms.as_slice(), r.metrics.wakeup_latency_ms.as_slice()),
+            (&[2, 252, 342][..], &[2, 8][..])
+        );
+        assert_eq!(r.metrics.simulated_ms, 1000, "run to the end of the settle time");
+    }
+
+    #[test]
+    fn a_paused_hung_crashed_or_cut_off_node_does_nothing_and_hears_nothing() {
+        let (_, steps) = busy(every_fault());
+        assert_eq!(during(&steps, "client-1", 21, 70).count(), 0, "paused");
+        assert_eq!(during(&steps, "client-2", 31, 70).count(), 0, "its application thread stuck: no retry");
+        assert_eq!(during(&steps, "client-0", 41, 1000).count(), 0, "crashed for good");
+        assert_eq!(during(&steps, "redis", 301, 340).count(), 0, "down");
+        let partitioned = steps.iter().filter(|s| s.time.is_some_and(|t| (106..140).contains(&t)));
+        assert_eq!(partitioned.filter(|s| involves_redis(s)).count(), 0, "cut off");
+        let held = steps.iter().filter(|s| s.time.is_some_and(|t| (156..180).contains(&t)));
+        assert_eq!(held.filter(|s| involves_redis(s)).count(), 0, "held");
+        let timeouts = during(&steps, "client-1", 100, 180).filter(|s| s.detail.contains("request timeout")).count();
+        assert!(timeouts >= 6, "the clients kept asking meanwhile: {timeouts} timeouts");
+        let released = during(&steps, "redis", 180, 181).filter(|s| s.kind == "receive").count();
+        assert!(released >= 4, "the held requests arrive together on release: {released}");
+    }
+
+    #[test]
+    fn a_clock_jump_brings_a_servers_expiry_forward_by_the_jump() {
+        let expiry = |faults| {
+            let (_, steps) = busy(faults);
+            let expired = steps.iter().find(|s| s.node == "redis" && s.detail.contains("lease of client-0 expires"));
+            expired.and_then(|s| s.time).expect("the crashed holder's lease expires")
+        };
+        let crash = Fault::Crash { node: 0, at_ms: 40, restart_after_ms: None, lose_disk: false };
+        let jump = Fault::ClockJump { node: REDIS, at_ms: 200, by_ms: 50 };
+        assert_eq!(expiry(vec![crash.clone()]), 300, "granted at tick 0, PX 30 ticks of 10 ms");
+        assert_eq!(expiry(vec![crash, jump]), 250);
+    }
+
+    #[test]
+    fn lost_messages_are_drawn_from_the_loss_seed_in_send_order_and_never_arrive() {
+        let (a, steps) = busy_run(0.3, Vec::new(), 1);
+        assert_eq!(busy_run(0.3, Vec::new(), 1), (a.clone(), steps.clone()), "the same loss seed, the same run");
+        assert_ne!(busy_run(0.3, Vec::new(), 2).1, steps, "another loss seed, other losses");
+        let lost: Vec<&Step> = steps.iter().filter(|s| s.detail.contains("lost on the way: ")).collect();
+        assert!(lost.len() >= 5, "{} of {} messages lost at 30 %", lost.len(), a.metrics.messages);
+        let first = lost[0].detail.split("lost on the way: ").nth(1).expect("a lost message named");
+        let (route, msg) = first.split_once(": ").expect("sender → receiver: message");
+        let receiver = route.split(" → ").nth(1).expect("a receiver");
+        let after = steps.iter().skip_while(|s| s.step <= lost[0].step);
+        assert!(
+            !after.filter(|s| s.node == receiver).any(|s| s.detail.ends_with(&format!("{route}: {msg}"))),
+            "{first}"
+        );
+        assert!(busy(Vec::new()).1.iter().all(|s| !s.detail.contains("lost")), "no loss without a loss rate");
+    }
+
+    /// The real-time comparison run of [`busy_sim`] with a short settle time.
+    struct RealTime;
+
+    impl Visit for RealTime {
+        type Out = Metrics;
+        fn visit<P: Protocol>(self, system: LockSystem<P>) -> Metrics {
+            let sim = busy_sim(0.0);
+            let cfg = RunCfg { settle_ms: 600, ..crate::sim::run_cfg(&sim, vec![MutualExclusion]) };
+            let plan = Plan { drift_ppm: vec![0; 5], faults: Vec::new(), turmoil_seed: 0, loss_seed: 0 };
+            run_realtime(Arc::new(system), &cfg, &plan).expect("runs on loopback")
+        }
+    }
+
+    #[test]
+    fn the_real_time_run_serves_every_client_over_loopback_for_its_whole_duration() {
+        let started = Instant::now();
+        let m = registry::build(&busy_sim(0.0).as_model(), RealTime).expect("builds");
+        let took = started.elapsed().as_secs_f64();
+        assert!((1.0..30.0).contains(&took), "1 s of wall-clock time, not {took} s");
+        assert_eq!((m.acquisitions, m.simulated_ms), (3, 1000));
+        assert!(m.messages >= 12 && m.store_requests >= 6, "{m:?}");
+    }
 }
