@@ -624,7 +624,7 @@ mod tests {
         let failing = runs.iter().find(|r| !r.violations.is_empty()).expect("a failing seed in 0..12");
         let one_seed = Seeds { from: failing.seed, to: failing.seed + 1, shard: None };
         let replay = simulate(&sim, &one_seed, &quiet(false, None), Some(failing.plan.clone())).unwrap().1;
-        assert_eq!(replay, [failing.clone()]);
+        assert_eq!(replay, std::slice::from_ref(failing));
         let mut calm = failing.plan.clone();
         calm.faults.clear();
         let calm_run = simulate(&sim, &one_seed, &quiet(false, None), Some(calm.clone())).unwrap().1;
