@@ -512,6 +512,31 @@ mod tests {
         assert_eq!((percentile(&[7], 0.99), percentile(&[], 0.5)), (7, 0));
     }
 
+    fn v_steps(r: &RunOutcome, p: PropertyName) -> usize {
+        r.violations.iter().find(|v| v.property == p).map_or(0, |v| v.steps.len())
+    }
+
+    /// A run that breaks a property with no fault at all has nothing to shrink.
+    struct ShrinkFaultless<'a>(&'a LoadedSim);
+
+    impl Visit for ShrinkFaultless<'_> {
+        type Out = ();
+        fn visit<P: Protocol>(self, system: LockSystem<P>) {
+            let cfg = run_cfg(self.0, judged(self.0, system.proto.issues_tokens()).unwrap());
+            let m = Arc::new(system);
+            let failing = one(&m, self.0, &cfg, 0, None).unwrap();
+            assert!(failing.plan.faults.is_empty(), "{:?}", failing.plan.faults);
+            let broken = failing.violations.first().expect("work outlasting the TTL breaks a property").property;
+            assert!(shrink(&m, &cfg, &failing, broken).is_none());
+        }
+    }
+
+    #[test]
+    fn a_run_failing_without_faults_has_nothing_to_shrink() {
+        let sim = spec::test_sim(&[("setup.work_ticks", toml::Value::Integer(25))]).unwrap();
+        registry::build(&sim.as_model(), ShrinkFaultless(&sim)).unwrap();
+    }
+
     /// Shrinks the first run of `sim` that breaks `property` under more than one fault, and checks
     /// the result is a failing plan from which no fault can be dropped or halved.
     struct ShrinkFirstFailure<'a>(&'a LoadedSim, PropertyName);
@@ -531,6 +556,10 @@ mod tests {
             let (plan, v) = shrink(&m, &cfg, &failing, property).expect("a plan of several faults shrinks");
             assert!(plan.faults.len() < failing.plan.faults.len(), "{:?} from {:?}", plan.faults, failing.plan.faults);
             assert!(v.property == property && fails(&plan));
+            let minimal = driver::run(m.clone(), &cfg, failing.seed, plan.clone()).unwrap();
+            let earlier = minimal.violations.iter().filter(|v| v.steps.len() < v_steps(&minimal, property)).count();
+            assert!(earlier > 0, "another property broke first: {:?}", minimal.violations);
+            assert!(shrink(&m, &cfg, &minimal, property).is_none(), "nothing left to shrink, for this property");
             for (i, fault) in plan.faults.iter().enumerate() {
                 let mut fewer = plan.clone();
                 fewer.faults.remove(i);
