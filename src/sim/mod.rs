@@ -560,6 +560,16 @@ mod tests {
             let earlier = minimal.violations.iter().filter(|v| v.steps.len() < v_steps(&minimal, property)).count();
             assert!(earlier > 0, "another property broke first: {:?}", minimal.violations);
             assert!(shrink(&m, &cfg, &minimal, property).is_none(), "nothing left to shrink, for this property");
+            let mut padded = plan.clone();
+            padded.faults.push(plan::Fault::Pause { node: 0, at_ms: v.at_ms + 1, for_ms: 1 });
+            let padded = driver::run(m.clone(), &cfg, failing.seed, padded).unwrap();
+            assert_eq!(
+                v_steps(&padded, property),
+                v.steps.len(),
+                "a pause after the violation changes nothing before it"
+            );
+            let (back, _) = shrink(&m, &cfg, &padded, property).expect("a fault that played no part is dropped");
+            assert_eq!(back, plan);
             for (i, fault) in plan.faults.iter().enumerate() {
                 let mut fewer = plan.clone();
                 fewer.faults.remove(i);
