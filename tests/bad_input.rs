@@ -32,7 +32,7 @@ fn lockcheck(args: &[&str]) -> Output {
     lockcheck_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
 }
 
-fn scratch() -> PathBuf {
+fn scratch() -> common::Scratch {
     common::scratch("bad")
 }
 
@@ -78,7 +78,8 @@ fn a_fifo_named_like_a_spec_is_refused_not_read() {
     }
 }
 
-fn tampered_trace(edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
+/// A failing seed's trace with `edit` applied, in the folder that holds it.
+fn tampered_trace(edit: impl Fn(&mut serde_json::Value)) -> (common::Scratch, PathBuf) {
     let d = scratch();
     let o = lockcheck(&[
         "sim",
@@ -99,18 +100,18 @@ fn tampered_trace(edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
     edit(&mut v);
     let out = d.join("tampered.json");
     std::fs::write(&out, v.to_string()).unwrap();
-    out
+    (d, out)
 }
 
 #[test]
 fn a_replayed_plan_naming_no_node_or_a_broken_clock_is_refused() {
-    let t = tampered_trace(|v| v["plan"]["plan"]["faults"][0]["node"] = 99.into());
+    let (_d, t) = tampered_trace(|v| v["plan"]["plan"]["faults"][0]["node"] = 99.into());
     bad(&lockcheck(&["replay", t.to_str().unwrap()]), "plan.faults[0].node: 99 names no node");
-    let t = tampered_trace(|v| v["plan"]["plan"]["drift_ppm"] = serde_json::json!([1, 2]));
+    let (_d, t) = tampered_trace(|v| v["plan"]["plan"]["drift_ppm"] = serde_json::json!([1, 2]));
     bad(&lockcheck(&["replay", t.to_str().unwrap()]), "plan.drift_ppm");
-    let t = tampered_trace(|v| v["plan"]["plan"]["drift_ppm"] = serde_json::json!("fast"));
+    let (_d, t) = tampered_trace(|v| v["plan"]["plan"]["drift_ppm"] = serde_json::json!("fast"));
     bad(&lockcheck(&["replay", t.to_str().unwrap()]), "plan");
-    let t = tampered_trace(|v| v["plan"]["plan"]["drift_ppm"][0] = 5_000_000.into());
+    let (_d, t) = tampered_trace(|v| v["plan"]["plan"]["drift_ppm"][0] = 5_000_000.into());
     bad(&lockcheck(&["replay", t.to_str().unwrap()]), "plan.drift_ppm[0]");
 }
 

@@ -9,7 +9,7 @@ fn lockcheck(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lockcheck")).args(args).output().expect("runs")
 }
 
-fn scratch() -> PathBuf {
+fn scratch() -> common::Scratch {
     common::scratch("cli")
 }
 
@@ -504,7 +504,6 @@ fn a_simulator_counterexample_is_shown_as_its_slice_and_every_step_is_in_the_fil
     assert!(trace["steps"].as_array().unwrap().len() > shown);
     let page = std::fs::read_to_string(file.with_extension("md")).unwrap();
     assert!(page.contains(" of ") && page.contains("are in the full trace"), "{page}");
-    std::fs::remove_dir_all(&out).unwrap();
 }
 
 #[test]

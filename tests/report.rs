@@ -52,7 +52,6 @@ fn the_committed_report_is_what_the_engines_derive_today() {
     assert!(out.join("timings.txt").exists(), "timings go beside the report, not into it");
     every_drawing_renders_in_a_browser(&out);
     a_rows_traces_are_reproduced_from_the_specs_written_beside_them(&root);
-    std::fs::remove_dir_all(&root).unwrap();
 }
 
 /// The comparison's traces name the row's spec as the report wrote it (not the battery's
@@ -109,7 +108,6 @@ fn every_drawing_renders_in_a_browser(out: &std::path::Path) {
         .arg(format!("file://{}", out.join("index.html").canonicalize().unwrap().display()))
         .output()
         .expect("the browser runs");
-    std::fs::remove_dir_all(&profile).unwrap();
     let dom = String::from_utf8_lossy(&o.stdout);
     let attr = |name: &str| -> usize {
         let at = dom.find(&format!("{name}=\"")).unwrap_or_else(|| {
