@@ -393,6 +393,159 @@ pub fn replay_path<M: Machine>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::{self, Visit};
+    use crate::spec::{Loaded, load_model};
+    use crate::system::LockSystem;
+
+    fn gc_pause() -> Loaded {
+        load_model(std::path::Path::new("models/redis_gc_pause.toml")).unwrap()
+    }
+
+    fn quiet() -> Limits {
+        Limits { progress: false, ..Limits::default() }
+    }
+
+    /// A search of `redis_gc_pause` judging `props`, and per property its counterexample's length
+    /// after checking that the path replays into a state that breaks it.
+    struct Search<'a> {
+        spec: &'a Loaded,
+        props: Vec<PropertyName>,
+        limits: Limits,
+    }
+
+    struct Searched {
+        found: Found,
+        lengths: Vec<Option<usize>>,
+    }
+
+    impl Visit for Search<'_> {
+        type Out = Searched;
+        fn visit<P: crate::protocol::Protocol>(self, system: LockSystem<P>) -> Searched {
+            let w = World::new(system, self.spec, self.props);
+            let found = bfs(&w, &self.limits);
+            let lengths = found
+                .violation
+                .iter()
+                .map(|&(p, v)| {
+                    let path = found.path_to(v?);
+                    let walked = replay_path(&w, &path);
+                    let end = walked.last().map(|(_, s, _)| s.clone()).unwrap_or_else(|| w.init());
+                    assert!(!end.monitor.holds(p), "the path to {p:?}'s violation ends where it holds");
+                    Some(path.len())
+                })
+                .collect();
+            Searched { found, lengths }
+        }
+    }
+
+    fn search(props: &[PropertyName], limits: Limits) -> Searched {
+        let spec = gc_pause();
+        registry::build(&spec, Search { spec: &spec, props: props.to_vec(), limits }).unwrap()
+    }
+
+    const SAFETY: [PropertyName; 3] =
+        [PropertyName::MutualExclusion, PropertyName::NoStaleWrite, PropertyName::NoOversell];
+
+    #[test]
+    fn a_whole_search_counts_what_it_generated_found_and_how_deep_it_went() {
+        let all = [SAFETY.as_slice(), &[PropertyName::DeadlockFree]].concat();
+        let s = search(&all, quiet());
+        let f = &s.found;
+        assert_eq!((f.generated, f.unique, f.max_depth, f.complete, f.stopped), (8888, 4282, 44, true, None));
+        assert_eq!(s.lengths, [Some(15), Some(19), Some(21), None], "shortest counterexamples, deadlock_free holds");
+        assert!(f.witnessed.iter().all(|&(_, seen)| seen), "{:?}", f.witnessed);
+        assert_eq!(f.path_to(0), Vec::<u32>::new(), "the initial state is reached by no step");
+    }
+
+    #[test]
+    fn without_liveness_a_search_stops_once_every_property_is_broken_with_paths_as_short() {
+        let s = search(&SAFETY, quiet());
+        assert!(s.found.unique < 4282, "{} states: the search went on after the last violation", s.found.unique);
+        assert!(s.found.complete, "stopping early is not a budget");
+        assert_eq!(s.lengths, [Some(15), Some(19), Some(21)]);
+        let one = search(&SAFETY[..1], quiet());
+        assert!(one.found.unique < s.found.unique, "one property breaks first: {}", one.found.unique);
+    }
+
+    #[test]
+    fn depth_first_visits_the_same_states_and_finds_counterexamples_that_replay() {
+        let all = [SAFETY.as_slice(), &[PropertyName::DeadlockFree]].concat();
+        let s = search(&all, Limits { strategy: Strategy::Dfs, ..quiet() });
+        assert_eq!((s.found.unique, s.found.generated), (4282, 8888));
+        for (len, shortest) in s.lengths.iter().zip([15, 19, 21]) {
+            assert!(len.is_some_and(|l| l >= shortest), "{:?}", s.lengths);
+        }
+        assert!(s.lengths.iter().zip([15, 19, 21]).any(|(l, b)| l.is_some_and(|l| l > b)), "DFS went breadth first");
+        assert_eq!(s.lengths[3], None);
+    }
+
+    #[test]
+    fn a_state_budget_stops_at_exactly_that_many_states_and_leaves_the_rest_unjudged() {
+        let s = search(&SAFETY, Limits { max_states: 100, ..quiet() });
+        assert_eq!((s.found.unique, s.found.complete, s.found.stopped), (100, false, Some(Budget::States(100))));
+        assert_eq!(s.lengths, [None, None, None], "no violation within the first 100 states");
+    }
+
+    #[test]
+    fn a_memory_budget_already_spent_stops_the_search_at_its_start() {
+        let max = resident_bytes();
+        let s = search(&SAFETY, Limits { max_memory: max, ..quiet() });
+        assert_eq!((s.found.unique, s.found.complete, s.found.stopped), (1, false, Some(Budget::Memory(max))));
+        let roomy = search(&SAFETY, Limits { max_memory: max + (1 << 30), ..quiet() });
+        assert_eq!(roomy.found.stopped, None, "a gigabyte more is room enough");
+    }
+
+    #[test]
+    fn the_default_limits_search_breadth_first_over_every_property_on_real_states() {
+        let d = Limits::default();
+        assert_eq!((d.strategy, d.max_states, d.claimed_only, d.symmetry), (Strategy::Bfs, 30_000_000, false, false));
+        assert_eq!(d.max_memory, default_max_memory());
+    }
+
+    #[test]
+    fn the_default_memory_budget_is_half_the_machine() {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let kib: u64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches(" kB")
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(default_max_memory(), kib * 1024 / 2);
+    }
+
+    #[test]
+    fn resident_memory_grows_with_what_the_process_touches() {
+        let before = resident_bytes();
+        assert!(before > 1 << 20, "{before} bytes resident");
+        let touched = vec![1u8; 64 << 20];
+        let after = resident_bytes();
+        assert!(after >= before + (48 << 20), "{before} -> {after} after touching 64 MiB");
+        assert_eq!(touched.iter().map(|&b| u64::from(b)).sum::<u64>(), 64 << 20);
+    }
+
+    #[test]
+    fn sizes_read_in_their_units_and_are_shown_back_the_same_way() {
+        assert_eq!(parse_bytes("4G"), Ok(4 << 30));
+        assert_eq!(parse_bytes(" 512m "), Ok(512 << 20));
+        assert_eq!(parse_bytes("20000KiB"), Ok(20000 << 10));
+        assert_eq!(parse_bytes("16777216"), Ok(16 << 20));
+        assert_eq!(parse_bytes("16M"), Ok(16 << 20), "16M is the smallest budget");
+        assert!(parse_bytes("16777215").unwrap_err().contains("below the 16M"));
+        assert!(parse_bytes("100K").unwrap_err().contains("below the 16M"));
+        assert_eq!(parse_bytes("2T"), Err("`2T`: unknown unit `T` (K, M or G)".to_string()));
+        assert_eq!(parse_bytes("G"), Err("`G` is not a size (e.g. 4G, 512M)".to_string()));
+        assert_eq!(parse_bytes("99999999999G"), Err("`99999999999G` is too large".to_string()));
+        assert_eq!((mib(2 << 30), mib(512 << 20), mib((1 << 30) + 1)), ("2G".into(), "512M".into(), "1025M".into()));
+        assert_eq!(mib((1 << 20) + 1), "2M", "a part of a MiB rounds up");
+        assert_eq!("1536M".parse::<Bytes>().map(|b| b.to_string()), Ok("1536M".to_string()));
+        assert_eq!(Budget::Memory(3 << 30).to_string(), "the memory budget (--max-memory 3G)");
+        assert_eq!(Budget::States(7).to_string(), "the state budget (--max-states 7)");
+        assert_eq!(Budget::Interrupted.to_string(), "Ctrl-C");
+    }
 
     #[test]
     fn first_dead_finds_a_state_that_cannot_reach_the_goal() {

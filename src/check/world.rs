@@ -663,6 +663,7 @@ impl<M: Machine> stateright::Model for World<M> {
             Property::always("no_oversell", |w, s| p(w, s, PropertyName::NoOversell)),
             Property::always("reentrant", |w, s| p(w, s, PropertyName::Reentrant)),
             Property::always("token_monotonic", |w, s| p(w, s, PropertyName::TokenMonotonic)),
+            Property::always("no_duplicate_effect", |w, s| p(w, s, PropertyName::NoDuplicateEffect)),
             Property::sometimes("every client finishes", |_, s: &State<M>| s.monitor.finished()),
         ]
     }
@@ -678,7 +679,9 @@ mod tests {
     use crate::protocol::{Wire, redis};
     use crate::system::LockSystem;
 
-    fn world(one_way: bool) -> World<LockSystem<crate::protocol::lease::LeaseLock>> {
+    type Redis = LockSystem<crate::protocol::lease::LeaseLock>;
+
+    fn world(one_way: bool) -> World<Redis> {
         let mut spec = crate::spec::load_model(std::path::Path::new("models/redis_partition.toml")).unwrap();
         spec.spec.faults.one_way = one_way;
         let env = spec.env();
@@ -686,7 +689,7 @@ mod tests {
         World::new(system, &spec, vec![PropertyName::MutualExclusion])
     }
 
-    fn server(w: &World<LockSystem<crate::protocol::lease::LeaseLock>>) -> NodeId {
+    fn server(w: &World<Redis>) -> NodeId {
         (0..w.machine.nodes().len()).find(|&i| w.kind(i) == NodeKind::Server).unwrap()
     }
 
@@ -723,7 +726,7 @@ mod tests {
         );
         let master = server(&w);
         let replica = master + 1;
-        let streamed = |s: &State<LockSystem<crate::protocol::lease::LeaseLock>>| {
+        let streamed = |s: &State<Redis>| {
             s.net.iter().any(|e| e.dst == replica && matches!(e.msg, Wire::Lock(Msg::Repl(ReplMsg::Replicate { .. }))))
         };
         let crashed = w.step(&w.init(), &Action::Crash(master), None).unwrap();
@@ -743,6 +746,34 @@ mod tests {
         assert!(streamed(&dead), "what the master sent before it died may still arrive");
         let again = w.step(&dead, &Action::Restart { node: master, keep_disk: true }, None).unwrap();
         assert!(!streamed(&again), "not once it restarted: its connections are gone");
+    }
+
+    #[test]
+    fn the_explorer_judges_each_claimed_property_by_its_name_and_leaves_the_others_alone() {
+        use stateright::{Expectation, Model};
+        let mut w = world(false);
+        let mut s = w.init();
+        for client in [0, 1] {
+            s.monitor.observe(&Observation::Granted { client, token: None });
+            s.monitor.observe(&Observation::Acquired { client, depth: 1 });
+        }
+        assert!(!s.monitor.holds(PropertyName::MutualExclusion), "two clients hold the lock at once");
+        let judged = |w: &World<Redis>, s: &State<Redis>| -> Vec<(&'static str, bool, bool)> {
+            w.properties().iter().map(|p| (p.name, p.expectation == Expectation::Always, (p.condition)(w, s))).collect()
+        };
+        let names = [
+            "mutual_exclusion",
+            "no_stale_write",
+            "no_oversell",
+            "reentrant",
+            "token_monotonic",
+            "no_duplicate_effect",
+        ];
+        let mut expected: Vec<_> = names.iter().map(|&n| (n, true, n != "mutual_exclusion")).collect();
+        expected.push(("every client finishes", false, false));
+        assert_eq!(judged(&w, &s), expected);
+        w.properties.clear();
+        assert!(judged(&w, &s).iter().take(names.len()).all(|&(_, _, ok)| ok), "a property not claimed is not judged");
     }
 
     #[test]

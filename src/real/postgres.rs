@@ -102,17 +102,29 @@ struct Session {
 fn connect(port: u16) -> Result<(postgres::Client, i32), String> {
     let mut config = postgres::Config::new();
     config.host("127.0.0.1").port(port).user("lockcheck").dbname("postgres").connect_timeout(REPLY_BOUND);
-    // A server in crash recovery refuses connections for a moment ("starting up").
+    // A server in crash recovery refuses connections for a moment ("starting up"), and one
+    // attempt on a loaded machine can take the whole reply bound: retry for a few of them.
     let began = Instant::now();
     let mut client = loop {
         match config.connect(postgres::NoTls) {
             Ok(c) => break c,
-            Err(_) if began.elapsed() < REPLY_BOUND => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(e.to_string()),
+            Err(_) if began.elapsed() < 3 * REPLY_BOUND => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(with_causes(&e)),
         }
     };
-    let pid = client.query_one("SELECT pg_backend_pid()", &[]).map_err(|e| e.to_string())?.get::<_, i32>(0);
+    let pid = client.query_one("SELECT pg_backend_pid()", &[]).map_err(|e| with_causes(&e))?.get::<_, i32>(0);
     Ok((client, pid))
+}
+
+/// The client's error with what caused it: its own text stops at "error connecting to server".
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 impl Session {
@@ -180,7 +192,7 @@ impl Session {
 fn run(client: &mut postgres::Client, sql: &str) -> Outcome {
     let messages = client.simple_query(sql).map_err(|e| match e.as_db_error() {
         Some(db) => format!("ERROR: {} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => with_causes(&e),
     })?;
     let mut reply = Reply::default();
     for m in messages {
@@ -909,5 +921,33 @@ impl PgStock {
         self.server.boot(wiped)?;
         let from = if wiped { "a fresh table (the disk was lost)" } else { "its data folder (crash recovery)" };
         Ok(vec![format!("the stock's postgres started again from {from}")])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_causes;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn an_error_is_told_with_every_cause_under_it() {
+        let timed_out = Layer("connection timed out", None);
+        let e = Layer("error connecting to server", Some(Box::new(Layer("io", Some(Box::new(timed_out))))));
+        assert_eq!(with_causes(&e), "error connecting to server: io: connection timed out");
+        assert_eq!(with_causes(&Layer("db error", None)), "db error");
     }
 }

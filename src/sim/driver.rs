@@ -285,8 +285,9 @@ fn apply<M: Machine>(
                 if s.kinds[id] == NodeKind::Client && s.kinds[to] == NodeKind::Server {
                     s.metrics.store_requests += 1;
                 }
+                // A lossless run draws too (never true): the generator serves only losses.
                 let loss = s.loss;
-                let lost = loss > 0.0 && s.rng.random_bool(loss);
+                let lost = s.rng.random_bool(loss);
                 if lost {
                     notes.push(format!("lost on the way: {} → {}: {}", s.names[id], s.names[to], m.show_msg(id, &msg)));
                 } else {
