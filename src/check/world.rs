@@ -777,6 +777,84 @@ mod tests {
     }
 
     #[test]
+    fn liveness_goals_excuse_a_client_cut_off_or_stuck_only_while_the_faults_stay() {
+        let w = world(false);
+        let mut s = w.init();
+        assert_eq!(w.goals(&s), (false, false));
+        for client in 1..w.clients {
+            s.monitor.observe(&Observation::Done { client });
+        }
+        assert_eq!(w.goals(&s), (false, false), "client-0 has not finished");
+        let with = |f: &dyn Fn(&mut State<Redis>)| {
+            let mut t = s.clone();
+            f(&mut t);
+            w.goals(&t)
+        };
+        assert_eq!(with(&|t| t.cut = 1), (false, true), "client-0 is cut off");
+        assert_eq!(with(&|t| t.cut = 1 << 1), (false, false), "another node is cut off, not client-0");
+        assert_eq!(with(&|t| t.nodes[0].hung = true), (false, true), "client-0's application is stuck");
+        assert_eq!(with(&|t| t.nodes[1].hung = true), (false, false));
+        assert_eq!(with(&|t| t.monitor.crashed(0)), (true, true), "a crashed client is finished");
+        s.monitor.observe(&Observation::Done { client: 0 });
+        assert_eq!(w.goals(&s), (true, true));
+    }
+
+    #[test]
+    fn the_world_is_unhealed_while_a_server_is_down_a_node_paused_or_stuck_or_a_partition_stands() {
+        let w = world(false);
+        let s = w.init();
+        let redis = server(&w);
+        assert!(!w.unhealed(&s));
+        let after = |a: Action<_, _>| w.unhealed(&w.step(&s, &a, None).unwrap());
+        assert!(after(Action::Crash(redis)));
+        assert!(!after(Action::Crash(0)), "a crashed client stays down: nothing to heal");
+        assert!(after(Action::Pause(0)));
+        assert!(after(Action::Hang(0)));
+        assert!(after(Action::Partition(0)));
+    }
+
+    #[test]
+    fn after_the_fault_window_no_fault_is_offered_and_the_world_heals_before_time_goes_on() {
+        let w = world(false);
+        assert!(w.timed && w.fault_window > 0);
+        let offered = |s: &State<Redis>| {
+            let mut acts = Vec::new();
+            w.actions_of(s, &mut acts);
+            acts
+        };
+        let mut s = w.step(&w.init(), &Action::Pause(0), None).unwrap();
+        s.tick = w.fault_window - 1;
+        let inside = offered(&s);
+        assert!(inside.iter().any(|a| a.class() == Class::Fault) && !inside.contains(&Action::HealAll));
+        s.tick = w.fault_window;
+        let after = offered(&s);
+        assert!(after.contains(&Action::HealAll) && after.contains(&Action::Resume(0)), "{after:?}");
+        assert!(!after.iter().any(|a| a.class() == Class::Fault), "{after:?}");
+        assert!(
+            !after.iter().any(|a| matches!(a, Action::Tick(_) | Action::Linger)),
+            "a pause always ends: time does not pass with it in place"
+        );
+        let healthy = w.step(&s, &Action::Resume(0), None).unwrap();
+        assert!(!offered(&healthy).contains(&Action::HealAll), "nothing left to heal");
+    }
+
+    #[test]
+    fn healing_all_resumes_wakes_restarts_servers_and_mends_the_partition_but_no_crashed_client() {
+        let w = world(false);
+        let redis = server(&w);
+        let mut s = w.init();
+        for a in [Action::Crash(redis), Action::Pause(1), Action::Hang(1), Action::Partition(1), Action::Crash(0)] {
+            s = w.step(&s, &a, None).unwrap();
+        }
+        let healed = w.step(&s, &Action::HealAll, None).unwrap();
+        assert_eq!(healed.cut, 0);
+        assert!(healed.nodes.iter().all(|n| !n.paused && !n.hung));
+        assert!(healed.nodes[redis].state.is_some(), "the server restarts");
+        assert!(healed.nodes[0].state.is_none(), "a crashed client stays down");
+        assert!(!w.unhealed(&healed));
+    }
+
+    #[test]
     fn a_partition_drops_what_crosses_it_both_ways() {
         let w = world(false);
         let redis = server(&w);
