@@ -776,6 +776,21 @@ mod tests {
     }
 
     #[test]
+    fn a_handlers_step_says_what_it_caused_after_its_input_and_only_when_it_caused_something() {
+        let steps = busy(Vec::new()).1;
+        let handled = |s: &&Step| matches!(s.kind.as_str(), "start" | "receive" | "timer");
+        let (observed, quiet): (Vec<&Step>, Vec<&Step>) = steps.iter().filter(handled).partition(|s| s.observed);
+        assert!(!observed.is_empty() && !quiet.is_empty());
+        for s in observed {
+            let (input, caused) = s.detail.split_once(" ⇒ ").unwrap_or_else(|| panic!("{s:?}"));
+            assert!(!input.is_empty() && !caused.is_empty(), "{s:?}");
+        }
+        assert!(quiet.iter().all(|s| !s.detail.contains('⇒')), "{:?}", quiet.iter().find(|s| s.detail.contains('⇒')));
+        let granted = steps.iter().find(|s| s.detail.contains("lock granted to")).expect("a grant");
+        assert!(granted.detail.starts_with("client-") && granted.detail.contains(" → redis: SET "), "{granted:?}");
+    }
+
+    #[test]
     fn latencies_run_from_asking_to_the_grant_and_from_the_lock_freed_under_a_waiter_to_the_next_grant() {
         let mut s = shared(10, vec![MutualExclusion], None);
         let at = |s: &mut Shared<()>, ms, o: Observation| {
