@@ -791,6 +791,19 @@ mod tests {
     }
 
     #[test]
+    fn a_client_that_finished_does_nothing_more() {
+        let steps = busy(Vec::new()).1;
+        for client in ["client-0", "client-1", "client-2"] {
+            let done = steps
+                .iter()
+                .position(|s| s.node == client && s.detail.contains(&format!("{client} finishes")))
+                .unwrap_or_else(|| panic!("{client} finishes"));
+            let later: Vec<&Step> = steps[done + 1..].iter().filter(|s| s.node == client).collect();
+            assert!(later.is_empty(), "{client} finished at step {} and went on: {later:?}", done + 1);
+        }
+    }
+
+    #[test]
     fn latencies_run_from_asking_to_the_grant_and_from_the_lock_freed_under_a_waiter_to_the_next_grant() {
         let mut s = shared(10, vec![MutualExclusion], None);
         let at = |s: &mut Shared<()>, ms, o: Observation| {
