@@ -324,6 +324,11 @@ async fn turmoil_node<M: Machine>(id: NodeId, m: Arc<M>, sh: Sh<M>) -> turmoil::
     node_loop(id, m, sh, link).await
 }
 
+/// How often a paused node looks whether it may go on.
+const POLL: Duration = Duration::from_millis(1);
+/// The longest an idle node sleeps before it looks at what the driver set (stop, pause, hang) again.
+const IDLE: Duration = Duration::from_millis(10);
+
 /// One node: feeds the machine its inputs with the node's clock reading, carries out its effects.
 async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: L) -> turmoil::Result {
     let names = sh.borrow().names.clone();
@@ -354,7 +359,6 @@ async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: 
     }
     let mut inbox: VecDeque<(NodeId, M::Msg)> = VecDeque::new();
     let mut buf = vec![0u8; 1 << 16];
-    let poll = Duration::from_millis(1);
     loop {
         {
             let s = sh.borrow();
@@ -366,7 +370,7 @@ async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: 
             }
         }
         if sh.borrow().paused[id] {
-            tokio::time::sleep(poll).await;
+            tokio::time::sleep(POLL).await;
             continue;
         }
         let now = sh.borrow().reading(id);
@@ -396,8 +400,7 @@ async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: 
             m.on_timer(&mut state, t, &mut cx);
             apply::<M>(&m, &sh, id, ("timer", detail), cx, &mut timers)
         } else {
-            let wait =
-                timers.values().min().map(|d| sh.borrow().until(id, *d).min(poll * 10)).unwrap_or(poll * 10).max(poll);
+            let wait = timers.values().min().map(|d| sh.borrow().until(id, *d).min(IDLE)).unwrap_or(IDLE).max(POLL);
             tokio::select! {
                 biased;
                 r = link.recv(&mut buf) => {
