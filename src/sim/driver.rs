@@ -794,6 +794,32 @@ mod tests {
     }
 
     #[test]
+    fn a_run_that_ends_with_clients_still_waiting_names_every_one_of_them() {
+        let int = toml::Value::Integer;
+        let edits = [
+            ("setup.clients", int(3)),
+            ("setup.stock", int(3)),
+            ("setup.work_ticks", int(25)),
+            ("time.ttl_ticks", int(30)),
+            ("time.fault_window_ms", int(100)),
+            ("time.settle_ms", int(300)),
+        ];
+        let sim = spec::test_sim(&edits).expect("a valid scenario");
+        let plan = Plan { drift_ppm: vec![0; 5], faults: Vec::new(), turmoil_seed: 1, loss_seed: 1 };
+        let (out, steps) = registry::build(&sim.as_model(), RunUnder(&sim, plan)).expect("builds");
+        let unfinished: Vec<&str> = ["client-0", "client-1", "client-2"]
+            .into_iter()
+            .filter(|c| !steps.iter().any(|s| s.detail.contains(&format!("{c} finishes"))))
+            .collect();
+        assert!(unfinished.contains(&"client-2"), "three clients of 250 ms each cannot all finish in 400 ms");
+        let last = steps.last().expect("steps");
+        assert_eq!((last.node.as_str(), last.kind.as_str()), ("world", "deadline"));
+        assert_eq!(last.detail, format!("300 ms after the faults stopped, {} still waiting", unfinished.join(", ")));
+        let deadlock = out.violations.iter().find(|v| v.property == DeadlockFree).expect("deadlock_free broke");
+        assert!(deadlock.at_ms >= 400, "{}", deadlock.at_ms);
+    }
+
+    #[test]
     fn a_client_that_finished_does_nothing_more() {
         let steps = busy(Vec::new()).1;
         for client in ["client-0", "client-1", "client-2"] {
