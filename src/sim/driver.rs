@@ -795,18 +795,7 @@ mod tests {
 
     #[test]
     fn a_run_that_ends_with_clients_still_waiting_names_every_one_of_them() {
-        let int = toml::Value::Integer;
-        let edits = [
-            ("setup.clients", int(3)),
-            ("setup.stock", int(3)),
-            ("setup.work_ticks", int(25)),
-            ("time.ttl_ticks", int(30)),
-            ("time.fault_window_ms", int(100)),
-            ("time.settle_ms", int(300)),
-        ];
-        let sim = spec::test_sim(&edits).expect("a valid scenario");
-        let plan = Plan { drift_ppm: vec![0; 5], faults: Vec::new(), turmoil_seed: 1, loss_seed: 1 };
-        let (out, steps) = registry::build(&sim.as_model(), RunUnder(&sim, plan)).expect("builds");
+        let (out, steps) = run_plan(&three_clients(25, 100, 300, 0.0), Vec::new(), 1);
         let unfinished: Vec<&str> = ["client-0", "client-1", "client-2"]
             .into_iter()
             .filter(|c| !steps.iter().any(|s| s.detail.contains(&format!("{c} finishes"))))
@@ -907,25 +896,33 @@ mod tests {
         }
     }
 
-    /// Three clients of one Redis, each holding the lock for 80 ms: busy for most of the window.
-    fn busy_sim(loss: f64) -> LoadedSim {
+    /// Three clients of one Redis (TTL 300 ms), each holding the lock for `work_ticks` × 10 ms.
+    fn three_clients(work_ticks: i64, window_ms: i64, settle_ms: i64, loss: f64) -> LoadedSim {
         let int = toml::Value::Integer;
         let edits = [
             ("setup.clients", int(3)),
             ("setup.stock", int(3)),
-            ("setup.work_ticks", int(8)),
+            ("setup.work_ticks", int(work_ticks)),
             ("time.ttl_ticks", int(30)),
-            ("time.fault_window_ms", int(400)),
-            ("time.settle_ms", int(600)),
+            ("time.fault_window_ms", int(window_ms)),
+            ("time.settle_ms", int(settle_ms)),
             ("network.loss", toml::Value::Float(loss)),
         ];
         spec::test_sim(&edits).expect("a valid scenario")
     }
 
-    fn busy_run(loss: f64, faults: Vec<Fault>, loss_seed: u64) -> (RunOutcome, Vec<Step>) {
-        let sim = busy_sim(loss);
+    /// Three clients each holding the lock for 80 ms: busy for most of the window.
+    fn busy_sim(loss: f64) -> LoadedSim {
+        three_clients(8, 400, 600, loss)
+    }
+
+    fn run_plan(sim: &LoadedSim, faults: Vec<Fault>, loss_seed: u64) -> (RunOutcome, Vec<Step>) {
         let plan = Plan { drift_ppm: vec![0; 5], faults, turmoil_seed: 1, loss_seed };
-        registry::build(&sim.as_model(), RunUnder(&sim, plan)).expect("builds")
+        registry::build(&sim.as_model(), RunUnder(sim, plan)).expect("builds")
+    }
+
+    fn busy_run(loss: f64, faults: Vec<Fault>, loss_seed: u64) -> (RunOutcome, Vec<Step>) {
+        run_plan(&busy_sim(loss), faults, loss_seed)
     }
 
     fn busy(faults: Vec<Fault>) -> (RunOutcome, Vec<Step>) {
