@@ -422,6 +422,265 @@ async fn node_loop<M: Machine, L: Link>(id: NodeId, m: Arc<M>, sh: Sh<M>, link: 
     }
 }
 
+/// The plan as timed events; a fault that lasts ends by the close of the fault window.
+enum Ev {
+    Start(Fault),
+    End(Fault),
+    HealAll,
+}
+
+/// `(at, order, event)` in time order, a fault's start before its end, and the window's close last.
+fn timed_events(plan: &Plan, window: u64) -> VecDeque<(u64, usize, Ev)> {
+    let mut events: Vec<(u64, usize, Ev)> = Vec::new();
+    for (i, f) in plan.faults.iter().enumerate() {
+        events.push((f.at(), i, Ev::Start(f.clone())));
+        let length = match *f {
+            Fault::Pause { for_ms, .. }
+            | Fault::Hang { for_ms, .. }
+            | Fault::Partition { for_ms, .. }
+            | Fault::Hold { for_ms, .. } => Some(for_ms),
+            Fault::Crash { restart_after_ms, .. } => restart_after_ms,
+            Fault::ClockJump { .. } => None,
+        };
+        if let Some(length) = length {
+            events.push(((f.at() + length).min(window), i, Ev::End(f.clone())));
+        }
+    }
+    events.push((window, usize::MAX, Ev::HealAll));
+    events.sort_by_key(|(at, i, _)| (*at, *i));
+    VecDeque::from(events)
+}
+
+/// How a link carries messages one way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Way {
+    Open,
+    Held,
+    Cut,
+}
+
+/// The plan's faults in place, counted per node. Two faults of one kind may overlap on one node (a
+/// scenario with `pauses = 2` draws both on one client at times): the node is itself again only
+/// when the last one ends. A link belongs to two nodes, so its state is derived from the faults of
+/// both ends and never set by one fault alone: when one node's partition ends, its link to a node
+/// still cut off stays cut, and a hold on one end does not open a link the other end's cut closed.
+struct InPlace {
+    names: Vec<String>,
+    pauses: Vec<u32>,
+    hangs: Vec<u32>,
+    crashes: Vec<u32>,
+    cuts: Vec<u32>,
+    one_way_cuts: Vec<u32>,
+    holds: Vec<u32>,
+    /// Each link's ways as last set in turmoil, `[a → b, b → a]` by `(a, b)` with `a < b`.
+    links: BTreeMap<(NodeId, NodeId), [Way; 2]>,
+}
+
+/// One fault of a count ends: whether one was in place (the window's close may have ended it).
+fn one_less(count: &mut u32) -> bool {
+    let was = *count > 0;
+    *count = count.saturating_sub(1);
+    was
+}
+
+impl InPlace {
+    fn new(names: Vec<String>) -> Self {
+        let none = vec![0; names.len()];
+        InPlace {
+            pauses: none.clone(),
+            hangs: none.clone(),
+            crashes: none.clone(),
+            cuts: none.clone(),
+            one_way_cuts: none.clone(),
+            holds: none,
+            links: BTreeMap::new(),
+            names,
+        }
+    }
+
+    /// A one-way partition cuts what its node says and leaves what it hears.
+    fn way(&self, from: NodeId, to: NodeId) -> Way {
+        if self.cuts[from] + self.cuts[to] + self.one_way_cuts[from] > 0 {
+            Way::Cut
+        } else if self.holds[from] + self.holds[to] > 0 {
+            Way::Held
+        } else {
+            Way::Open
+        }
+    }
+
+    /// Sets in turmoil every link of `node` whose ways changed. turmoil's `hold` and `release` set
+    /// both ways of a link and `release` delivers what was held, so a link is rebuilt from open.
+    fn relink(&mut self, sim: &turmoil::Sim, node: NodeId) {
+        for other in (0..self.names.len()).filter(|&o| o != node) {
+            let (a, b) = (node.min(other), node.max(other));
+            let ways = [self.way(a, b), self.way(b, a)];
+            let was = self.links.insert((a, b), ways).unwrap_or([Way::Open; 2]);
+            if was == ways {
+                continue;
+            }
+            let (a, b) = (self.names[a].as_str(), self.names[b].as_str());
+            let held = |w: [Way; 2]| w.contains(&Way::Held);
+            if held(was) && !held(ways) {
+                sim.release(a, b);
+            }
+            if held(ways) {
+                sim.hold(a, b);
+            } else {
+                sim.repair(a, b);
+            }
+            for (from, to, way) in [(a, b, ways[0]), (b, a, ways[1])] {
+                if way == Way::Cut {
+                    sim.partition_oneway(from, to);
+                }
+            }
+        }
+    }
+
+    fn start<D>(&mut self, fault: &Fault, sh: &RefCell<Shared<D>>, sim: &mut turmoil::Sim) {
+        let mut s = sh.borrow_mut();
+        let again = |count: u32, what: &str| {
+            if count > 1 { format!(" (already {what} until its last one ends)") } else { String::new() }
+        };
+        match *fault {
+            Fault::Pause { node, .. } => {
+                self.pauses[node] += 1;
+                s.paused[node] = true;
+                let again = again(self.pauses[node], "paused");
+                s.record(node, "pause", format!("GcPause: {} stops the world{again}", self.names[node]));
+            }
+            Fault::Hang { node, .. } => {
+                self.hangs[node] += 1;
+                s.hung[node] = true;
+                let again = again(self.hangs[node], "stuck");
+                let name = &self.names[node];
+                s.record(
+                    node,
+                    "hang",
+                    format!("{name}'s application thread is stuck; its lock library's threads run on{again}"),
+                );
+            }
+            Fault::Crash { node, .. } if s.kinds[node] == NodeKind::Client => {
+                if !s.dead[node] {
+                    s.record(node, "crash", format!("{} crashes", self.names[node]));
+                    s.dead[node] = true;
+                    s.monitor.crashed(node);
+                }
+            }
+            Fault::Crash { node, lose_disk, .. } => {
+                self.crashes[node] += 1;
+                let again = again(self.crashes[node], "down");
+                s.record(node, "crash", format!("{} crashes{again}", self.names[node]));
+                if lose_disk {
+                    s.durable[node] = None;
+                }
+                drop(s);
+                if self.crashes[node] == 1 {
+                    sim.crash(self.names[node].as_str());
+                }
+            }
+            Fault::Partition { node, one_way, .. } => {
+                *if one_way { &mut self.one_way_cuts[node] } else { &mut self.cuts[node] } += 1;
+                let again = again(self.cuts[node] + self.one_way_cuts[node], "cut off");
+                let hears = if one_way { " (it still hears the others)" } else { "" };
+                s.record(node, "partition", format!("{} is cut off{hears}{again}", self.names[node]));
+                drop(s);
+                self.relink(sim, node);
+            }
+            Fault::Hold { node, .. } => {
+                self.holds[node] += 1;
+                let again = again(self.holds[node], "held");
+                let name = &self.names[node];
+                s.record(node, "hold", format!("the network holds back every message to and from {name}{again}"));
+                drop(s);
+                self.relink(sim, node);
+            }
+            Fault::ClockJump { node, by_ms, .. } => {
+                s.offset_ms[node] += by_ms as f64;
+                s.record(node, "jump", format!("ClockJump: clock of {} steps {by_ms} ms ahead", self.names[node]));
+            }
+        }
+    }
+
+    fn end<D>(&mut self, fault: &Fault, sh: &RefCell<Shared<D>>, sim: &mut turmoil::Sim) {
+        let mut s = sh.borrow_mut();
+        let name = self.names[fault.node()].clone();
+        match *fault {
+            Fault::Pause { node, .. } => {
+                if one_less(&mut self.pauses[node]) && self.pauses[node] == 0 {
+                    s.paused[node] = false;
+                    s.record(node, "resume", format!("{name} resumes, unaware it was paused"));
+                }
+            }
+            Fault::Hang { node, .. } => {
+                if one_less(&mut self.hangs[node]) && self.hangs[node] == 0 {
+                    s.hung[node] = false;
+                    s.unhung[node] = true;
+                }
+            }
+            Fault::Crash { node, .. } => {
+                if one_less(&mut self.crashes[node]) && self.crashes[node] == 0 {
+                    drop(s);
+                    sim.bounce(name.as_str());
+                }
+            }
+            Fault::Partition { node, one_way, .. } => {
+                if one_less(if one_way { &mut self.one_way_cuts[node] } else { &mut self.cuts[node] }) {
+                    if self.cuts[node] + self.one_way_cuts[node] == 0 {
+                        s.record(node, "heal", format!("{name} reachable again"));
+                    }
+                    drop(s);
+                    self.relink(sim, node);
+                }
+            }
+            Fault::Hold { node, .. } => {
+                if one_less(&mut self.holds[node]) && self.holds[node] == 0 {
+                    s.record(node, "release", format!("the held messages of {name} move again"));
+                    drop(s);
+                    self.relink(sim, node);
+                }
+            }
+            Fault::ClockJump { .. } => {}
+        }
+    }
+
+    /// The fault window's close: every fault still in place ends at once.
+    fn heal_all<D>(&mut self, sh: &RefCell<Shared<D>>, sim: &mut turmoil::Sim) {
+        let mut s = sh.borrow_mut();
+        for node in 0..self.names.len() {
+            s.paused[node] = false;
+            if s.hung[node] {
+                s.hung[node] = false;
+                s.unhung[node] = true;
+            }
+        }
+        s.record_as(
+            "world".into(),
+            "heal",
+            "fault window over: paused nodes resume, partitions heal, crashed servers and storage restart".into(),
+            false,
+        );
+        drop(s);
+        let down: Vec<NodeId> = (0..self.names.len()).filter(|&node| self.crashes[node] > 0).collect();
+        for counts in [
+            &mut self.pauses,
+            &mut self.hangs,
+            &mut self.crashes,
+            &mut self.cuts,
+            &mut self.one_way_cuts,
+            &mut self.holds,
+        ] {
+            counts.fill(0);
+        }
+        for node in down {
+            sim.bounce(self.names[node].as_str());
+        }
+        for node in 0..self.names.len() {
+            self.relink(sim, node);
+        }
+    }
+}
+
 /// Runs seed `seed` under `plan` to the end of the settle time or until every safety property broke.
 pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result<RunOutcome, String> {
     run_recorded(m, cfg, seed, plan).map(|(outcome, _)| outcome)
@@ -430,7 +689,6 @@ pub fn run<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result
 /// [`run`], with every step of the run.
 fn run_recorded<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> Result<(RunOutcome, Vec<Step>), String> {
     let nodes = m.nodes().to_vec();
-    let n = nodes.len();
     let clients = nodes.iter().filter(|x| x.kind == NodeKind::Client).count();
     let sh: Sh<M> = Rc::new(RefCell::new(Shared::new(&nodes, cfg, &plan, None)));
     let end_ms = cfg.fault_window_ms + cfg.settle_ms;
@@ -451,173 +709,18 @@ fn run_recorded<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> R
         }
     }
 
-    // The plan as timed events: (at, order, event); faults end by the close of the fault window.
-    enum Ev {
-        Fault(Fault),
-        Resume(NodeId),
-        Unhang(NodeId),
-        Restart(NodeId),
-        Repair(NodeId),
-        Release(NodeId),
-        HealAll,
-    }
-    let mut events: Vec<(u64, usize, Ev)> = Vec::new();
     let window = cfg.fault_window_ms;
-    for (i, f) in plan.faults.iter().enumerate() {
-        match f {
-            Fault::Pause { node, at_ms, for_ms } => events.push(((at_ms + for_ms).min(window), i, Ev::Resume(*node))),
-            Fault::Hang { node, at_ms, for_ms } => events.push(((at_ms + for_ms).min(window), i, Ev::Unhang(*node))),
-            Fault::Crash { node, at_ms, restart_after_ms: Some(r), .. } => {
-                events.push(((at_ms + r).min(window), i, Ev::Restart(*node)))
-            }
-            Fault::Partition { node, at_ms, for_ms, .. } => {
-                events.push(((at_ms + for_ms).min(window), i, Ev::Repair(*node)))
-            }
-            Fault::Hold { node, at_ms, for_ms } => events.push(((at_ms + for_ms).min(window), i, Ev::Release(*node))),
-            _ => {}
-        }
-        events.push((f.at(), i, Ev::Fault(f.clone())));
-    }
-    events.push((window, usize::MAX, Ev::HealAll));
-    events.sort_by_key(|(at, i, _)| (*at, *i));
-    let mut events = VecDeque::from(events);
-
-    let names = sh.borrow().names.clone();
-    let others = |node: NodeId| (0..n).filter(move |&o| o != node).map(|o| names[o].clone()).collect::<Vec<_>>();
-    let mut down: Vec<bool> = vec![false; n];
-    let mut cut: Vec<bool> = vec![false; n];
-    let mut held: Vec<bool> = vec![false; n];
+    let mut events = timed_events(&plan, window);
+    let mut in_place = InPlace::new(sh.borrow().names.clone());
     let mut deadlock_at = None;
     loop {
         let now = sim.elapsed().as_millis() as u64;
         sh.borrow_mut().driver_ms = now;
         while events.front().is_some_and(|(at, ..)| *at <= now) {
-            let (_, _, ev) = events.pop_front().expect("checked");
-            let mut s = sh.borrow_mut();
-            match ev {
-                Ev::Fault(Fault::Pause { node, .. }) => {
-                    s.paused[node] = true;
-                    s.record(node, "pause", format!("GcPause: {} stops the world", names[node]));
-                }
-                Ev::Resume(node) if s.paused[node] => {
-                    s.paused[node] = false;
-                    s.record(node, "resume", format!("{} resumes, unaware it was paused", names[node]));
-                }
-                Ev::Fault(Fault::Hang { node, .. }) => {
-                    s.hung[node] = true;
-                    s.record(
-                        node,
-                        "hang",
-                        format!("{}'s application thread is stuck; its lock library's threads run on", names[node]),
-                    );
-                }
-                Ev::Unhang(node) if s.hung[node] => {
-                    s.hung[node] = false;
-                    s.unhung[node] = true;
-                }
-                Ev::Fault(Fault::Crash { node, lose_disk, .. }) => {
-                    s.record(node, "crash", format!("{} crashes", names[node]));
-                    if s.kinds[node] == NodeKind::Client {
-                        s.dead[node] = true;
-                        s.monitor.crashed(node);
-                    } else {
-                        down[node] = true;
-                        if lose_disk {
-                            s.durable[node] = None;
-                        }
-                        drop(s);
-                        sim.crash(names[node].as_str());
-                    }
-                }
-                Ev::Restart(node) if down[node] => {
-                    down[node] = false;
-                    drop(s);
-                    sim.bounce(names[node].as_str());
-                }
-                Ev::Fault(Fault::Partition { node, one_way, .. }) => {
-                    cut[node] = true;
-                    s.record(
-                        node,
-                        "partition",
-                        format!(
-                            "{} is cut off{}",
-                            names[node],
-                            if one_way { " (it still hears the others)" } else { "" }
-                        ),
-                    );
-                    drop(s);
-                    for o in others(node) {
-                        if one_way {
-                            sim.partition_oneway(names[node].as_str(), o.as_str());
-                        } else {
-                            sim.partition(names[node].as_str(), o.as_str());
-                        }
-                    }
-                }
-                Ev::Repair(node) if cut[node] => {
-                    cut[node] = false;
-                    s.record(node, "heal", format!("{} reachable again", names[node]));
-                    drop(s);
-                    for o in others(node) {
-                        sim.repair(names[node].as_str(), o.as_str());
-                    }
-                }
-                Ev::Fault(Fault::Hold { node, .. }) => {
-                    held[node] = true;
-                    s.record(node, "hold", format!("the network holds back every message to and from {}", names[node]));
-                    drop(s);
-                    for o in others(node) {
-                        sim.hold(names[node].as_str(), o.as_str());
-                    }
-                }
-                Ev::Release(node) if held[node] => {
-                    held[node] = false;
-                    s.record(node, "release", format!("the held messages of {} move again", names[node]));
-                    drop(s);
-                    for o in others(node) {
-                        sim.release(names[node].as_str(), o.as_str());
-                    }
-                }
-                Ev::Fault(Fault::ClockJump { node, by_ms, .. }) => {
-                    s.offset_ms[node] += by_ms as f64;
-                    s.record(node, "jump", format!("ClockJump: clock of {} steps {by_ms} ms ahead", names[node]));
-                }
-                Ev::HealAll => {
-                    for node in 0..n {
-                        s.paused[node] = false;
-                        if s.hung[node] {
-                            s.hung[node] = false;
-                            s.unhung[node] = true;
-                        }
-                    }
-                    s.record_as(
-                        "world".into(),
-                        "heal",
-                        "fault window over: paused nodes resume, partitions heal, crashed servers and storage restart"
-                            .into(),
-                        false,
-                    );
-                    drop(s);
-                    for node in 0..n {
-                        if cut[node] {
-                            cut[node] = false;
-                            for o in others(node) {
-                                sim.repair(names[node].as_str(), o.as_str());
-                            }
-                        }
-                        if down[node] {
-                            down[node] = false;
-                            sim.bounce(names[node].as_str());
-                        }
-                        if held[node] {
-                            held[node] = false;
-                            for o in others(node) {
-                                sim.release(names[node].as_str(), o.as_str());
-                            }
-                        }
-                    }
-                }
-                Ev::Resume(_) | Ev::Unhang(_) | Ev::Restart(_) | Ev::Repair(_) | Ev::Release(_) => {}
+            match events.pop_front().expect("checked").2 {
+                Ev::Start(f) => in_place.start(&f, &sh, &mut sim),
+                Ev::End(f) => in_place.end(&f, &sh, &mut sim),
+                Ev::HealAll => in_place.heal_all(&sh, &mut sim),
             }
         }
         {
@@ -638,7 +741,7 @@ fn run_recorded<M: Machine>(m: Arc<M>, cfg: &RunCfg, seed: u64, plan: Plan) -> R
         && !s.monitor.finished()
     {
         let waiting: Vec<String> =
-            (0..clients).filter(|&c| !s.monitor.client_finished(c)).map(|c| names[c].clone()).collect();
+            (0..clients).filter(|&c| !s.monitor.client_finished(c)).map(|c| s.names[c].clone()).collect();
         s.record_as(
             "world".into(),
             "deadline",
@@ -956,18 +1059,13 @@ mod tests {
     }
 
     fn involves_redis(s: &Step) -> bool {
-        s.kind == "receive" && (s.node == "redis" || s.detail.starts_with("redis →"))
+        involves("redis")(&s)
     }
 
     #[test]
     fn each_fault_starts_at_its_time_and_ends_after_its_length_or_with_the_fault_window() {
         let (r, steps) = busy(every_fault());
-        let faults = ["pause", "resume", "hang", "crash", "partition", "heal", "hold", "release", "jump", "restart"];
-        let seen: Vec<_> = steps
-            .iter()
-            .filter(|s| faults.contains(&s.kind.as_str()))
-            .map(|s| (s.time.unwrap_or(-1), s.node.as_str(), s.kind.as_str()))
-            .collect();
+        let seen = fault_steps(&steps);
         let expected = [
             (20, "client-1", "pause"),
             (30, "client-2", "hang"),
@@ -994,6 +1092,91 @@ mod tests {
             (&[2, 252, 342][..], &[2, 8][..])
         );
         assert_eq!(r.metrics.simulated_ms, 1000, "run to the end of the settle time");
+    }
+
+    /// Kind, node and time of every fault step.
+    fn fault_steps(steps: &[Step]) -> Vec<(i64, &str, &str)> {
+        let faults = ["pause", "resume", "hang", "crash", "partition", "heal", "hold", "release", "jump", "restart"];
+        steps
+            .iter()
+            .filter(|s| faults.contains(&s.kind.as_str()))
+            .map(|s| (s.time.unwrap_or(-1), s.node.as_str(), s.kind.as_str()))
+            .collect()
+    }
+
+    fn involves(node: &str) -> impl Fn(&&Step) -> bool + '_ {
+        move |s| s.kind == "receive" && (s.node == node || s.detail.starts_with(&format!("{node} →")))
+    }
+
+    #[test]
+    fn faults_of_one_kind_that_overlap_on_a_node_end_with_the_last_of_them() {
+        let faults = vec![
+            Fault::Pause { node: 1, at_ms: 20, for_ms: 50 },
+            Fault::Pause { node: 1, at_ms: 50, for_ms: 100 },
+            Fault::Hold { node: 2, at_ms: 100, for_ms: 50 },
+            Fault::Hold { node: 2, at_ms: 120, for_ms: 60 },
+            Fault::Crash { node: REDIS, at_ms: 200, restart_after_ms: Some(40), lose_disk: false },
+            Fault::Crash { node: REDIS, at_ms: 220, restart_after_ms: Some(80), lose_disk: false },
+        ];
+        let (_, steps) = busy(faults);
+        let expected = [
+            (20, "client-1", "pause"),
+            (50, "client-1", "pause"),
+            (100, "client-2", "hold"),
+            (120, "client-2", "hold"),
+            (150, "client-1", "resume"),
+            (180, "client-2", "release"),
+            (200, "redis", "crash"),
+            (220, "redis", "crash"),
+            (300, "redis", "restart"),
+            (400, "world", "heal"),
+        ];
+        assert_eq!(fault_steps(&steps), expected);
+        let acting = |s: &&Step| !matches!(s.kind.as_str(), "pause" | "crash");
+        assert_eq!(during(&steps, "client-1", 21, 150).filter(acting).count(), 0, "paused until the second pause ends");
+        assert_eq!(within(&steps, 106, 180).filter(involves("client-2")).count(), 0, "held until the second hold ends");
+        assert_eq!(
+            during(&steps, "redis", 201, 300).filter(acting).count(),
+            0,
+            "down until the second crash's restart"
+        );
+        let nested = steps.iter().filter(|s| s.detail.ends_with("until its last one ends)")).count();
+        assert_eq!(nested, 3, "a fault that starts while one of its kind is in place says so");
+    }
+
+    #[test]
+    fn a_link_stays_cut_or_held_while_either_of_its_ends_is_cut_or_held() {
+        let cut = |node, at_ms, for_ms| Fault::Partition { node, at_ms, for_ms, one_way: false };
+        let (_, steps) = busy(vec![cut(REDIS, 100, 40), cut(2, 120, 80)]);
+        assert_eq!(within(&steps, 121, 200).filter(involves("client-2")).count(), 0, "cut off after redis healed");
+        assert!(within(&steps, 200, 250).any(|s| involves("client-2")(&s)), "reachable again");
+        let (_, steps) = busy(vec![Fault::Hold { node: REDIS, at_ms: 100, for_ms: 100 }, cut(2, 120, 40)]);
+        for s in &steps {
+            eprintln!("{:?} {} {} {}", s.time, s.node, s.kind, s.detail);
+        }
+        assert_eq!(
+            within(&steps, 106, 200).filter(|s| involves_redis(s)).count(),
+            0,
+            "held, also after client-2 healed"
+        );
+        assert!(during(&steps, "redis", 200, 201).any(|s| s.kind == "receive"), "the held messages arrive on release");
+    }
+
+    #[test]
+    fn a_one_way_cut_stops_what_its_node_says_and_a_two_way_cut_or_hold_on_either_end_stops_both_ways() {
+        let names = ["a", "b", "c"].map(String::from).to_vec();
+        let mut p = InPlace::new(names);
+        let ways = |p: &InPlace| [p.way(0, 1), p.way(1, 0)];
+        assert_eq!(ways(&p), [Way::Open, Way::Open]);
+        p.one_way_cuts[0] = 1;
+        assert_eq!(ways(&p), [Way::Cut, Way::Open]);
+        p.holds[1] = 1;
+        assert_eq!(ways(&p), [Way::Cut, Way::Held]);
+        p.one_way_cuts[0] = 0;
+        assert_eq!(ways(&p), [Way::Held, Way::Held]);
+        p.cuts[1] = 1;
+        assert_eq!(ways(&p), [Way::Cut, Way::Cut]);
+        assert_eq!([p.way(0, 2), p.way(2, 0)], [Way::Open, Way::Open], "a link of neither");
     }
 
     #[test]

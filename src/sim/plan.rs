@@ -39,6 +39,17 @@ impl Fault {
         }
     }
 
+    pub fn node(&self) -> NodeId {
+        match self {
+            Fault::Pause { node, .. }
+            | Fault::Hang { node, .. }
+            | Fault::Crash { node, .. }
+            | Fault::Partition { node, .. }
+            | Fault::ClockJump { node, .. }
+            | Fault::Hold { node, .. } => *node,
+        }
+    }
+
     pub fn describe(&self, names: &[String]) -> String {
         match self {
             Fault::Pause { node, at_ms, for_ms } => format!("at {at_ms} ms GcPause {} for {for_ms} ms", names[*node]),
