@@ -565,7 +565,8 @@ pub fn replay_sim(path: &Path, stored: &Trace) -> Result<(bool, String), SpecErr
     // The trace names its spec as it was given; so does the re-derived one.
     sims[0].path = PathBuf::from(&stored.spec);
     let nodes = crate::sim::participants(&sims[0])?.len();
-    plan.validate(nodes).map_err(|(field, why)| SpecError::field(path, field, why))?;
+    plan.validate(nodes, sims[0].spec.time.fault_window_ms)
+        .map_err(|(field, why)| SpecError::field(path, field, why))?;
     let seeds = crate::sim::Seeds { from: seed, to: seed.saturating_add(1), shard: None };
     let opts = crate::sim::Options { jobs: 1, shrink: false, progress: false, full_duration: false, max_seconds: None };
     let (o, runs) = crate::sim::simulate(&sims[0], &seeds, &opts, Some(plan.clone()))?;

@@ -104,7 +104,7 @@ fn tampered_trace(edit: impl Fn(&mut serde_json::Value)) -> (common::Scratch, Pa
 }
 
 #[test]
-fn a_replayed_plan_naming_no_node_or_a_broken_clock_is_refused() {
+fn a_replayed_plan_naming_no_node_a_broken_clock_or_a_fault_after_the_window_is_refused() {
     let (_d, t) = tampered_trace(|v| v["plan"]["plan"]["faults"][0]["node"] = 99.into());
     bad(&lockcheck(&["replay", t.to_str().unwrap()]), "plan.faults[0].node: 99 names no node");
     let (_d, t) = tampered_trace(|v| v["plan"]["plan"]["drift_ppm"] = serde_json::json!([1, 2]));
@@ -113,6 +113,8 @@ fn a_replayed_plan_naming_no_node_or_a_broken_clock_is_refused() {
     bad(&lockcheck(&["replay", t.to_str().unwrap()]), "plan");
     let (_d, t) = tampered_trace(|v| v["plan"]["plan"]["drift_ppm"][0] = 5_000_000.into());
     bad(&lockcheck(&["replay", t.to_str().unwrap()]), "plan.drift_ppm[0]");
+    let (_d, t) = tampered_trace(|v| v["plan"]["plan"]["faults"][0]["at_ms"] = 5_000.into());
+    bad(&lockcheck(&["replay", t.to_str().unwrap()]), "plan.faults[0].at_ms: 5000 ms is not inside");
 }
 
 #[test]

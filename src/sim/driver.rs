@@ -472,15 +472,14 @@ struct InPlace {
     cuts: Vec<u32>,
     one_way_cuts: Vec<u32>,
     holds: Vec<u32>,
-    /// Each link's ways as last set in turmoil, `[a → b, b → a]` by `(a, b)` with `a < b`.
-    links: BTreeMap<(NodeId, NodeId), [Way; 2]>,
 }
 
-/// One fault of a count ends: whether one was in place (the window's close may have ended it).
-fn one_less(count: &mut u32) -> bool {
-    let was = *count > 0;
-    *count = count.saturating_sub(1);
-    was
+/// One fault of a count ends: whether it was the last. Every fault starts inside the fault window
+/// ([`Plan::validate`]) and ends by its close, before [`InPlace::heal_all`]: one is in place.
+fn last_of(count: &mut u32) -> bool {
+    assert!(*count > 0, "a fault ends that is not in place");
+    *count -= 1;
+    *count == 0
 }
 
 impl InPlace {
@@ -493,7 +492,6 @@ impl InPlace {
             cuts: none.clone(),
             one_way_cuts: none.clone(),
             holds: none,
-            links: BTreeMap::new(),
             names,
         }
     }
@@ -509,25 +507,16 @@ impl InPlace {
         }
     }
 
-    /// Sets in turmoil every link of `node` whose ways changed. turmoil's `hold` and `release` set
-    /// both ways of a link and `release` delivers what was held, so a link is rebuilt from open.
-    fn relink(&mut self, sim: &turmoil::Sim, node: NodeId) {
+    /// Sets every link of `node` in turmoil to its ways. turmoil's `hold` and `release` set both
+    /// ways of a link, so a link is rebuilt from open: `release` opens it and delivers what it held
+    /// (held again at once when it stays held), then the hold, then each way that is cut.
+    fn relink(&self, sim: &turmoil::Sim, node: NodeId) {
         for other in (0..self.names.len()).filter(|&o| o != node) {
-            let (a, b) = (node.min(other), node.max(other));
-            let ways = [self.way(a, b), self.way(b, a)];
-            let was = self.links.insert((a, b), ways).unwrap_or([Way::Open; 2]);
-            if was == ways {
-                continue;
-            }
-            let (a, b) = (self.names[a].as_str(), self.names[b].as_str());
-            let held = |w: [Way; 2]| w.contains(&Way::Held);
-            if held(was) && !held(ways) {
-                sim.release(a, b);
-            }
-            if held(ways) {
+            let ways = [self.way(node, other), self.way(other, node)];
+            let (a, b) = (self.names[node].as_str(), self.names[other].as_str());
+            sim.release(a, b);
+            if ways.contains(&Way::Held) {
                 sim.hold(a, b);
-            } else {
-                sim.repair(a, b);
             }
             for (from, to, way) in [(a, b, ways[0]), (b, a, ways[1])] {
                 if way == Way::Cut {
@@ -607,34 +596,35 @@ impl InPlace {
         let name = self.names[fault.node()].clone();
         match *fault {
             Fault::Pause { node, .. } => {
-                if one_less(&mut self.pauses[node]) && self.pauses[node] == 0 {
+                if last_of(&mut self.pauses[node]) {
                     s.paused[node] = false;
                     s.record(node, "resume", format!("{name} resumes, unaware it was paused"));
                 }
             }
             Fault::Hang { node, .. } => {
-                if one_less(&mut self.hangs[node]) && self.hangs[node] == 0 {
+                if last_of(&mut self.hangs[node]) {
                     s.hung[node] = false;
                     s.unhung[node] = true;
                 }
             }
+            // A client's crash is for good.
+            Fault::Crash { node, .. } if s.kinds[node] == NodeKind::Client => {}
             Fault::Crash { node, .. } => {
-                if one_less(&mut self.crashes[node]) && self.crashes[node] == 0 {
+                if last_of(&mut self.crashes[node]) {
                     drop(s);
                     sim.bounce(name.as_str());
                 }
             }
             Fault::Partition { node, one_way, .. } => {
-                if one_less(if one_way { &mut self.one_way_cuts[node] } else { &mut self.cuts[node] }) {
-                    if self.cuts[node] + self.one_way_cuts[node] == 0 {
-                        s.record(node, "heal", format!("{name} reachable again"));
-                    }
-                    drop(s);
-                    self.relink(sim, node);
+                last_of(if one_way { &mut self.one_way_cuts[node] } else { &mut self.cuts[node] });
+                if self.cuts[node] + self.one_way_cuts[node] == 0 {
+                    s.record(node, "heal", format!("{name} reachable again"));
                 }
+                drop(s);
+                self.relink(sim, node);
             }
             Fault::Hold { node, .. } => {
-                if one_less(&mut self.holds[node]) && self.holds[node] == 0 {
+                if last_of(&mut self.holds[node]) {
                     s.record(node, "release", format!("the held messages of {name} move again"));
                     drop(s);
                     self.relink(sim, node);
@@ -1163,6 +1153,12 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "a fault ends that is not in place")]
+    fn a_fault_that_ends_while_none_of_its_kind_is_in_place_is_a_bug() {
+        last_of(&mut 0);
+    }
+
+    #[test]
     fn a_one_way_cut_stops_what_its_node_says_and_a_two_way_cut_or_hold_on_either_end_stops_both_ways() {
         let names = ["a", "b", "c"].map(String::from).to_vec();
         let mut p = InPlace::new(names);
@@ -1176,7 +1172,12 @@ mod tests {
         assert_eq!(ways(&p), [Way::Held, Way::Held]);
         p.cuts[1] = 1;
         assert_eq!(ways(&p), [Way::Cut, Way::Cut]);
-        assert_eq!([p.way(0, 2), p.way(2, 0)], [Way::Open, Way::Open], "a link of neither");
+        p.cuts[0] = 1;
+        assert_eq!(ways(&p), [Way::Cut, Way::Cut], "both ends cut off");
+        (p.cuts[0], p.one_way_cuts[0]) = (0, 1);
+        assert_eq!(ways(&p), [Way::Cut, Way::Cut], "one end cut off, the other one way");
+        (p.cuts[1], p.one_way_cuts[0], p.holds[0]) = (0, 0, 1);
+        assert_eq!(ways(&p), [Way::Held, Way::Held], "both ends held");
     }
 
     #[test]

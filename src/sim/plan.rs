@@ -114,8 +114,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Checks a plan read from a trace against the `nodes` its scenario has: `Err((field, why))`.
-    pub fn validate(&self, nodes: usize) -> Result<(), (String, String)> {
+    /// Checks a plan read from a trace against its scenario, which has `nodes` and a fault window
+    /// of `window_ms` inside which every fault starts, as a drawn one does: `Err((field, why))`.
+    pub fn validate(&self, nodes: usize, window_ms: u64) -> Result<(), (String, String)> {
         if self.drift_ppm.len() != nodes {
             let why = format!("has {} entries for {nodes} nodes", self.drift_ppm.len());
             return Err(("plan.drift_ppm".into(), why));
@@ -143,6 +144,11 @@ impl Plan {
             }
             if spans.iter().any(|ms| *ms > limit) {
                 return Err((format!("plan.faults[{i}]"), format!("a time beyond the {limit} ms limit")));
+            }
+            let window = window_ms.max(1);
+            if f.at() >= window {
+                let why = format!("{} ms is not inside the scenario's fault window of {window} ms", f.at());
+                return Err((format!("plan.faults[{i}].at_ms"), why));
             }
         }
         Ok(())
@@ -269,9 +275,10 @@ mod tests {
     }
 
     #[test]
-    fn a_plan_read_from_a_trace_is_checked_against_its_scenarios_nodes_and_time_limit() {
+    fn a_plan_read_from_a_trace_is_checked_against_its_scenarios_nodes_time_limit_and_fault_window() {
         let field = |drift_ppm: Vec<i64>, faults: Vec<Fault>| {
-            Plan { drift_ppm, faults, turmoil_seed: 0, loss_seed: 0 }.validate(3).err().map(|(field, _)| field)
+            let plan = Plan { drift_ppm, faults, turmoil_seed: 0, loss_seed: 0 };
+            plan.validate(3, MAX_SIM_MS + 1).err().map(|(field, _)| field)
         };
         assert_eq!(field(vec![0; 2], vec![]).as_deref(), Some("plan.drift_ppm"));
         assert_eq!(field(vec![999_999, -999_999, 0], vec![]), None);
@@ -290,6 +297,17 @@ mod tests {
         assert_eq!(field(vec![0; 3], with(too_late)).as_deref(), Some("plan.faults[4]"));
         let too_long = Fault::Crash { node: 0, at_ms: 0, restart_after_ms: Some(MAX_SIM_MS + 1), lose_disk: false };
         assert_eq!(field(vec![0; 3], with(too_long)).as_deref(), Some("plan.faults[4]"));
+        let at_99 = |window_ms| {
+            let plan = Plan {
+                drift_ppm: vec![0; 3],
+                faults: vec![Fault::Pause { node: 0, at_ms: 99, for_ms: 1 }],
+                turmoil_seed: 0,
+                loss_seed: 0,
+            };
+            plan.validate(3, window_ms).err().map(|(field, _)| field)
+        };
+        assert_eq!(at_99(100), None);
+        assert_eq!(at_99(99).as_deref(), Some("plan.faults[0].at_ms"), "a fault starts inside the fault window");
     }
 
     #[test]
