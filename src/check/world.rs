@@ -693,6 +693,84 @@ mod tests {
         (0..w.machine.nodes().len()).find(|&i| w.kind(i) == NodeKind::Server).unwrap()
     }
 
+    /// The faults and fault ends `w` offers in `s`, by name, in the order offered.
+    fn offered(w: &World<Redis>, s: &State<Redis>) -> Vec<String> {
+        let mut actions = Vec::new();
+        w.actions_of(s, &mut actions);
+        let route = |e: &Envelope<_>| format!("{} → {}", w.node_name(e.src), w.node_name(e.dst));
+        actions
+            .iter()
+            .filter_map(|a| {
+                Some(match a {
+                    Action::Pause(id) => format!("pause {}", w.node_name(*id)),
+                    Action::Resume(id) => format!("resume {}", w.node_name(*id)),
+                    Action::Hang(id) => format!("hang {}", w.node_name(*id)),
+                    Action::Unhang(id) => format!("unhang {}", w.node_name(*id)),
+                    Action::Crash(id) => format!("crash {}", w.node_name(*id)),
+                    Action::Restart { node, keep_disk } => {
+                        format!("restart {} keep_disk={keep_disk}", w.node_name(*node))
+                    }
+                    Action::Partition(id) => format!("partition {}", w.node_name(*id)),
+                    Action::Heal => "heal".into(),
+                    Action::ClockJump(id) => format!("jump {}", w.node_name(*id)),
+                    Action::Lose(e) => format!("lose {}", route(e)),
+                    Action::Delay(e) => format!("delay {}", route(e)),
+                    _ => return None,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_fault_is_offered_on_its_targets_while_its_budget_lasts_and_each_fault_in_place_can_end() {
+        let mut spec = crate::spec::load_model(std::path::Path::new("models/redis_partition.toml")).unwrap();
+        let f = &mut spec.spec.faults;
+        (f.pauses, f.hangs, f.crashes, f.restarts_lose_state, f.clock_jumps, f.message_loss, f.delays) =
+            (1, 1, 1, 1, 1, 1, 1);
+        (f.pause_targets, f.crash_targets, f.jump_targets) = (Targets::Clients, Targets::Servers, Targets::Any);
+        let env = spec.env();
+        let w = World::new(LockSystem::new(redis::build(redis::Options::default(), &env).unwrap(), env), &spec, vec![]);
+        let s = w.init();
+        let every_kind = [
+            "pause client-0",
+            "hang client-0",
+            "jump client-0",
+            "partition client-0",
+            "pause client-1",
+            "hang client-1",
+            "jump client-1",
+            "partition client-1",
+            "crash redis",
+            "jump redis",
+            "partition redis",
+            "lose client-0 → redis",
+            "delay client-0 → redis",
+            "lose client-1 → redis",
+            "delay client-1 → redis",
+        ];
+        assert_eq!(offered(&w, &s), every_kind, "the storage is no target of \"any\"");
+        let after = |a: Act<Redis>| offered(&w, &w.step(&s, &a, None).unwrap());
+        let (c0, redis) = (0, server(&w));
+        let paused = after(Action::Pause(c0));
+        assert!(
+            paused.contains(&"resume client-0".into()) && !paused.iter().any(|a| a.starts_with("pause ")),
+            "{paused:?}"
+        );
+        let hung = after(Action::Hang(c0));
+        assert!(hung.contains(&"unhang client-0".into()) && !hung.iter().any(|a| a.starts_with("hang ")), "{hung:?}");
+        let down = after(Action::Crash(redis));
+        let restarts = ["restart redis keep_disk=true", "restart redis keep_disk=false"].map(String::from);
+        assert!(restarts.iter().all(|r| down.contains(r)), "{down:?}");
+        assert!(
+            !down.iter().any(|a| a.starts_with("crash ") || a == "jump redis" || a == "partition redis"),
+            "a server down is no target: {down:?}"
+        );
+        let cut = after(Action::Partition(c0));
+        assert!(cut.contains(&"heal".into()) && !cut.iter().any(|a| a.starts_with("partition ")), "{cut:?}");
+        let jumped = after(Action::ClockJump(c0));
+        assert!(!jumped.iter().any(|a| a.starts_with("jump ")), "{jumped:?}");
+    }
+
     #[test]
     fn a_clock_jump_never_targets_a_server_that_times_out_on_a_monotonic_clock() {
         let mut spec =
