@@ -528,20 +528,21 @@ impl InPlace {
 
     fn start<D>(&mut self, fault: &Fault, sh: &RefCell<Shared<D>>, sim: &mut turmoil::Sim) {
         let mut s = sh.borrow_mut();
-        let again = |count: u32, what: &str| {
-            if count > 1 { format!(" (already {what} until its last one ends)") } else { String::new() }
+        // A fault that starts while one of its kind stands says when the node is itself again.
+        let again = |count: u32, state: &str, until: &str| {
+            if count > 1 { format!(" (already {state}: {until} when the last of them ends)") } else { String::new() }
         };
         match *fault {
             Fault::Pause { node, .. } => {
                 self.pauses[node] += 1;
                 s.paused[node] = true;
-                let again = again(self.pauses[node], "paused");
+                let again = again(self.pauses[node], "stopped", "it resumes");
                 s.record(node, "pause", format!("GcPause: {} stops the world{again}", self.names[node]));
             }
             Fault::Hang { node, .. } => {
                 self.hangs[node] += 1;
                 s.hung[node] = true;
-                let again = again(self.hangs[node], "stuck");
+                let again = again(self.hangs[node], "stuck", "it runs again");
                 let name = &self.names[node];
                 s.record(
                     node,
@@ -558,7 +559,7 @@ impl InPlace {
             }
             Fault::Crash { node, lose_disk, .. } => {
                 self.crashes[node] += 1;
-                let again = again(self.crashes[node], "down");
+                let again = again(self.crashes[node], "down", "it restarts");
                 s.record(node, "crash", format!("{} crashes{again}", self.names[node]));
                 if lose_disk {
                     s.durable[node] = None;
@@ -570,7 +571,7 @@ impl InPlace {
             }
             Fault::Partition { node, one_way, .. } => {
                 *if one_way { &mut self.one_way_cuts[node] } else { &mut self.cuts[node] } += 1;
-                let again = again(self.cuts[node] + self.one_way_cuts[node], "cut off");
+                let again = again(self.cuts[node] + self.one_way_cuts[node], "cut off", "it is reachable again");
                 let hears = if one_way { " (it still hears the others)" } else { "" };
                 s.record(node, "partition", format!("{} is cut off{hears}{again}", self.names[node]));
                 drop(s);
@@ -578,7 +579,7 @@ impl InPlace {
             }
             Fault::Hold { node, .. } => {
                 self.holds[node] += 1;
-                let again = again(self.holds[node], "held");
+                let again = again(self.holds[node], "held", "its messages move again");
                 let name = &self.names[node];
                 s.record(node, "hold", format!("the network holds back every message to and from {name}{again}"));
                 drop(s);
@@ -1107,6 +1108,8 @@ mod tests {
             Fault::Hold { node: 2, at_ms: 120, for_ms: 60 },
             Fault::Crash { node: REDIS, at_ms: 200, restart_after_ms: Some(40), lose_disk: false },
             Fault::Crash { node: REDIS, at_ms: 220, restart_after_ms: Some(80), lose_disk: false },
+            Fault::Partition { node: 0, at_ms: 250, for_ms: 50, one_way: false },
+            Fault::Partition { node: 0, at_ms: 270, for_ms: 80, one_way: true },
         ];
         let (_, steps) = busy(faults);
         let expected = [
@@ -1118,7 +1121,10 @@ mod tests {
             (180, "client-2", "release"),
             (200, "redis", "crash"),
             (220, "redis", "crash"),
+            (250, "client-0", "partition"),
+            (270, "client-0", "partition"),
             (300, "redis", "restart"),
+            (350, "client-0", "heal"),
             (400, "world", "heal"),
         ];
         assert_eq!(fault_steps(&steps), expected);
@@ -1130,8 +1136,9 @@ mod tests {
             0,
             "down until the second crash's restart"
         );
-        let nested = steps.iter().filter(|s| s.detail.ends_with("until its last one ends)")).count();
-        assert_eq!(nested, 3, "a fault that starts while one of its kind is in place says so");
+        let nested: Vec<i64> =
+            steps.iter().filter(|s| s.detail.ends_with("when the last of them ends)")).filter_map(|s| s.time).collect();
+        assert_eq!(nested, [50, 120, 220, 270], "a fault that starts while one of its kind is in place says so");
     }
 
     #[test]
