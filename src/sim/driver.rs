@@ -1110,6 +1110,7 @@ mod tests {
             Fault::Crash { node: REDIS, at_ms: 220, restart_after_ms: Some(80), lose_disk: false },
             Fault::Partition { node: 0, at_ms: 250, for_ms: 50, one_way: false },
             Fault::Partition { node: 0, at_ms: 270, for_ms: 80, one_way: true },
+            Fault::Crash { node: 2, at_ms: 360, restart_after_ms: Some(10), lose_disk: false },
         ];
         let (_, steps) = busy(faults);
         let expected = [
@@ -1125,6 +1126,7 @@ mod tests {
             (270, "client-0", "partition"),
             (300, "redis", "restart"),
             (350, "client-0", "heal"),
+            (360, "client-2", "crash"),
             (400, "world", "heal"),
         ];
         assert_eq!(fault_steps(&steps), expected);
@@ -1136,6 +1138,7 @@ mod tests {
             0,
             "down until the second crash's restart"
         );
+        assert_eq!(during(&steps, "client-2", 361, 1000).count(), 0, "a client's crash is for good, restart or not");
         let nested: Vec<i64> =
             steps.iter().filter(|s| s.detail.ends_with("when the last of them ends)")).filter_map(|s| s.time).collect();
         assert_eq!(nested, [50, 120, 220, 270], "a fault that starts while one of its kind is in place says so");
