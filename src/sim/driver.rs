@@ -1163,6 +1163,15 @@ mod tests {
     }
 
     #[test]
+    fn the_fault_windows_close_restarts_a_server_down_for_good() {
+        let (r, steps) = busy(vec![Fault::Crash { node: REDIS, at_ms: 300, restart_after_ms: None, lose_disk: false }]);
+        let restarts: Vec<(i64, &str)> =
+            steps.iter().filter(|s| s.kind == "restart").map(|s| (s.time.unwrap_or(-1), s.node.as_str())).collect();
+        assert_eq!(restarts, [(400, "redis")]);
+        assert_eq!(r.metrics.acquisitions, 3, "every client served after it");
+    }
+
+    #[test]
     #[should_panic(expected = "a fault ends that is not in place")]
     fn a_fault_that_ends_while_none_of_its_kind_is_in_place_is_a_bug() {
         last_of(&mut 0);
