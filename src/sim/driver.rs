@@ -434,15 +434,7 @@ fn timed_events(plan: &Plan, window: u64) -> VecDeque<(u64, usize, Ev)> {
     let mut events: Vec<(u64, usize, Ev)> = Vec::new();
     for (i, f) in plan.faults.iter().enumerate() {
         events.push((f.at(), i, Ev::Start(f.clone())));
-        let length = match *f {
-            Fault::Pause { for_ms, .. }
-            | Fault::Hang { for_ms, .. }
-            | Fault::Partition { for_ms, .. }
-            | Fault::Hold { for_ms, .. } => Some(for_ms),
-            Fault::Crash { restart_after_ms, .. } => restart_after_ms,
-            Fault::ClockJump { .. } => None,
-        };
-        if let Some(length) = length {
+        if let Some(length) = f.length() {
             events.push(((f.at() + length).min(window), i, Ev::End(f.clone())));
         }
     }
@@ -594,7 +586,7 @@ impl InPlace {
 
     fn end<D>(&mut self, fault: &Fault, sh: &RefCell<Shared<D>>, sim: &mut turmoil::Sim) {
         let mut s = sh.borrow_mut();
-        let name = self.names[fault.node()].clone();
+        let name = &self.names[fault.node()];
         match *fault {
             Fault::Pause { node, .. } => {
                 if last_of(&mut self.pauses[node]) {
@@ -653,16 +645,7 @@ impl InPlace {
         );
         drop(s);
         let down: Vec<NodeId> = (0..self.names.len()).filter(|&node| self.crashes[node] > 0).collect();
-        for counts in [
-            &mut self.pauses,
-            &mut self.hangs,
-            &mut self.crashes,
-            &mut self.cuts,
-            &mut self.one_way_cuts,
-            &mut self.holds,
-        ] {
-            counts.fill(0);
-        }
+        *self = InPlace::new(std::mem::take(&mut self.names));
         for node in down {
             sim.bounce(self.names[node].as_str());
         }

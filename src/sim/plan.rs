@@ -39,6 +39,18 @@ impl Fault {
         }
     }
 
+    /// How long the fault lasts; `None` for a clock jump (a step: nothing ends) and a crash for good.
+    pub fn length(&self) -> Option<u64> {
+        match *self {
+            Fault::Pause { for_ms, .. }
+            | Fault::Hang { for_ms, .. }
+            | Fault::Partition { for_ms, .. }
+            | Fault::Hold { for_ms, .. } => Some(for_ms),
+            Fault::Crash { restart_after_ms, .. } => restart_after_ms,
+            Fault::ClockJump { .. } => None,
+        }
+    }
+
     pub fn node(&self) -> NodeId {
         match self {
             Fault::Pause { node, .. }
@@ -125,6 +137,7 @@ impl Plan {
             return Err((format!("plan.drift_ppm[{i}]"), format!("{d} is not a clock rate (|ppm| < 1000000)")));
         }
         let limit = super::spec::MAX_SIM_MS;
+        let window = window_ms.max(1);
         for (i, f) in self.faults.iter().enumerate() {
             let (node, spans): (NodeId, Vec<u64>) = match f {
                 Fault::Pause { node, at_ms, for_ms }
@@ -145,7 +158,6 @@ impl Plan {
             if spans.iter().any(|ms| *ms > limit) {
                 return Err((format!("plan.faults[{i}]"), format!("a time beyond the {limit} ms limit")));
             }
-            let window = window_ms.max(1);
             if f.at() >= window {
                 let why = format!("{} ms is not inside the scenario's fault window of {window} ms", f.at());
                 return Err((format!("plan.faults[{i}].at_ms"), why));
