@@ -246,14 +246,10 @@ pub trait Machine: Send + Sync + 'static {
     fn on_message(&self, state: &mut Self::State, from: NodeId, msg: Self::Msg, cx: &mut MCx<Self>);
     fn on_timer(&self, state: &mut Self::State, timer: Self::Timer, cx: &mut MCx<Self>);
     /// Whether the servers are interchangeable (symmetry reduction may rename them).
-    fn symmetric_servers(&self) -> bool {
-        false
-    }
+    fn symmetric_servers(&self) -> bool;
     /// Whether messages between two nodes arrive in the order they were sent (a TCP session, as
     /// ZooKeeper's); otherwise the network may reorder them.
-    fn fifo(&self) -> bool {
-        false
-    }
+    fn fifo(&self) -> bool;
     /// Whether a message dies with the connection it rides on: one the two processes kept (a
     /// replication stream, `PSYNC` and its answer, acknowledgements). It never reaches a
     /// receiver that crashed or restarted, nor arrives from a sender that restarted (its new
@@ -263,15 +259,11 @@ pub trait Machine: Send + Sync + 'static {
     fn dies_with_connection(&self, msg: &Self::Msg) -> bool;
     /// Whether a message or a timer goes to the application thread rather than the lock
     /// library's threads (a `hang` stops only the former).
-    fn is_app_msg(&self, _msg: &Self::Msg) -> bool {
-        false
-    }
-    fn is_app_timer(&self, _timer: &Self::Timer) -> bool {
-        false
-    }
+    fn is_app_msg(&self, msg: &Self::Msg) -> bool;
+    fn is_app_timer(&self, timer: &Self::Timer) -> bool;
     /// The application thread runs again after a `hang`: it handles what its library told it
     /// meanwhile.
-    fn resume_app(&self, _state: &mut Self::State, _cx: &mut MCx<Self>) {}
+    fn resume_app(&self, state: &mut Self::State, cx: &mut MCx<Self>);
     /// A message and a timer in the real system's terms, for traces.
     fn show_msg(&self, from: NodeId, msg: &Self::Msg) -> String;
     fn show_timer(&self, timer: &Self::Timer) -> String;
