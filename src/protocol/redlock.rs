@@ -349,3 +349,238 @@ impl Ids for (NodeId, i64, i64) {
 }
 
 crate::no_ids!(Msg, Attempt);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Effect, Tmr};
+    use crate::spec::Workload;
+
+    type Cx = PCx<Redlock>;
+
+    /// Two clients (nodes 0 and 1), then the Redis nodes from 2; TTL 3 ticks.
+    fn redlock(o: Options) -> Redlock {
+        build(o, &Env::test(2, Workload::CriticalWrite, 3, 1)).unwrap()
+    }
+
+    fn three(margin: Option<i64>) -> Redlock {
+        redlock(Options { nodes: 3, validity_margin: margin, ..Options::default() })
+    }
+
+    fn sent(cx: &Cx) -> Vec<(NodeId, Msg)> {
+        crate::protocol::lock_sends(cx)
+    }
+
+    fn timers(cx: &Cx) -> Vec<(Timer, i64)> {
+        cx.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::SetTimer { timer: Tmr::Lock(t), after } => Some((t.clone(), *after)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn granted(cx: &Cx) -> bool {
+        cx.effects.contains(&Effect::Observe(Observation::Granted { client: cx.me, token: None }))
+    }
+
+    /// Client 0 asks at tick 0 and hears `answers` (`true`: OK) from nodes 2, 3, ... at tick `now`.
+    fn answered(r: &Redlock, answers: &[bool], now: i64) -> (Attempt, Vec<LockEvent<i64>>, Cx) {
+        let mut a = Attempt::default();
+        let mut cx = Cx::new(0, 0);
+        assert_eq!(r.acquire(&mut a, &mut cx), LockEvent::Ignore);
+        let mut cx = Cx::new(0, now);
+        let events = answers
+            .iter()
+            .enumerate()
+            .map(|(i, &ok)| {
+                let msg = if ok { Msg::Ok { asked: 0 } } else { Msg::Refused { asked: 0 } };
+                r.client_on_msg(&mut a, 2 + i, msg, &mut cx)
+            })
+            .collect();
+        (a, events, cx)
+    }
+
+    #[test]
+    fn a_majority_is_more_than_half_of_the_nodes() {
+        let majorities: Vec<u8> =
+            (1..=7).map(|nodes| redlock(Options { nodes, ..Options::default() }).majority()).collect();
+        assert_eq!(majorities, vec![1, 2, 2, 3, 3, 4, 4]);
+    }
+
+    #[test]
+    fn an_attempt_asks_every_node_and_waits_one_tick_for_their_answers() {
+        let r = redlock(Options::default());
+        let mut a = Attempt::default();
+        let mut cx = Cx::new(1, 4);
+        r.acquire(&mut a, &mut cx);
+        assert_eq!(sent(&cx), (2..7).map(|n| (n, Msg::Set { asked: 4 })).collect::<Vec<_>>());
+        assert_eq!(timers(&cx), vec![(Timer::Timeout, 1)]);
+        assert_eq!(a, Attempt { asked: Some(4), granted: 0, answered: 0, unlocking: 0 });
+    }
+
+    #[test]
+    fn the_client_holds_the_lock_once_a_majority_of_five_granted_and_not_with_two() {
+        let r = redlock(Options::default());
+        let (_, events, cx) = answered(&r, &[true, true, true, false, false], 0);
+        assert_eq!(events[4], LockEvent::Granted { hold: 0, token: None, valid_for: None });
+        assert!(events[..4].iter().all(|e| *e == LockEvent::Ignore), "{events:?}");
+        assert!(granted(&cx), "the client decides, so it reports the grant");
+        let (a, events, cx) = answered(&r, &[true, true, false, false, false], 0);
+        assert!(events.iter().all(|e| *e == LockEvent::Ignore) && !granted(&cx), "{events:?}");
+        assert_eq!(sent(&cx), (2..7).map(|n| (n, Msg::Unlock { asked: 0 })).collect::<Vec<_>>());
+        assert_eq!(a, Attempt { asked: Some(0), granted: 0, answered: 0, unlocking: 5 });
+    }
+
+    #[test]
+    fn a_majority_counts_only_for_its_own_attempt_and_not_while_unlocking() {
+        let r = three(None);
+        let (mut a, _, _) = answered(&r, &[true], 0);
+        let mut cx = Cx::new(0, 0);
+        assert_eq!(r.client_on_msg(&mut a, 3, Msg::Ok { asked: 7 }, &mut cx), LockEvent::Ignore);
+        assert_eq!(a.answered, 1, "an answer to an older attempt is not counted");
+        let (mut a, _, _) = answered(&r, &[false, false, true], 0);
+        assert_eq!(a.unlocking, 3);
+        assert_eq!(r.client_on_msg(&mut a, 2, Msg::Ok { asked: 0 }, &mut cx), LockEvent::Ignore);
+        assert_eq!((a.granted, a.answered), (0, 0), "a late OK while unlocking is not a grant");
+    }
+
+    #[test]
+    fn a_majority_that_comes_too_late_for_the_validity_time_unlocks_and_tries_again() {
+        // TTL 3, margin 1: a hold asked at tick 0 is valid until tick 2 on the client's clock.
+        let (_, events, cx) = answered(&three(Some(1)), &[true, true, true], 1);
+        assert_eq!(events[2], LockEvent::Granted { hold: 0, token: None, valid_for: Some(1) });
+        assert!(granted(&cx));
+        let (_, events, cx) = answered(&three(Some(1)), &[true, true, true], 2);
+        assert_eq!(events[2], LockEvent::Busy { retry_after: 1 });
+        assert!(!granted(&cx));
+        assert_eq!(sent(&cx), (2..5).map(|n| (n, Msg::Unlock { asked: 0 })).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_failed_attempt_waits_for_every_unlock_reply_of_its_own_before_trying_again() {
+        let r = three(None);
+        let (mut a, _, _) = answered(&r, &[true, false, false], 0);
+        let mut cx = Cx::new(0, 1);
+        assert_eq!(r.client_on_msg(&mut a, 2, Msg::Unlocked { asked: 9 }, &mut cx), LockEvent::Ignore);
+        assert_eq!(a.unlocking, 3, "another attempt's unlock reply does not count");
+        assert_eq!(r.client_on_msg(&mut a, 2, Msg::Unlocked { asked: 0 }, &mut cx), LockEvent::Ignore);
+        assert_eq!(r.client_on_msg(&mut a, 3, Msg::Unlocked { asked: 0 }, &mut cx), LockEvent::Ignore);
+        assert_eq!(a.unlocking, 1);
+        assert_eq!(r.client_on_msg(&mut a, 4, Msg::Unlocked { asked: 0 }, &mut cx), LockEvent::Busy { retry_after: 1 });
+        assert_eq!(a, Attempt::default());
+        assert!(cx.effects.contains(&Effect::CancelTimer { timer: Tmr::Lock(Timer::Timeout) }));
+        assert_eq!(r.client_on_msg(&mut a, 4, Msg::Unlocked { asked: 0 }, &mut cx), LockEvent::Ignore);
+    }
+
+    #[test]
+    fn a_timeout_decides_on_the_answers_so_far_and_a_second_stops_waiting_for_unlocks() {
+        let r = three(None);
+        let (mut a, _, _) = answered(&r, &[true, true], 0);
+        let ev = r.client_on_timer(&mut a, Timer::Timeout, &mut Cx::new(0, 1));
+        assert_eq!(ev, LockEvent::Granted { hold: 0, token: None, valid_for: None }, "two of three: a majority");
+        let (mut a, _, _) = answered(&r, &[true], 0);
+        let mut cx = Cx::new(0, 1);
+        assert_eq!(r.client_on_timer(&mut a, Timer::Timeout, &mut cx), LockEvent::Ignore);
+        assert_eq!(a.unlocking, 3, "a node that did not answer is unlocked too");
+        assert_eq!(timers(&cx), vec![(Timer::Timeout, 1)]);
+        assert_eq!(r.client_on_timer(&mut a, Timer::Timeout, &mut cx), LockEvent::Busy { retry_after: 0 });
+        assert_eq!(a, Attempt::default());
+        assert_eq!(r.client_on_timer(&mut a, Timer::Timeout, &mut cx), LockEvent::Busy { retry_after: 0 });
+    }
+
+    #[test]
+    fn a_node_sets_the_key_for_one_owner_and_unlocks_or_expires_only_that_owners() {
+        let r = redlock(Options { nodes: 3, persistence: true, ..Options::default() });
+        let mut n = Node::default();
+        let mut cx = Cx::new(2, 5);
+        r.server_on_msg(&mut n, 0, Msg::Set { asked: 4 }, &mut cx);
+        assert_eq!(n, Node { key: Some((0, 4)), until: 8, blocked: false });
+        assert_eq!(timers(&cx), vec![(Timer::Expire(0), 3)]);
+        assert!(cx.effects.contains(&Effect::Persist(Some((0, 4, 8)))), "the AOF keeps the key and its PXAT");
+        let mut cx = Cx::new(2, 6);
+        r.server_on_msg(&mut n, 1, Msg::Set { asked: 6 }, &mut cx);
+        r.server_on_msg(&mut n, 1, Msg::Unlock { asked: 4 }, &mut cx);
+        r.server_on_msg(&mut n, 0, Msg::Unlock { asked: 3 }, &mut cx);
+        r.server_on_timer(&mut n, Timer::Expire(1), &mut cx);
+        assert_eq!(n.key, Some((0, 4)), "only the owner's own attempt unlocks");
+        let replies =
+            vec![(1, Msg::Refused { asked: 6 }), (1, Msg::Unlocked { asked: 4 }), (0, Msg::Unlocked { asked: 3 })];
+        assert_eq!(sent(&cx), replies);
+        assert!(cx.effects.iter().all(|e| matches!(e, Effect::Send { .. })), "{:?}", cx.effects);
+        let mut expired = n.clone();
+        r.server_on_msg(&mut n, 0, Msg::Unlock { asked: 4 }, &mut cx);
+        assert_eq!(n, Node::default());
+        assert!(cx.effects.contains(&Effect::CancelTimer { timer: Tmr::Lock(Timer::Expire(0)) }));
+        assert!(cx.effects.contains(&Effect::Persist(None)));
+        let mut cx = Cx::new(2, 8);
+        r.server_on_timer(&mut expired, Timer::Expire(0), &mut cx);
+        assert_eq!(expired, Node::default());
+        assert_eq!(cx.effects, vec![Effect::Observe(Observation::Expired { client: 0 }), Effect::Persist(None)]);
+    }
+
+    #[test]
+    fn without_persistence_or_expiry_a_node_saves_nothing_and_arms_no_expiry() {
+        let r = redlock(Options { nodes: 3, ttl: false, ..Options::default() });
+        let mut n = Node::default();
+        let mut cx = Cx::new(2, 0);
+        r.server_on_msg(&mut n, 0, Msg::Set { asked: 0 }, &mut cx);
+        r.server_on_msg(&mut n, 0, Msg::Unlock { asked: 0 }, &mut cx);
+        assert_eq!(sent(&cx), vec![(0, Msg::Ok { asked: 0 }), (0, Msg::Unlocked { asked: 0 })]);
+        assert_eq!(cx.effects.len(), 2, "{:?}", cx.effects);
+    }
+
+    #[test]
+    fn a_restarted_node_keeps_a_key_until_its_expiry_instant_as_redis_loads_pxat() {
+        let r = redlock(Options { nodes: 3, persistence: true, ..Options::default() });
+        let key = Some((1, 5, 7));
+        for (now, kept) in [(4, true), (7, true), (8, false)] {
+            let mut cx = Cx::new(2, now);
+            let n = r.server_restart(0, Some(&key), &mut cx);
+            if kept {
+                assert_eq!(n, Node { key: Some((1, 5)), until: 7, blocked: false });
+                assert_eq!(cx.effects, vec![Effect::SetTimer { timer: Tmr::Lock(Timer::Expire(1)), after: 7 - now }]);
+            } else {
+                assert_eq!(n, Node::default());
+                let gone = vec![Effect::Observe(Observation::Expired { client: 1 }), Effect::Persist(None)];
+                assert_eq!(cx.effects, gone, "at tick {now}");
+            }
+        }
+        assert_eq!(r.server_restart(0, Some(&None), &mut Cx::new(2, 4)), Node::default());
+        assert_eq!(r.server_restart(0, None, &mut Cx::new(2, 4)), Node::default());
+    }
+
+    #[test]
+    fn a_delayed_restart_refuses_every_request_for_a_bit_more_than_the_ttl() {
+        let r = redlock(Options { nodes: 3, delayed_restart: true, ..Options::default() });
+        let mut cx = Cx::new(2, 10);
+        let mut n = r.server_restart(0, None, &mut cx);
+        assert!(n.blocked);
+        assert_eq!(timers(&cx), vec![(Timer::Unblock, 4)], "TTL 3 plus one tick (catalog S6)");
+        let mut cx = Cx::new(2, 11);
+        r.server_on_msg(&mut n, 0, Msg::Set { asked: 11 }, &mut cx);
+        assert_eq!(sent(&cx), vec![(0, Msg::Refused { asked: 11 })]);
+        r.server_on_timer(&mut n, Timer::Unblock, &mut cx);
+        r.server_on_msg(&mut n, 0, Msg::Set { asked: 11 }, &mut cx);
+        assert_eq!(n.key, Some((0, 11)));
+        let plain = redlock(Options { nodes: 3, ..Options::default() });
+        let mut cx = Cx::new(2, 10);
+        assert!(!plain.server_restart(0, None, &mut cx).blocked);
+        assert!(cx.effects.is_empty());
+    }
+
+    #[test]
+    fn renaming_moves_a_keys_owner_and_its_expiry_timer() {
+        let f = |id: NodeId| 1 - id;
+        let mut n = Node { key: Some((0, 3)), until: 6, blocked: false };
+        n.map_ids(&f);
+        assert_eq!(n.key, Some((1, 3)));
+        let mut t = Timer::Expire(1);
+        t.map_ids(&f);
+        assert_eq!(t, Timer::Expire(0));
+        let mut d = (0, 3, 6);
+        d.map_ids(&f);
+        assert_eq!(d, (1, 3, 6));
+    }
+}
