@@ -549,6 +549,164 @@ mod tests {
     }
 
     #[test]
+    fn the_knobs_need_one_to_three_replicas_discrete_time_and_at_most_one_ack_per_replica() {
+        let env = Env::test(2, Workload::CriticalWrite, 9, 1);
+        let field = |r: Result<Option<Replication>, (String, String)>| r.err().map(|(f, _)| f);
+        assert_eq!(Replication::from_knobs(0, None, 0, &env), Ok(None));
+        assert_eq!(field(Replication::from_knobs(0, Some(3), 0, &env)).as_deref(), Some("replicas"));
+        assert_eq!(field(Replication::from_knobs(0, None, 1, &env)).as_deref(), Some("replicas"));
+        assert_eq!(field(Replication::from_knobs(4, None, 0, &env)).as_deref(), Some("replicas"));
+        let untimed = Env { timed: false, ..env.clone() };
+        assert_eq!(field(Replication::from_knobs(1, None, 0, &untimed)).as_deref(), Some("replicas"));
+        assert_eq!(field(Replication::from_knobs(1, None, 2, &env)).as_deref(), Some("min_replicas_to_ack"));
+        assert_eq!(field(Replication::from_knobs(1, Some(1), 0, &env)).as_deref(), Some("down_after"));
+        let three = Replication { replicas: 3, down_after: 3, min_acks: 3 };
+        assert_eq!(Replication::from_knobs(3, None, 3, &env), Ok(Some(three)), "down_after: a third of the TTL");
+        let short = Env::test(2, Workload::CriticalWrite, 5, 1);
+        let two = Replication { replicas: 1, down_after: 2, min_acks: 0 };
+        assert_eq!(Replication::from_knobs(1, None, 0, &short), Ok(Some(two)), "but at least 2 ticks");
+        let given = Replication { replicas: 1, down_after: 2, min_acks: 1 };
+        assert_eq!(Replication::from_knobs(1, Some(2), 1, &env), Ok(Some(given)));
+    }
+
+    #[test]
+    fn replicas_take_over_in_turn_two_ticks_apart_and_an_old_master_that_came_back_last() {
+        let cfg = Replication { replicas: 3, down_after: 4, min_acks: 0 };
+        assert_eq!((0..=3).map(|i| down_after(cfg, i)).collect::<Vec<_>>(), vec![10, 4, 6, 8]);
+    }
+
+    #[test]
+    fn a_node_attaches_to_a_newer_master_or_the_lower_of_one_epoch_and_takes_only_its_masters_stream() {
+        use Heard::*;
+        use Link::{Syncing, Up};
+        let (m, r) = (Role::Master, Role::Replica);
+        let cases = [
+            // (role, epoch, link), (from, me), the stream's epoch: what the node does
+            ((r, 1, Up(0)), (0, 1), 1, Take),
+            ((r, 1, Up(0)), (0, 1), 2, Attach),
+            ((r, 1, Up(0)), (0, 1), 0, Ignored),
+            ((r, 2, Up(0)), (0, 1), 1, Ignored),
+            ((r, 1, Up(2)), (0, 1), 1, Attach),
+            ((r, 1, Up(0)), (2, 1), 1, Ignored),
+            ((r, 1, Syncing(0)), (0, 1), 1, Resync),
+            ((r, 2, Syncing(0)), (0, 1), 1, Ignored),
+            ((r, 1, Syncing(2)), (0, 1), 1, Attach),
+            ((r, 1, Syncing(0)), (2, 1), 1, Ignored),
+            ((r, 1, Link::None), (2, 1), 1, Attach),
+            ((r, 1, Link::None), (2, 1), 0, Ignored),
+            ((m, 1, Link::None), (0, 1), 1, Attach),
+            ((m, 1, Link::None), (2, 1), 1, Ignored),
+            ((m, 1, Link::None), (2, 1), 2, Attach),
+            ((m, 2, Link::None), (0, 1), 1, Ignored),
+        ];
+        for ((role, epoch, link), nodes, stream, want) in cases {
+            assert_eq!(heard(role, (epoch, link), nodes, stream), want, "{role:?} {epoch} {link:?} {nodes:?} {stream}");
+        }
+    }
+
+    #[test]
+    fn a_full_resync_is_taken_only_from_the_master_a_replica_attached_to_in_its_epoch() {
+        use Link::{Syncing, Up};
+        let r = Role::Replica;
+        assert!(takes_full_resync((r, 1, Syncing(0)), 0, 1));
+        assert!(takes_full_resync((r, 1, Up(0)), 0, 1), "a replica that asked again");
+        assert!(!takes_full_resync((r, 1, Syncing(0)), 2, 1));
+        assert!(!takes_full_resync((r, 1, Syncing(0)), 0, 2));
+        assert!(!takes_full_resync((r, 1, Link::None), 0, 1));
+    }
+
+    #[test]
+    fn a_server_starts_as_the_first_master_or_a_replica_and_restarts_in_the_role_on_its_disk() {
+        let p = redis(2, 0);
+        let started = |index: usize, was: Option<Option<(Role, u8)>>| {
+            let mut c = cx(index, 0);
+            let r = start(&p, index, was, &mut c).map(|r| (r.role, r.epoch, r.link));
+            let timers: Vec<_> = c
+                .effects
+                .iter()
+                .filter_map(|e| match e {
+                    crate::protocol::Effect::SetTimer { timer: crate::protocol::Tmr::Lock(t), after } => {
+                        Some((t.clone(), *after))
+                    }
+                    _ => None,
+                })
+                .collect();
+            (r, timers)
+        };
+        let (beat, down) = (Timer::Repl(ReplTimer::Heartbeat), Timer::Repl(ReplTimer::MasterDown));
+        assert_eq!(started(0, None), (Some((Role::Master, 0, Link::None)), vec![(beat.clone(), 1)]));
+        assert_eq!(started(2, None), (Some((Role::Replica, 0, Link::Up(0))), vec![(down.clone(), 4)]));
+        assert_eq!(started(1, Some(None)), (Some((Role::Replica, 0, Link::None)), vec![(down.clone(), 2)]));
+        assert_eq!(started(0, Some(Some((Role::Master, 3)))), (Some((Role::Master, 3, Link::None)), vec![(beat, 1)]));
+        assert_eq!(started(0, Some(Some((Role::Replica, 2)))), (Some((Role::Replica, 2, Link::None)), vec![(down, 6)]));
+        let mut c = cx(0, 0);
+        assert_eq!(start(&redis(0, 0), 0, None, &mut c), None);
+        assert!(c.effects.is_empty());
+    }
+
+    #[test]
+    fn the_master_streams_to_every_other_server_each_tick_and_only_it_bumps_its_offset() {
+        let p = redis(2, 0);
+        let mut master = p.server_start(0, &mut cx(0, 0));
+        let mut replica = p.server_start(1, &mut cx(1, 0));
+        changed::<LeaseLock>(&mut master);
+        changed::<LeaseLock>(&mut replica);
+        assert_eq!(
+            (master.repl.as_ref().map(|r| r.offset), replica.repl.as_ref().map(|r| r.offset)),
+            (Some(1), Some(0))
+        );
+        let mut c = cx(0, 1);
+        on_timer(&p, &mut master, ReplTimer::Heartbeat, &mut c);
+        let stream = Msg::Repl(ReplMsg::Replicate { epoch: 0, offset: 1, state: LeaseLock::snapshot(&master) });
+        assert_eq!(lock_sends(&c), vec![(3, stream.clone()), (4, stream)]);
+        let mut c = cx(0, 1);
+        on_timer(&p, &mut master, ReplTimer::MasterDown, &mut c);
+        on_timer(&p, &mut replica, ReplTimer::Heartbeat, &mut c);
+        assert!(c.effects.is_empty(), "{:?}", c.effects);
+    }
+
+    #[test]
+    fn a_client_tries_the_next_node_in_turn_and_follows_switch_master() {
+        let p = redis(2, 0);
+        let mut master = 0;
+        let seen: Vec<u8> = (0..4)
+            .map(|_| {
+                next_master(&p, &mut master);
+                master
+            })
+            .collect();
+        assert_eq!(seen, vec![1, 2, 0, 1]);
+        switch_master(&p, &mut master, 4);
+        assert_eq!((master, master_node(&p, master)), (2, 4));
+        let mut alone = 0;
+        next_master(&redis(0, 0), &mut alone);
+        assert_eq!(alone, 0, "no replication: one server");
+    }
+
+    #[test]
+    fn wait_keeps_a_retrys_earlier_offset_and_an_ack_of_an_older_offset_does_not_count() {
+        let p = redis(2, 1);
+        let mut master = p.server_start(0, &mut cx(0, 0));
+        p.server_on_msg(&mut master, 0, Msg::Acquire { asked: 0 }, &mut cx(0, 0));
+        let first = master.repl.as_ref().and_then(|r| r.pending.clone()).map(|q| q.offset);
+        changed::<LeaseLock>(&mut master);
+        let mut c = cx(0, 1);
+        answer(&p, &mut master, 0, Msg::Grant { token: None, asked: 1 }, &mut c);
+        let pending = master.repl.as_ref().and_then(|r| r.pending.clone());
+        assert_eq!(
+            pending.as_ref().map(|q| (q.offset, &q.reply)),
+            first.map(|o| (o, &Msg::Grant { token: None, asked: 0 }))
+        );
+        let offset = first.unwrap_or_default();
+        assert!(offset > 0, "the grant bumped the offset before it was held back");
+        p.server_on_msg(&mut master, 3, Msg::Repl(ReplMsg::Ack { offset: offset - 1 }), &mut c);
+        assert!(lock_sends(&c).is_empty(), "an older offset does not include the grant");
+        p.server_on_msg(&mut master, 3, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
+        assert_eq!(lock_sends(&c), vec![(0, Msg::Grant { token: None, asked: 0 })]);
+        assert_eq!(master.repl.as_ref().map(|r| r.pending.is_none()), Some(true));
+    }
+
+    #[test]
     fn wait_answers_the_grant_only_after_enough_acknowledgements() {
         let p = redis(2, 2);
         let mut master = p.server_start(0, &mut cx(0, 0));
