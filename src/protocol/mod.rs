@@ -356,6 +356,18 @@ pub(crate) fn lock_sends<M: Clone, T, D>(cx: &Cx<Wire<M>, T, D>) -> Vec<(NodeId,
         .collect()
 }
 
+/// The protocol timers a handler set, with their delays (for unit tests of handlers).
+#[cfg(test)]
+pub(crate) fn lock_timers<M, T: Clone, D>(cx: &Cx<M, Tmr<T>, D>) -> Vec<(T, i64)> {
+    cx.effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::SetTimer { timer: Tmr::Lock(t), after } => Some((t.clone(), *after)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Where the protected resource lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResourceHome {

@@ -372,13 +372,7 @@ mod tests {
     }
 
     fn timers(cx: &Cx) -> Vec<(Timer, i64)> {
-        cx.effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::SetTimer { timer: Tmr::Lock(t), after } => Some((t.clone(), *after)),
-                _ => None,
-            })
-            .collect()
+        crate::protocol::lock_timers(cx)
     }
 
     fn granted(cx: &Cx) -> bool {

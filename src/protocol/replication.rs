@@ -621,17 +621,7 @@ mod tests {
         let started = |index: usize, was: Option<Option<(Role, u8)>>| {
             let mut c = cx(index, 0);
             let r = start(&p, index, was, &mut c).map(|r| (r.role, r.epoch, r.link));
-            let timers: Vec<_> = c
-                .effects
-                .iter()
-                .filter_map(|e| match e {
-                    crate::protocol::Effect::SetTimer { timer: crate::protocol::Tmr::Lock(t), after } => {
-                        Some((t.clone(), *after))
-                    }
-                    _ => None,
-                })
-                .collect();
-            (r, timers)
+            (r, crate::protocol::lock_timers(&c))
         };
         let (beat, down) = (Timer::Repl(ReplTimer::Heartbeat), Timer::Repl(ReplTimer::MasterDown));
         assert_eq!(started(0, None), (Some((Role::Master, 0, Link::None)), vec![(beat.clone(), 1)]));

@@ -844,6 +844,536 @@ mod tests {
         crate::protocol::lock_sends(cx)
     }
 
+    fn timers(cx: &PCx<ZooKeeper>) -> Vec<(Timer, i64)> {
+        crate::protocol::lock_timers(cx)
+    }
+
+    fn cancelled(cx: &PCx<ZooKeeper>, t: Timer) -> bool {
+        cx.effects.contains(&Effect::CancelTimer { timer: crate::protocol::Tmr::Lock(t) })
+    }
+
+    fn observed(cx: &PCx<ZooKeeper>) -> Vec<Observation> {
+        cx.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Observe(o) => Some(o.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The bare recipe with a session timeout of 9 ticks: pings every 3, requests time out after 6.
+    fn zk9(o: Options) -> ZooKeeper {
+        build(Options { session_timeout: Some(9), ..o }, &env()).unwrap()
+    }
+
+    fn curator9(o: CuratorOptions) -> ZooKeeper {
+        build_curator(CuratorOptions { session_timeout: Some(9), ..o }, &env()).unwrap()
+    }
+
+    /// Client `from` sends `msg` to the ensemble at `now`.
+    fn serve(zk: &ZooKeeper, e: &mut Ensemble, from: NodeId, msg: Msg, now: i64) -> PCx<ZooKeeper> {
+        let mut cx = PCx::<ZooKeeper>::new(2, now);
+        zk.server_on_msg(e, from, msg, &mut cx);
+        cx
+    }
+
+    fn create(session: u8) -> Msg {
+        Msg::Create { session, xid: 1, tagged: false }
+    }
+
+    fn seqs(e: &Ensemble) -> Vec<(u64, NodeId)> {
+        e.children.iter().map(|z| (z.seq, z.owner)).collect()
+    }
+
+    #[test]
+    fn the_session_timeout_is_one_to_a_thousand_ticks_and_curators_knobs_are_bounded_as_curator_does() {
+        let err = |r: Result<ZooKeeper, (String, String)>| r.err().map(|(field, _)| field);
+        let st = |session_timeout| Options { session_timeout, ..Options::default() };
+        assert_eq!(err(build(st(Some(0)), &env())).as_deref(), Some("session_timeout"));
+        assert_eq!(err(build(st(Some(1001)), &env())).as_deref(), Some("session_timeout"));
+        assert_eq!(build(st(Some(1000)), &env()).map(|z| z.timeout()).ok(), Some(1000));
+        assert_eq!(build(st(None), &env()).map(|z| z.timeout()).ok(), Some(3), "the spec's TTL");
+        let untimed = Env { timed: false, ..env() };
+        assert_eq!(err(build(st(None), &untimed)).as_deref(), Some("session_timeout"));
+        let c = |o: CuratorOptions| build_curator(CuratorOptions { session_timeout: Some(9), ..o }, &env());
+        let field = |o| err(c(o));
+        assert_eq!(
+            field(CuratorOptions { connection_timeout: Some(0), ..Default::default() }).as_deref(),
+            Some("connection_timeout")
+        );
+        assert_eq!(
+            field(CuratorOptions { connection_timeout: Some(10), ..Default::default() }).as_deref(),
+            Some("connection_timeout")
+        );
+        assert_eq!(field(CuratorOptions { base_sleep: Some(0), ..Default::default() }).as_deref(), Some("base_sleep"));
+        assert_eq!(
+            field(CuratorOptions { base_sleep: Some(1001), ..Default::default() }).as_deref(),
+            Some("base_sleep")
+        );
+        assert_eq!(
+            field(CuratorOptions { max_retries: Some(30), ..Default::default() }).as_deref(),
+            Some("max_retries")
+        );
+        let edges = CuratorOptions {
+            connection_timeout: Some(9),
+            base_sleep: Some(1000),
+            max_retries: Some(29),
+            ..Default::default()
+        };
+        let curator = c(edges).ok().and_then(|z| z.curator);
+        assert_eq!(curator, Some(Curator { connection_timeout: 9, base_sleep: 1000, max_retries: 29 }));
+        let defaults = c(CuratorOptions::default()).ok().and_then(|z| z.curator);
+        assert_eq!(
+            defaults,
+            Some(Curator { connection_timeout: 2, base_sleep: 1, max_retries: 3 }),
+            "60 s / 15 s: a quarter"
+        );
+        let short = build_curator(CuratorOptions { session_timeout: Some(3), ..Default::default() }, &env());
+        assert_eq!(short.ok().and_then(|z| z.curator).map(|c| c.connection_timeout), Some(1));
+    }
+
+    #[test]
+    fn a_client_pings_every_third_of_the_session_and_a_request_times_out_after_two_thirds() {
+        let ticks = |z: &ZooKeeper| (z.ping_every(), z.request_timeout());
+        assert_eq!(ticks(&zk9(Options::default())), (3, 6));
+        assert_eq!(ticks(&build(Options { session_timeout: Some(10), ..Options::default() }, &env()).unwrap()), (3, 7));
+        assert_eq!(ticks(&build(Options { session_timeout: Some(2), ..Options::default() }, &env()).unwrap()), (1, 2));
+        assert_eq!(ticks(&curator9(CuratorOptions { connection_timeout: Some(4), ..Default::default() })), (3, 4));
+        assert!(curator9(CuratorOptions::default()).hears_pongs() && !zk9(Options::default()).hears_pongs());
+    }
+
+    #[test]
+    fn a_session_opens_with_its_first_request_and_any_request_renews_it_but_on_etcd_only_keep_alives() {
+        let zk = zk9(Options::default());
+        let mut e = Ensemble::default();
+        let cx = serve(&zk, &mut e, 0, create(0), 0);
+        assert_eq!(e.sessions, vec![Session { client: 0, epoch: 0, live: true }]);
+        assert_eq!(timers(&cx), vec![(Timer::Session(0), 9)]);
+        let cx = serve(&zk, &mut e, 0, Msg::GetChildren { session: 0, xid: 2, watch: false }, 4);
+        assert_eq!(timers(&cx), vec![(Timer::Session(0), 9)], "any request is a heartbeat");
+        let etcd = etcd(9, false, &env());
+        let mut e = Ensemble::default();
+        let cx = serve(&etcd, &mut e, 1, create(0), 0);
+        assert_eq!(timers(&cx), vec![(Timer::Session(1), 9)], "granting the lease");
+        let cx = serve(&etcd, &mut e, 1, Msg::GetChildren { session: 0, xid: 2, watch: false }, 4);
+        assert!(timers(&cx).is_empty(), "a range read does not renew a lease");
+        let cx = serve(&etcd, &mut e, 1, Msg::Ping { session: 0 }, 5);
+        assert_eq!(timers(&cx), vec![(Timer::Session(1), 9)]);
+        assert!(sent(&cx).is_empty(), "no LeaseKeepAlive answer is modelled for the bare library");
+    }
+
+    #[test]
+    fn an_expired_session_is_told_so_and_a_newer_one_replaces_it_taking_the_old_ones_nodes_and_watches() {
+        let zk = zk9(Options::default());
+        let mut e = Ensemble::default();
+        serve(&zk, &mut e, 0, create(0), 0);
+        serve(&zk, &mut e, 1, create(0), 0);
+        serve(&zk, &mut e, 1, Msg::Exists { session: 0, xid: 2, seq: 1 }, 0);
+        let mut cx = PCx::<ZooKeeper>::new(2, 9);
+        zk.server_on_timer(&mut e, Timer::Session(0), &mut cx);
+        assert_eq!(
+            observed(&cx),
+            vec![Observation::Expired { client: 0 }, Observation::Granted { client: 1, token: Some(2) }]
+        );
+        assert_eq!(seqs(&e), vec![(2, 1)]);
+        let mut again = PCx::<ZooKeeper>::new(2, 10);
+        zk.server_on_timer(&mut e, Timer::Session(0), &mut again);
+        assert!(again.effects.is_empty(), "a session expires once");
+        let before = e.clone();
+        let cx = serve(&zk, &mut e, 0, Msg::Ping { session: 0 }, 10);
+        assert_eq!(sent(&cx), vec![(0, Msg::SessionExpired { session: 0 })]);
+        assert_eq!(e, before, "a request on an expired session changes nothing");
+        serve(&zk, &mut e, 0, create(1), 11);
+        assert_eq!(e.sessions[0], Session { client: 0, epoch: 1, live: true });
+        assert_eq!(seqs(&e), vec![(2, 1), (3, 0)]);
+        // Curator declared session 0 of client 1 LOST and opened session 1 while 0 still lived.
+        serve(&zk, &mut e, 1, Msg::GetChildren { session: 0, xid: 3, watch: true }, 11);
+        let cx = serve(&zk, &mut e, 1, create(1), 12);
+        assert_eq!(seqs(&e), vec![(3, 0), (4, 1)], "the old session's node goes at once");
+        assert_eq!(e.watches, vec![], "and its watches with it");
+        assert_eq!(observed(&cx), vec![Observation::Granted { client: 0, token: Some(3) }]);
+        let cx = serve(&zk, &mut e, 1, Msg::Ping { session: 0 }, 12);
+        assert_eq!(sent(&cx), vec![(1, Msg::SessionExpired { session: 0 })], "an older session than the client's");
+    }
+
+    #[test]
+    fn a_node_watch_fires_on_its_deletion_a_children_watch_on_any_change_and_each_only_once() {
+        let zk = zk9(Options::default());
+        let mut e = Ensemble::default();
+        serve(&zk, &mut e, 0, create(0), 0);
+        let cx = serve(&zk, &mut e, 1, Msg::Exists { session: 0, xid: 1, seq: 1 }, 0);
+        assert_eq!(sent(&cx), vec![(1, Msg::Stat { xid: 1, seq: 1, exists: true })]);
+        let cx = serve(&zk, &mut e, 1, Msg::Exists { session: 0, xid: 2, seq: 7 }, 0);
+        assert_eq!(sent(&cx), vec![(1, Msg::Stat { xid: 2, seq: 7, exists: false })]);
+        assert_eq!(e.watches, vec![(1, Some(1))], "no watch on a node that does not exist");
+        let cx = serve(&zk, &mut e, 1, Msg::GetChildren { session: 0, xid: 3, watch: true }, 0);
+        assert_eq!(sent(&cx), vec![(1, Msg::Children { xid: 3, kids: vec![(1, None)] })]);
+        assert_eq!(e.watches, vec![(1, None), (1, Some(1))]);
+        let cx = serve(&zk, &mut e, 0, Msg::Create { session: 0, xid: 2, tagged: true }, 1);
+        assert_eq!(sent(&cx), vec![(1, Msg::WatchedEvent { node: None }), (0, Msg::Created { xid: 2, seq: 2 })]);
+        assert_eq!(e.watches, vec![(1, Some(1))], "a creation fires only the children watch");
+        let cx = serve(&zk, &mut e, 1, Msg::GetChildren { session: 0, xid: 4, watch: false }, 1);
+        assert_eq!(
+            sent(&cx),
+            vec![(1, Msg::Children { xid: 4, kids: vec![(1, None), (2, Some(0))] })],
+            "a tagged node shows its creator"
+        );
+        assert_eq!(e.watches, vec![(1, Some(1))]);
+        let cx = serve(&zk, &mut e, 0, Msg::Delete { session: 0, seq: Some(2), close: false }, 2);
+        assert!(sent(&cx).is_empty(), "a watch on another node stays");
+        let cx = serve(&zk, &mut e, 0, Msg::Delete { session: 0, seq: Some(1), close: false }, 2);
+        assert_eq!(sent(&cx), vec![(1, Msg::WatchedEvent { node: Some(1) })]);
+        assert!(e.watches.is_empty() && e.children.is_empty());
+        assert_eq!(e.counter, 2, "a deletion does not move ZooKeeper's sequence");
+    }
+
+    #[test]
+    fn closing_a_session_deletes_its_nodes_forgets_its_watches_and_a_late_ping_does_not_reopen_it() {
+        let zk = curator9(CuratorOptions::default());
+        let mut e = Ensemble::default();
+        serve(&zk, &mut e, 0, create(0), 0);
+        serve(&zk, &mut e, 0, create(0), 0);
+        serve(&zk, &mut e, 0, Msg::GetChildren { session: 0, xid: 2, watch: true }, 0);
+        serve(&zk, &mut e, 1, create(0), 0);
+        let cx = serve(&zk, &mut e, 0, Msg::Ping { session: 0 }, 1);
+        assert_eq!(sent(&cx), vec![(0, Msg::Pong)], "Curator's client hears pongs");
+        let cx = serve(&zk, &mut e, 0, Msg::Delete { session: 0, seq: Some(1), close: true }, 1);
+        assert_eq!(seqs(&e), vec![(3, 1)], "the node named and every other of the session");
+        assert!(e.watches.is_empty());
+        assert_eq!(e.sessions[0], Session { client: 0, epoch: 0, live: false });
+        assert!(cancelled(&cx, Timer::Session(0)));
+        assert_eq!(observed(&cx), vec![Observation::Granted { client: 1, token: Some(3) }]);
+        let cx = serve(&zk, &mut e, 0, Msg::Ping { session: 0 }, 2);
+        assert_eq!(sent(&cx), vec![(0, Msg::SessionExpired { session: 0 })]);
+        let cx = serve(&zk, &mut e, 1, Msg::Delete { session: 0, seq: None, close: true }, 2);
+        assert!(e.children.is_empty(), "closing with no node named still deletes the session's");
+        assert_eq!(observed(&cx), vec![]);
+        let bare = zk9(Options::default());
+        let cx = serve(&bare, &mut Ensemble::default(), 0, Msg::Ping { session: 0 }, 0);
+        assert!(sent(&cx).is_empty());
+    }
+
+    #[test]
+    fn an_etcd_put_finds_its_own_key_again_and_every_deletion_is_a_revision() {
+        let etcd = etcd(9, true, &env());
+        let mut e = Ensemble::default();
+        let cx = serve(&etcd, &mut e, 0, Msg::Create { session: 0, xid: 1, tagged: true }, 0);
+        assert_eq!(sent(&cx), vec![(0, Msg::Created { xid: 1, seq: 1 })]);
+        let cx = serve(&etcd, &mut e, 0, Msg::Create { session: 0, xid: 2, tagged: true }, 1);
+        assert_eq!(sent(&cx), vec![(0, Msg::Created { xid: 2, seq: 1 })], "the key is named by the lease");
+        serve(&etcd, &mut e, 1, Msg::Create { session: 0, xid: 1, tagged: true }, 1);
+        assert_eq!(seqs(&e), vec![(1, 0), (2, 1)]);
+        serve(&etcd, &mut e, 0, Msg::Delete { session: 0, seq: Some(1), close: false }, 2);
+        assert_eq!(e.counter, 3);
+        serve(&etcd, &mut e, 0, Msg::Create { session: 1, xid: 3, tagged: true }, 3);
+        assert_eq!(seqs(&e), vec![(2, 1), (4, 0)]);
+        let zk = zk9(Options::default());
+        let mut e = Ensemble::default();
+        serve(&zk, &mut e, 0, create(0), 0);
+        serve(&zk, &mut e, 0, create(0), 0);
+        assert_eq!(seqs(&e), vec![(1, 0), (2, 0)], "ZooKeeper creates a second node");
+    }
+
+    #[test]
+    fn a_restarted_ensemble_keeps_its_log_gives_live_sessions_a_full_timeout_and_forgets_watches() {
+        let zk = zk9(Options::default());
+        let mut e = Ensemble::default();
+        serve(&zk, &mut e, 0, create(0), 0);
+        serve(&zk, &mut e, 1, create(0), 0);
+        let cx = serve(&zk, &mut e, 1, Msg::Exists { session: 0, xid: 2, seq: 1 }, 0);
+        assert_eq!(cx.effects.last(), Some(&Effect::Persist(e.clone())), "every request is logged");
+        let mut cx = PCx::<ZooKeeper>::new(2, 3);
+        zk.server_on_timer(&mut e, Timer::Session(1), &mut cx);
+        assert_eq!(cx.effects.last(), Some(&Effect::Persist(e.clone())), "and every expiry");
+        let mut cx = PCx::<ZooKeeper>::new(2, 5);
+        let back = zk.server_restart(0, Some(&e), &mut cx);
+        assert_eq!(timers(&cx), vec![(Timer::Session(0), 9)], "the expired session gets none");
+        assert_eq!(
+            (back.children.clone(), back.sessions.clone(), back.counter),
+            (e.children.clone(), e.sessions.clone(), 2)
+        );
+        assert!(back.watches.is_empty());
+        assert_eq!(zk.server_restart(0, None, &mut PCx::<ZooKeeper>::new(2, 5)), Ensemble::default());
+    }
+
+    fn listing(mine: u64) -> Lib {
+        Lib { step: Step::Listing, mine: Some(mine), xid: 5, ..Lib::default() }
+    }
+
+    fn kids(seqs: &[u64]) -> Msg {
+        Msg::Children { xid: 5, kids: seqs.iter().map(|&s| (s, None)).collect() }
+    }
+
+    #[test]
+    fn acquiring_creates_a_node_arms_the_request_timeout_and_starts_pinging() {
+        let zk = zk9(Options { protection: true, ..Options::default() });
+        let mut lib = Lib { session: 2, xid: 7, ..Lib::default() };
+        let mut cx = PCx::<ZooKeeper>::new(0, 0);
+        assert_eq!(zk.acquire(&mut lib, &mut cx), LockEvent::Ignore);
+        assert_eq!(sent(&cx), vec![(2, Msg::Create { session: 2, xid: 8, tagged: true })]);
+        assert_eq!(timers(&cx), vec![(Timer::Timeout, 6), (Timer::Ping, 3)]);
+        assert_eq!((lib.step, lib.mine), (Step::Creating, None));
+        let curator = curator9(CuratorOptions::default());
+        let mut lib = Lib { retries: 2, ..Lib::default() };
+        let mut cx = PCx::<ZooKeeper>::new(0, 0);
+        curator.acquire(&mut lib, &mut cx);
+        assert_eq!(timers(&cx), vec![(Timer::Timeout, 2), (Timer::Ping, 3), (Timer::Silence, 6)]);
+        assert_eq!(lib.retries, 0, "a new acquire starts its retries afresh");
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        zk.client_on_timer(&mut lib, Timer::Ping, &mut cx);
+        assert_eq!((sent(&cx), timers(&cx)), (vec![(2, Msg::Ping { session: 0 })], vec![(Timer::Ping, 3)]));
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        zk.client_on_timer(&mut Lib::default(), Timer::Ping, &mut cx);
+        assert!(cx.effects.is_empty(), "an idle library does not ping");
+    }
+
+    #[test]
+    fn the_lowest_child_holds_the_lock_and_any_other_checks_the_next_lower_one_or_with_watch_all_waits() {
+        let zk = zk9(Options::default());
+        let mut lib = listing(3);
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        assert_eq!(zk.client_on_msg(&mut lib, 2, kids(&[1, 2, 3, 5]), &mut cx), LockEvent::Ignore);
+        assert_eq!(sent(&cx), vec![(2, Msg::Exists { session: 0, xid: 6, seq: 2 })]);
+        assert_eq!(lib.step, Step::Checking);
+        assert!(cancelled(&cx, Timer::Timeout));
+        let mut lib = listing(3);
+        let ev = zk.client_on_msg(&mut lib, 2, kids(&[3, 5]), &mut PCx::<ZooKeeper>::new(0, 1));
+        assert_eq!(ev, LockEvent::Granted { hold: 3, token: Some(3), valid_for: None });
+        assert_eq!((lib.step, lib.count), (Step::Holding, 1));
+        let all = zk9(Options { watch: Watch::All, ..Options::default() });
+        let mut lib = listing(3);
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        assert_eq!(all.client_on_msg(&mut lib, 2, kids(&[1, 3]), &mut cx), LockEvent::Queued);
+        assert_eq!((lib.step, timers(&cx)), (Step::Waiting, vec![(Timer::Timeout, 9)]));
+        assert!(sent(&cx).is_empty(), "the listing's watch is set: nothing more to ask");
+        let mut lib = listing(3);
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        zk.client_on_msg(&mut lib, 2, kids(&[1, 4]), &mut cx);
+        assert_eq!(
+            sent(&cx),
+            vec![(2, Msg::Create { session: 0, xid: 6, tagged: false })],
+            "its node is gone: start over"
+        );
+        let mut lib = listing(3);
+        let stale = Msg::Children { xid: 4, kids: vec![(3, None)] };
+        assert_eq!(zk.client_on_msg(&mut lib, 2, stale, &mut PCx::<ZooKeeper>::new(0, 1)), LockEvent::Ignore);
+        assert_eq!(lib, listing(3), "a reply to an older request is ignored");
+        let mut lib = Lib { step: Step::Checking, ..listing(3) };
+        assert_eq!(zk.client_on_msg(&mut lib, 2, kids(&[3]), &mut PCx::<ZooKeeper>::new(0, 1)), LockEvent::Ignore);
+        assert_eq!(lib.step, Step::Checking, "a listing is taken only while listing or finding");
+    }
+
+    #[test]
+    fn a_waiter_moves_on_when_its_predecessor_is_gone_or_deleted_and_lists_again() {
+        let zk = zk9(Options { watch: Watch::All, ..Options::default() });
+        let mut lib = Lib { step: Step::Creating, xid: 5, ..Lib::default() };
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        zk.client_on_msg(&mut lib, 2, Msg::Created { xid: 5, seq: 4 }, &mut cx);
+        assert_eq!(sent(&cx), vec![(2, Msg::GetChildren { session: 0, xid: 6, watch: true })]);
+        assert_eq!((lib.step, lib.mine), (Step::Listing, Some(4)));
+        let zk = zk9(Options::default());
+        let checking = Lib { step: Step::Checking, mine: Some(4), xid: 5, ..Lib::default() };
+        let mut lib = checking.clone();
+        let ev =
+            zk.client_on_msg(&mut lib, 2, Msg::Stat { xid: 5, seq: 3, exists: true }, &mut PCx::<ZooKeeper>::new(0, 1));
+        assert_eq!((ev, lib.step), (LockEvent::Queued, Step::Waiting));
+        let mut lib = checking.clone();
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        zk.client_on_msg(&mut lib, 2, Msg::Stat { xid: 5, seq: 3, exists: false }, &mut cx);
+        assert_eq!(sent(&cx), vec![(2, Msg::GetChildren { session: 0, xid: 6, watch: false })]);
+        let mut lib = Lib { step: Step::Waiting, ..checking.clone() };
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        zk.client_on_msg(&mut lib, 2, Msg::WatchedEvent { node: Some(3) }, &mut cx);
+        assert_eq!((lib.step, sent(&cx).len()), (Step::Listing, 1));
+        let mut lib = checking.clone();
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        zk.client_on_msg(&mut lib, 2, Msg::WatchedEvent { node: Some(3) }, &mut cx);
+        zk.client_on_msg(&mut lib, 2, Msg::Created { xid: 5, seq: 9 }, &mut cx);
+        assert_eq!((lib, sent(&cx)), (checking, vec![]), "events for another step are ignored");
+        let mut idle = Lib::default();
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        zk.client_on_msg(&mut idle, 2, Msg::SessionExpired { session: 0 }, &mut cx);
+        assert_eq!((idle, cx.effects.len()), (Lib::default(), 0), "an idle library hears nothing");
+    }
+
+    #[test]
+    fn a_session_expiry_loses_a_hold_fails_an_acquire_and_opens_the_next_session() {
+        let zk = zk9(Options::default());
+        let holding = Lib { step: Step::Holding, mine: Some(4), count: 1, session: 3, xid: 9, ..Lib::default() };
+        let mut lib = holding.clone();
+        let mut cx = PCx::<ZooKeeper>::new(0, 5);
+        assert_eq!(
+            zk.client_on_msg(&mut lib, 2, Msg::SessionExpired { session: 3 }, &mut cx),
+            LockEvent::Lost { hold: 4 }
+        );
+        assert_eq!(lib, Lib { session: 4, ..Lib::default() });
+        for t in [Timer::Ping, Timer::Timeout, Timer::Silence, Timer::Suspended] {
+            assert!(cancelled(&cx, t.clone()), "{t:?}");
+        }
+        let mut lib = holding.clone();
+        let ev = zk.client_on_msg(&mut lib, 2, Msg::SessionExpired { session: 2 }, &mut PCx::<ZooKeeper>::new(0, 5));
+        assert_eq!((ev, lib), (LockEvent::Ignore, holding.clone()), "an older session's expiry is old news");
+        let mut lib = Lib { step: Step::Creating, ..holding };
+        let ev = zk.client_on_msg(&mut lib, 2, Msg::SessionExpired { session: 3 }, &mut PCx::<ZooKeeper>::new(0, 5));
+        assert_eq!((ev, lib.session), (LockEvent::Busy { retry_after: 0 }, 4));
+    }
+
+    #[test]
+    fn a_request_timeout_asks_again_for_what_the_step_needs() {
+        let zk = zk9(Options::default());
+        let protected = zk9(Options { protection: true, ..Options::default() });
+        let asked = |z: &ZooKeeper, step: Step| {
+            let mut lib = Lib { step, mine: Some(4), xid: 5, ..Lib::default() };
+            let mut cx = PCx::<ZooKeeper>::new(0, 6);
+            assert_eq!(z.client_on_timer(&mut lib, Timer::Timeout, &mut cx), LockEvent::Ignore);
+            (lib.step, sent(&cx))
+        };
+        let ls = |watch| vec![(2, Msg::GetChildren { session: 0, xid: 6, watch })];
+        assert_eq!(
+            asked(&zk, Step::Creating),
+            (Step::Creating, vec![(2, Msg::Create { session: 0, xid: 6, tagged: false })])
+        );
+        assert_eq!(asked(&protected, Step::Creating), (Step::Finding, ls(false)), "protection: find the node first");
+        assert_eq!(asked(&protected, Step::Finding), (Step::Finding, ls(false)));
+        for step in [Step::Listing, Step::Checking, Step::Waiting] {
+            assert_eq!(asked(&zk, step), (Step::Listing, ls(false)), "{step:?}");
+        }
+        assert_eq!(asked(&zk, Step::Holding), (Step::Holding, vec![]));
+        assert_eq!(asked(&zk, Step::Idle), (Step::Idle, vec![]));
+    }
+
+    #[test]
+    fn curator_retries_a_request_max_retries_times_then_fails_the_acquire_and_deletes_its_node_for_sure() {
+        let zk = curator9(CuratorOptions { max_retries: Some(2), base_sleep: Some(5), ..Default::default() });
+        let mut lib = Lib { step: Step::Listing, mine: Some(4), xid: 5, session: 1, ..Lib::default() };
+        let mut cx = PCx::<ZooKeeper>::new(0, 6);
+        for retries in 1..=2 {
+            assert_eq!(zk.client_on_timer(&mut lib, Timer::Timeout, &mut cx), LockEvent::Ignore);
+            assert_eq!(lib.retries, retries);
+        }
+        let mut cx = PCx::<ZooKeeper>::new(0, 8);
+        assert_eq!(zk.client_on_timer(&mut lib, Timer::Timeout, &mut cx), LockEvent::Busy { retry_after: 5 });
+        assert_eq!((lib.step, lib.retries, lib.doomed), (Step::Idle, 0, Some(4)));
+        assert_eq!(sent(&cx), vec![(2, Msg::Delete { session: 1, seq: Some(4), close: false })]);
+        let mut waiting = Lib { step: Step::Waiting, retries: 2, mine: Some(4), ..Lib::default() };
+        assert_eq!(
+            zk.client_on_timer(&mut waiting, Timer::Timeout, &mut PCx::<ZooKeeper>::new(0, 8)),
+            LockEvent::Ignore
+        );
+        assert_eq!((waiting.step, waiting.retries), (Step::Listing, 2), "waiting on a watch is no failed request");
+        let mut creating = Lib { step: Step::Creating, retries: 2, ..Lib::default() };
+        let mut cx = PCx::<ZooKeeper>::new(0, 8);
+        assert_eq!(zk.client_on_timer(&mut creating, Timer::Timeout, &mut cx), LockEvent::Busy { retry_after: 5 });
+        assert!(sent(&cx).is_empty() && creating.doomed.is_none(), "no node known: nothing to delete");
+        let mut lib = Lib { step: Step::Listing, mine: Some(6), xid: 5, retries: 1, ..Lib::default() };
+        zk.client_on_msg(&mut lib, 2, kids(&[6]), &mut PCx::<ZooKeeper>::new(0, 9));
+        assert_eq!(lib.retries, 0, "an answer resets the retries");
+    }
+
+    #[test]
+    fn a_doomed_node_is_deleted_again_until_a_listing_shows_it_gone_and_finding_skips_it() {
+        let zk = curator9(CuratorOptions::default());
+        let mut lib = Lib { doomed: Some(2), ..listing(4) };
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        zk.client_on_msg(&mut lib, 2, kids(&[2, 4]), &mut cx);
+        assert_eq!(sent(&cx)[0], (2, Msg::Delete { session: 0, seq: Some(2), close: false }));
+        assert_eq!(lib.doomed, Some(2));
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        let mut lib = Lib { doomed: Some(2), ..listing(4) };
+        let ev = zk.client_on_msg(&mut lib, 2, kids(&[4]), &mut cx);
+        assert_eq!((ev, lib.doomed), (LockEvent::Granted { hold: 4, token: Some(4), valid_for: None }, None));
+        let finding = Lib { step: Step::Finding, doomed: Some(2), xid: 5, ..Lib::default() };
+        let mine = Msg::Children { xid: 5, kids: vec![(2, Some(0)), (3, Some(1)), (5, Some(0))] };
+        let mut lib = finding.clone();
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        zk.client_on_msg(&mut lib, 2, mine, &mut cx);
+        assert_eq!(lib.mine, Some(5), "its own GUID, not the node it gave up");
+        assert_eq!(sent(&cx)[1], (2, Msg::Exists { session: 0, xid: 6, seq: 3 }));
+        let mut lib = finding;
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        zk.client_on_msg(&mut lib, 2, Msg::Children { xid: 5, kids: vec![(2, Some(0)), (3, Some(1))] }, &mut cx);
+        assert_eq!(sent(&cx), vec![(2, Msg::Create { session: 0, xid: 6, tagged: true })], "not found: create it");
+    }
+
+    #[test]
+    fn curator_suspends_after_two_thirds_of_the_session_in_silence_and_loses_the_hold_after_the_whole() {
+        let zk = curator9(CuratorOptions::default());
+        let holding = Lib { step: Step::Holding, mine: Some(4), count: 1, ..Lib::default() };
+        let mut lib = holding.clone();
+        let mut cx = PCx::<ZooKeeper>::new(0, 6);
+        assert_eq!(zk.client_on_timer(&mut lib, Timer::Silence, &mut cx), LockEvent::Ignore);
+        assert!(lib.suspended);
+        assert_eq!(timers(&cx), vec![(Timer::Suspended, 9)]);
+        let mut heard = lib.clone();
+        let mut cx = PCx::<ZooKeeper>::new(0, 7);
+        zk.client_on_msg(&mut heard, 2, Msg::Pong, &mut cx);
+        assert!(!heard.suspended && cancelled(&cx, Timer::Suspended));
+        assert_eq!(timers(&cx), vec![(Timer::Silence, 6)]);
+        assert_eq!(zk.client_on_timer(&mut heard, Timer::Suspended, &mut cx), LockEvent::Ignore, "reconnected in time");
+        assert_eq!(zk.client_on_timer(&mut lib, Timer::Suspended, &mut cx), LockEvent::Lost { hold: 4 });
+        let mut idle = Lib::default();
+        let mut cx = PCx::<ZooKeeper>::new(0, 6);
+        zk.client_on_timer(&mut idle, Timer::Silence, &mut cx);
+        zk.client_on_msg(&mut idle, 2, Msg::Pong, &mut cx);
+        assert!(!idle.suspended && cx.effects.is_empty(), "an idle library tracks no connection");
+        let bare = zk9(Options::default());
+        let mut lib = holding;
+        let mut cx = PCx::<ZooKeeper>::new(0, 7);
+        bare.client_on_msg(&mut lib, 2, Msg::Pong, &mut cx);
+        assert!(cx.effects.is_empty(), "the bare recipe tracks no connection state");
+    }
+
+    #[test]
+    fn a_release_deletes_the_node_and_closes_the_session_once_the_last_nested_hold_ends() {
+        let zk = curator9(CuratorOptions::default());
+        let mut lib = Lib { step: Step::Holding, mine: Some(4), count: 2, session: 3, xid: 7, ..Lib::default() };
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        zk.release(&mut lib, &4, &mut cx);
+        assert_eq!((lib.count, cx.effects.len()), (1, 0));
+        zk.release(&mut lib, &4, &mut cx);
+        assert_eq!(sent(&cx), vec![(2, Msg::Delete { session: 3, seq: Some(4), close: true })]);
+        assert_eq!(lib, Lib { session: 3, ..Lib::default() });
+        for t in [Timer::Ping, Timer::Timeout, Timer::Silence, Timer::Suspended] {
+            assert!(cancelled(&cx, t.clone()), "{t:?}");
+        }
+        let mut lib = Lib { step: Step::Holding, mine: Some(5), count: 1, ..Lib::default() };
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        zk.release(&mut lib, &4, &mut cx);
+        assert_eq!(
+            sent(&cx),
+            vec![(2, Msg::Delete { session: 0, seq: None, close: true })],
+            "not its node: only close"
+        );
+        let mut cx = PCx::<ZooKeeper>::new(0, 1);
+        zk.release(&mut Lib::default(), &4, &mut cx);
+        assert!(sent(&cx).is_empty(), "an idle library has no session to close");
+    }
+
+    #[test]
+    fn renaming_moves_owners_sessions_watches_tags_and_session_timers() {
+        let f = |id: NodeId| 1 - id;
+        let mut e = Ensemble {
+            counter: 2,
+            children: vec![Znode { seq: 1, owner: 0, session: 0, tagged: true }],
+            sessions: vec![Session { client: 0, epoch: 1, live: true }, Session { client: 1, epoch: 0, live: true }],
+            watches: vec![(0, None), (1, Some(1))],
+        };
+        e.map_ids(&f);
+        assert_eq!(e.children[0].owner, 1);
+        assert_eq!(
+            e.sessions,
+            vec![Session { client: 0, epoch: 0, live: true }, Session { client: 1, epoch: 1, live: true }]
+        );
+        assert_eq!(e.watches, vec![(0, Some(1)), (1, None)]);
+        let mut m = Msg::Children { xid: 1, kids: vec![(1, Some(0)), (2, None)] };
+        m.map_ids(&f);
+        assert_eq!(m, Msg::Children { xid: 1, kids: vec![(1, Some(1)), (2, None)] });
+        let mut t = Timer::Session(0);
+        t.map_ids(&f);
+        assert_eq!(t, Timer::Session(1));
+    }
+
     #[test]
     fn an_expired_session_loses_its_node_and_wakes_the_predecessor_watcher() {
         let zk = build(Options::default(), &env()).unwrap();
