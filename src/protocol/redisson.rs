@@ -726,6 +726,280 @@ mod tests {
         PCx::<Redisson>::new(3, now)
     }
 
+    fn timers(c: &PCx<Redisson>) -> Vec<(Timer, i64)> {
+        crate::protocol::lock_timers(c)
+    }
+
+    fn cancelled(c: &PCx<Redisson>, t: Timer) -> bool {
+        c.effects.contains(&Effect::CancelTimer { timer: Tmr::Lock(t) })
+    }
+
+    #[test]
+    fn the_knobs_need_discrete_time_a_lease_of_a_tick_or_a_watchdog_inside_the_lease() {
+        let env = Env::test(3, Workload::CriticalWrite, 9, 1);
+        let field = |o: Options| build(o, &env).err().map(|(f, _)| f);
+        let untimed = Env { timed: false, ..env.clone() };
+        assert_eq!(build(Options::default(), &untimed).err().map(|(f, _)| f).as_deref(), Some("lease"));
+        assert_eq!(field(Options { lease: Some(0), ..Options::default() }).as_deref(), Some("lease"));
+        assert_eq!(field(Options { watchdog_every: Some(0), ..Options::default() }).as_deref(), Some("watchdog_every"));
+        assert_eq!(field(Options { replicas: 4, ..Options::default() }).as_deref(), Some("replicas"));
+        let built = |o: Options| build(o, &env).map(|r| (r.lease(), r.watchdog)).ok();
+        assert_eq!(built(Options { lease: Some(1), ..Options::default() }), Some((1, None)));
+        assert_eq!(built(Options { watchdog_every: Some(8), ..Options::default() }), Some((9, Some(8))));
+        assert_eq!(built(Options::default()), Some((9, Some(3))), "lockWatchdogTimeout / 3");
+        let short = Env::test(3, Workload::CriticalWrite, 2, 1);
+        assert_eq!(build(Options::default(), &short).map(|r| r.watchdog).ok(), Some(Some(1)), "at least a tick");
+    }
+
+    #[test]
+    fn the_response_timeout_is_a_tenth_of_the_lease_at_least_a_tick_and_three_with_wait() {
+        let timeout = |lease: i64, min_replicas_to_ack: u8| {
+            let o = Options { lease: Some(lease), replicas: 1, min_replicas_to_ack, ..Options::default() };
+            build(o, &Env::test(3, Workload::CriticalWrite, 9, 1)).map(|r| r.response_timeout()).ok()
+        };
+        assert_eq!([timeout(30, 0), timeout(9, 0), timeout(9, 1), timeout(40, 1)], [3, 1, 3, 4].map(Some));
+    }
+
+    #[test]
+    fn a_replica_answers_what_only_reads_from_its_own_keys_and_refuses_every_write() {
+        let p = redisson(Options { replicas: 1, ..Options::default() });
+        let s = Server { lock: Some(Hash { owner: 0, count: 1, expires_at: 6 }), ..p.server_start(1, &mut cx(0)) };
+        let ro = Msg::Repl(ReplMsg::ReadOnly);
+        let answers: Vec<Msg> = [
+            (Msg::TryLock, 1),
+            (Msg::TryLock, 0),
+            (Msg::Renew, 1),
+            (Msg::Renew, 0),
+            (Msg::Unlock, 1),
+            (Msg::Unlock, 0),
+        ]
+        .iter()
+        .map(|(m, from)| p.on_replica(&s, *from, m, 4))
+        .collect();
+        let want =
+            [Msg::Held { pttl: 2 }, ro.clone(), Msg::Renewed { ok: false }, ro.clone(), Msg::NotOwner, ro.clone()];
+        assert_eq!(answers, want);
+        assert_eq!(p.on_replica(&s, 1, &Msg::TryLock, 6), Msg::Held { pttl: 0 }, "the key stands at its very instant");
+        assert_eq!(p.on_replica(&s, 1, &Msg::TryLock, 7), ro, "a key past its expiry is hidden");
+        assert_eq!(p.on_replica(&s, 0, &Msg::Unlock, 7), Msg::NotOwner, "even from its owner");
+        let free = Server { lock: None, ..s };
+        assert_eq!(p.on_replica(&free, 1, &Msg::TryLock, 4), ro);
+    }
+
+    #[test]
+    fn a_refused_waiter_subscribes_then_waits_for_the_message_or_the_pttl_and_a_kept_permit_tries_at_once() {
+        let p = redisson(Options::default());
+        let held = |lib: &mut Lib, pttl: i64| {
+            let mut c = cx(1);
+            lib.step = Step::Trying;
+            let ev = p.client_on_msg(lib, 3, Msg::Held { pttl }, &mut c);
+            (ev, lib.step, lock_sends(&c), timers(&c))
+        };
+        let mut lib = Lib::default();
+        assert_eq!(
+            held(&mut lib, 5),
+            (LockEvent::Queued, Step::Subscribing, vec![(3, Msg::Subscribe)], vec![(Timer::Timeout, 1)])
+        );
+        let mut lib = Lib { subscribed: true, ..Lib::default() };
+        assert_eq!(held(&mut lib, 5), (LockEvent::Queued, Step::Waiting, vec![], vec![(Timer::Wake, 5)]));
+        assert_eq!(held(&mut lib, 0), (LockEvent::Queued, Step::Waiting, vec![], vec![(Timer::Wake, 1)]));
+        let mut lib = Lib { subscribed: true, permit: true, ..Lib::default() };
+        assert_eq!(
+            held(&mut lib, 5),
+            (LockEvent::Queued, Step::Trying, vec![(3, Msg::TryLock)], vec![(Timer::Timeout, 1)])
+        );
+        assert!(!lib.permit, "the permit is used up");
+        let spin = redisson(Options { pubsub: false, ..Options::default() });
+        let mut lib = Lib { step: Step::Trying, ..Lib::default() };
+        let mut c = cx(1);
+        assert_eq!(spin.client_on_msg(&mut lib, 3, Msg::Held { pttl: 5 }, &mut c), LockEvent::Busy { retry_after: 1 });
+        assert_eq!((lib.step, lock_sends(&c)), (Step::Idle, vec![]));
+    }
+
+    #[test]
+    fn the_waiter_hears_the_channel_keeps_an_early_message_as_a_permit_and_tries_again_on_its_wake() {
+        let p = redisson(Options::default());
+        let mut lib = Lib { step: Step::Subscribing, ..Lib::default() };
+        let mut c = cx(1);
+        p.client_on_msg(&mut lib, 3, Msg::Published, &mut c);
+        assert!(lib.permit && lock_sends(&c).is_empty());
+        p.client_on_msg(&mut lib, 3, Msg::Subscribed, &mut c);
+        assert_eq!((lib.step, lib.subscribed, lock_sends(&c)), (Step::Trying, true, vec![(3, Msg::TryLock)]));
+        let mut holding = Lib { step: Step::Holding, ..Lib::default() };
+        p.client_on_msg(&mut holding, 3, Msg::Subscribed, &mut cx(1));
+        assert_eq!((holding.step, holding.subscribed), (Step::Holding, true), "a late SUBSCRIBE answer asks nothing");
+        let waiting = Lib { step: Step::Waiting, subscribed: true, ..Lib::default() };
+        let mut lib = waiting.clone();
+        let mut c = cx(2);
+        p.client_on_msg(&mut lib, 3, Msg::Published, &mut c);
+        assert!(cancelled(&c, Timer::Wake));
+        assert_eq!((lib.step, lock_sends(&c)), (Step::Trying, vec![(3, Msg::TryLock)]));
+        let mut lib = waiting.clone();
+        let mut c = cx(2);
+        p.client_on_timer(&mut lib, Timer::Wake, &mut c);
+        assert_eq!((lib.step, lock_sends(&c)), (Step::Trying, vec![(3, Msg::TryLock)]));
+        let mut lib = Lib { step: Step::Trying, ..Lib::default() };
+        let mut c = cx(2);
+        p.client_on_timer(&mut lib, Timer::Wake, &mut c);
+        assert!(c.effects.is_empty(), "a wake-up for a wait that ended");
+    }
+
+    #[test]
+    fn a_grant_starts_the_watchdog_once_and_unsubscribes_and_the_last_release_stops_it() {
+        let p = redisson(Options::default());
+        let mut lib = Lib { step: Step::Trying, subscribed: true, permit: true, ..Lib::default() };
+        let mut c = cx(1);
+        assert_eq!(
+            p.client_on_msg(&mut lib, 3, Msg::Locked, &mut c),
+            LockEvent::Granted { hold: (), token: None, valid_for: None }
+        );
+        assert!(cancelled(&c, Timer::Timeout) && cancelled(&c, Timer::Wake));
+        assert_eq!((timers(&c), lock_sends(&c)), (vec![(Timer::Watchdog, 3)], vec![(3, Msg::Unsubscribe)]));
+        assert_eq!(
+            (lib.step, lib.depth, lib.renewing, lib.subscribed, lib.permit),
+            (Step::Holding, 1, true, false, false)
+        );
+        lib.step = Step::Trying;
+        let mut c = cx(2);
+        p.client_on_msg(&mut lib, 3, Msg::Locked, &mut c);
+        assert_eq!(
+            (lib.depth, timers(&c), lock_sends(&c)),
+            (2, vec![], vec![]),
+            "a nested hold arms no second watchdog"
+        );
+        let mut c = cx(3);
+        p.release(&mut lib, &(), &mut c);
+        assert_eq!((lib.depth, lib.step, lib.renewing), (1, Step::Holding, true));
+        assert_eq!(lock_sends(&c), vec![(3, Msg::Unlock)]);
+        let mut c = cx(4);
+        lib.renew_tries = 2;
+        p.release(&mut lib, &(), &mut c);
+        assert_eq!((lib.depth, lib.step, lib.renewing, lib.renew_tries), (0, Step::Idle, false, 0));
+        assert!(cancelled(&c, Timer::Watchdog) && cancelled(&c, Timer::RenewRetry));
+    }
+
+    #[test]
+    fn a_renewal_answered_rearms_the_watchdog_one_refused_stops_it_and_retries_go_to_the_next_node() {
+        let p = redisson(Options { replicas: 2, ..Options::default() });
+        let renewing = Lib { step: Step::Holding, depth: 1, renewing: true, renew_tries: 1, ..Lib::default() };
+        let mut lib = renewing.clone();
+        let mut c = cx(3);
+        p.client_on_msg(&mut lib, 3, Msg::Renewed { ok: true }, &mut c);
+        assert!(cancelled(&c, Timer::RenewRetry));
+        assert_eq!((lib.renew_tries, timers(&c)), (0, vec![(Timer::Watchdog, 3)]));
+        let mut stopped = Lib { renewing: false, ..renewing.clone() };
+        let mut c = cx(3);
+        p.client_on_msg(&mut stopped, 3, Msg::Renewed { ok: true }, &mut c);
+        assert!(c.effects.is_empty(), "a stopped watchdog is not restarted by a late answer");
+        let mut lib = renewing.clone();
+        let mut c = cx(3);
+        p.client_on_msg(&mut lib, 3, Msg::Renewed { ok: false }, &mut c);
+        assert!(!lib.renewing && cancelled(&c, Timer::Watchdog));
+        let mut lib = renewing.clone();
+        let mut c = cx(4);
+        p.client_on_timer(&mut lib, Timer::RenewRetry, &mut c);
+        assert_eq!((lib.renew_tries, lib.master), (2, 1));
+        assert_eq!((lock_sends(&c), timers(&c)), (vec![(4, Msg::Renew)], vec![(Timer::RenewRetry, 1)]));
+        let mut idle = Lib::default();
+        let mut c = cx(4);
+        p.client_on_timer(&mut idle, Timer::Watchdog, &mut c);
+        assert!(lock_sends(&c).is_empty(), "no hold, no renewal");
+    }
+
+    #[test]
+    fn a_client_refused_by_a_replica_or_timed_out_tries_the_next_node_and_follows_switch_master() {
+        let p = redisson(Options { replicas: 2, ..Options::default() });
+        let mut lib = Lib { step: Step::Trying, ..Lib::default() };
+        let mut c = cx(1);
+        assert_eq!(
+            p.client_on_msg(&mut lib, 3, Msg::Repl(ReplMsg::ReadOnly), &mut c),
+            LockEvent::Busy { retry_after: 1 }
+        );
+        assert_eq!((lib.step, lib.master), (Step::Idle, 1));
+        assert!(cancelled(&c, Timer::Timeout));
+        let mut holding = Lib { step: Step::Holding, depth: 1, renewing: true, ..Lib::default() };
+        let mut c = cx(1);
+        assert_eq!(p.client_on_msg(&mut holding, 3, Msg::Repl(ReplMsg::ReadOnly), &mut c), LockEvent::Ignore);
+        assert_eq!((holding.step, holding.master, c.effects.len()), (Step::Holding, 1, 0));
+        let mut lib = Lib { step: Step::Subscribing, master: 2, ..Lib::default() };
+        let mut c = cx(2);
+        p.client_on_timer(&mut lib, Timer::Timeout, &mut c);
+        assert_eq!((lib.step, lib.master, lock_sends(&c)), (Step::Subscribing, 0, vec![(3, Msg::Subscribe)]));
+        let mut lib = Lib { step: Step::Waiting, subscribed: true, ..Lib::default() };
+        let mut c = cx(2);
+        p.client_on_msg(&mut lib, 5, Msg::Repl(ReplMsg::SwitchMaster), &mut c);
+        assert_eq!((lib.master, lock_sends(&c)), (2, vec![(5, Msg::Subscribe)]), "subscriptions are not replicated");
+        let mut lib = Lib::default();
+        let mut c = cx(2);
+        p.client_on_msg(&mut lib, 4, Msg::Repl(ReplMsg::SwitchMaster), &mut c);
+        assert_eq!((lib.master, lock_sends(&c)), (1, vec![]));
+    }
+
+    #[test]
+    fn the_master_renews_only_its_owners_lease_expires_it_and_keeps_one_subscription_per_connection() {
+        let p = redisson(Options::default());
+        let mut s = p.server_start(0, &mut cx(0));
+        p.server_on_msg(&mut s, 0, Msg::TryLock, &mut cx(0));
+        let mut c = cx(4);
+        p.server_on_msg(&mut s, 0, Msg::Renew, &mut c);
+        assert_eq!(s.lock.as_ref().map(|h| h.expires_at), Some(13));
+        assert_eq!((lock_sends(&c), timers(&c)), (vec![(0, Msg::Renewed { ok: true })], vec![(Timer::Expire, 9)]));
+        let mut c = cx(5);
+        p.server_on_msg(&mut s, 0, Msg::TryLock, &mut c);
+        p.server_on_msg(&mut s, 0, Msg::Unlock, &mut c);
+        assert_eq!(
+            s.lock.as_ref().map(|h| (h.count, h.expires_at)),
+            Some((1, 14)),
+            "a nested unlock sets the lease again"
+        );
+        assert_eq!(timers(&c), vec![(Timer::Expire, 9), (Timer::Expire, 9)]);
+        let mut c = cx(14);
+        p.server_on_timer(&mut s, Timer::Expire, &mut c);
+        assert!(s.lock.is_none());
+        assert_eq!(c.effects[0], Effect::Observe(Observation::Expired { client: 0 }));
+        let mut c = cx(15);
+        p.server_on_timer(&mut s, Timer::Expire, &mut c);
+        assert!(c.effects.is_empty(), "nothing left to expire");
+        for from in [1, 0, 1] {
+            p.server_on_msg(&mut s, from, Msg::Subscribe, &mut cx(15));
+        }
+        assert_eq!(s.subscribers, vec![0, 1]);
+        p.server_on_msg(&mut s, 1, Msg::Unsubscribe, &mut cx(15));
+        assert_eq!(s.subscribers, vec![0]);
+        let mut c = cx(16);
+        p.server_on_msg(&mut s, 2, Msg::TryLock, &mut c);
+        p.server_on_msg(&mut s, 2, Msg::Unlock, &mut c);
+        assert_eq!(lock_sends(&c), vec![(2, Msg::Locked), (0, Msg::Published)]);
+        assert_eq!(s.published, 0, "only a replicated master counts its messages for the stream");
+    }
+
+    #[test]
+    fn a_replica_lets_no_key_expire_and_a_promotion_or_demotion_moves_the_keys_timer() {
+        let p = redisson(Options { replicas: 1, ..Options::default() });
+        let h = Hash { owner: 0, count: 1, expires_at: 4 };
+        let disk = Durable { role: Some((Role::Replica, 0)), lock: Some(h.clone()) };
+        let mut c = PCx::<Redisson>::new(4, 9);
+        let mut replica = p.server_restart(1, Some(&disk), &mut c);
+        assert_eq!(replica.lock, Some(h.clone()), "a replica keeps a key past its time: its master expires it");
+        assert!(!timers(&c).iter().any(|(t, _)| *t == Timer::Expire));
+        let mut c = PCx::<Redisson>::new(4, 9);
+        p.server_on_timer(&mut replica, Timer::Expire, &mut c);
+        assert_eq!((replica.lock.is_some(), c.effects.len()), (true, 0));
+        let mut c = PCx::<Redisson>::new(4, 9);
+        p.set_master(&replica, true, &mut c);
+        assert_eq!(timers(&c), vec![(Timer::Expire, 0)], "promoted past its expiry: it goes at once");
+        let mut c = PCx::<Redisson>::new(4, 2);
+        p.set_master(&replica, true, &mut c);
+        assert_eq!(timers(&c), vec![(Timer::Expire, 2)]);
+        let mut c = PCx::<Redisson>::new(4, 2);
+        p.set_master(&replica, false, &mut c);
+        assert!(cancelled(&c, Timer::Expire));
+        let mut c = PCx::<Redisson>::new(4, 2);
+        p.set_master(&Server { lock: None, ..replica }, true, &mut c);
+        assert!(c.effects.is_empty());
+        assert_eq!(p.servers(), vec!["redis", "replica-1"]);
+    }
+
     #[test]
     fn the_owner_nests_and_the_last_unlock_deletes_and_publishes_to_subscribers() {
         let p = redisson(Options::default());
