@@ -686,6 +686,169 @@ mod tests {
         super::super::redis::build(o, &env()).unwrap()
     }
 
+    fn timers(cx: &PCx<LeaseLock>) -> Vec<(Timer, i64)> {
+        crate::protocol::lock_timers(cx)
+    }
+
+    fn at(now: i64) -> PCx<LeaseLock> {
+        PCx::<LeaseLock>::new(3, now)
+    }
+
+    #[test]
+    fn a_grant_holds_a_ttl_from_its_instant_and_a_nested_acquire_or_a_transactions_statement_extends_it() {
+        let p = redis(super::super::redis::Options { reentrant: true, ..Default::default() });
+        let mut s = p.server_start(0, &mut cx());
+        p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 2 }, &mut at(2));
+        assert_eq!(s.hold, Some(Hold { owner: 0, asked: 2, count: 1, until: 7 }));
+        let mut c = at(4);
+        p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 4 }, &mut c);
+        assert_eq!(s.hold, Some(Hold { owner: 0, asked: 2, count: 2, until: 9 }));
+        assert_eq!(
+            (timers(&c), replies(&c)),
+            (vec![(Timer::Expire(0), 5)], vec![(0, Msg::Grant { token: None, asked: 4 })])
+        );
+        let mut c = at(5);
+        p.server_on_msg(&mut s, 0, Msg::Release { asked: 4 }, &mut c);
+        assert_eq!(s.hold.as_ref().map(|h| (h.count, h.until)), Some((1, 9)), "a nested release only counts down");
+        assert!(!c.effects.iter().any(|e| matches!(e, Effect::CancelTimer { .. })));
+        let db = super::super::db::build(Default::default(), &env()).unwrap();
+        let mut s = db.server_start(0, &mut cx());
+        db.server_on_msg(&mut s, 0, Msg::Acquire { asked: 1 }, &mut at(1));
+        let mut c = at(3);
+        db.server_on_resource(&mut s, 0, ResReq::Read { token: None, session: 1 }, &mut c);
+        assert_eq!(s.hold.as_ref().map(|h| h.until), Some(8), "idle_in_transaction counts from the last statement");
+        assert_eq!(timers(&c), vec![(Timer::Expire(0), 5)]);
+        let mut c = at(3);
+        db.server_on_resource(&mut s, 0, ResReq::Read { token: None, session: 0 }, &mut c);
+        assert!(c.effects.contains(&Effect::Observe(Observation::WriteRejected { client: 0, token: None })));
+        assert_eq!(s.hold.as_ref().map(|h| h.until), Some(8), "a statement of another transaction extends nothing");
+    }
+
+    #[test]
+    fn a_queued_waiter_is_queued_once_and_gets_the_lock_when_it_is_let_go() {
+        let p = super::super::db::build(Default::default(), &env()).unwrap();
+        let mut s = p.server_start(0, &mut cx());
+        p.server_on_msg(&mut s, 0, Msg::Acquire { asked: 0 }, &mut cx());
+        for (from, asked) in [(1, 1), (2, 1), (1, 2)] {
+            p.server_on_msg(&mut s, from, Msg::Acquire { asked }, &mut cx());
+        }
+        assert_eq!(s.waiters, vec![(1, 1), (2, 1)], "a retried SELECT .. FOR UPDATE is the same wait");
+        let mut c = at(1);
+        p.server_on_msg(&mut s, 0, Msg::Release { asked: 0 }, &mut c);
+        assert_eq!(replies(&c), vec![(1, Msg::Grant { token: None, asked: 1 })]);
+        assert!(c.effects.contains(&Effect::CancelTimer { timer: Tmr::Lock(Timer::Expire(0)) }));
+        assert_eq!((s.waiters.clone(), s.hold.as_ref().map(|h| h.owner)), (vec![(2, 1)], Some(1)));
+    }
+
+    #[test]
+    fn a_replica_refuses_acquires_and_answers_a_compare_and_delete_only_for_its_own_unexpired_key() {
+        let o = super::super::redis::Options { replicas: 1, ..Default::default() };
+        let p = redis(o.clone());
+        let hold = Hold { owner: 0, asked: 2, count: 1, until: 6 };
+        let replica = Server { hold: Some(hold), ..p.server_start(1, &mut PCx::<LeaseLock>::new(4, 0)) };
+        let answer = |p: &LeaseLock, from: NodeId, msg: Msg, now: i64| {
+            let mut s = replica.clone();
+            let mut c = PCx::<LeaseLock>::new(4, now);
+            p.server_on_msg(&mut s, from, msg, &mut c);
+            assert_eq!(s, replica, "a replica changes nothing");
+            replies(&c)
+        };
+        let ro = |to| vec![(to, Msg::Repl(ReplMsg::ReadOnly))];
+        assert_eq!(answer(&p, 1, Msg::Acquire { asked: 3 }, 3), ro(1));
+        assert_eq!(answer(&p, 0, Msg::Release { asked: 2 }, 6), ro(0), "its own key, at its very instant");
+        assert_eq!(answer(&p, 0, Msg::Release { asked: 2 }, 7), vec![], "past its expiry: hidden, no DEL");
+        assert_eq!(answer(&p, 0, Msg::Release { asked: 1 }, 3), vec![], "another attempt's value");
+        assert_eq!(answer(&p, 1, Msg::Release { asked: 2 }, 3), vec![], "another client's key");
+        let reentrant = redis(super::super::redis::Options { reentrant: true, ..o.clone() });
+        assert_eq!(
+            answer(&reentrant, 0, Msg::Release { asked: 1 }, 3),
+            ro(0),
+            "a reentrant lock knows its owner alone"
+        );
+        let del = redis(super::super::redis::Options { release: super::super::redis::Release::Del, ..o });
+        assert_eq!(answer(&del, 1, Msg::Release { asked: 9 }, 9), ro(1), "a plain DEL is a write");
+    }
+
+    #[test]
+    fn a_restarted_server_keeps_a_lease_until_its_instant_and_a_replica_lets_none_expire() {
+        let p = redis(super::super::redis::Options { persistence: true, replicas: 1, ..Default::default() });
+        let hold = Hold { owner: 1, asked: 0, count: 1, until: 6 };
+        let disk = |role| Durable { role, hold: Some(hold.clone()), counter: 3, resource: None, uncommitted: None };
+        for (now, kept) in [(5, true), (6, true), (7, false)] {
+            let mut c = at(now);
+            let s = p.server_restart(0, Some(&disk(Some((Role::Master, 0)))), &mut c);
+            assert_eq!((s.hold.is_some(), s.counter), (kept, 3), "at {now}");
+            if kept {
+                assert!(timers(&c).contains(&(Timer::Expire(1), 6 - now)));
+            } else {
+                assert!(c.effects.contains(&Effect::Observe(Observation::Expired { client: 1 })));
+            }
+        }
+        let mut c = PCx::<LeaseLock>::new(4, 9);
+        let replica = p.server_restart(1, Some(&disk(Some((Role::Replica, 0)))), &mut c);
+        assert_eq!(replica.hold, Some(hold.clone()));
+        assert!(!timers(&c).iter().any(|(t, _)| matches!(t, Timer::Expire(_))));
+        let mut c = PCx::<LeaseLock>::new(4, 9);
+        p.set_master(&replica, true, &mut c);
+        assert_eq!(timers(&c), vec![(Timer::Expire(1), 0)]);
+        let mut c = PCx::<LeaseLock>::new(4, 4);
+        p.set_master(&replica, true, &mut c);
+        p.set_master(&replica, false, &mut c);
+        assert_eq!(timers(&c), vec![(Timer::Expire(1), 2)]);
+        assert!(c.effects.contains(&Effect::CancelTimer { timer: Tmr::Lock(Timer::Expire(1)) }));
+        let mut replica = replica;
+        let mut c = PCx::<LeaseLock>::new(4, 9);
+        p.server_on_timer(&mut replica, Timer::Expire(1), &mut c);
+        assert!(replica.hold.is_some() && c.effects.is_empty(), "keys expire on the master only");
+        let no_ttl = redis(super::super::redis::Options { ttl: false, replicas: 1, ..Default::default() });
+        let mut c = PCx::<LeaseLock>::new(4, 9);
+        no_ttl.set_master(&replica, true, &mut c);
+        assert!(c.effects.is_empty());
+        assert_eq!(p.servers(), vec!["redis", "replica-1"]);
+    }
+
+    #[test]
+    fn the_client_asks_its_master_once_a_tick_takes_a_grant_within_its_validity_and_moves_on_when_refused() {
+        let p = redis(super::super::redis::Options { validity_margin: Some(1), replicas: 2, ..Default::default() });
+        let mut lib = LeaseClient { master: 1 };
+        let mut c = at(2);
+        assert_eq!(p.acquire(&mut lib, &mut c), LockEvent::Ignore);
+        assert_eq!((replies(&c), timers(&c)), (vec![(4, Msg::Acquire { asked: 2 })], vec![(Timer::Timeout, 1)]));
+        let grant = Msg::Grant { token: None, asked: 2 };
+        let mut c = at(5);
+        assert_eq!(
+            p.client_on_msg(&mut lib, 4, grant.clone(), &mut c),
+            LockEvent::Granted { hold: 2, token: None, valid_for: Some(1) }
+        );
+        assert!(c.effects.contains(&Effect::CancelTimer { timer: Tmr::Lock(Timer::Timeout) }));
+        let mut c = at(6);
+        assert_eq!(p.client_on_msg(&mut lib, 4, grant, &mut c), LockEvent::Busy { retry_after: 1 });
+        assert_eq!(replies(&c), vec![(4, Msg::Release { asked: 2 })], "granted too late: let go");
+        let mut c = at(6);
+        assert_eq!(p.client_on_msg(&mut lib, 4, Msg::Busy, &mut c), LockEvent::Busy { retry_after: 1 });
+        assert!(c.effects.contains(&Effect::CancelTimer { timer: Tmr::Lock(Timer::Timeout) }));
+        assert_eq!(
+            p.client_on_msg(&mut lib, 4, Msg::Repl(ReplMsg::ReadOnly), &mut at(6)),
+            LockEvent::Busy { retry_after: 1 }
+        );
+        assert_eq!(lib.master, 2);
+        assert_eq!(p.client_on_timer(&mut lib, Timer::Timeout, &mut at(7)), LockEvent::Busy { retry_after: 0 });
+        assert_eq!(lib.master, 0, "a silent master: the next node");
+        assert_eq!(p.client_on_msg(&mut lib, 5, Msg::Repl(ReplMsg::SwitchMaster), &mut at(7)), LockEvent::Ignore);
+        assert_eq!(lib.master, 2);
+        let mut c = at(8);
+        p.release(&mut lib, &2, &mut c);
+        assert_eq!(replies(&c), vec![(5, Msg::Release { asked: 2 })]);
+        let untimed = super::super::redis::build(Default::default(), &Env { timed: false, ..env() }).unwrap();
+        let mut c = at(0);
+        untimed.acquire(&mut LeaseClient::default(), &mut c);
+        assert!(timers(&c).is_empty(), "no durations, no timeout");
+        let plain = redis(Default::default());
+        let ev =
+            plain.client_on_msg(&mut LeaseClient::default(), 3, Msg::Grant { token: Some(4), asked: 0 }, &mut at(99));
+        assert_eq!(ev, LockEvent::Granted { hold: 0, token: Some(4), valid_for: None }, "no margin: no validity check");
+    }
+
     #[test]
     fn set_nx_grants_once_and_compare_and_delete_ignores_strangers() {
         let p = redis(Default::default());
