@@ -509,3 +509,29 @@ pub(crate) fn check_margin(
     }
     Ok(Some(m))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Env, Workload};
+
+    #[test]
+    fn a_validity_margin_needs_expiring_leases_and_durations_and_must_leave_some_lease() {
+        let env = Env::test(2, Workload::CriticalWrite, 5, 1);
+        let refused =
+            |margin, expires, env: &Env| check_margin(Some(margin), expires, env).err().map(|(field, _)| field);
+        assert_eq!(check_margin(None, false, &env), Ok(None), "no margin, nothing to check");
+        assert_eq!(refused(1, false, &env).as_deref(), Some("validity_margin"));
+        assert_eq!(refused(1, true, &Env { timed: false, ..env.clone() }).as_deref(), Some("validity_margin"));
+        assert_eq!(refused(-1, true, &env).as_deref(), Some("validity_margin"));
+        assert_eq!(refused(5, true, &env).as_deref(), Some("validity_margin"));
+        assert_eq!(check_margin(Some(0), true, &env), Ok(Some(0)));
+        assert_eq!(check_margin(Some(4), true, &env), Ok(Some(4)));
+    }
+
+    #[test]
+    fn a_client_lease_runs_from_the_request_for_the_ttl_less_the_margin() {
+        let lease = ClientLease { ttl: 10, margin: 2 };
+        assert_eq!([lease.left(3, 3), lease.left(3, 10), lease.left(3, 11), lease.left(3, 12)], [8, 1, 0, -1]);
+    }
+}
