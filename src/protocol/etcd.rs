@@ -102,3 +102,22 @@ pub(crate) fn show_timer(ttl: i64, timer: &Timer) -> String {
         Timer::Silence | Timer::Suspended => "connection check".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_id_names_its_client_and_session_and_is_read_back_from_the_key() {
+        assert_eq!([lease_id(0, 0), lease_id(0, 3), lease_id(2, 1)], [0x100, 0x103, 0x301]);
+        assert_eq!([lease_owner(0x100), lease_owner(0x103), lease_owner(0x301)], [0, 0, 2]);
+        assert_eq!(key(lease_id(2, 1)), "/lock/301");
+    }
+
+    #[test]
+    fn the_models_sequence_is_etcds_create_revision_less_one() {
+        assert_eq!([revision(0), revision(1), revision(7)], [1, 2, 8]);
+        assert_eq!([seq_at(1), seq_at(2), seq_at(8)], [0, 1, 7]);
+        assert_eq!([seq_at(0), seq_at(-1)], [0, 0], "no revision before the first");
+    }
+}
