@@ -124,3 +124,45 @@ pub fn build(o: Options, env: &Env) -> Result<LeaseLock, (String, String)> {
     }
     Ok(LeaseLock::new(cfg))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Workload;
+
+    #[test]
+    fn only_an_expiry_column_takes_an_expiry_clock_or_a_validity_margin_and_each_kind_sets_its_knobs() {
+        let env = Env::test(2, Workload::Oversell, 5, 1);
+        let field = |o: Options| build(o, &env).err().map(|(f, _)| f);
+        for lock in [DbLock::UniqueRow, DbLock::ForUpdate, DbLock::Advisory, DbLock::Optimistic] {
+            let client = Options { lock, expiry_clock: ExpiryClock::Client, ..Options::default() };
+            assert_eq!(field(client).as_deref(), Some("expiry_clock"), "{lock:?}");
+            assert_eq!(
+                field(Options { lock, validity_margin: Some(1), ..Options::default() }).as_deref(),
+                Some("validity_margin")
+            );
+        }
+        let cfg = |o: Options| build(o, &env).map(|p| p.cfg).ok();
+        let column = |expiry_clock| Options {
+            lock: DbLock::ExpiryColumn,
+            expiry_clock,
+            validity_margin: Some(1),
+            ..Options::default()
+        };
+        let on_client =
+            cfg(column(ExpiryClock::Client)).map(|c| (c.expires, c.expiry_on_client_clock, c.client_margin));
+        assert_eq!(on_client, Some((false, true, Some(1))));
+        let on_db = cfg(column(ExpiryClock::Database)).map(|c| (c.expires, c.expiry_on_client_clock, c.client_margin));
+        assert_eq!(on_db, Some((true, false, Some(1))));
+        let kind = |lock| {
+            cfg(Options { lock, ..Options::default() })
+                .map(|c| (c.expires, c.queue, c.txn_bound, c.reentrant, c.lockless, c.persist, c.hosts_resource))
+        };
+        assert_eq!(kind(DbLock::UniqueRow), Some((false, false, false, false, false, Persist::Everything, true)));
+        assert_eq!(kind(DbLock::ForUpdate), Some((true, true, true, true, false, Persist::DataOnly, true)));
+        assert_eq!(kind(DbLock::Advisory), Some((true, true, false, true, false, Persist::DataOnly, true)));
+        assert_eq!(kind(DbLock::Optimistic), Some((false, false, false, false, true, Persist::Everything, true)));
+        let no_owner = cfg(Options { owner_check: false, ..Options::default() }).map(|c| c.release_checks_owner);
+        assert_eq!(no_owner, Some(false));
+    }
+}
