@@ -933,6 +933,47 @@ mod tests {
     }
 
     #[test]
+    fn on_a_fifo_connection_a_message_queues_behind_those_sent_before_it_and_moves_up_as_they_go() {
+        use crate::protocol::zookeeper;
+        let spec = crate::spec::load_model(std::path::Path::new("models/zookeeper_not_reentrant.toml")).unwrap();
+        let env = spec.env();
+        let w = World::new(LockSystem::new(zookeeper::build(Default::default(), &env).unwrap(), env), &spec, vec![]);
+        assert!(w.machine.fifo());
+        let zk = (0..w.machine.nodes().len()).find(|&i| w.kind(i) == NodeKind::Server).unwrap();
+        let ping = |session| Wire::Lock(zookeeper::Msg::Ping { session });
+        let mut s = w.init();
+        s.net.clear();
+        let (mut first, mut second) = (Cx::new(0, 0), Cx::new(1, 0));
+        for session in 0..3 {
+            first.send(zk, ping(session));
+        }
+        first.send(1, ping(9));
+        second.send(zk, ping(7));
+        w.apply(&mut s, first, &mut None);
+        w.apply(&mut s, second, &mut None);
+        let queues = |s: &State<LockSystem<zookeeper::ZooKeeper>>| {
+            s.net.iter().map(|e| (e.src, e.dst, e.pos, e.msg.clone())).collect::<Vec<_>>()
+        };
+        let sent = vec![
+            (0, 1, 0, ping(9)),
+            (0, zk, 0, ping(0)),
+            (0, zk, 1, ping(1)),
+            (0, zk, 2, ping(2)),
+            (1, zk, 0, ping(7)),
+        ];
+        assert_eq!(queues(&s), sent, "each connection numbers its own queue");
+        let mut acts = Vec::new();
+        w.actions_of(&s, &mut acts);
+        let heads: Vec<_> =
+            acts.iter().filter_map(|a| if let Action::Deliver(e) = a { Some(e.msg.clone()) } else { None }).collect();
+        assert_eq!(heads, vec![ping(9), ping(0), ping(7)], "only the head of a connection arrives next");
+        let head = s.net[1].clone();
+        let lost = w.step(&s, &Action::Lose(head), None).unwrap();
+        let moved_up = vec![(0, 1, 0, ping(9)), (0, zk, 0, ping(1)), (0, zk, 1, ping(2)), (1, zk, 0, ping(7))];
+        assert_eq!(queues(&lost), moved_up);
+    }
+
+    #[test]
     fn a_partition_drops_what_crosses_it_both_ways() {
         let w = world(false);
         let redis = server(&w);
