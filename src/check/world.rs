@@ -91,7 +91,8 @@ pub enum Action<Msg, T> {
     },
     Partition(NodeId),
     Heal,
-    /// The fault window is over: paused nodes resume, partitions heal, crashed servers and storage restart.
+    /// The fault window is over: paused nodes resume, stuck applications run again, partitions
+    /// heal, crashed servers and storage restart.
     HealAll,
     /// Time passes after the fault window with the faults left in place.
     Linger,

@@ -640,7 +640,9 @@ impl InPlace {
         s.record_as(
             "world".into(),
             "heal",
-            "fault window over: paused nodes resume, partitions heal, crashed servers and storage restart".into(),
+            "fault window over: every paused node resumes, stuck applications run again, partitions heal, held \
+             messages go on, crashed servers and storage restart"
+                .into(),
             false,
         );
         drop(s);
