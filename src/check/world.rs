@@ -855,6 +855,20 @@ mod tests {
         assert!(judged(&w, &s).iter().take(names.len()).all(|&(_, _, ok)| ok), "a property not claimed is not judged");
     }
 
+    /// `lockcheck explore` serves stateright's Explorer on the world through its `Model`: the
+    /// states it walks must be the ones lockcheck's own search judges.
+    #[test]
+    fn stateright_walks_the_same_states_as_the_search() {
+        use stateright::{Checker, Model};
+        let mut w = world(false);
+        w.properties = vec![PropertyName::DeadlockFree];
+        let limits = crate::check::search::Limits { progress: false, ..Default::default() };
+        let found = crate::check::search::bfs(&w, &limits);
+        assert!(found.complete && found.unique > 1000, "{} states", found.unique);
+        let walked = w.checker().spawn_bfs().join();
+        assert_eq!(walked.unique_state_count() as u64, found.unique);
+    }
+
     #[test]
     fn liveness_goals_excuse_a_client_cut_off_or_stuck_only_while_the_faults_stay() {
         let w = world(false);
