@@ -1013,4 +1013,60 @@ mod tests {
         assert!(after.net.iter().all(|e| e.src != redis), "its reply is dropped: {:?}", after.net);
         assert!(after.monitor != s.monitor || after.nodes[redis] != s.nodes[redis], "the cut node acted on it");
     }
+
+    /// Every order of `ids`, each written into the identity order of `n` nodes.
+    fn orders(n: usize, ids: &[NodeId]) -> Vec<Vec<NodeId>> {
+        let mut out = vec![(0..n).collect::<Vec<_>>()];
+        for (k, &slot) in ids.iter().enumerate() {
+            out = out
+                .into_iter()
+                .flat_map(|o| {
+                    ids[..=k].iter().map(move |&other| {
+                        let mut o = o.clone();
+                        o.swap(slot, other);
+                        o
+                    })
+                })
+                .collect();
+        }
+        out
+    }
+
+    /// `s` with every subset of `ids` cut off, each under every renaming of `ids`: one
+    /// representative per subset size, the same whichever of them are cut and however they are named.
+    fn representatives<M: Machine>(w: &World<M>, s: &State<M>, ids: &[NodeId]) -> usize {
+        let mut reps = Vec::new();
+        for mask in 0..1u64 << ids.len() {
+            let mut s = s.clone();
+            s.cut = ids.iter().enumerate().filter(|(bit, _)| mask >> bit & 1 == 1).map(|(_, &id)| 1 << id).sum();
+            let rep = w.canonical(&s);
+            for order in orders(s.nodes.len(), ids) {
+                assert_eq!(w.canonical(&w.renamed(&s, &order)), rep, "cut {:#b} renamed by {order:?}", s.cut);
+            }
+            if !reps.contains(&rep) {
+                reps.push(rep);
+            }
+        }
+        reps.len()
+    }
+
+    #[test]
+    fn renamings_of_a_state_share_one_representative_whichever_clients_or_redlock_nodes_are_cut_off() {
+        let mut spec = crate::spec::load_model(std::path::Path::new("models/redis_partition.toml")).unwrap();
+        spec.spec.setup.clients = 3;
+        let env = spec.env();
+        let w = World::new(LockSystem::new(redis::build(redis::Options::default(), &env).unwrap(), env), &spec, vec![]);
+        assert_eq!(orders(5, &[0, 1, 2]).len(), 6);
+        assert_eq!(representatives(&w, &w.init(), &[0, 1, 2]), 4, "none, one, two or three clients cut off");
+
+        use crate::protocol::redlock;
+        let spec = crate::spec::load_model(std::path::Path::new("models/redlock_crash_restart.toml")).unwrap();
+        let env = spec.env();
+        let o = redlock::Options { nodes: 3, ..Default::default() };
+        let w = World::new(LockSystem::new(redlock::build(o, &env).unwrap(), env), &spec, vec![]);
+        assert!(w.machine.symmetric_servers());
+        let nodes: Vec<NodeId> = (0..w.machine.nodes().len()).filter(|&i| w.kind(i) == NodeKind::Server).collect();
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(representatives(&w, &w.init(), &nodes), 4, "none, one, two or three Redlock nodes cut off");
+    }
 }
