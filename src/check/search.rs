@@ -101,12 +101,35 @@ impl std::fmt::Display for Bytes {
 
 /// Half of the machine's memory (MemTotal in /proc/meminfo), or 4 GiB where that cannot be read.
 pub fn default_max_memory() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+    half_of_machine(std::fs::read_to_string("/proc/meminfo").ok().as_deref())
+}
+
+fn half_of_machine(meminfo: Option<&str>) -> u64 {
+    let total = meminfo.and_then(|m| {
         let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
         line.split_whitespace().nth(1)?.parse::<u64>().ok()
     });
     total.map(|kib| kib * 1024 / 2).unwrap_or(4 << 30)
 }
+
+/// Whether the process, at `resident` bytes and about to take `growth` more, would pass `max`:
+/// 5% stays free for the states between checks and for building the traces afterwards.
+fn over_budget(resident: u64, growth: u64, max: u64) -> bool {
+    resident + growth > max / 20 * 19
+}
+
+/// What storing one more state takes at once, if it takes anything: the search's tables grow by
+/// doubling, so each table (length, capacity, bytes a row) that is full asks for its size again.
+fn doubling(tables: &[(usize, usize, usize)]) -> Option<u64> {
+    let bytes: u64 = tables.iter().filter(|(len, cap, _)| len == cap).map(|&(_, cap, row)| (cap * row) as u64).sum();
+    (bytes > 0).then_some(bytes)
+}
+
+/// A discovered state's row across the parent, depth and goal tables, which grow together.
+const STATE_ROW: usize =
+    std::mem::size_of::<(u32, u32)>() + std::mem::size_of::<u32>() + std::mem::size_of::<(bool, bool)>();
+/// A fingerprint's entry in the index, with the hash table's own overhead.
+const INDEX_ROW: usize = 40;
 
 /// The process's resident memory in bytes (Linux `/proc/self/statm`; 0 where it cannot be read).
 pub fn resident_bytes() -> u64 {
@@ -209,8 +232,6 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
     visit(&init, 0, &mut violation);
     queue.push_back((0, init));
 
-    // 5% stays free for the states between checks and for building the traces afterwards.
-    let over_memory = |growth: u64| resident_bytes() + growth > limits.max_memory / 20 * 19;
     let mut actions = Vec::new();
     let next_job = |q: &mut VecDeque<(u32, State<M>)>| match limits.strategy {
         Strategy::Bfs => q.pop_front(),
@@ -223,11 +244,11 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
         if stopped.is_some() {
             break;
         }
-        if from % 1024 == 0 && over_memory(0) {
+        if from.is_multiple_of(1024) && over_budget(resident_bytes(), 0, limits.max_memory) {
             stopped = Some(Budget::Memory(limits.max_memory));
             break;
         }
-        if from % 1024 == 0 && crate::progress::interrupted() {
+        if from.is_multiple_of(1024) && crate::progress::interrupted() {
             stopped = Some(Budget::Interrupted);
             break;
         }
@@ -247,13 +268,16 @@ pub fn bfs<M: Machine>(w: &World<M>, limits: &Limits) -> Found {
                         stopped = Some(Budget::States(limits.max_states));
                         continue;
                     }
-                    // The tables grow by doubling: stop before a doubling would pass the budget.
-                    let full = |len: usize, cap: usize, bytes: usize| if len == cap { (cap * bytes) as u64 } else { 0 };
-                    let growth = full(parent.len(), parent.capacity(), 8 + 4 + 2)
-                        + full(index.len(), index.capacity(), 40)
-                        + full(queue.len(), queue.capacity(), std::mem::size_of::<(u32, State<M>)>())
-                        + full(edges.len(), edges.capacity(), std::mem::size_of::<(u32, u32, Class)>());
-                    if growth > 0 && over_memory(growth) {
+                    // Stop before a doubling would pass the budget.
+                    let growth = doubling(&[
+                        (parent.len(), parent.capacity(), STATE_ROW),
+                        (index.len(), index.capacity(), INDEX_ROW),
+                        (queue.len(), queue.capacity(), std::mem::size_of::<(u32, State<M>)>()),
+                        (edges.len(), edges.capacity(), std::mem::size_of::<(u32, u32, Class)>()),
+                    ]);
+                    if let Some(growth) = growth
+                        && over_budget(resident_bytes(), growth, limits.max_memory)
+                    {
                         stopped = Some(Budget::Memory(limits.max_memory));
                         continue;
                     }
@@ -481,9 +505,10 @@ mod tests {
 
     #[test]
     fn a_state_budget_stops_at_exactly_that_many_states_and_leaves_the_rest_unjudged() {
-        let s = search(&SAFETY, Limits { max_states: 100, ..quiet() });
+        let all = [SAFETY.as_slice(), &[PropertyName::DeadlockFree]].concat();
+        let s = search(&all, Limits { max_states: 100, ..quiet() });
         assert_eq!((s.found.unique, s.found.complete, s.found.stopped), (100, false, Some(Budget::States(100))));
-        assert_eq!(s.lengths, [None, None, None], "no violation within the first 100 states");
+        assert_eq!(s.lengths, [None; 4], "no violation within the first 100 states, and liveness not judged on a part");
     }
 
     #[test]
@@ -515,6 +540,21 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(default_max_memory(), kib * 1024 / 2);
+        assert_eq!(half_of_machine(Some("MemFree: 8 kB\nMemTotal:       24000 kB\n")), 12000 * 1024);
+        assert_eq!(half_of_machine(None), 4 << 30, "4 GiB where /proc/meminfo cannot be read");
+        assert_eq!(half_of_machine(Some("MemTotal: lots")), 4 << 30);
+    }
+
+    #[test]
+    fn the_memory_budget_keeps_a_twentieth_free_and_counts_only_tables_about_to_double() {
+        assert!(!over_budget(90, 5, 100), "95 of 100 bytes is the most a search may reach");
+        assert!(over_budget(90, 6, 100));
+        assert!(over_budget(96, 0, 100));
+        assert!(!over_budget(0, 0, 0) && over_budget(1, 0, 0));
+        assert_eq!(doubling(&[(3, 8, 40), (7, 16, 14)]), None, "no table is full");
+        assert_eq!(doubling(&[(4, 4, 14), (3, 8, 40), (16, 16, 100)]), Some(4 * 14 + 16 * 100));
+        assert_eq!(doubling(&[(0, 0, 14)]), None, "an empty table's first row is not a doubling worth a check");
+        assert_eq!(STATE_ROW, 14);
     }
 
     #[test]

@@ -338,7 +338,7 @@ impl<M: Machine> World<M> {
 
     /// `s` with node `order[i]` renamed to `i`, everywhere a node id appears.
     fn renamed(&self, s: &State<M>, order: &[NodeId]) -> State<M> {
-        if order.iter().enumerate().all(|(i, &c)| i == c) {
+        if order.iter().copied().eq(0..order.len()) {
             return s.clone();
         }
         let mut map: Vec<NodeId> = (0..s.nodes.len()).collect();
@@ -364,7 +364,8 @@ impl<M: Machine> World<M> {
             e.msg.map_ids(&f);
         }
         t.net.sort();
-        t.cut = (0..s.nodes.len()).filter(|&i| (s.cut >> i) & 1 == 1).fold(0, |acc, i| acc | 1 << f(i));
+        // A renaming moves each cut bit to a place of its own, so the bits add up.
+        t.cut = (0..s.nodes.len()).filter(|&i| (s.cut >> i) & 1 == 1).map(|i| 1 << f(i)).sum();
         t.monitor.permute(&map[..self.clients]);
         t
     }
@@ -890,6 +891,12 @@ mod tests {
         assert_eq!(with(&|t| t.monitor.crashed(0)), (true, true), "a crashed client is finished");
         s.monitor.observe(&Observation::Done { client: 0 });
         assert_eq!(w.goals(&s), (true, true));
+        let mut last = w.init();
+        for client in 0..w.clients - 1 {
+            last.monitor.observe(&Observation::Done { client });
+        }
+        last.cut = 1 << (w.clients - 1);
+        assert_eq!(w.goals(&last), (false, true), "the last client is cut off, the others finished");
     }
 
     #[test]
