@@ -515,6 +515,41 @@ mod tests {
     use super::*;
     use crate::spec::{Env, Workload};
 
+    /// A value that is one node id, as a protocol's hold or a queue entry is.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Id(NodeId);
+
+    impl Ids for Id {
+        fn map_ids(&mut self, f: &dyn Fn(NodeId) -> NodeId) {
+            self.0 = f(self.0);
+        }
+    }
+
+    #[test]
+    fn renaming_reaches_the_ids_inside_options_vectors_messages_lock_events_and_timers() {
+        let swap = |id: NodeId| [1, 0, 2][id];
+        let renamed = |mut v: Vec<Option<Id>>| {
+            v.map_ids(&swap);
+            v
+        };
+        assert_eq!(
+            renamed(vec![Some(Id(0)), None, Some(Id(2)), Some(Id(1))]),
+            [Some(Id(1)), None, Some(Id(2)), Some(Id(0))]
+        );
+        let mut wire = Wire::Lock(Id(0));
+        wire.map_ids(&swap);
+        assert_eq!(wire, Wire::Lock(Id(1)));
+        let mut granted = LockEvent::Granted { hold: Id(1), token: Some(4), valid_for: Some(2) };
+        granted.map_ids(&swap);
+        assert_eq!(granted, LockEvent::Granted { hold: Id(0), token: Some(4), valid_for: Some(2) });
+        let mut lost = LockEvent::Lost { hold: Id(0) };
+        lost.map_ids(&swap);
+        assert_eq!(lost, LockEvent::Lost { hold: Id(1) });
+        let mut timer = Tmr::Lock(Id(1));
+        timer.map_ids(&swap);
+        assert_eq!(timer, Tmr::Lock(Id(0)));
+    }
+
     #[test]
     fn a_validity_margin_needs_expiring_leases_and_durations_and_must_leave_some_lease() {
         let env = Env::test(2, Workload::CriticalWrite, 5, 1);
