@@ -1057,23 +1057,31 @@ mod tests {
         reps.len()
     }
 
+    /// `representatives` of the spec's initial state, cutting off its nodes of one kind; with
+    /// how many there are and whether the family calls its servers interchangeable.
+    struct EveryCut<'a> {
+        spec: &'a crate::spec::Loaded,
+        of: NodeKind,
+    }
+
+    impl crate::registry::Visit for EveryCut<'_> {
+        type Out = (usize, usize, bool);
+        fn visit<P: crate::protocol::Protocol>(self, system: LockSystem<P>) -> Self::Out {
+            let w = World::new(system, self.spec, vec![]);
+            let ids: Vec<NodeId> = (0..w.machine.nodes().len()).filter(|&i| w.kind(i) == self.of).collect();
+            (ids.len(), representatives(&w, &w.init(), &ids), w.machine.symmetric_servers())
+        }
+    }
+
     #[test]
     fn renamings_of_a_state_share_one_representative_whichever_clients_or_redlock_nodes_are_cut_off() {
-        let mut spec = crate::spec::load_model(std::path::Path::new("models/redis_partition.toml")).unwrap();
-        spec.spec.setup.clients = 3;
-        let env = spec.env();
-        let w = World::new(LockSystem::new(redis::build(redis::Options::default(), &env).unwrap(), env), &spec, vec![]);
         assert_eq!(orders(5, &[0, 1, 2]).len(), 6);
-        assert_eq!(representatives(&w, &w.init(), &[0, 1, 2]), 4, "none, one, two or three clients cut off");
-
-        use crate::protocol::redlock;
-        let spec = crate::spec::load_model(std::path::Path::new("models/redlock_crash_restart.toml")).unwrap();
-        let env = spec.env();
-        let o = redlock::Options { nodes: 3, ..Default::default() };
-        let w = World::new(LockSystem::new(redlock::build(o, &env).unwrap(), env), &spec, vec![]);
-        assert!(w.machine.symmetric_servers());
-        let nodes: Vec<NodeId> = (0..w.machine.nodes().len()).filter(|&i| w.kind(i) == NodeKind::Server).collect();
-        assert_eq!(nodes.len(), 3);
-        assert_eq!(representatives(&w, &w.init(), &nodes), 4, "none, one, two or three Redlock nodes cut off");
+        let load = |path: &str| crate::spec::load_model(std::path::Path::new(path)).unwrap();
+        let mut spec = load("models/redis_partition.toml");
+        spec.spec.setup.clients = 3;
+        let cut = |spec, of| crate::registry::build(spec, EveryCut { spec, of }).unwrap();
+        assert_eq!(cut(&spec, NodeKind::Client), (3, 4, false), "none, one, two or three clients cut off");
+        let redlock = load("models/redlock_crash_restart.toml");
+        assert_eq!(cut(&redlock, NodeKind::Server), (3, 4, true), "none, one, two or three Redlock nodes cut off");
     }
 }
