@@ -40,7 +40,7 @@ pub fn build(o: Options, env: &Env) -> Result<ZooKeeper, (String, String)> {
 /// choosing; a counterexample's leases (and so its keys) are named alike in the model and the real
 /// etcd.
 pub(crate) fn lease_id(from: NodeId, session: u8) -> i64 {
-    ((from as i64 + 1) << 8) | session as i64
+    ((from as i64 + 1) << 8) + session as i64
 }
 
 /// The client whose session holds `lease`.

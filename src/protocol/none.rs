@@ -29,7 +29,7 @@ impl Protocol for NoLock {
     type Hold = ();
 
     fn servers(&self) -> Vec<String> {
-        Vec::new()
+        vec![]
     }
     fn resource(&self) -> ResourceHome {
         ResourceHome::Storage(Fencing::None)
@@ -56,5 +56,35 @@ impl Protocol for NoLock {
     }
     fn show_timer(&self, _: &()) -> String {
         String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::property::PropertyName;
+    use crate::protocol::{Machine, NodeKind};
+    use crate::spec::Workload;
+    use crate::system::LockSystem;
+
+    /// No lock service: a crash or a partition aimed at the servers finds none, so the oversell
+    /// without a lock is the clients' and the store's doing alone.
+    #[test]
+    fn without_a_lock_the_world_is_the_clients_and_the_store() {
+        let system = LockSystem::new(NoLock, Env::test(2, Workload::Oversell, 3, 2));
+        let kinds: Vec<(&str, NodeKind)> = system.nodes().iter().map(|n| (n.name.as_str(), n.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![("client-0", NodeKind::Client), ("client-1", NodeKind::Client), ("storage", NodeKind::Storage)]
+        );
+    }
+
+    /// Grants without a lock carry no token, so token order is not judged: a claim on it is refused.
+    #[test]
+    fn without_a_lock_no_token_is_issued_and_token_order_is_not_judged() {
+        let spec = crate::spec::load_model(std::path::Path::new("models/oversell_no_lock.toml")).unwrap();
+        let limits = crate::check::search::Limits::default();
+        let judged = crate::check::judged(&spec, &NoLock, &limits).unwrap();
+        assert!(judged.contains(&PropertyName::NoOversell) && !judged.contains(&PropertyName::TokenMonotonic));
     }
 }
