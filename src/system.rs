@@ -178,6 +178,12 @@ impl<P: Protocol> LockSystem<P> {
         let me = cx.me;
         match (c.phase, ev) {
             (Phase::Acquiring, LockEvent::Granted { hold, token, valid_for }) => {
+                // `token_monotonic` is judged for families that say they issue tokens: a grant
+                // without one would leave it judging nothing.
+                assert!(
+                    token.is_some() || !self.proto.issues_tokens(),
+                    "a family that issues tokens granted without one"
+                );
                 cx.cancel_timer(Tmr::Retry);
                 if let Some(left) = valid_for {
                     assert!(left > 0, "a library must not hand out a hold that is already invalid");

@@ -193,7 +193,7 @@ impl Protocol for Redlock {
     }
 
     fn server_start(&self, _: usize, _: &mut PCx<Self>) -> Node {
-        Node::default()
+        Default::default()
     }
 
     fn server_restart(&self, _: usize, durable: Option<&Self::Durable>, cx: &mut PCx<Self>) -> Node {
@@ -466,6 +466,17 @@ mod tests {
         assert_eq!(a, Attempt::default());
         assert!(cx.effects.contains(&Effect::CancelTimer { timer: Tmr::Lock(Timer::Timeout) }));
         assert_eq!(r.client_on_msg(&mut a, 4, Msg::Unlocked { asked: 0 }, &mut cx), LockEvent::Ignore);
+    }
+
+    /// Without durations every attempt asks at clock 0, so the unlock replies of a released hold
+    /// carry the value of the next attempt: they must not count as that attempt's unlocks.
+    #[test]
+    fn an_unlock_reply_reaching_an_attempt_that_is_not_unlocking_is_ignored() {
+        let r = three(None);
+        let (mut a, _, _) = answered(&r, &[true], 0);
+        let before = a.clone();
+        assert_eq!(r.client_on_msg(&mut a, 2, Msg::Unlocked { asked: 0 }, &mut Cx::new(0, 0)), LockEvent::Ignore);
+        assert_eq!(a, before);
     }
 
     #[test]
