@@ -872,8 +872,19 @@ mod tests {
             redis(super::super::redis::Options { release: super::super::redis::Release::Del, ..Default::default() });
         let mut s = p.server_start(0, &mut cx());
         p.server_on_msg(&mut s, 1, Msg::Acquire { asked: 0 }, &mut cx());
-        p.server_on_msg(&mut s, 0, Msg::Release { asked: 0 }, &mut cx());
+        let mut c = cx();
+        p.server_on_msg(&mut s, 0, Msg::Release { asked: 0 }, &mut c);
         assert!(s.hold.is_none());
+        assert!(
+            c.effects.contains(&Effect::Observe(Observation::ReleasedOther { by: 0, owner: 1 })),
+            "the trace says whose"
+        );
+        p.server_on_msg(&mut s, 1, Msg::Acquire { asked: 1 }, &mut cx());
+        let mut c = cx();
+        p.server_on_msg(&mut s, 1, Msg::Release { asked: 1 }, &mut c);
+        assert!(s.hold.is_none());
+        let other = c.effects.iter().any(|e| matches!(e, Effect::Observe(Observation::ReleasedOther { .. })));
+        assert!(!other, "the owner's own DEL: {:?}", c.effects);
     }
 
     #[test]
@@ -1045,5 +1056,33 @@ mod tests {
         p.server_on_timer(&mut s, Timer::Expire(0), &mut c);
         assert_eq!(s.resource.as_ref().map(|r| r.stock), Some(2), "the abort undoes it");
         assert!(c.effects.contains(&Effect::Observe(Observation::RolledBack { client: 0, stock: 2 })));
+    }
+
+    /// Symmetry reduction renames clients everywhere a state names one: the holder, the queue, the
+    /// client whose transaction is open on disk, a replication stream's key and an expiry timer.
+    #[test]
+    fn renaming_moves_the_holder_the_waiters_the_open_transaction_the_streamed_key_and_the_timer() {
+        use crate::protocol::Ids;
+        let f = |id: NodeId| 2 - id;
+        let hold = |owner| Some(Hold { owner, asked: 3, count: 1, until: 8 });
+        let mut s = Server {
+            hold: hold(0),
+            counter: 4,
+            waiters: vec![(1, 5), (2, 6)],
+            resource: None,
+            committed: None,
+            repl: None,
+        };
+        s.map_ids(&f);
+        assert_eq!((s.hold, s.waiters), (hold(2), vec![(1, 5), (0, 6)]));
+        let mut d = Durable { role: None, hold: hold(0), counter: 4, resource: None, uncommitted: Some(0) };
+        d.map_ids(&f);
+        assert_eq!((d.hold, d.uncommitted), (hold(2), Some(2)));
+        let mut m = Msg::Repl(ReplMsg::Replicate { epoch: 1, offset: 2, state: Keys { hold: hold(0), counter: 4 } });
+        m.map_ids(&f);
+        assert_eq!(m, Msg::Repl(ReplMsg::Replicate { epoch: 1, offset: 2, state: Keys { hold: hold(2), counter: 4 } }));
+        let mut t = Timer::Expire(2);
+        t.map_ids(&f);
+        assert_eq!(t, Timer::Expire(0));
     }
 }
