@@ -1023,7 +1023,11 @@ mod tests {
 
     /// Every order of `ids`, each written into the identity order of `n` nodes.
     fn orders(n: usize, ids: &[NodeId]) -> Vec<Vec<NodeId>> {
-        let mut out = vec![(0..n).collect::<Vec<_>>()];
+        reordered(vec![(0..n).collect()], ids)
+    }
+
+    /// Each of `out` under every order of `ids` (positions it leaves alone).
+    fn reordered(mut out: Vec<Vec<NodeId>>, ids: &[NodeId]) -> Vec<Vec<NodeId>> {
         for (k, &slot) in ids.iter().enumerate() {
             out = out
                 .into_iter()
@@ -1091,19 +1095,9 @@ mod tests {
     fn least_renaming<M: Machine>(w: &World<M>, s: &State<M>) -> State<M> {
         let of = |kind| (0..s.nodes.len()).filter(|&i| w.kind(i) == kind).collect::<Vec<_>>();
         let servers = if w.machine.symmetric_servers() { of(NodeKind::Server) } else { vec![] };
-        let server_orders = orders(s.nodes.len(), &servers);
-        orders(s.nodes.len(), &of(NodeKind::Client))
+        reordered(orders(s.nodes.len(), &of(NodeKind::Client)), &servers)
             .iter()
-            .flat_map(|by_client| {
-                server_orders.iter().map(|by_server| {
-                    let order: Vec<NodeId> = by_client
-                        .iter()
-                        .zip(by_server)
-                        .map(|(&c, &v)| if servers.contains(&v) { v } else { c })
-                        .collect();
-                    w.renamed(s, &order)
-                })
-            })
+            .map(|order| w.renamed(s, order))
             .min()
             .expect("the identity is one of the orders")
     }
