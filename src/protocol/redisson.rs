@@ -549,7 +549,10 @@ impl Protocol for Redisson {
 
     fn client_on_timer(&self, c: &mut Lib, timer: Timer, cx: &mut PCx<Self>) -> LockEvent<()> {
         match (c.step, timer) {
-            (Step::Holding, Timer::Watchdog) if c.renewing => self.renew(c, cx),
+            (Step::Holding, Timer::Watchdog) => {
+                assert!(c.renewing, "a watchdog timer outlived its watchdog: stop_watchdog cancels it");
+                self.renew(c, cx);
+            }
             (Step::Holding, Timer::RenewRetry) if c.renewing && c.renew_tries < self.retry_attempts => {
                 c.renew_tries += 1;
                 replication::next_master(self, &mut c.master);
@@ -745,6 +748,7 @@ mod tests {
         assert_eq!(field(Options { replicas: 4, ..Options::default() }).as_deref(), Some("replicas"));
         let built = |o: Options| build(o, &env).map(|r| (r.lease(), r.watchdog)).ok();
         assert_eq!(built(Options { lease: Some(1), ..Options::default() }), Some((1, None)));
+        assert_eq!(built(Options { watchdog_every: Some(1), ..Options::default() }), Some((9, Some(1))));
         assert_eq!(built(Options { watchdog_every: Some(8), ..Options::default() }), Some((9, Some(8))));
         assert_eq!(built(Options::default()), Some((9, Some(3))), "lockWatchdogTimeout / 3");
         let short = Env::test(3, Workload::CriticalWrite, 2, 1);

@@ -543,7 +543,10 @@ mod tests {
         let [(2, Msg::Repl(answer @ ReplMsg::FullResync { .. }))] = &sends[..] else {
             panic!("the new master answers PSYNC with its state: {sends:?}");
         };
-        p.server_on_msg(&mut old, 3, Msg::Repl(answer.clone()), &mut cx(0, 2));
+        let mut c = cx(0, 2);
+        p.server_on_msg(&mut old, 3, Msg::Repl(answer.clone()), &mut c);
+        let down = (Timer::Repl(ReplTimer::MasterDown), 4);
+        assert_eq!(crate::protocol::lock_timers(&c), vec![down], "the first server's turn comes last");
         assert_eq!(old.hold.as_ref().map(|h| h.owner), Some(1), "the grant made after the stream was sent");
         assert_eq!(old.repl.as_ref().map(|r| r.link), Some(Link::Up(1)));
     }
@@ -694,6 +697,23 @@ mod tests {
         p.server_on_msg(&mut master, 3, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
         assert_eq!(lock_sends(&c), vec![(0, Msg::Grant { token: None, asked: 0 })]);
         assert_eq!(master.repl.as_ref().map(|r| r.pending.is_none()), Some(true));
+    }
+
+    #[test]
+    fn wait_counts_three_replicas_as_three_whatever_the_number_of_clients() {
+        // With three clients the servers are nodes 3 to 6: each replica's bit is its place among
+        // the servers, so the acknowledgements of replicas 1 and 2 are two, and the third's bit fits.
+        let o = crate::protocol::redis::Options { replicas: 3, min_replicas_to_ack: 3, ..Default::default() };
+        let p = crate::protocol::redis::build(o, &Env::test(3, Workload::CriticalWrite, 9, 1)).unwrap();
+        let mut master = p.server_start(0, &mut PCx::<LeaseLock>::new(3, 0));
+        p.server_on_msg(&mut master, 0, Msg::Acquire { asked: 0 }, &mut PCx::<LeaseLock>::new(3, 0));
+        let offset = master.repl.as_ref().map_or(0, |r| r.offset);
+        let mut c = PCx::<LeaseLock>::new(3, 1);
+        p.server_on_msg(&mut master, 4, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
+        p.server_on_msg(&mut master, 5, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
+        assert!(lock_sends(&c).is_empty(), "two acknowledgements of the three WAIT needs");
+        p.server_on_msg(&mut master, 6, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
+        assert_eq!(lock_sends(&c), vec![(0, Msg::Grant { token: None, asked: 0 })]);
     }
 
     #[test]
