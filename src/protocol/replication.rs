@@ -491,7 +491,7 @@ crate::no_ids!(ReplTimer);
 mod tests {
     use super::*;
     use crate::protocol::lease::{LeaseLock, Msg, Timer};
-    use crate::protocol::{Observation, lock_sends};
+    use crate::protocol::{Observation, lock_sends, lock_timers};
     use crate::spec::{Env, Workload};
 
     fn redis(replicas: usize, min_replicas_to_ack: u8) -> LeaseLock {
@@ -546,7 +546,7 @@ mod tests {
         let mut c = cx(0, 2);
         p.server_on_msg(&mut old, 3, Msg::Repl(answer.clone()), &mut c);
         let down = (Timer::Repl(ReplTimer::MasterDown), 4);
-        assert_eq!(crate::protocol::lock_timers(&c), vec![down], "the first server's turn comes last");
+        assert_eq!(lock_timers(&c), vec![down], "the first server's turn comes last");
         assert_eq!(old.hold.as_ref().map(|h| h.owner), Some(1), "the grant made after the stream was sent");
         assert_eq!(old.repl.as_ref().map(|r| r.link), Some(Link::Up(1)));
     }
@@ -624,7 +624,7 @@ mod tests {
         let started = |index: usize, was: Option<Option<(Role, u8)>>| {
             let mut c = cx(index, 0);
             let r = start(&p, index, was, &mut c).map(|r| (r.role, r.epoch, r.link));
-            (r, crate::protocol::lock_timers(&c))
+            (r, lock_timers(&c))
         };
         let (beat, down) = (Timer::Repl(ReplTimer::Heartbeat), Timer::Repl(ReplTimer::MasterDown));
         assert_eq!(started(0, None), (Some((Role::Master, 0, Link::None)), vec![(beat.clone(), 1)]));
