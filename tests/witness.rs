@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use lockcheck::check::search::Limits;
 use lockcheck::property::PropertyName;
 use lockcheck::sim::Options;
@@ -83,9 +85,7 @@ fn every_property_is_claimed_violated_and_holding_and_the_vacuity_flag_is_claime
     assert!(facts.iter().any(|f| f.expect.0.values().any(|v| *v == Verdict::Vacuous)));
 }
 
-fn temp(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lockcheck-witness-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+fn temp(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
@@ -98,7 +98,8 @@ fn a_witness_whose_violation_has_another_cause_fails() {
         .unwrap()
         .replace("crashes = 1\n", "crashes = 1\nmessage_loss = 1\n");
     assert!(text.contains("witness = [\"faults.crashes\"]"));
-    let spec = load_model(&temp("lossy_crash.toml", &text)).unwrap();
+    let dir = common::scratch("witness");
+    let spec = load_model(&temp(&dir, "lossy_crash.toml", &text)).unwrap();
     let twins = model_twins(&spec, &Limits { progress: false, ..Limits::default() }).unwrap();
     assert_eq!(twins.len(), 1);
     assert!(!twins[0].ok(), "{}", twins[0].describe());
@@ -110,8 +111,10 @@ fn a_witness_whose_violation_has_another_cause_fails() {
 fn a_vacuous_claim_is_re_derived() {
     let limits = Limits { progress: false, ..Limits::default() };
     let sold_out = std::fs::read_to_string("models/vacuous_sold_out.toml").unwrap();
-    let check =
-        |name: &str, text: &str| lockcheck::check::check(&load_model(&temp(name, text)).unwrap(), &limits).unwrap();
+    let dir = common::scratch("witness");
+    let check = |name: &str, text: &str| {
+        lockcheck::check::check(&load_model(&temp(&dir, name, text)).unwrap(), &limits).unwrap()
+    };
     assert!(check("as_is.toml", &sold_out).ok());
     assert!(!check("holds.toml", &sold_out.replace("no_oversell = \"vacuous\"", "no_oversell = \"holds\"")).ok());
     let in_stock = sold_out.replace("stock = 0", "stock = 1");
@@ -124,13 +127,14 @@ fn a_vacuous_claim_is_re_derived() {
 #[test]
 fn a_witness_must_name_a_fault_the_spec_turns_on() {
     let base = std::fs::read_to_string("models/redis_gc_pause.toml").unwrap();
+    let dir = common::scratch("witness");
     for (witness, says) in [
         ("faults.partitions", "`faults.partitions` is not set in this spec"),
         ("setup.clients", "`setup.clients` is not a fault setting"),
         ("faults.pause_targets", "`faults.pause_targets` is not set in this spec"),
     ] {
         let text = base.replace("witness = [\"faults.pauses\"]", &format!("witness = [\"{witness}\"]"));
-        let err = load_model(&temp("bad_witness.toml", &text)).unwrap_err().to_string();
+        let err = load_model(&temp(&dir, "bad_witness.toml", &text)).unwrap_err().to_string();
         assert!(err.contains(says) && err.contains("witness"), "{err}");
     }
     let p = Path::new("models/redis_gc_pause.toml");

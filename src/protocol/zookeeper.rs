@@ -643,7 +643,7 @@ impl Protocol for ZooKeeper {
     }
 
     fn server_start(&self, _: usize, _: &mut PCx<Self>) -> Ensemble {
-        Ensemble::default()
+        Default::default()
     }
 
     /// The ensemble's transaction log keeps everything; live sessions get a full timeout again, as
@@ -933,6 +933,25 @@ mod tests {
         assert_eq!(short.ok().and_then(|z| z.curator).map(|c| c.connection_timeout), Some(1));
     }
 
+    /// The trace names the server and its nodes as `zkCli.sh` and etcd do; the sequence number is
+    /// a fencing token only where the spec fences with it (then `token_monotonic` is judged).
+    #[test]
+    fn the_server_and_its_nodes_have_their_systems_names_and_tokens_fence_only_when_asked() {
+        let unfenced = [
+            (zk9(Options::default()), "zookeeper"),
+            (curator9(CuratorOptions::default()), "zookeeper"),
+            (etcd(9, false, &env()), "etcd"),
+        ];
+        for (p, name) in unfenced {
+            assert_eq!((p.servers(), p.issues_tokens()), (vec![name.to_string()], false));
+        }
+        assert!(zk9(Options { fencing: true, ..Options::default() }).issues_tokens());
+        assert!(curator9(CuratorOptions { fencing: true, ..Default::default() }).issues_tokens());
+        assert!(etcd(9, true, &env()).issues_tokens());
+        let delete = Msg::Delete { session: 0, seq: Some(3), close: false };
+        assert_eq!(zk9(Options::default()).show_msg(0, &delete), "delete /lock/lock-0000000002");
+    }
+
     #[test]
     fn a_client_pings_every_third_of_the_session_and_a_request_times_out_after_two_thirds() {
         let ticks = |z: &ZooKeeper| (z.ping_every(), z.request_timeout());
@@ -988,10 +1007,13 @@ mod tests {
         assert_eq!(e.sessions[0], Session { client: 0, epoch: 1, live: true });
         assert_eq!(seqs(&e), vec![(2, 1), (3, 0)]);
         // Curator declared session 0 of client 1 LOST and opened session 1 while 0 still lived.
+        serve(&zk, &mut e, 0, Msg::Exists { session: 1, xid: 2, seq: 2 }, 11);
         serve(&zk, &mut e, 1, Msg::GetChildren { session: 0, xid: 3, watch: true }, 11);
         let cx = serve(&zk, &mut e, 1, create(1), 12);
         assert_eq!(seqs(&e), vec![(3, 0), (4, 1)], "the old session's node goes at once");
         assert_eq!(e.watches, vec![], "and its watches with it");
+        let events: Vec<_> = sent(&cx).into_iter().filter(|(_, m)| matches!(m, Msg::WatchedEvent { .. })).collect();
+        assert_eq!(events, vec![(0, Msg::WatchedEvent { node: Some(2) })], "another client's watch stays and fires");
         assert_eq!(observed(&cx), vec![Observation::Granted { client: 0, token: Some(3) }]);
         let cx = serve(&zk, &mut e, 1, Msg::Ping { session: 0 }, 12);
         assert_eq!(sent(&cx), vec![(1, Msg::SessionExpired { session: 0 })], "an older session than the client's");
@@ -1081,11 +1103,12 @@ mod tests {
         let mut e = Ensemble::default();
         serve(&zk, &mut e, 0, create(0), 0);
         serve(&zk, &mut e, 1, create(0), 0);
-        let cx = serve(&zk, &mut e, 1, Msg::Exists { session: 0, xid: 2, seq: 1 }, 0);
+        let cx = serve(&zk, &mut e, 0, Msg::Exists { session: 0, xid: 2, seq: 1 }, 0);
         assert_eq!(cx.effects.last(), Some(&Effect::Persist(e.clone())), "every request is logged");
         let mut cx = PCx::<ZooKeeper>::new(2, 3);
         zk.server_on_timer(&mut e, Timer::Session(1), &mut cx);
         assert_eq!(cx.effects.last(), Some(&Effect::Persist(e.clone())), "and every expiry");
+        assert_eq!(e.watches, vec![(0, Some(1))], "a live session's watch at the crash");
         let mut cx = PCx::<ZooKeeper>::new(2, 5);
         let back = zk.server_restart(0, Some(&e), &mut cx);
         assert_eq!(timers(&cx), vec![(Timer::Session(0), 9)], "the expired session gets none");
@@ -1246,7 +1269,7 @@ mod tests {
     #[test]
     fn curator_retries_a_request_max_retries_times_then_fails_the_acquire_and_deletes_its_node_for_sure() {
         let zk = curator9(CuratorOptions { max_retries: Some(2), base_sleep: Some(5), ..Default::default() });
-        let mut lib = Lib { step: Step::Listing, mine: Some(4), xid: 5, session: 1, ..Lib::default() };
+        let mut lib = Lib { step: Step::Listing, mine: Some(4), xid: 5, session: 1, suspended: true, ..Lib::default() };
         let mut cx = PCx::<ZooKeeper>::new(0, 6);
         for retries in 1..=2 {
             assert_eq!(zk.client_on_timer(&mut lib, Timer::Timeout, &mut cx), LockEvent::Ignore);
@@ -1256,6 +1279,10 @@ mod tests {
         assert_eq!(zk.client_on_timer(&mut lib, Timer::Timeout, &mut cx), LockEvent::Busy { retry_after: 5 });
         assert_eq!((lib.step, lib.retries, lib.doomed), (Step::Idle, 0, Some(4)));
         assert_eq!(sent(&cx), vec![(2, Msg::Delete { session: 1, seq: Some(4), close: false })]);
+        // Suspended all along, the session is LOST while the failed acquire sleeps before its retry:
+        // no hold or request to fail, and the next request opens a new session.
+        let ev = zk.client_on_timer(&mut lib, Timer::Suspended, &mut PCx::<ZooKeeper>::new(0, 9));
+        assert_eq!((ev, lib), (LockEvent::Ignore, Lib { session: 2, ..Lib::default() }));
         let mut waiting = Lib { step: Step::Waiting, retries: 2, mine: Some(4), ..Lib::default() };
         assert_eq!(
             zk.client_on_timer(&mut waiting, Timer::Timeout, &mut PCx::<ZooKeeper>::new(0, 8)),

@@ -630,10 +630,15 @@ fn version(srvr: &str) -> String {
 mod tests {
     use super::*;
 
+    /// ZooKeeper names a sequential child by the parent's child count before it, ten digits from 0;
+    /// the model names the nodes it deletes and shows (`child_name`) the way the server does.
     #[test]
-    fn a_sequential_name_gives_the_models_number_and_its_protection_owner() {
-        assert_eq!(parse_child("lock-0000000000"), Some((1, None)));
-        assert_eq!(parse_child("_c_1-lock-0000000006"), Some((7, Some(1))));
+    fn a_sequential_name_gives_the_models_number_and_its_protection_owner_and_back() {
+        for (name, child) in [("lock-0000000000", (1, None)), ("_c_1-lock-0000000006", (7, Some(1)))] {
+            assert_eq!(parse_child(name), Some(child));
+            assert_eq!(child_name(child.0, child.1), name);
+        }
+        assert_eq!(children_shown(&[(1, None), (7, Some(1))]), "[lock-0000000000, _c_1-lock-0000000006]");
         assert_eq!(parse_child("other"), None);
         assert_eq!(version("Zookeeper version: 3.8.0-${mvngit.commit.id}, built on x\n"), "ZooKeeper 3.8.0");
     }
