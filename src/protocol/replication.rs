@@ -495,8 +495,12 @@ mod tests {
     use crate::spec::{Env, Workload};
 
     fn redis(replicas: usize, min_replicas_to_ack: u8) -> LeaseLock {
+        redis_for(2, replicas, min_replicas_to_ack)
+    }
+
+    fn redis_for(clients: usize, replicas: usize, min_replicas_to_ack: u8) -> LeaseLock {
         let o = crate::protocol::redis::Options { replicas, min_replicas_to_ack, ..Default::default() };
-        crate::protocol::redis::build(o, &Env::test(2, Workload::CriticalWrite, 6, 1)).unwrap()
+        crate::protocol::redis::build(o, &Env::test(clients, Workload::CriticalWrite, 6, 1)).unwrap()
     }
 
     /// Server `index` (node 2 + index) at `now`.
@@ -700,35 +704,26 @@ mod tests {
     }
 
     #[test]
-    fn wait_counts_three_replicas_as_three_whatever_the_number_of_clients() {
-        // With three clients the servers are nodes 3 to 6: each replica's bit is its place among
-        // the servers, so the acknowledgements of replicas 1 and 2 are two, and the third's bit fits.
-        let o = crate::protocol::redis::Options { replicas: 3, min_replicas_to_ack: 3, ..Default::default() };
-        let p = crate::protocol::redis::build(o, &Env::test(3, Workload::CriticalWrite, 9, 1)).unwrap();
-        let mut master = p.server_start(0, &mut PCx::<LeaseLock>::new(3, 0));
-        p.server_on_msg(&mut master, 0, Msg::Acquire { asked: 0 }, &mut PCx::<LeaseLock>::new(3, 0));
-        let offset = master.repl.as_ref().map_or(0, |r| r.offset);
-        let mut c = PCx::<LeaseLock>::new(3, 1);
-        p.server_on_msg(&mut master, 4, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
-        p.server_on_msg(&mut master, 5, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
-        assert!(lock_sends(&c).is_empty(), "two acknowledgements of the three WAIT needs");
-        p.server_on_msg(&mut master, 6, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
-        assert_eq!(lock_sends(&c), vec![(0, Msg::Grant { token: None, asked: 0 })]);
-    }
-
-    #[test]
     fn wait_answers_the_grant_only_after_enough_acknowledgements() {
-        let p = redis(2, 2);
-        let mut master = p.server_start(0, &mut cx(0, 0));
-        let mut c = cx(0, 0);
-        p.server_on_msg(&mut master, 0, Msg::Acquire { asked: 0 }, &mut c);
-        assert!(lock_sends(&c).is_empty(), "held back for WAIT");
-        let offset = master.repl.as_ref().map_or(0, |r| r.offset);
-        let mut c = cx(0, 1);
-        p.server_on_msg(&mut master, 3, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
-        p.server_on_msg(&mut master, 3, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
-        assert!(lock_sends(&c).is_empty(), "one replica twice is one acknowledgement");
-        p.server_on_msg(&mut master, 4, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
-        assert_eq!(lock_sends(&c), vec![(0, Msg::Grant { token: None, asked: 0 })]);
+        // Each replica's bit is its place among the servers, which start after the clients: with
+        // two clients and with three (where `node / first` and `node - first` part), three
+        // replicas are three acknowledgements.
+        for clients in [2, 3] {
+            let p = redis_for(clients, 3, 3);
+            let server = |now| PCx::<LeaseLock>::new(clients, now);
+            let mut master = p.server_start(0, &mut server(0));
+            let mut c = server(0);
+            p.server_on_msg(&mut master, 0, Msg::Acquire { asked: 0 }, &mut c);
+            assert!(lock_sends(&c).is_empty(), "held back for WAIT");
+            let offset = master.repl.as_ref().expect("a master replicates").offset;
+            let mut c = server(1);
+            let (first, second, third) = (clients + 1, clients + 2, clients + 3);
+            p.server_on_msg(&mut master, first, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
+            p.server_on_msg(&mut master, first, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
+            p.server_on_msg(&mut master, second, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
+            assert!(lock_sends(&c).is_empty(), "one replica twice and another: two acknowledgements");
+            p.server_on_msg(&mut master, third, Msg::Repl(ReplMsg::Ack { offset }), &mut c);
+            assert_eq!(lock_sends(&c), vec![(0, Msg::Grant { token: None, asked: 0 })], "{clients} clients");
+        }
     }
 }
